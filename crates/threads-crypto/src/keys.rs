@@ -1,0 +1,350 @@
+//! The symmetric keys of a thread: service, read and content keys, and the thread key.
+//!
+//! - [`ServiceKey`] (the paper's Follow key) encrypts records: it lets a peer store, verify
+//!   and serve a thread without reading it.
+//! - [`ReadKey`] encrypts event headers, which carry each event's content key.
+//! - [`ContentKey`] encrypts one event body; a fresh one is drawn for every event.
+//! - [`ThreadKey`] is what a member holds: the service key and, for readers, the read key.
+//!
+//! Every key is 32 random bytes, compared in constant time, zeroized on drop and never
+//! printed by `Debug`. None implements `Display`: a secret is written out only by asking for
+//! it by name ([`ThreadKey::to_multibase`]), so it cannot slip into a log line.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rand_core::CryptoRng;
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::aead::{self, AeadError};
+use crate::identity::KeyError;
+
+macro_rules! symmetric_key {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Zeroize, ZeroizeOnDrop)]
+        pub struct $name([u8; 32]);
+
+        impl $name {
+            /// The length of the key in bytes.
+            pub const LEN: usize = 32;
+
+            /// A new key from the operating system's randomness.
+            pub fn generate() -> $name {
+                $name::random(&mut rand::rng())
+            }
+
+            /// A new key from `rng` (deterministic in tests).
+            pub fn random<R: CryptoRng + ?Sized>(rng: &mut R) -> $name {
+                let mut bytes = [0u8; 32];
+                rng.fill_bytes(&mut bytes);
+                $name(bytes)
+            }
+
+            /// The key with these bytes.
+            pub const fn from_bytes(bytes: [u8; 32]) -> $name {
+                $name(bytes)
+            }
+
+            /// The key in `bytes`, which must be 32 bytes long.
+            pub fn from_slice(bytes: &[u8]) -> Result<$name, KeyError> {
+                bytes
+                    .try_into()
+                    .map($name)
+                    .map_err(|_| KeyError::WrongLength { expected: 32, actual: bytes.len() })
+            }
+
+            /// The key's bytes. Handle with care: this is the secret.
+            pub const fn as_bytes(&self) -> &[u8; 32] {
+                &self.0
+            }
+
+            /// Encrypts `plaintext`, binding `associated_data`: `nonce ‖ ciphertext ‖ tag`.
+            pub fn seal(&self, associated_data: &[u8], plaintext: &[u8]) -> Vec<u8> {
+                self.seal_with(associated_data, plaintext, &mut rand::rng())
+            }
+
+            /// [`Self::seal`] with the nonce drawn from `rng` (deterministic in tests).
+            pub fn seal_with<R: CryptoRng + ?Sized>(
+                &self,
+                associated_data: &[u8],
+                plaintext: &[u8],
+                rng: &mut R,
+            ) -> Vec<u8> {
+                aead::seal(&self.0, associated_data, plaintext, rng)
+            }
+
+            /// Decrypts bytes sealed under this key with the same associated data.
+            pub fn open(&self, associated_data: &[u8], sealed: &[u8]) -> Result<Vec<u8>, AeadError> {
+                aead::open(&self.0, associated_data, sealed)
+            }
+        }
+
+        impl PartialEq for $name {
+            fn eq(&self, other: &$name) -> bool {
+                self.0.ct_eq(&other.0).into()
+            }
+        }
+
+        impl Eq for $name {}
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "(<secret>)"))
+            }
+        }
+    };
+}
+
+symmetric_key! {
+    /// The key that encrypts a thread's records (the paper's Follow key). Holding it lets a
+    /// peer replicate, verify and serve the thread, but not read it.
+    ServiceKey
+}
+
+symmetric_key! {
+    /// The key that encrypts a thread's event headers, and so gives access to the content.
+    ReadKey
+}
+
+symmetric_key! {
+    /// The key that encrypts one event's body; drawn fresh for every event and carried in the
+    /// event's header.
+    ContentKey
+}
+
+/// The keys a member holds for a thread: the service key, and the read key if it may read.
+///
+/// The byte form is `service (32) ‖ read (32)`, or the service key alone for a follower;
+/// the text form is that in multibase (base32, prefix `b`), as in go-threads.
+///
+/// ```
+/// use threads_crypto::ThreadKey;
+///
+/// let key = ThreadKey::generate();
+/// assert!(key.can_read());
+/// let text = key.to_multibase();
+/// assert_eq!(text.parse::<ThreadKey>()?, key);
+///
+/// let follower = key.to_follower();
+/// assert!(!follower.can_read());
+/// assert_eq!(follower.service(), key.service());
+/// # Ok::<(), threads_crypto::KeyError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct ThreadKey {
+    service: ServiceKey,
+    read: Option<ReadKey>,
+}
+
+impl ThreadKey {
+    /// A new key with fresh service and read keys.
+    pub fn generate() -> ThreadKey {
+        ThreadKey::random(&mut rand::rng())
+    }
+
+    /// A new key with fresh service and read keys from `rng`.
+    pub fn random<R: CryptoRng + ?Sized>(rng: &mut R) -> ThreadKey {
+        let service = ServiceKey::random(rng);
+        let read = ReadKey::random(rng);
+        ThreadKey {
+            service,
+            read: Some(read),
+        }
+    }
+
+    /// The key of a member that reads: both keys.
+    pub const fn new(service: ServiceKey, read: ReadKey) -> ThreadKey {
+        ThreadKey {
+            service,
+            read: Some(read),
+        }
+    }
+
+    /// The key of a follower: the service key only.
+    pub const fn follower(service: ServiceKey) -> ThreadKey {
+        ThreadKey {
+            service,
+            read: None,
+        }
+    }
+
+    /// The same thread's key without the read key.
+    pub fn to_follower(&self) -> ThreadKey {
+        ThreadKey::follower(self.service.clone())
+    }
+
+    /// The service key.
+    pub const fn service(&self) -> &ServiceKey {
+        &self.service
+    }
+
+    /// The read key, if this member may read.
+    pub const fn read(&self) -> Option<&ReadKey> {
+        self.read.as_ref()
+    }
+
+    /// Whether this key includes the read key.
+    pub const fn can_read(&self) -> bool {
+        self.read.is_some()
+    }
+
+    /// The byte form: 64 bytes, or 32 for a follower. Zeroized when dropped.
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(64));
+        out.extend_from_slice(self.service.as_bytes());
+        if let Some(read) = &self.read {
+            out.extend_from_slice(read.as_bytes());
+        }
+        out
+    }
+
+    /// Parses the byte form (32 or 64 bytes).
+    pub fn from_bytes(bytes: &[u8]) -> Result<ThreadKey, KeyError> {
+        match bytes.len() {
+            32 => Ok(ThreadKey::follower(ServiceKey::from_slice(bytes)?)),
+            64 => Ok(ThreadKey::new(
+                ServiceKey::from_slice(&bytes[..32])?,
+                ReadKey::from_slice(&bytes[32..])?,
+            )),
+            actual => Err(KeyError::WrongLength {
+                expected: 64,
+                actual,
+            }),
+        }
+    }
+
+    /// The text form: the bytes in multibase (base32 lower-case, prefix `b`).
+    pub fn to_multibase(&self) -> Zeroizing<String> {
+        Zeroizing::new(multibase::encode(
+            multibase::Base::Base32Lower,
+            &*self.to_bytes(),
+        ))
+    }
+}
+
+impl FromStr for ThreadKey {
+    type Err = KeyError;
+
+    /// Parses the text form in any multibase.
+    fn from_str(text: &str) -> Result<ThreadKey, KeyError> {
+        let (_, bytes) = multibase::decode(text).map_err(|e| KeyError::Text(e.to_string()))?;
+        let bytes = Zeroizing::new(bytes);
+        ThreadKey::from_bytes(&bytes)
+    }
+}
+
+impl fmt::Debug for ThreadKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadKey")
+            .field("service", &"<secret>")
+            .field("read", &self.read.as_ref().map(|_| "<secret>"))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn debug_hides_secrets() {
+        let key = ThreadKey::new(
+            ServiceKey::from_bytes([0xaa; 32]),
+            ReadKey::from_bytes([0xbb; 32]),
+        );
+        let text = format!(
+            "{key:?} {:?} {:?}",
+            key.service(),
+            ContentKey::from_bytes([0xcc; 32])
+        );
+        assert!(
+            !text.contains("aa") && !text.contains("bb") && !text.contains("cc"),
+            "{text}"
+        );
+        assert!(!text.contains("170"), "{text}");
+    }
+
+    #[test]
+    fn malformed_thread_keys() {
+        for len in [0, 31, 33, 63, 65, 96] {
+            assert!(matches!(
+                ThreadKey::from_bytes(&vec![1; len]),
+                Err(KeyError::WrongLength { actual, .. }) if actual == len
+            ));
+        }
+        assert!(matches!("".parse::<ThreadKey>(), Err(KeyError::Text(_))));
+        assert!(matches!("b!!".parse::<ThreadKey>(), Err(KeyError::Text(_))));
+        assert!(ServiceKey::from_slice(&[0; 16]).is_err());
+    }
+
+    #[test]
+    fn aead_rejects_every_change() {
+        let key = ReadKey::from_bytes([5; 32]);
+        let sealed = key.seal(b"thread/log/header", b"the content key");
+        assert_eq!(sealed.len(), 15 + aead::OVERHEAD);
+        assert_eq!(
+            key.open(b"thread/log/header", &sealed).as_deref(),
+            Ok(&b"the content key"[..])
+        );
+        assert_eq!(
+            key.open(b"thread/log/body", &sealed),
+            Err(AeadError::Authentication)
+        );
+        assert_eq!(
+            ReadKey::from_bytes([6; 32]).open(b"thread/log/header", &sealed),
+            Err(AeadError::Authentication)
+        );
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 0x10;
+            assert_eq!(
+                key.open(b"thread/log/header", &bad),
+                Err(AeadError::Authentication),
+                "byte {i}"
+            );
+        }
+        for len in 0..aead::OVERHEAD {
+            assert_eq!(key.open(b"", &sealed[..len]), Err(AeadError::TooShort(len)));
+        }
+        assert_eq!(
+            key.open(b"thread/log/header", &sealed[..sealed.len() - 1]),
+            Err(AeadError::Authentication)
+        );
+    }
+
+    #[test]
+    fn nonces_are_fresh() {
+        let key = ContentKey::generate();
+        assert_ne!(key.seal(b"", b"same"), key.seal(b"", b"same"));
+    }
+
+    proptest! {
+        #[test]
+        fn thread_key_round_trips(service in any::<[u8; 32]>(), read in any::<Option<[u8; 32]>>()) {
+            let key = match read {
+                Some(read) => ThreadKey::new(ServiceKey::from_bytes(service), ReadKey::from_bytes(read)),
+                None => ThreadKey::follower(ServiceKey::from_bytes(service)),
+            };
+            prop_assert_eq!(ThreadKey::from_bytes(&key.to_bytes()), Ok(key.clone()));
+            let text = key.to_multibase();
+            prop_assert!(text.starts_with('b'));
+            prop_assert_eq!(text.parse::<ThreadKey>(), Ok(key));
+        }
+
+        #[test]
+        fn aead_round_trips(key in any::<[u8; 32]>(), ad in proptest::collection::vec(any::<u8>(), 0..64), plaintext in proptest::collection::vec(any::<u8>(), 0..1024)) {
+            let key = ServiceKey::from_bytes(key);
+            let sealed = key.seal(&ad, &plaintext);
+            prop_assert_eq!(sealed.len(), plaintext.len() + aead::OVERHEAD);
+            prop_assert_eq!(key.open(&ad, &sealed), Ok(plaintext));
+        }
+
+        #[test]
+        fn aead_open_never_panics(key in any::<[u8; 32]>(), bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+            prop_assert!(ServiceKey::from_bytes(key).open(b"", &bytes).is_err());
+        }
+    }
+}
