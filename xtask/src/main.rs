@@ -1,1 +1,370 @@
-fn main() {}
+//! Project automation, run as `cargo xtask <command>` (see `.cargo/config.toml`).
+//!
+//! - `ci`: everything CI checks, in order: formatting, layering, clippy with warnings denied,
+//!   all tests (with nextest when installed), doc tests, and the docs with broken intra-doc
+//!   links denied.
+//! - `layering`: the library crates depend only on crates below them (the order is
+//!   [`LAYERS`]).
+//! - `fuzz <target>|--all [--seconds N]`: runs cargo-fuzz (nightly) and keeps any crashing
+//!   input under `test_data/fuzz/<target>/regressions/`, where ordinary tests replay it.
+//! - `proptest [--cases N]`: all tests with `PROPTEST_CASES=N`.
+//! - `bench`: the criterion benchmarks; their figures go to docs/BENCHMARKS.md by hand.
+//! - `tidy`: source hygiene (every `.rs` file starts with `//!`); also runs as a test.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// The library crates, lowest layer first: each may depend only on those before it.
+const LAYERS: [&str; 8] = [
+    "threads-id",
+    "threads-crypto",
+    "threads-log",
+    "threads-store",
+    "threads-net",
+    "threads-views",
+    "threads-acl",
+    "threads-db",
+];
+
+/// The fuzz targets in `fuzz/fuzz_targets/`.
+const FUZZ_TARGETS: [&str; 4] = [
+    "thread_id_bytes",
+    "thread_id_text",
+    "thread_addr",
+    "keyset_open",
+];
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = args.split_first() else {
+        bail!("usage: cargo xtask <ci|layering|fuzz|proptest|bench|tidy> [options]");
+    };
+    match command.as_str() {
+        "ci" => ci(),
+        "layering" => layering(),
+        "fuzz" => fuzz(rest),
+        "proptest" => proptest(rest),
+        "bench" => bench(rest),
+        "tidy" => tidy(),
+        other => bail!("unknown command {other:?}"),
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .into()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn run(mut cmd: Command) -> Result<()> {
+    eprintln!("$ {}", describe(&cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("starting {}", describe(&cmd)))?;
+    if !status.success() {
+        bail!("{} failed with {status}", describe(&cmd));
+    }
+    Ok(())
+}
+
+fn describe(cmd: &Command) -> String {
+    let mut text = cmd.get_program().to_string_lossy().into_owned();
+    for arg in cmd.get_args() {
+        text.push(' ');
+        text.push_str(&arg.to_string_lossy());
+    }
+    text
+}
+
+fn has_nextest() -> bool {
+    cargo()
+        .args(["nextest", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn ci() -> Result<()> {
+    let started = std::time::Instant::now();
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    run(fmt)?;
+    tidy()?;
+    layering()?;
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(clippy)?;
+    test_all(&[])?;
+    let mut doc = cargo();
+    doc.args(["doc", "--workspace", "--no-deps", "--locked"])
+        .env(
+            "RUSTDOCFLAGS",
+            "-D warnings -D rustdoc::broken_intra_doc_links -D rustdoc::private_intra_doc_links",
+        );
+    run(doc)?;
+    eprintln!("ci: all checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// Runs every test (unit, integration, fuzz replays) and then the doc tests, which nextest
+/// does not run.
+fn test_all(envs: &[(&str, String)]) -> Result<()> {
+    let mut test = cargo();
+    if has_nextest() {
+        test.args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--locked",
+            "--no-fail-fast",
+        ]);
+    } else {
+        test.args(["test", "--workspace", "--locked", "--no-fail-fast"]);
+    }
+    test.envs(envs.iter().map(|(k, v)| (k, v)));
+    run(test)?;
+    let mut doctest = cargo();
+    doctest.args(["test", "--workspace", "--locked", "--doc"]);
+    doctest.envs(envs.iter().map(|(k, v)| (k, v)));
+    run(doctest)
+}
+
+/// The layering violations in `cargo metadata` output, one line each.
+fn layering_violations(metadata: &serde_json::Value) -> Result<Vec<String>> {
+    let packages = metadata["packages"]
+        .as_array()
+        .context("metadata has no packages")?;
+    let members: Vec<&str> = packages.iter().filter_map(|p| p["name"].as_str()).collect();
+    let rank = |name: &str| LAYERS.iter().position(|l| *l == name);
+    let mut bad = Vec::new();
+    for package in packages {
+        let name = package["name"].as_str().unwrap_or_default();
+        let Some(own) = rank(name) else { continue };
+        for dep in package["dependencies"].as_array().into_iter().flatten() {
+            let dep_name = dep["name"].as_str().unwrap_or_default();
+            if !members.contains(&dep_name) {
+                continue;
+            }
+            let dev = dep["kind"].as_str() == Some("dev");
+            match rank(dep_name) {
+                None if !dev => {
+                    bad.push(format!("{name} depends on {dep_name}, which is not a library layer"))
+                }
+                None => {}
+                Some(theirs) if theirs >= own => bad.push(format!(
+                    "{name} (layer {own}) depends on {dep_name} (layer {theirs}): must only point down"
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(bad)
+}
+
+fn layering() -> Result<()> {
+    let output = cargo()
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .output()
+        .context("running cargo metadata")?;
+    if !output.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let bad = layering_violations(&metadata)?;
+    for line in &bad {
+        eprintln!("layering: {line}");
+    }
+    if !bad.is_empty() {
+        bail!("{} layering violation(s)", bad.len());
+    }
+    eprintln!("layering: ok");
+    Ok(())
+}
+
+fn flag_value(args: &[String], flag: &str) -> Result<Option<u64>> {
+    match args.iter().position(|a| a == flag) {
+        None => Ok(None),
+        Some(i) => {
+            let value = args
+                .get(i + 1)
+                .with_context(|| format!("{flag} needs a value"))?;
+            Ok(Some(
+                value.parse().with_context(|| format!("{flag} {value}"))?,
+            ))
+        }
+    }
+}
+
+fn fuzz(args: &[String]) -> Result<()> {
+    let seconds = flag_value(args, "--seconds")?.unwrap_or(60);
+    let targets: Vec<&str> = if args.iter().any(|a| a == "--all") {
+        FUZZ_TARGETS.to_vec()
+    } else {
+        match args.first().filter(|a| !a.starts_with("--")) {
+            Some(target) if FUZZ_TARGETS.contains(&target.as_str()) => vec![target.as_str()],
+            Some(target) => bail!("unknown fuzz target {target:?}; targets: {FUZZ_TARGETS:?}"),
+            None => bail!("usage: cargo xtask fuzz <target>|--all [--seconds N]"),
+        }
+    };
+    let root = root();
+    for target in targets {
+        let corpus = root.join("fuzz/corpus").join(target);
+        let seeds = root.join("test_data/fuzz").join(target).join("corpus");
+        std::fs::create_dir_all(&corpus)?;
+        let mut cmd = Command::new("cargo");
+        cmd.current_dir(&root)
+            .args(["+nightly", "fuzz", "run", target]);
+        cmd.arg(&corpus);
+        if seeds.is_dir() {
+            cmd.arg(&seeds);
+        }
+        cmd.args(["--", &format!("-max_total_time={seconds}")]);
+        let result = run(cmd);
+        keep_crashes(&root, target)?;
+        result?;
+    }
+    Ok(())
+}
+
+/// Copies crash inputs that cargo-fuzz left in `fuzz/artifacts/<target>` to
+/// `test_data/fuzz/<target>/regressions/`, where the replay tests find them.
+fn keep_crashes(root: &Path, target: &str) -> Result<()> {
+    let artifacts = root.join("fuzz/artifacts").join(target);
+    let Ok(entries) = std::fs::read_dir(&artifacts) else {
+        return Ok(());
+    };
+    let keep = root.join("test_data/fuzz").join(target).join("regressions");
+    for entry in entries {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with("crash-") || name.starts_with("oom-") || name.starts_with("timeout-") {
+            std::fs::create_dir_all(&keep)?;
+            std::fs::copy(&path, keep.join(&name))?;
+            eprintln!("fuzz: kept {name} under {}", keep.display());
+        }
+    }
+    Ok(())
+}
+
+fn proptest(args: &[String]) -> Result<()> {
+    let cases = flag_value(args, "--cases")?.unwrap_or(1024);
+    test_all(&[("PROPTEST_CASES", cases.to_string())])
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args(["bench", "--workspace", "--locked"]);
+    if !args.is_empty() {
+        cmd.arg("--").args(args);
+    }
+    run(cmd)
+}
+
+/// Source files that do not start with a `//!` comment.
+fn files_without_module_docs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if path.is_dir() {
+            if !matches!(name.as_str(), "target" | "corpus" | "artifacts" | ".git") {
+                files_without_module_docs(&path, out)?;
+            }
+        } else if name.ends_with(".rs") {
+            let text = std::fs::read_to_string(&path)?;
+            if !text.trim_start().starts_with("//!") {
+                out.push(path);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn tidy() -> Result<()> {
+    let root = root();
+    let mut missing = Vec::new();
+    for dir in ["crates", "xtask", "fuzz", "tests", "benches"] {
+        let dir = root.join(dir);
+        if dir.is_dir() {
+            files_without_module_docs(&dir, &mut missing)?;
+        }
+    }
+    for path in &missing {
+        eprintln!("tidy: {} does not start with a //! comment", path.display());
+    }
+    if !missing.is_empty() {
+        bail!("{} file(s) without module docs", missing.len());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tidy_passes() {
+        tidy().expect("tidy");
+    }
+
+    #[test]
+    fn layering_catches_upward_and_foreign_dependencies() {
+        let metadata = serde_json::json!({"packages": [
+            {"name": "threads-id", "dependencies": [{"name": "threads-crypto", "kind": null}]},
+            {"name": "threads-crypto", "dependencies": [
+                {"name": "threads-id", "kind": null},
+                {"name": "xtask", "kind": "dev"},
+                {"name": "serde", "kind": null}
+            ]},
+            {"name": "threads-log", "dependencies": [{"name": "xtask", "kind": null}]},
+            {"name": "xtask", "dependencies": [{"name": "threads-log", "kind": null}]}
+        ]});
+        let bad = layering_violations(&metadata).expect("valid metadata");
+        assert_eq!(
+            bad,
+            [
+                "threads-id (layer 0) depends on threads-crypto (layer 1): must only point down",
+                "threads-log depends on xtask, which is not a library layer",
+            ]
+        );
+    }
+
+    #[test]
+    fn this_workspace_is_layered() {
+        let output = cargo()
+            .args(["metadata", "--no-deps", "--format-version", "1"])
+            .output()
+            .expect("cargo metadata runs");
+        let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+        assert_eq!(
+            layering_violations(&metadata).expect("valid metadata"),
+            Vec::<String>::new()
+        );
+    }
+}

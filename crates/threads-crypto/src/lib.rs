@@ -10,6 +10,8 @@
 //! - [`KeySet`] / [`SealedKeySet`]: a thread's keys sealed to one recipient's identity
 //!   (x25519 + HKDF-SHA256 + XChaCha20-Poly1305), how invites carry keys.
 //!
+//! [`check`] holds the invariant checks that the fuzz targets and the replay tests share.
+//!
 //! Pure code: no I/O, no async. Randomness comes from the operating system by default, or
 //! from a caller's RNG through the `*_with` / `random` constructors, so tests are
 //! deterministic. Secrets are zeroized on drop and never printed by `Debug`.
@@ -38,6 +40,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod aead;
+pub mod check;
 mod identity;
 mod keys;
 mod keyset;

@@ -5,6 +5,7 @@
 //! - [`LogId`]: a single-writer log's id, the libp2p [`PeerId`] of its ed25519 key.
 //! - [`ThreadAddr`]: `<multiaddr>/p2p/<peer>/thread/<id>`, where a thread can be reached.
 //! - [`varint`]: the strict unsigned varint codec these formats use.
+//! - [`check`]: invariant checks over untrusted input, shared by fuzz targets and tests.
 //!
 //! Every type parses strictly (typed errors, never a panic) and round-trips through its text
 //! and byte forms. docs/FORMAT.md gives the byte layouts.
@@ -23,6 +24,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod addr;
+pub mod check;
 mod log_id;
 mod serde_impl;
 mod thread_id;

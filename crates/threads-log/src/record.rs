@@ -1,0 +1,221 @@
+//! The four blocks of a log entry and how they are encoded, encrypted and signed.
+//!
+//! ```text
+//! record (raw, sealed with the service key) --block--> event (dag-cbor, plain)
+//!     |  prev, skip: earlier records                      |--header--> header (raw, read key)
+//!     |                                                   '--body----> body (raw, content key)
+//! ```
+//!
+//! docs/FORMAT.md gives every byte. The node structs below list their fields in DAG-CBOR's
+//! canonical key order (shorter keys first, then bytewise), because the encoder writes
+//! struct fields in declaration order.
+
+use cid::Cid;
+use serde::{Deserialize, Serialize};
+use threads_crypto::{ContentKey, Signature};
+use threads_id::{LogId, ThreadId};
+
+use crate::block::Block;
+use crate::hlc::Hlc;
+
+/// Which block of an entry something is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Layer {
+    /// The record: links, counter, signature; sealed with the service key.
+    Record,
+    /// The event: links to header and body; plain.
+    Event,
+    /// The header: content key and time; sealed with the read key.
+    Header,
+    /// The body: the payload; sealed with the event's content key.
+    Body,
+}
+
+impl Layer {
+    const fn tag(self) -> u8 {
+        match self {
+            Layer::Record => 1,
+            Layer::Event => 2,
+            Layer::Header => 3,
+            Layer::Body => 4,
+        }
+    }
+}
+
+impl std::fmt::Display for Layer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Layer::Record => "record",
+            Layer::Event => "event",
+            Layer::Header => "header",
+            Layer::Body => "body",
+        })
+    }
+}
+
+/// The domain tag at the front of every signed message and associated data.
+pub(crate) const DOMAIN: &[u8] = b"threads-rs/v1";
+
+/// The associated data that binds a ciphertext of `layer` to its thread and log.
+pub(crate) fn associated_data(layer: Layer, thread: &ThreadId, log: &LogId) -> Vec<u8> {
+    let log = log.to_bytes();
+    let mut ad = Vec::with_capacity(DOMAIN.len() + 1 + ThreadId::LEN + log.len());
+    ad.extend_from_slice(DOMAIN);
+    ad.push(layer.tag());
+    ad.extend_from_slice(&thread.to_bytes());
+    ad.extend_from_slice(&log);
+    ad
+}
+
+/// The record node as it is encoded inside the sealed record block.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct RecordNode {
+    #[serde(with = "serde_bytes")]
+    pub(crate) sig: Vec<u8>,
+    pub(crate) prev: Option<Cid>,
+    pub(crate) skip: Option<Cid>,
+    pub(crate) block: Cid,
+    pub(crate) counter: u64,
+}
+
+/// The event node (a plain dag-cbor block).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct EventNode {
+    pub(crate) body: Cid,
+    pub(crate) header: Cid,
+}
+
+/// The header node as it is encoded inside the sealed header block.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct HeaderNode {
+    #[serde(with = "serde_bytes")]
+    pub(crate) key: Vec<u8>,
+    pub(crate) time: (u64, u32),
+}
+
+/// The message a record's signature covers.
+pub(crate) fn signing_input(
+    thread: &ThreadId,
+    log: &LogId,
+    event: &Cid,
+    prev: Option<&Cid>,
+    skip: Option<&Cid>,
+    counter: u64,
+) -> Vec<u8> {
+    fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+        threads_id::varint::encode(bytes.len() as u64, out);
+        out.extend_from_slice(bytes);
+    }
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(DOMAIN);
+    out.extend_from_slice(b"/record");
+    out.extend_from_slice(&thread.to_bytes());
+    put(&mut out, &log.to_bytes());
+    put(&mut out, &event.to_bytes());
+    put(&mut out, &prev.map(Cid::to_bytes).unwrap_or_default());
+    put(&mut out, &skip.map(Cid::to_bytes).unwrap_or_default());
+    out.extend_from_slice(&counter.to_be_bytes());
+    out
+}
+
+/// A record that was decrypted and whose signature verified: the log-level facts a follower
+/// can see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub(crate) cid: Cid,
+    pub(crate) event: Cid,
+    pub(crate) prev: Option<Cid>,
+    pub(crate) skip: Option<Cid>,
+    pub(crate) counter: u64,
+    pub(crate) signature: Signature,
+}
+
+impl Record {
+    /// The record's CID: the log's head once this record is appended.
+    pub const fn cid(&self) -> &Cid {
+        &self.cid
+    }
+
+    /// The CID of the event block.
+    pub const fn event(&self) -> &Cid {
+        &self.event
+    }
+
+    /// The previous record, or `None` for the genesis record.
+    pub const fn prev(&self) -> Option<&Cid> {
+        self.prev.as_ref()
+    }
+
+    /// The skip link: the record at [`crate::skip_target`] of this counter, when that is
+    /// not the previous record.
+    pub const fn skip(&self) -> Option<&Cid> {
+        self.skip.as_ref()
+    }
+
+    /// The position in the log, from 1 for the genesis record.
+    pub const fn counter(&self) -> u64 {
+        self.counter
+    }
+
+    /// The log key's signature.
+    pub const fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    /// The head this record makes: its CID and counter.
+    pub const fn head(&self) -> Head {
+        Head {
+            cid: self.cid,
+            counter: self.counter,
+        }
+    }
+}
+
+/// The head of a log: its latest record's CID and counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Head {
+    /// The latest record's CID.
+    pub cid: Cid,
+    /// The latest record's counter (the number of records in the log).
+    pub counter: u64,
+}
+
+/// A decrypted header: the event's content key and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub(crate) key: ContentKey,
+    pub(crate) time: Hlc,
+}
+
+impl Header {
+    /// The key that encrypts the event's body.
+    pub const fn content_key(&self) -> &ContentKey {
+        &self.key
+    }
+
+    /// The event's hybrid logical clock time.
+    pub const fn time(&self) -> Hlc {
+        self.time
+    }
+}
+
+/// All blocks of one log entry, as a writer produces them and a store keeps them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The sealed record block; its CID is the new head.
+    pub record: Block,
+    /// The plain event block.
+    pub event: Block,
+    /// The sealed header block.
+    pub header: Block,
+    /// The sealed body block.
+    pub body: Block,
+}
+
+impl Entry {
+    /// The four blocks, record first.
+    pub fn blocks(&self) -> [&Block; 4] {
+        [&self.record, &self.event, &self.header, &self.body]
+    }
+}
