@@ -38,3 +38,13 @@ fn thread_addr() {
 fn keyset_open() {
     replay("keyset_open", threads_crypto::check::keyset_open);
 }
+
+#[test]
+fn record_decode() {
+    replay("record_decode", threads_log::check::record_bytes);
+}
+
+#[test]
+fn log_append() {
+    replay("log_append", threads_log::check::append_model);
+}

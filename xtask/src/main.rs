@@ -29,11 +29,13 @@ const LAYERS: [&str; 8] = [
 ];
 
 /// The fuzz targets in `fuzz/fuzz_targets/`.
-const FUZZ_TARGETS: [&str; 4] = [
+const FUZZ_TARGETS: [&str; 6] = [
     "thread_id_bytes",
     "thread_id_text",
     "thread_addr",
     "keyset_open",
+    "record_decode",
+    "log_append",
 ];
 
 fn main() -> Result<()> {

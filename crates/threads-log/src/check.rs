@@ -33,3 +33,83 @@ pub fn record_bytes(data: &[u8]) {
     }
     let _ = verifier.open_records(&[block]);
 }
+
+/// A stateful check: interprets `ops` as a sequence of operations on one log and compares
+/// the log against a simple model (the list of payloads appended).
+///
+/// Each byte is one operation: below 128 appends a payload of `byte % 16` copies of the
+/// byte; 128 to 191 verifies the whole log from genesis at reader level and compares the
+/// payloads with the model; 192 and above changes one byte of one block (chosen by the byte)
+/// and checks that verification rejects the log, then restores it.
+pub fn append_model(ops: &[u8]) {
+    use crate::{Appended, Hlc, Writer, skip_target};
+
+    let (thread, key, identity) = fixture();
+    let Ok(writer) = Writer::new(identity, thread, &key) else {
+        return;
+    };
+    let Ok(verifier) = Verifier::new(thread, writer.log_id(), &key) else {
+        return;
+    };
+    let mut log: Vec<Appended> = Vec::new();
+    let mut model: Vec<Vec<u8>> = Vec::new();
+    let verify = |log: &[Appended]| -> Result<Vec<Vec<u8>>, crate::VerifyError> {
+        let mut head = None;
+        let mut out = Vec::new();
+        for a in log {
+            let (record, event) = verifier.verify_entry(head.as_ref(), &a.entry)?;
+            if let Some(t) = skip_target(record.counter()) {
+                Verifier::check_skip(&record, log[t as usize - 1].record.cid())?;
+            }
+            head = Some(record.head());
+            out.push(event.into_payload());
+        }
+        Ok(out)
+    };
+    for (step, &op) in ops.iter().take(64).enumerate() {
+        if op < 128 {
+            let payload = vec![op; usize::from(op % 16)];
+            let prev = log.last().map(|a| a.record.head());
+            let counter = log.len() as u64 + 1;
+            let skip = skip_target(counter).map(|t| *log[t as usize - 1].record.cid());
+            let appended = writer
+                .append(prev.as_ref(), skip, &payload, Hlc::new(step as u64, 0))
+                .unwrap_or_else(|e| panic!("append {counter} failed: {e}"));
+            log.push(appended);
+            model.push(payload);
+        } else if op < 192 {
+            assert_eq!(
+                verify(&log).ok().as_ref(),
+                Some(&model),
+                "log disagrees with the model"
+            );
+        } else if !log.is_empty() {
+            let i = usize::from(op) % log.len();
+            let layer = usize::from(op) / 7 % 4;
+            let original = log[i].entry.clone();
+            let entry = &mut log[i].entry;
+            let block = [&entry.record, &entry.event, &entry.header, &entry.body][layer];
+            let mut data = block.data().to_vec();
+            let at = usize::from(op) % data.len().max(1);
+            if let Some(byte) = data.get_mut(at) {
+                *byte ^= 0x01;
+            }
+            let changed = if layer == 1 {
+                Block::dag_cbor(data)
+            } else {
+                Block::raw(data)
+            };
+            match layer {
+                0 => entry.record = changed,
+                1 => entry.event = changed,
+                2 => entry.header = changed,
+                _ => entry.body = changed,
+            }
+            assert!(
+                verify(&log).is_err(),
+                "a changed block of entry {i} went unnoticed"
+            );
+            log[i].entry = original;
+        }
+    }
+}
