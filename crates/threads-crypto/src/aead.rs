@@ -4,7 +4,7 @@
 //! data that binds the ciphertext to its place (thread, log, layer); opening with any other
 //! associated data fails, as does any change to nonce, ciphertext or tag.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand_core::CryptoRng;
 
@@ -36,19 +36,19 @@ pub(crate) fn seal<R: CryptoRng + ?Sized>(
 ) -> Vec<u8> {
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill_bytes(&mut nonce);
+    // One buffer, encrypted in place: nonce ‖ ciphertext ‖ tag.
+    let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(plaintext);
     let cipher = XChaCha20Poly1305::new(&(*key).into());
-    let ciphertext = cipher
-        .encrypt(
+    let tag = cipher
+        .encrypt_inout_detached(
             &XNonce::from(nonce),
-            Payload {
-                msg: plaintext,
-                aad: associated_data,
-            },
+            associated_data,
+            (&mut out[NONCE_LEN..]).into(),
         )
         .unwrap_or_else(|_| unreachable!("XChaCha20-Poly1305 encrypts any length that fits"));
-    let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ciphertext);
+    out.extend_from_slice(&tag);
     out
 }
 
@@ -61,18 +61,27 @@ pub(crate) fn open(
     if sealed.len() < OVERHEAD {
         return Err(AeadError::TooShort(sealed.len()));
     }
-    let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
     let nonce: [u8; NONCE_LEN] = nonce
         .try_into()
         .unwrap_or_else(|_| unreachable!("split at NONCE_LEN"));
+    let tag: [u8; TAG_LEN] = tag
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("split at TAG_LEN"));
+    let mut plaintext = ciphertext.to_vec();
     let cipher = XChaCha20Poly1305::new(&(*key).into());
-    cipher
-        .decrypt(
-            &XNonce::from(nonce),
-            Payload {
-                msg: ciphertext,
-                aad: associated_data,
-            },
-        )
-        .map_err(|_| AeadError::Authentication)
+    match cipher.decrypt_inout_detached(
+        &XNonce::from(nonce),
+        associated_data,
+        plaintext.as_mut_slice().into(),
+        &tag.into(),
+    ) {
+        Ok(()) => Ok(plaintext),
+        Err(_) => {
+            // Do not hand back (or leave around) unauthenticated plaintext.
+            plaintext.fill(0);
+            Err(AeadError::Authentication)
+        }
+    }
 }

@@ -94,27 +94,42 @@ pub(crate) struct HeaderNode {
     pub(crate) time: (u64, u32),
 }
 
-/// The message a record's signature covers.
+/// The fixed front of every signed message of one log: domain, thread and log.
+pub(crate) fn signing_prefix(thread: &ThreadId, log: &LogId) -> Vec<u8> {
+    let log = log.to_bytes();
+    let mut out = Vec::with_capacity(DOMAIN.len() + 7 + ThreadId::LEN + 1 + log.len());
+    out.extend_from_slice(DOMAIN);
+    out.extend_from_slice(b"/record");
+    out.extend_from_slice(&thread.to_bytes());
+    threads_id::varint::encode(log.len() as u64, &mut out);
+    out.extend_from_slice(&log);
+    out
+}
+
+/// The message a record's signature covers: the log's [`signing_prefix`], then the event,
+/// prev and skip CIDs (each length-prefixed, empty when absent) and the counter.
 pub(crate) fn signing_input(
-    thread: &ThreadId,
-    log: &LogId,
+    prefix: &[u8],
     event: &Cid,
     prev: Option<&Cid>,
     skip: Option<&Cid>,
     counter: u64,
 ) -> Vec<u8> {
-    fn put(out: &mut Vec<u8>, bytes: &[u8]) {
-        threads_id::varint::encode(bytes.len() as u64, out);
-        out.extend_from_slice(bytes);
+    fn put(out: &mut Vec<u8>, cid: Option<&Cid>) {
+        match cid {
+            None => out.push(0),
+            Some(cid) => {
+                threads_id::varint::encode(cid.encoded_len() as u64, out);
+                cid.write_bytes(&mut *out)
+                    .unwrap_or_else(|_| unreachable!("writing to a Vec cannot fail"));
+            }
+        }
     }
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(DOMAIN);
-    out.extend_from_slice(b"/record");
-    out.extend_from_slice(&thread.to_bytes());
-    put(&mut out, &log.to_bytes());
-    put(&mut out, &event.to_bytes());
-    put(&mut out, &prev.map(Cid::to_bytes).unwrap_or_default());
-    put(&mut out, &skip.map(Cid::to_bytes).unwrap_or_default());
+    let mut out = Vec::with_capacity(prefix.len() + 3 * 40 + 8);
+    out.extend_from_slice(prefix);
+    put(&mut out, Some(event));
+    put(&mut out, prev);
+    put(&mut out, skip);
     out.extend_from_slice(&counter.to_be_bytes());
     out
 }

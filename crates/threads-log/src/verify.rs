@@ -19,7 +19,7 @@ use crate::block::{Block, DAG_CBOR, RAW, decode_canonical};
 use crate::hlc::Hlc;
 use crate::record::{
     Entry, EventNode, Head, Header, HeaderNode, Layer, Record, RecordNode, associated_data,
-    signing_input,
+    signing_input, signing_prefix,
 };
 use crate::skip::skip_target;
 
@@ -141,6 +141,7 @@ pub struct Verifier {
     ad_record: Vec<u8>,
     ad_header: Vec<u8>,
     ad_body: Vec<u8>,
+    signing_prefix: Vec<u8>,
 }
 
 impl Verifier {
@@ -151,6 +152,7 @@ impl Verifier {
             ad_record: associated_data(Layer::Record, &thread, &log),
             ad_header: associated_data(Layer::Header, &thread, &log),
             ad_body: associated_data(Layer::Body, &thread, &log),
+            signing_prefix: signing_prefix(&thread, &log),
             thread,
             log,
             public,
@@ -215,8 +217,7 @@ impl Verifier {
             });
         }
         let message = signing_input(
-            &self.thread,
-            &self.log,
+            &self.signing_prefix,
             &node.block,
             node.prev.as_ref(),
             node.skip.as_ref(),

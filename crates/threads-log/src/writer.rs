@@ -9,6 +9,7 @@ use crate::block::{Block, encode};
 use crate::hlc::Hlc;
 use crate::record::{
     Entry, EventNode, Head, HeaderNode, Layer, Record, RecordNode, associated_data, signing_input,
+    signing_prefix,
 };
 use crate::skip::skip_target;
 
@@ -78,6 +79,7 @@ pub struct Writer {
     ad_record: Vec<u8>,
     ad_header: Vec<u8>,
     ad_body: Vec<u8>,
+    signing_prefix: Vec<u8>,
 }
 
 impl Writer {
@@ -93,6 +95,7 @@ impl Writer {
             ad_record: associated_data(Layer::Record, &thread, &log),
             ad_header: associated_data(Layer::Header, &thread, &log),
             ad_body: associated_data(Layer::Body, &thread, &log),
+            signing_prefix: signing_prefix(&thread, &log),
             identity,
             log,
             thread,
@@ -160,8 +163,7 @@ impl Writer {
         }));
         let prev_cid = prev.map(|h| h.cid);
         let message = signing_input(
-            &self.thread,
-            &self.log,
+            &self.signing_prefix,
             event.cid(),
             prev_cid.as_ref(),
             skip.as_ref(),
