@@ -4,7 +4,7 @@
 //!   all tests (with nextest when installed), doc tests, and the docs with broken intra-doc
 //!   links denied.
 //! - `layering`: the library crates depend only on crates below them (the order is
-//!   [`LAYERS`]).
+//!   `LAYERS`).
 //! - `fuzz <target>|--all [--seconds N]`: runs cargo-fuzz (nightly) and keeps any crashing
 //!   input under `test_data/fuzz/<target>/regressions/`, where ordinary tests replay it.
 //! - `proptest [--cases N]`: all tests with `PROPTEST_CASES=N`.
