@@ -58,7 +58,7 @@ impl std::fmt::Display for Layer {
 pub(crate) const DOMAIN: &[u8] = b"threads-rs/v1";
 
 /// The associated data that binds a ciphertext of `layer` to its thread and log.
-pub(crate) fn associated_data(layer: Layer, thread: &ThreadId, log: &LogId) -> Vec<u8> {
+fn associated_data(layer: Layer, thread: &ThreadId, log: &LogId) -> Vec<u8> {
     let log = log.to_bytes();
     let mut ad = Vec::with_capacity(DOMAIN.len() + 1 + ThreadId::LEN + log.len());
     ad.extend_from_slice(DOMAIN);
@@ -95,7 +95,7 @@ pub(crate) struct HeaderNode {
 }
 
 /// The fixed front of every signed message of one log: domain, thread and log.
-pub(crate) fn signing_prefix(thread: &ThreadId, log: &LogId) -> Vec<u8> {
+fn signing_prefix(thread: &ThreadId, log: &LogId) -> Vec<u8> {
     let log = log.to_bytes();
     let mut out = Vec::with_capacity(DOMAIN.len() + 7 + ThreadId::LEN + 1 + log.len());
     out.extend_from_slice(DOMAIN);
@@ -108,7 +108,7 @@ pub(crate) fn signing_prefix(thread: &ThreadId, log: &LogId) -> Vec<u8> {
 
 /// The message a record's signature covers: the log's [`signing_prefix`], then the event,
 /// prev and skip CIDs (each length-prefixed, empty when absent) and the counter.
-pub(crate) fn signing_input(
+fn signing_input(
     prefix: &[u8],
     event: &Cid,
     prev: Option<&Cid>,
@@ -132,6 +132,42 @@ pub(crate) fn signing_input(
     put(&mut out, skip);
     out.extend_from_slice(&counter.to_be_bytes());
     out
+}
+
+/// What every block of one log is bound to, computed once per writer or verifier: the
+/// associated data of each sealed layer and the front of every signed message.
+#[derive(Debug, Clone)]
+pub(crate) struct LogContext {
+    pub(crate) thread: ThreadId,
+    pub(crate) log: LogId,
+    pub(crate) ad_record: Vec<u8>,
+    pub(crate) ad_header: Vec<u8>,
+    pub(crate) ad_body: Vec<u8>,
+    signing_prefix: Vec<u8>,
+}
+
+impl LogContext {
+    pub(crate) fn new(thread: ThreadId, log: LogId) -> LogContext {
+        LogContext {
+            ad_record: associated_data(Layer::Record, &thread, &log),
+            ad_header: associated_data(Layer::Header, &thread, &log),
+            ad_body: associated_data(Layer::Body, &thread, &log),
+            signing_prefix: signing_prefix(&thread, &log),
+            thread,
+            log,
+        }
+    }
+
+    /// The message a record of this log with these links and counter is signed over.
+    pub(crate) fn signing_input(
+        &self,
+        event: &Cid,
+        prev: Option<&Cid>,
+        skip: Option<&Cid>,
+        counter: u64,
+    ) -> Vec<u8> {
+        signing_input(&self.signing_prefix, event, prev, skip, counter)
+    }
 }
 
 /// A record that was decrypted and whose signature verified: the log-level facts a follower

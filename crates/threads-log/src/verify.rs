@@ -18,8 +18,7 @@ use threads_id::{LogId, ThreadId};
 use crate::block::{Block, DAG_CBOR, RAW, decode_canonical};
 use crate::hlc::Hlc;
 use crate::record::{
-    Entry, EventNode, Head, Header, HeaderNode, Layer, Record, RecordNode, associated_data,
-    signing_input, signing_prefix,
+    Entry, EventNode, Head, Header, HeaderNode, Layer, LogContext, Record, RecordNode,
 };
 use crate::skip::skip_target;
 
@@ -133,15 +132,10 @@ struct Unchecked {
 /// Verifies entries of one log of one thread.
 #[derive(Debug)]
 pub struct Verifier {
-    thread: ThreadId,
-    log: LogId,
     public: PublicKey,
     service: ServiceKey,
     read: Option<ReadKey>,
-    ad_record: Vec<u8>,
-    ad_header: Vec<u8>,
-    ad_body: Vec<u8>,
-    signing_prefix: Vec<u8>,
+    ctx: LogContext,
 }
 
 impl Verifier {
@@ -149,12 +143,7 @@ impl Verifier {
     pub fn new(thread: ThreadId, log: LogId, key: &ThreadKey) -> Result<Verifier, VerifyError> {
         let public = PublicKey::from_log_id(&log).map_err(VerifyError::LogKey)?;
         Ok(Verifier {
-            ad_record: associated_data(Layer::Record, &thread, &log),
-            ad_header: associated_data(Layer::Header, &thread, &log),
-            ad_body: associated_data(Layer::Body, &thread, &log),
-            signing_prefix: signing_prefix(&thread, &log),
-            thread,
-            log,
+            ctx: LogContext::new(thread, log),
             public,
             service: key.service().clone(),
             read: key.read().cloned(),
@@ -163,12 +152,12 @@ impl Verifier {
 
     /// The log.
     pub const fn log_id(&self) -> LogId {
-        self.log
+        self.ctx.log
     }
 
     /// The thread.
     pub const fn thread_id(&self) -> ThreadId {
-        self.thread
+        self.ctx.thread
     }
 
     /// Whether this verifier can read headers and bodies.
@@ -185,7 +174,7 @@ impl Verifier {
         }
         let plain = self
             .service
-            .open(&self.ad_record, block.data())
+            .open(&self.ctx.ad_record, block.data())
             .map_err(|source| VerifyError::Decrypt {
                 layer: Layer::Record,
                 source,
@@ -216,8 +205,7 @@ impl Verifier {
                 counter: node.counter,
             });
         }
-        let message = signing_input(
-            &self.signing_prefix,
+        let message = self.ctx.signing_input(
             &node.block,
             node.prev.as_ref(),
             node.skip.as_ref(),
@@ -359,7 +347,7 @@ impl Verifier {
             }
         }
         let plain = read
-            .open(&self.ad_header, header.data())
+            .open(&self.ctx.ad_header, header.data())
             .map_err(|source| VerifyError::Decrypt {
                 layer: Layer::Header,
                 source,
@@ -374,7 +362,7 @@ impl Verifier {
             reason: e.to_string(),
         })?;
         let payload =
-            key.open(&self.ad_body, body.data())
+            key.open(&self.ctx.ad_body, body.data())
                 .map_err(|source| VerifyError::Decrypt {
                     layer: Layer::Body,
                     source,

@@ -7,10 +7,7 @@ use threads_id::{LogId, ThreadId};
 
 use crate::block::{Block, encode};
 use crate::hlc::Hlc;
-use crate::record::{
-    Entry, EventNode, Head, HeaderNode, Layer, Record, RecordNode, associated_data, signing_input,
-    signing_prefix,
-};
+use crate::record::{Entry, EventNode, Head, HeaderNode, LogContext, Record, RecordNode};
 use crate::skip::skip_target;
 
 /// Why an append was refused. Nothing is produced on error.
@@ -72,14 +69,9 @@ pub struct Appended {
 #[derive(Debug)]
 pub struct Writer {
     identity: Identity,
-    log: LogId,
-    thread: ThreadId,
     service: ServiceKey,
     read: ReadKey,
-    ad_record: Vec<u8>,
-    ad_header: Vec<u8>,
-    ad_body: Vec<u8>,
-    signing_prefix: Vec<u8>,
+    ctx: LogContext,
 }
 
 impl Writer {
@@ -92,13 +84,8 @@ impl Writer {
         let read = key.read().ok_or(AppendError::NoReadKey)?.clone();
         let log = identity.log_id();
         Ok(Writer {
-            ad_record: associated_data(Layer::Record, &thread, &log),
-            ad_header: associated_data(Layer::Header, &thread, &log),
-            ad_body: associated_data(Layer::Body, &thread, &log),
-            signing_prefix: signing_prefix(&thread, &log),
+            ctx: LogContext::new(thread, log),
             identity,
-            log,
-            thread,
             service: key.service().clone(),
             read,
         })
@@ -106,12 +93,12 @@ impl Writer {
 
     /// The log this writer appends to.
     pub const fn log_id(&self) -> LogId {
-        self.log
+        self.ctx.log
     }
 
     /// The thread.
     pub const fn thread_id(&self) -> ThreadId {
-        self.thread
+        self.ctx.thread
     }
 
     /// Appends `payload` after `prev` (`None` for the genesis record), with randomness from
@@ -148,27 +135,24 @@ impl Writer {
             _ => {}
         }
         let content_key = ContentKey::random(rng);
-        let body = Block::raw(content_key.seal_with(&self.ad_body, payload, rng));
+        let body = Block::raw(content_key.seal_with(&self.ctx.ad_body, payload, rng));
         let header_node = HeaderNode {
             key: content_key.as_bytes().to_vec(),
             time: (time.physical_ms(), time.logical()),
         };
-        let header = Block::raw(
-            self.read
-                .seal_with(&self.ad_header, &encode(&header_node), rng),
-        );
+        let header = Block::raw(self.read.seal_with(
+            &self.ctx.ad_header,
+            &encode(&header_node),
+            rng,
+        ));
         let event = Block::dag_cbor(encode(&EventNode {
             body: *body.cid(),
             header: *header.cid(),
         }));
         let prev_cid = prev.map(|h| h.cid);
-        let message = signing_input(
-            &self.signing_prefix,
-            event.cid(),
-            prev_cid.as_ref(),
-            skip.as_ref(),
-            counter,
-        );
+        let message =
+            self.ctx
+                .signing_input(event.cid(), prev_cid.as_ref(), skip.as_ref(), counter);
         let signature = self.identity.sign(&message);
         let node = RecordNode {
             sig: signature.to_bytes().to_vec(),
@@ -177,7 +161,11 @@ impl Writer {
             block: *event.cid(),
             counter,
         };
-        let record_block = Block::raw(self.service.seal_with(&self.ad_record, &encode(&node), rng));
+        let record_block = Block::raw(self.service.seal_with(
+            &self.ctx.ad_record,
+            &encode(&node),
+            rng,
+        ));
         let record = Record {
             cid: *record_block.cid(),
             event: *event.cid(),
