@@ -123,6 +123,18 @@ impl Decrypted {
     }
 }
 
+/// Decodes one layer's canonical DAG-CBOR node, naming the layer on failure.
+fn decoded<T: serde::Serialize + serde::de::DeserializeOwned>(
+    layer: Layer,
+    data: &[u8],
+) -> Result<T, VerifyError> {
+    decode_canonical(data).map_err(|reason| VerifyError::Malformed { layer, reason })
+}
+
+fn decrypt_error(layer: Layer, source: AeadError) -> VerifyError {
+    VerifyError::Decrypt { layer, source }
+}
+
 /// A record opened without its signature checked yet, with the message to check it over.
 struct Unchecked {
     record: Record,
@@ -175,15 +187,8 @@ impl Verifier {
         let plain = self
             .service
             .open(&self.ctx.ad_record, block.data())
-            .map_err(|source| VerifyError::Decrypt {
-                layer: Layer::Record,
-                source,
-            })?;
-        let node: RecordNode =
-            decode_canonical(&plain).map_err(|reason| VerifyError::Malformed {
-                layer: Layer::Record,
-                reason,
-            })?;
+            .map_err(|source| decrypt_error(Layer::Record, source))?;
+        let node: RecordNode = decoded(Layer::Record, &plain)?;
         let signature = Signature::from_slice(&node.sig).map_err(|_| VerifyError::Malformed {
             layer: Layer::Record,
             reason: format!("signature is {} bytes", node.sig.len()),
@@ -298,10 +303,7 @@ impl Verifier {
                 codec: event.cid().codec(),
             });
         }
-        decode_canonical(event.data()).map_err(|reason| VerifyError::Malformed {
-            layer: Layer::Event,
-            reason,
-        })
+        decoded(Layer::Event, event.data())
     }
 
     /// Follower-level verification of a record and its event block after the head `prev`.
@@ -348,25 +350,15 @@ impl Verifier {
         }
         let plain = read
             .open(&self.ctx.ad_header, header.data())
-            .map_err(|source| VerifyError::Decrypt {
-                layer: Layer::Header,
-                source,
-            })?;
-        let node: HeaderNode =
-            decode_canonical(&plain).map_err(|reason| VerifyError::Malformed {
-                layer: Layer::Header,
-                reason,
-            })?;
+            .map_err(|source| decrypt_error(Layer::Header, source))?;
+        let node: HeaderNode = decoded(Layer::Header, &plain)?;
         let key = ContentKey::from_slice(&node.key).map_err(|e| VerifyError::Malformed {
             layer: Layer::Header,
             reason: e.to_string(),
         })?;
-        let payload =
-            key.open(&self.ctx.ad_body, body.data())
-                .map_err(|source| VerifyError::Decrypt {
-                    layer: Layer::Body,
-                    source,
-                })?;
+        let payload = key
+            .open(&self.ctx.ad_body, body.data())
+            .map_err(|source| decrypt_error(Layer::Body, source))?;
         let header = Header {
             key,
             time: Hlc::new(node.time.0, node.time.1),
