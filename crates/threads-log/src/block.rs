@@ -6,8 +6,8 @@
 
 use cid::Cid;
 use multihash_codetable::{Code, MultihashDigest};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+
+use crate::record::Node;
 
 /// The multicodec of raw bytes (encrypted blocks).
 pub const RAW: u64 = 0x55;
@@ -103,17 +103,11 @@ impl std::fmt::Debug for Block {
     }
 }
 
-/// Encodes `value` as DAG-CBOR.
-pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_ipld_dagcbor::to_vec(value)
-        .unwrap_or_else(|_| unreachable!("our node types always encode"))
-}
-
 /// Decodes DAG-CBOR strictly: the bytes must be exactly the canonical encoding of the
 /// value they decode to, so one value has one byte form.
-pub(crate) fn decode_canonical<T: Serialize + DeserializeOwned>(data: &[u8]) -> Result<T, String> {
+pub(crate) fn decode_canonical<T: Node>(data: &[u8]) -> Result<T, String> {
     let value: T = serde_ipld_dagcbor::from_slice(data).map_err(|e| e.to_string())?;
-    if encode(&value) != data {
+    if value.to_cbor() != data {
         return Err("not canonical DAG-CBOR".to_owned());
     }
     Ok(value)

@@ -44,6 +44,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod block;
+mod cbor;
 pub mod check;
 mod hlc;
 mod record;

@@ -16,6 +16,7 @@ use threads_crypto::{ContentKey, Signature};
 use threads_id::{LogId, ThreadId};
 
 use crate::block::Block;
+use crate::cbor::Encoder;
 use crate::hlc::Hlc;
 
 /// Which block of an entry something is about.
@@ -68,6 +69,13 @@ fn associated_data(layer: Layer, thread: &ThreadId, log: &LogId) -> Vec<u8> {
     ad
 }
 
+/// A node type with a fixed schema, written by hand in canonical DAG-CBOR and read with
+/// serde (see `cbor.rs`).
+pub(crate) trait Node: serde::de::DeserializeOwned {
+    /// The node's canonical DAG-CBOR bytes.
+    fn to_cbor(&self) -> Vec<u8>;
+}
+
 /// The record node as it is encoded inside the sealed record block.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct RecordNode {
@@ -79,11 +87,41 @@ pub(crate) struct RecordNode {
     pub(crate) counter: u64,
 }
 
+impl Node for RecordNode {
+    fn to_cbor(&self) -> Vec<u8> {
+        let mut e = Encoder::with_capacity(64 + 4 * 40);
+        e.map(5);
+        e.key("sig");
+        e.bytes(&self.sig);
+        e.key("prev");
+        e.optional_cid(self.prev.as_ref());
+        e.key("skip");
+        e.optional_cid(self.skip.as_ref());
+        e.key("block");
+        e.cid(&self.block);
+        e.key("counter");
+        e.uint(self.counter);
+        e.finish()
+    }
+}
+
 /// The event node (a plain dag-cbor block).
 #[derive(Serialize, Deserialize)]
 pub(crate) struct EventNode {
     pub(crate) body: Cid,
     pub(crate) header: Cid,
+}
+
+impl Node for EventNode {
+    fn to_cbor(&self) -> Vec<u8> {
+        let mut e = Encoder::with_capacity(2 * 48);
+        e.map(2);
+        e.key("body");
+        e.cid(&self.body);
+        e.key("header");
+        e.cid(&self.header);
+        e.finish()
+    }
 }
 
 /// The header node as it is encoded inside the sealed header block.
@@ -92,6 +130,20 @@ pub(crate) struct HeaderNode {
     #[serde(with = "serde_bytes")]
     pub(crate) key: Vec<u8>,
     pub(crate) time: (u64, u32),
+}
+
+impl Node for HeaderNode {
+    fn to_cbor(&self) -> Vec<u8> {
+        let mut e = Encoder::with_capacity(64);
+        e.map(2);
+        e.key("key");
+        e.bytes(&self.key);
+        e.key("time");
+        e.array(2);
+        e.uint(self.time.0);
+        e.uint(u64::from(self.time.1));
+        e.finish()
+    }
 }
 
 /// The fixed front of every signed message of one log: domain, thread and log.
@@ -268,5 +320,38 @@ impl Entry {
     /// The four blocks, record first.
     pub fn blocks(&self) -> [&Block; 4] {
         [&self.record, &self.event, &self.header, &self.body]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::{DAG_CBOR, RAW, cid_of};
+    use proptest::prelude::*;
+
+    fn any_cid() -> impl Strategy<Value = Cid> {
+        (any::<bool>(), any::<[u8; 8]>())
+            .prop_map(|(raw, seed)| cid_of(if raw { RAW } else { DAG_CBOR }, &seed))
+    }
+
+    proptest! {
+        /// The hand-written encoder writes exactly what serde_ipld_dagcbor writes.
+        #[test]
+        fn hand_encoding_matches_serde(
+            sig in proptest::collection::vec(any::<u8>(), 0..300),
+            prev in proptest::option::of(any_cid()),
+            skip in proptest::option::of(any_cid()),
+            block in any_cid(),
+            counter in prop_oneof![0u64..30, any::<u64>()],
+            header in any_cid(),
+            time in (prop_oneof![0u64..300, any::<u64>()], any::<u32>()),
+        ) {
+            let record = RecordNode { sig: sig.clone(), prev, skip, block, counter };
+            prop_assert_eq!(record.to_cbor(), serde_ipld_dagcbor::to_vec(&record).expect("encodes"));
+            let event = EventNode { body: block, header };
+            prop_assert_eq!(event.to_cbor(), serde_ipld_dagcbor::to_vec(&event).expect("encodes"));
+            let node = HeaderNode { key: sig, time };
+            prop_assert_eq!(node.to_cbor(), serde_ipld_dagcbor::to_vec(&node).expect("encodes"));
+        }
     }
 }

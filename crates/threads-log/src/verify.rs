@@ -18,7 +18,7 @@ use threads_id::{LogId, ThreadId};
 use crate::block::{Block, DAG_CBOR, RAW, decode_canonical};
 use crate::hlc::Hlc;
 use crate::record::{
-    Entry, EventNode, Head, Header, HeaderNode, Layer, LogContext, Record, RecordNode,
+    Entry, EventNode, Head, Header, HeaderNode, Layer, LogContext, Node, Record, RecordNode,
 };
 use crate::skip::skip_target;
 
@@ -124,10 +124,7 @@ impl Decrypted {
 }
 
 /// Decodes one layer's canonical DAG-CBOR node, naming the layer on failure.
-fn decoded<T: serde::Serialize + serde::de::DeserializeOwned>(
-    layer: Layer,
-    data: &[u8],
-) -> Result<T, VerifyError> {
+fn decoded<T: Node>(layer: Layer, data: &[u8]) -> Result<T, VerifyError> {
     decode_canonical(data).map_err(|reason| VerifyError::Malformed { layer, reason })
 }
 

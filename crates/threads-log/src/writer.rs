@@ -5,9 +5,9 @@ use rand_core::CryptoRng;
 use threads_crypto::{ContentKey, Identity, ReadKey, ServiceKey, ThreadKey};
 use threads_id::{LogId, ThreadId};
 
-use crate::block::{Block, encode};
+use crate::block::Block;
 use crate::hlc::Hlc;
-use crate::record::{Entry, EventNode, Head, HeaderNode, LogContext, Record, RecordNode};
+use crate::record::{Entry, EventNode, Head, HeaderNode, LogContext, Node, Record, RecordNode};
 use crate::skip::skip_target;
 
 /// Why an append was refused. Nothing is produced on error.
@@ -142,13 +142,16 @@ impl Writer {
         };
         let header = Block::raw(self.read.seal_with(
             &self.ctx.ad_header,
-            &encode(&header_node),
+            &header_node.to_cbor(),
             rng,
         ));
-        let event = Block::dag_cbor(encode(&EventNode {
-            body: *body.cid(),
-            header: *header.cid(),
-        }));
+        let event = Block::dag_cbor(
+            EventNode {
+                body: *body.cid(),
+                header: *header.cid(),
+            }
+            .to_cbor(),
+        );
         let prev_cid = prev.map(|h| h.cid);
         let message =
             self.ctx
@@ -163,7 +166,7 @@ impl Writer {
         };
         let record_block = Block::raw(self.service.seal_with(
             &self.ctx.ad_record,
-            &encode(&node),
+            &node.to_cbor(),
             rng,
         ));
         let record = Record {
