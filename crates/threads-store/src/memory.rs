@@ -1,0 +1,303 @@
+//! The in-memory backend: every book in maps behind one lock. For tests and for peers that
+//! keep nothing across restarts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use threads_crypto::{Identity, ThreadKey};
+use threads_id::{LogId, Multiaddr, ThreadId};
+use threads_log::{Appended, Block, Cid, Entry, Head};
+
+use crate::chain::{Plan, check_chain, heads_digest, plan};
+use crate::error::StoreError;
+use crate::traits::{
+    AddrBook, AppendOutcome, BlockStore, HeadsDigest, KeyBook, LogBook, MetaBook, Page, Result,
+    StoredEntry, ThreadBook,
+};
+
+#[derive(Default)]
+struct Inner {
+    blocks: HashMap<Cid, Block>,
+    threads: BTreeMap<ThreadId, ThreadKey>,
+    logs: BTreeMap<(ThreadId, LogId), Vec<Entry>>,
+    records: HashMap<Cid, (ThreadId, LogId, usize)>,
+    keys: HashMap<(ThreadId, LogId), Identity>,
+    addrs: HashMap<(ThreadId, LogId), Vec<(Multiaddr, u64)>>,
+    meta: HashMap<(ThreadId, String), Vec<u8>>,
+}
+
+impl Inner {
+    fn head(&self, thread: ThreadId, log: LogId) -> Option<Head> {
+        let entries = self.logs.get(&(thread, log))?;
+        let last = entries.last()?;
+        Some(Head {
+            cid: *last.record.cid(),
+            counter: entries.len() as u64,
+        })
+    }
+}
+
+/// A store that lives in memory.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use threads_store::{MemoryStore, ThreadBook};
+/// use threads_crypto::ThreadKey;
+/// use threads_id::{ThreadId, Variant};
+///
+/// let store = MemoryStore::new();
+/// let thread = ThreadId::new(Variant::Raw);
+/// store.put_thread(thread, &ThreadKey::generate()).await?;
+/// assert_eq!(store.threads().await?, vec![thread]);
+/// # Ok::<(), threads_store::StoreError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").finish_non_exhaustive()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while the lock was held cannot leave a half-applied change: every method
+        // checks before it mutates. So a poisoned lock is still consistent.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl BlockStore for MemoryStore {
+    async fn put_blocks(&self, blocks: &[Block]) -> Result<()> {
+        let mut inner = self.lock();
+        for block in blocks {
+            inner
+                .blocks
+                .entry(*block.cid())
+                .or_insert_with(|| block.clone());
+        }
+        Ok(())
+    }
+
+    async fn get_block(&self, cid: &Cid) -> Result<Option<Block>> {
+        let inner = self.lock();
+        if let Some(block) = inner.blocks.get(cid) {
+            return Ok(Some(block.clone()));
+        }
+        Ok(inner.records.get(cid).and_then(|(thread, log, index)| {
+            inner
+                .logs
+                .get(&(*thread, *log))
+                .map(|entries| entries[*index].record.clone())
+        }))
+    }
+
+    async fn has_block(&self, cid: &Cid) -> Result<bool> {
+        let inner = self.lock();
+        Ok(inner.blocks.contains_key(cid) || inner.records.contains_key(cid))
+    }
+
+    async fn delete_blocks(&self, cids: &[Cid]) -> Result<()> {
+        let mut inner = self.lock();
+        for cid in cids {
+            inner.blocks.remove(cid);
+        }
+        Ok(())
+    }
+}
+
+impl ThreadBook for MemoryStore {
+    async fn put_thread(&self, thread: ThreadId, key: &ThreadKey) -> Result<()> {
+        self.lock().threads.insert(thread, key.clone());
+        Ok(())
+    }
+
+    async fn thread_key(&self, thread: ThreadId) -> Result<Option<ThreadKey>> {
+        Ok(self.lock().threads.get(&thread).cloned())
+    }
+
+    async fn threads(&self) -> Result<Vec<ThreadId>> {
+        Ok(self.lock().threads.keys().copied().collect())
+    }
+}
+
+impl LogBook for MemoryStore {
+    async fn add_log(&self, thread: ThreadId, log: LogId) -> Result<()> {
+        let mut inner = self.lock();
+        if !inner.threads.contains_key(&thread) {
+            return Err(StoreError::UnknownThread(thread));
+        }
+        inner.logs.entry((thread, log)).or_default();
+        Ok(())
+    }
+
+    async fn logs(&self, thread: ThreadId) -> Result<Vec<LogId>> {
+        let inner = self.lock();
+        Ok(inner
+            .logs
+            .keys()
+            .filter(|(t, _)| *t == thread)
+            .map(|(_, log)| *log)
+            .collect())
+    }
+
+    async fn head(&self, thread: ThreadId, log: LogId) -> Result<Option<Head>> {
+        Ok(self.lock().head(thread, log))
+    }
+
+    async fn append(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+        expected: Option<Head>,
+        batch: &[Appended],
+    ) -> Result<AppendOutcome> {
+        let last = check_chain(expected, batch)?;
+        let mut inner = self.lock();
+        if !inner.threads.contains_key(&thread) {
+            return Err(StoreError::UnknownThread(thread));
+        }
+        let current = inner.head(thread, log);
+        let decision = plan(log, expected, current, last, |counter| {
+            let entries = inner.logs.get(&(thread, log))?;
+            entries
+                .get(usize::try_from(counter).ok()?.checked_sub(1)?)
+                .map(|e| *e.record.cid())
+        })?;
+        match decision {
+            Plan::Done(outcome) => Ok(outcome),
+            Plan::Append { new_head } => {
+                let start = inner.logs.get(&(thread, log)).map_or(0, Vec::len);
+                for (i, appended) in batch.iter().enumerate() {
+                    inner
+                        .records
+                        .insert(*appended.record.cid(), (thread, log, start + i));
+                }
+                let entries = inner.logs.entry((thread, log)).or_default();
+                entries.extend(batch.iter().map(|a| a.entry.clone()));
+                Ok(AppendOutcome::Appended { head: new_head })
+            }
+        }
+    }
+
+    async fn entries_after(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+        after: u64,
+        page: Page,
+    ) -> Result<Vec<StoredEntry>> {
+        let inner = self.lock();
+        let Some(entries) = inner.logs.get(&(thread, log)) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let start = usize::try_from(after).unwrap_or(usize::MAX);
+        for (i, entry) in entries.iter().enumerate().skip(start) {
+            if out.len() >= page.max_records || (!out.is_empty() && bytes >= page.max_bytes) {
+                break;
+            }
+            bytes += entry.blocks().iter().map(|b| b.data().len()).sum::<usize>();
+            out.push(StoredEntry {
+                counter: i as u64 + 1,
+                entry: entry.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn record_cid(&self, thread: ThreadId, log: LogId, counter: u64) -> Result<Option<Cid>> {
+        let inner = self.lock();
+        let index = usize::try_from(counter).ok().and_then(|c| c.checked_sub(1));
+        Ok(index.and_then(|i| {
+            inner
+                .logs
+                .get(&(thread, log))
+                .and_then(|e| e.get(i))
+                .map(|e| *e.record.cid())
+        }))
+    }
+
+    async fn heads_digest(&self, thread: ThreadId) -> Result<HeadsDigest> {
+        let inner = self.lock();
+        let heads = inner
+            .logs
+            .keys()
+            .filter(|(t, _)| *t == thread)
+            .filter_map(|(t, log)| inner.head(*t, *log).map(|h| (*log, h)))
+            .collect();
+        Ok(heads_digest(heads))
+    }
+}
+
+impl KeyBook for MemoryStore {
+    async fn put_log_key(&self, thread: ThreadId, identity: &Identity) -> Result<()> {
+        self.lock()
+            .keys
+            .insert((thread, identity.log_id()), identity.clone());
+        Ok(())
+    }
+
+    async fn log_key(&self, thread: ThreadId, log: LogId) -> Result<Option<Identity>> {
+        Ok(self.lock().keys.get(&(thread, log)).cloned())
+    }
+}
+
+impl AddrBook for MemoryStore {
+    async fn add_addr(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+        addr: &Multiaddr,
+        expires_ms: u64,
+    ) -> Result<()> {
+        let mut inner = self.lock();
+        let addrs = inner.addrs.entry((thread, log)).or_default();
+        match addrs.iter_mut().find(|(a, _)| a == addr) {
+            Some((_, expiry)) => *expiry = (*expiry).max(expires_ms),
+            None => addrs.push((addr.clone(), expires_ms)),
+        }
+        Ok(())
+    }
+
+    async fn addrs(&self, thread: ThreadId, log: LogId, now_ms: u64) -> Result<Vec<Multiaddr>> {
+        let inner = self.lock();
+        let mut out: Vec<Multiaddr> = inner
+            .addrs
+            .get(&(thread, log))
+            .map(|a| {
+                a.iter()
+                    .filter(|(_, e)| *e > now_ms)
+                    .map(|(a, _)| a.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by_key(|a| a.to_vec());
+        Ok(out)
+    }
+}
+
+impl MetaBook for MemoryStore {
+    async fn put_meta(&self, thread: ThreadId, key: &str, value: &[u8]) -> Result<()> {
+        self.lock()
+            .meta
+            .insert((thread, key.to_owned()), value.to_vec());
+        Ok(())
+    }
+
+    async fn meta(&self, thread: ThreadId, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.lock().meta.get(&(thread, key.to_owned())).cloned())
+    }
+}

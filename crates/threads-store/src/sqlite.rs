@@ -1,0 +1,591 @@
+//! The SQLite backend (the embedded default): one file, WAL journal, versioned schema.
+//!
+//! Layout (docs/FORMAT.md, "SQLite store"): entries are appended in log order to a rowid
+//! table keyed by (log, counter), so an append writes at the end of the table and reading a
+//! log back is a range scan; record CIDs are found through a unique index.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, SqliteConnection};
+use threads_crypto::{Identity, ThreadKey};
+use threads_id::{LogId, Multiaddr, ThreadId};
+use threads_log::{Appended, Block, Cid, Entry, Head};
+
+use crate::chain::{Plan, check_chain, heads_digest, plan};
+use crate::error::StoreError;
+use crate::traits::{
+    AddrBook, AppendOutcome, BlockStore, HeadsDigest, KeyBook, LogBook, MetaBook, Page, Result,
+    StoredEntry, ThreadBook,
+};
+
+/// The schema version this build writes and reads.
+pub const SQLITE_SCHEMA_VERSION: i64 = 1;
+
+/// Ordered migrations: `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: [&str; 1] = [r#"
+CREATE TABLE threads (
+    thread BLOB PRIMARY KEY,
+    key BLOB NOT NULL
+);
+CREATE TABLE logs (
+    id INTEGER PRIMARY KEY,
+    thread BLOB NOT NULL REFERENCES threads (thread),
+    log BLOB NOT NULL,
+    counter INTEGER NOT NULL DEFAULT 0,
+    head BLOB,
+    UNIQUE (thread, log)
+);
+CREATE TABLE entries (
+    id INTEGER PRIMARY KEY,
+    log INTEGER NOT NULL REFERENCES logs (id),
+    counter INTEGER NOT NULL,
+    record_cid BLOB NOT NULL,
+    record BLOB NOT NULL,
+    event BLOB NOT NULL,
+    header BLOB NOT NULL,
+    body BLOB NOT NULL,
+    UNIQUE (log, counter)
+);
+CREATE UNIQUE INDEX entries_record_cid ON entries (record_cid);
+CREATE TABLE blocks (
+    cid BLOB PRIMARY KEY,
+    data BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE log_keys (
+    thread BLOB NOT NULL,
+    log BLOB NOT NULL,
+    secret BLOB NOT NULL,
+    PRIMARY KEY (thread, log)
+) WITHOUT ROWID;
+CREATE TABLE addrs (
+    thread BLOB NOT NULL,
+    log BLOB NOT NULL,
+    addr BLOB NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (thread, log, addr)
+) WITHOUT ROWID;
+CREATE TABLE thread_meta (
+    thread BLOB NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (thread, key)
+) WITHOUT ROWID;
+"#];
+
+/// A store in one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn to_i64(value: u64) -> Result<i64> {
+    i64::try_from(value).map_err(|_| StoreError::Corrupt(format!("counter {value} out of range")))
+}
+
+fn to_u64(value: i64) -> Result<u64> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative counter {value}")))
+}
+
+fn cid_from(bytes: &[u8]) -> Result<Cid> {
+    Cid::try_from(bytes).map_err(|e| StoreError::Corrupt(format!("bad CID: {e}")))
+}
+
+fn log_from(bytes: &[u8]) -> Result<LogId> {
+    LogId::from_bytes(bytes).map_err(|e| StoreError::Corrupt(format!("bad log id: {e}")))
+}
+
+impl SqliteStore {
+    /// Opens the store in the file at `path`, creating it (readable by its owner only) if it
+    /// does not exist, and migrating its schema to the current version.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] if the file is not a threads-rs store or is damaged,
+    /// [`StoreError::SchemaTooNew`] if a newer version wrote it. Neither changes the file.
+    pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
+        let path = path.as_ref();
+        if !path.exists() {
+            create_private_file(path)?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        let store = SqliteStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// An empty store in memory (one connection), for tests.
+    pub async fn in_memory() -> Result<SqliteStore> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        let store = SqliteStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Closes every connection, waiting for work in progress.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&mut *tx)
+            .await?;
+        if version > SQLITE_SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                found: version,
+                supported: SQLITE_SCHEMA_VERSION,
+            });
+        }
+        if version == 0 {
+            let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_master")
+                .fetch_one(&mut *tx)
+                .await?;
+            if tables != 0 {
+                return Err(StoreError::Corrupt(
+                    "the file is an SQLite database but not a threads-rs store".to_owned(),
+                ));
+            }
+        }
+        for (from, sql) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(version).unwrap_or(0))
+        {
+            sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+            let next = from as i64 + 1;
+            // PRAGMA takes no bound parameters; the value is one of our own constants.
+            let set = match next {
+                1 => "PRAGMA user_version = 1",
+                _ => unreachable!("one migration per version"),
+            };
+            sqlx::query(set).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn log_row(
+        conn: &mut SqliteConnection,
+        thread: ThreadId,
+        log: LogId,
+    ) -> Result<Option<(i64, Option<Head>)>> {
+        let row = sqlx::query("SELECT id, counter, head FROM logs WHERE thread = ? AND log = ?")
+            .bind(&thread.to_bytes()[..])
+            .bind(log.to_bytes())
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let id: i64 = row.try_get(0)?;
+        let counter = to_u64(row.try_get(1)?)?;
+        let head: Option<Vec<u8>> = row.try_get(2)?;
+        let head = match head {
+            Some(bytes) if counter > 0 => Some(Head {
+                cid: cid_from(&bytes)?,
+                counter,
+            }),
+            _ => None,
+        };
+        Ok(Some((id, head)))
+    }
+
+    async fn thread_known(conn: &mut SqliteConnection, thread: ThreadId) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM threads WHERE thread = ?")
+            .bind(&thread.to_bytes()[..])
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(found.is_some())
+    }
+}
+
+#[cfg(unix)]
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+}
+
+#[cfg(not(unix))]
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map(drop)
+}
+
+impl BlockStore for SqliteStore {
+    async fn put_blocks(&self, blocks: &[Block]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for block in blocks {
+            sqlx::query("INSERT OR IGNORE INTO blocks (cid, data) VALUES (?, ?)")
+                .bind(block.cid().to_bytes())
+                .bind(block.data())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_block(&self, cid: &Cid) -> Result<Option<Block>> {
+        let key = cid.to_bytes();
+        let data: Option<Vec<u8>> = sqlx::query_scalar("SELECT data FROM blocks WHERE cid = ?")
+            .bind(&key)
+            .fetch_optional(&self.pool)
+            .await?;
+        let data = match data {
+            Some(data) => Some(data),
+            None => {
+                sqlx::query_scalar("SELECT record FROM entries WHERE record_cid = ?")
+                    .bind(&key)
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+        };
+        data.map(|d| Block::new(*cid, d).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    async fn has_block(&self, cid: &Cid) -> Result<bool> {
+        let key = cid.to_bytes();
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM blocks WHERE cid = ?1 UNION ALL SELECT 1 FROM entries WHERE record_cid = ?1 LIMIT 1",
+        )
+        .bind(&key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    async fn delete_blocks(&self, cids: &[Cid]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for cid in cids {
+            sqlx::query("DELETE FROM blocks WHERE cid = ?")
+                .bind(cid.to_bytes())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl ThreadBook for SqliteStore {
+    async fn put_thread(&self, thread: ThreadId, key: &ThreadKey) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO threads (thread, key) VALUES (?, ?) ON CONFLICT (thread) DO UPDATE SET key = excluded.key",
+        )
+        .bind(&thread.to_bytes()[..])
+        .bind(&key.to_bytes()[..])
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn thread_key(&self, thread: ThreadId) -> Result<Option<ThreadKey>> {
+        let key: Option<Vec<u8>> = sqlx::query_scalar("SELECT key FROM threads WHERE thread = ?")
+            .bind(&thread.to_bytes()[..])
+            .fetch_optional(&self.pool)
+            .await?;
+        let key = key.map(zeroize::Zeroizing::new);
+        key.map(|k| ThreadKey::from_bytes(&k).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    async fn threads(&self) -> Result<Vec<ThreadId>> {
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT thread FROM threads ORDER BY thread")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|b| ThreadId::from_bytes(b).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
+    }
+}
+
+impl LogBook for SqliteStore {
+    async fn add_log(&self, thread: ThreadId, log: LogId) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        if !SqliteStore::thread_known(&mut conn, thread).await? {
+            return Err(StoreError::UnknownThread(thread));
+        }
+        sqlx::query("INSERT OR IGNORE INTO logs (thread, log) VALUES (?, ?)")
+            .bind(&thread.to_bytes()[..])
+            .bind(log.to_bytes())
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn logs(&self, thread: ThreadId) -> Result<Vec<LogId>> {
+        let rows: Vec<Vec<u8>> =
+            sqlx::query_scalar("SELECT log FROM logs WHERE thread = ? ORDER BY log")
+                .bind(&thread.to_bytes()[..])
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|b| log_from(b)).collect()
+    }
+
+    async fn head(&self, thread: ThreadId, log: LogId) -> Result<Option<Head>> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(SqliteStore::log_row(&mut conn, thread, log)
+            .await?
+            .and_then(|(_, head)| head))
+    }
+
+    async fn append(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+        expected: Option<Head>,
+        batch: &[Appended],
+    ) -> Result<AppendOutcome> {
+        let last = check_chain(expected, batch)?;
+        // IMMEDIATE takes the write lock up front, so the head read below cannot change
+        // before the transaction commits.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if !SqliteStore::thread_known(&mut tx, thread).await? {
+            return Err(StoreError::UnknownThread(thread));
+        }
+        let (log_row, current) = match SqliteStore::log_row(&mut tx, thread, log).await? {
+            Some(row) => row,
+            None => {
+                let id: i64 =
+                    sqlx::query_scalar("INSERT INTO logs (thread, log) VALUES (?, ?) RETURNING id")
+                        .bind(&thread.to_bytes()[..])
+                        .bind(log.to_bytes())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                (id, None)
+            }
+        };
+        let stored_at_last: Option<Vec<u8>> = match current {
+            Some(current) if current.counter >= last.counter && current != last => {
+                sqlx::query_scalar("SELECT record_cid FROM entries WHERE log = ? AND counter = ?")
+                    .bind(log_row)
+                    .bind(to_i64(last.counter)?)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }
+            _ => None,
+        };
+        let decision = plan(log, expected, current, last, |counter| {
+            if current.map(|h| h.counter) == Some(counter) {
+                current.map(|h| h.cid)
+            } else {
+                stored_at_last
+                    .as_deref()
+                    .and_then(|b| Cid::try_from(b).ok())
+            }
+        })?;
+        let new_head = match decision {
+            Plan::Done(outcome) => return Ok(outcome),
+            Plan::Append { new_head } => new_head,
+        };
+        for appended in batch {
+            let entry = &appended.entry;
+            sqlx::query(
+                "INSERT INTO entries (log, counter, record_cid, record, event, header, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(log_row)
+            .bind(to_i64(appended.record.counter())?)
+            .bind(appended.record.cid().to_bytes())
+            .bind(entry.record.data())
+            .bind(entry.event.data())
+            .bind(entry.header.data())
+            .bind(entry.body.data())
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE logs SET counter = ?, head = ? WHERE id = ?")
+            .bind(to_i64(new_head.counter)?)
+            .bind(new_head.cid.to_bytes())
+            .bind(log_row)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(AppendOutcome::Appended { head: new_head })
+    }
+
+    async fn entries_after(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+        after: u64,
+        page: Page,
+    ) -> Result<Vec<StoredEntry>> {
+        let limit = i64::try_from(page.max_records).unwrap_or(i64::MAX);
+        let rows = sqlx::query(
+            "SELECT e.counter, e.record_cid, e.record, e.event, e.header, e.body \
+             FROM entries e JOIN logs l ON e.log = l.id \
+             WHERE l.thread = ? AND l.log = ? AND e.counter > ? ORDER BY e.counter LIMIT ?",
+        )
+        .bind(&thread.to_bytes()[..])
+        .bind(log.to_bytes())
+        .bind(to_i64(after)?)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut bytes = 0usize;
+        for row in rows {
+            if !out.is_empty() && bytes >= page.max_bytes {
+                break;
+            }
+            let counter = to_u64(row.try_get(0)?)?;
+            let record_cid = cid_from(row.try_get::<&[u8], _>(1)?)?;
+            let record = Block::new(record_cid, row.try_get(2)?)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let entry = Entry {
+                record,
+                event: Block::dag_cbor(row.try_get(3)?),
+                header: Block::raw(row.try_get(4)?),
+                body: Block::raw(row.try_get(5)?),
+            };
+            bytes += entry.blocks().iter().map(|b| b.data().len()).sum::<usize>();
+            out.push(StoredEntry { counter, entry });
+        }
+        Ok(out)
+    }
+
+    async fn record_cid(&self, thread: ThreadId, log: LogId, counter: u64) -> Result<Option<Cid>> {
+        let cid: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT e.record_cid FROM entries e JOIN logs l ON e.log = l.id \
+             WHERE l.thread = ? AND l.log = ? AND e.counter = ?",
+        )
+        .bind(&thread.to_bytes()[..])
+        .bind(log.to_bytes())
+        .bind(to_i64(counter)?)
+        .fetch_optional(&self.pool)
+        .await?;
+        cid.map(|b| cid_from(&b)).transpose()
+    }
+
+    async fn heads_digest(&self, thread: ThreadId) -> Result<HeadsDigest> {
+        let rows =
+            sqlx::query("SELECT log, counter, head FROM logs WHERE thread = ? AND counter > 0")
+                .bind(&thread.to_bytes()[..])
+                .fetch_all(&self.pool)
+                .await?;
+        let mut heads = Vec::with_capacity(rows.len());
+        for row in rows {
+            let log = log_from(row.try_get::<&[u8], _>(0)?)?;
+            let counter = to_u64(row.try_get(1)?)?;
+            let cid = cid_from(row.try_get::<&[u8], _>(2)?)?;
+            heads.push((log, Head { cid, counter }));
+        }
+        Ok(heads_digest(heads))
+    }
+}
+
+impl KeyBook for SqliteStore {
+    async fn put_log_key(&self, thread: ThreadId, identity: &Identity) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO log_keys (thread, log, secret) VALUES (?, ?, ?) \
+             ON CONFLICT (thread, log) DO UPDATE SET secret = excluded.secret",
+        )
+        .bind(&thread.to_bytes()[..])
+        .bind(identity.log_id().to_bytes())
+        .bind(&identity.secret_bytes()[..])
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn log_key(&self, thread: ThreadId, log: LogId) -> Result<Option<Identity>> {
+        let secret: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT secret FROM log_keys WHERE thread = ? AND log = ?")
+                .bind(&thread.to_bytes()[..])
+                .bind(log.to_bytes())
+                .fetch_optional(&self.pool)
+                .await?;
+        let secret = secret.map(zeroize::Zeroizing::new);
+        secret
+            .map(|s| {
+                Identity::from_secret_slice(&s).map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .transpose()
+    }
+}
+
+impl AddrBook for SqliteStore {
+    async fn add_addr(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+        addr: &Multiaddr,
+        expires_ms: u64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO addrs (thread, log, addr, expires) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (thread, log, addr) DO UPDATE SET expires = max(expires, excluded.expires)",
+        )
+        .bind(&thread.to_bytes()[..])
+        .bind(log.to_bytes())
+        .bind(addr.to_vec())
+        .bind(to_i64(expires_ms)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn addrs(&self, thread: ThreadId, log: LogId, now_ms: u64) -> Result<Vec<Multiaddr>> {
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT addr FROM addrs WHERE thread = ? AND log = ? AND expires > ? ORDER BY addr",
+        )
+        .bind(&thread.to_bytes()[..])
+        .bind(log.to_bytes())
+        .bind(to_i64(now_ms)?)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|b| Multiaddr::try_from(b).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
+    }
+}
+
+impl MetaBook for SqliteStore {
+    async fn put_meta(&self, thread: ThreadId, key: &str, value: &[u8]) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO thread_meta (thread, key, value) VALUES (?, ?, ?) \
+             ON CONFLICT (thread, key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(&thread.to_bytes()[..])
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn meta(&self, thread: ThreadId, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM thread_meta WHERE thread = ? AND key = ?")
+                .bind(&thread.to_bytes()[..])
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+}

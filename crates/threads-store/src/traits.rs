@@ -1,0 +1,203 @@
+//! The store's traits, one per domain, and the types they exchange.
+//!
+//! Every backend implements all of them; the conformance suite in `tests/conformance.rs`
+//! runs the same checks against each. Methods are async; a future dropped before it
+//! completes leaves the store as it was (every write is one transaction).
+
+use std::future::Future;
+
+use threads_crypto::{Identity, ThreadKey};
+use threads_id::{LogId, Multiaddr, ThreadId};
+use threads_log::{Appended, Block, Cid, Entry, Head};
+
+use crate::error::StoreError;
+
+/// A result of the store.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// How much one read of a log may return: at most `max_records` entries and about
+/// `max_bytes` bytes of blocks (always at least one entry, however large).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// The most entries to return.
+    pub max_records: usize,
+    /// The most block bytes to return (the entry that crosses it is the last one).
+    pub max_bytes: usize,
+}
+
+impl Page {
+    /// A page of at most `max_records` entries and `max_bytes` bytes.
+    pub const fn new(max_records: usize, max_bytes: usize) -> Page {
+        Page {
+            max_records,
+            max_bytes,
+        }
+    }
+}
+
+/// An entry as stored: its counter in the log and its four blocks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    /// The record's counter.
+    pub counter: u64,
+    /// The blocks; the body may be missing after compaction (`None`).
+    pub entry: Entry,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// The batch was stored and the head advanced to `head`.
+    Appended {
+        /// The new head.
+        head: Head,
+    },
+    /// Every record of the batch was already stored; nothing changed.
+    AlreadyStored {
+        /// The log's head, unchanged.
+        head: Head,
+    },
+}
+
+impl AppendOutcome {
+    /// The head after the append.
+    pub const fn head(&self) -> Head {
+        match self {
+            AppendOutcome::Appended { head } | AppendOutcome::AlreadyStored { head } => *head,
+        }
+    }
+}
+
+/// A digest of all heads of a thread: equal digests mean equal heads, so two peers can
+/// compare a thread with 32 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HeadsDigest(pub [u8; 32]);
+
+/// Content-addressed blocks outside the logs (snapshots, views' blobs).
+pub trait BlockStore: Send + Sync {
+    /// Stores blocks; storing a block that is present is a no-op.
+    fn put_blocks(&self, blocks: &[Block]) -> impl Future<Output = Result<()>> + Send;
+    /// The block named `cid`, from the loose blocks or the logs' records.
+    fn get_block(&self, cid: &Cid) -> impl Future<Output = Result<Option<Block>>> + Send;
+    /// Whether the block named `cid` is present.
+    fn has_block(&self, cid: &Cid) -> impl Future<Output = Result<bool>> + Send;
+    /// Deletes loose blocks (log records are never deleted this way).
+    fn delete_blocks(&self, cids: &[Cid]) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Threads and their keys.
+pub trait ThreadBook: Send + Sync {
+    /// Adds a thread with its key, or replaces the key of a known thread.
+    fn put_thread(
+        &self,
+        thread: ThreadId,
+        key: &ThreadKey,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// The key of `thread`, if known.
+    fn thread_key(
+        &self,
+        thread: ThreadId,
+    ) -> impl Future<Output = Result<Option<ThreadKey>>> + Send;
+    /// Every known thread.
+    fn threads(&self) -> impl Future<Output = Result<Vec<ThreadId>>> + Send;
+}
+
+/// The logs of each thread: heads, counters, and the entries themselves.
+pub trait LogBook: Send + Sync {
+    /// Registers `log` in `thread` (with no records yet); a known log is left as it is.
+    fn add_log(&self, thread: ThreadId, log: LogId) -> impl Future<Output = Result<()>> + Send;
+    /// The logs of `thread`.
+    fn logs(&self, thread: ThreadId) -> impl Future<Output = Result<Vec<LogId>>> + Send;
+    /// The head of a log (`None` if it has no records or is unknown).
+    fn head(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+    ) -> impl Future<Output = Result<Option<Head>>> + Send;
+    /// Atomically stores a batch of verified entries of one log and advances its head, but
+    /// only if the batch starts right after `expected` (the head the entries were verified
+    /// against). A batch that is entirely stored already is a no-op. The thread must be
+    /// known; the log is added if needed.
+    fn append(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+        expected: Option<Head>,
+        batch: &[Appended],
+    ) -> impl Future<Output = Result<AppendOutcome>> + Send;
+    /// The entries of a log after counter `after` (0 for all), oldest first, one page.
+    fn entries_after(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+        after: u64,
+        page: Page,
+    ) -> impl Future<Output = Result<Vec<StoredEntry>>> + Send;
+    /// The record CID at `counter` in a log (for skip links and proofs).
+    fn record_cid(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+        counter: u64,
+    ) -> impl Future<Output = Result<Option<Cid>>> + Send;
+    /// A digest of the heads of every log of `thread`.
+    fn heads_digest(&self, thread: ThreadId) -> impl Future<Output = Result<HeadsDigest>> + Send;
+}
+
+/// Private keys: the identity of each log this peer writes.
+pub trait KeyBook: Send + Sync {
+    /// Stores the identity that writes `thread`'s log of this peer.
+    fn put_log_key(
+        &self,
+        thread: ThreadId,
+        identity: &Identity,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// The identity that writes `log` in `thread`, if this peer holds it.
+    fn log_key(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+    ) -> impl Future<Output = Result<Option<Identity>>> + Send;
+}
+
+/// Addresses where a thread's logs can be fetched, each valid until a deadline.
+pub trait AddrBook: Send + Sync {
+    /// Adds (or extends) an address of `log` in `thread`, valid until `expires_ms`
+    /// (milliseconds since the Unix epoch).
+    fn add_addr(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+        addr: &Multiaddr,
+        expires_ms: u64,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// The addresses of `log` in `thread` that have not expired at `now_ms`.
+    fn addrs(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Vec<Multiaddr>>> + Send;
+}
+
+/// Small named values per thread (a name, application settings).
+pub trait MetaBook: Send + Sync {
+    /// Sets `key` of `thread` to `value`.
+    fn put_meta(
+        &self,
+        thread: ThreadId,
+        key: &str,
+        value: &[u8],
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// The value of `key` of `thread`.
+    fn meta(
+        &self,
+        thread: ThreadId,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
+}
+
+/// Every book at once: what a peer needs.
+pub trait Store: BlockStore + ThreadBook + LogBook + KeyBook + AddrBook + MetaBook {}
+
+impl<T: BlockStore + ThreadBook + LogBook + KeyBook + AddrBook + MetaBook> Store for T {}

@@ -1,0 +1,421 @@
+//! The conformance suite: the same checks against every backend (memory, SQLite in memory,
+//! SQLite in a file).
+
+use std::sync::Arc;
+
+use threads_crypto::{Identity, ReadKey, ServiceKey, ThreadKey};
+use threads_id::{Multiaddr, ThreadId, Variant};
+use threads_log::{Appended, Block, Hlc, Writer, skip_target};
+use threads_store::{AppendOutcome, MemoryStore, Page, SqliteStore, Store, StoreError};
+
+fn thread_and_key(seed: u8) -> (ThreadId, ThreadKey) {
+    (
+        ThreadId::from_parts(Variant::Raw, [seed; 32]),
+        ThreadKey::new(
+            ServiceKey::from_bytes([seed + 1; 32]),
+            ReadKey::from_bytes([seed + 2; 32]),
+        ),
+    )
+}
+
+/// `n` entries of one log, built with skip links.
+fn build(writer: &Writer, n: usize, tag: u8) -> Vec<Appended> {
+    let mut log: Vec<Appended> = Vec::new();
+    for i in 0..n {
+        let prev = log.last().map(|a| a.record.head());
+        let skip = skip_target(i as u64 + 1).map(|t| *log[t as usize - 1].record.cid());
+        let payload = vec![tag; 16 + i % 50];
+        log.push(
+            writer
+                .append(prev.as_ref(), skip, &payload, Hlc::new(i as u64, 0))
+                .expect("append"),
+        );
+    }
+    log
+}
+
+async fn books<S: Store>(store: &S) {
+    let (thread, key) = thread_and_key(1);
+    assert_eq!(store.thread_key(thread).await.expect("read"), None);
+    store.put_thread(thread, &key).await.expect("put");
+    assert_eq!(
+        store.thread_key(thread).await.expect("read"),
+        Some(key.clone())
+    );
+    assert_eq!(store.threads().await.expect("read"), vec![thread]);
+    // Replacing the key (e.g. a follower that became a reader) keeps one thread.
+    store
+        .put_thread(thread, &key.to_follower())
+        .await
+        .expect("put");
+    assert_eq!(
+        store.thread_key(thread).await.expect("read"),
+        Some(key.to_follower())
+    );
+
+    let me = Identity::from_secret_bytes(&[9; 32]);
+    store.put_log_key(thread, &me).await.expect("put key");
+    let back = store
+        .log_key(thread, me.log_id())
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(*back.secret_bytes(), [9; 32]);
+    assert!(
+        store
+            .log_key(thread, Identity::from_secret_bytes(&[8; 32]).log_id())
+            .await
+            .expect("read")
+            .is_none()
+    );
+
+    let a: Multiaddr = "/ip4/127.0.0.1/tcp/4006".parse().expect("addr");
+    let b: Multiaddr = "/ip4/127.0.0.1/tcp/4007".parse().expect("addr");
+    store
+        .add_addr(thread, me.log_id(), &a, 1_000)
+        .await
+        .expect("add");
+    store
+        .add_addr(thread, me.log_id(), &b, 2_000)
+        .await
+        .expect("add");
+    assert_eq!(
+        store.addrs(thread, me.log_id(), 500).await.expect("read"),
+        vec![a.clone(), b.clone()]
+    );
+    assert_eq!(
+        store.addrs(thread, me.log_id(), 1_000).await.expect("read"),
+        vec![b.clone()]
+    );
+    // Re-adding with a later expiry extends it; an earlier one does not shorten it.
+    store
+        .add_addr(thread, me.log_id(), &a, 3_000)
+        .await
+        .expect("add");
+    store
+        .add_addr(thread, me.log_id(), &a, 10)
+        .await
+        .expect("add");
+    assert_eq!(
+        store.addrs(thread, me.log_id(), 2_500).await.expect("read"),
+        vec![a]
+    );
+
+    store
+        .put_meta(thread, "name", b"notes")
+        .await
+        .expect("meta");
+    store.put_meta(thread, "name", b"todo").await.expect("meta");
+    assert_eq!(
+        store.meta(thread, "name").await.expect("read"),
+        Some(b"todo".to_vec())
+    );
+    assert_eq!(store.meta(thread, "other").await.expect("read"), None);
+
+    let block = Block::raw(b"loose".to_vec());
+    assert!(!store.has_block(block.cid()).await.expect("has"));
+    store
+        .put_blocks(&[block.clone(), block.clone()])
+        .await
+        .expect("put");
+    assert_eq!(
+        store.get_block(block.cid()).await.expect("get"),
+        Some(block.clone())
+    );
+    store.delete_blocks(&[*block.cid()]).await.expect("delete");
+    assert!(!store.has_block(block.cid()).await.expect("has"));
+}
+
+async fn appends<S: Store>(store: &S) {
+    let (thread, key) = thread_and_key(20);
+    let writer = Writer::new(Identity::from_secret_bytes(&[21; 32]), thread, &key).expect("writer");
+    let log = writer.log_id();
+    let entries = build(&writer, 30, 1);
+
+    // The thread must be known.
+    assert!(matches!(
+        store.append(thread, log, None, &entries[..1]).await,
+        Err(StoreError::UnknownThread(t)) if t == thread
+    ));
+    store.put_thread(thread, &key).await.expect("put");
+
+    // Batches of different sizes.
+    let mut head = None;
+    for range in [0..1, 1..5, 5..17, 17..30] {
+        let batch = &entries[range];
+        let outcome = store
+            .append(thread, log, head, batch)
+            .await
+            .expect("append");
+        let last = batch.last().expect("non-empty").record.head();
+        assert_eq!(outcome, AppendOutcome::Appended { head: last });
+        head = Some(last);
+    }
+    assert_eq!(store.head(thread, log).await.expect("head"), head);
+    assert_eq!(store.logs(thread).await.expect("logs"), vec![log]);
+
+    // Replays of stored batches are no-ops.
+    let outcome = store
+        .append(thread, log, None, &entries[..3])
+        .await
+        .expect("replay");
+    assert_eq!(
+        outcome,
+        AppendOutcome::AlreadyStored {
+            head: head.expect("head")
+        }
+    );
+    let outcome = store
+        .append(
+            thread,
+            log,
+            Some(entries[9].record.head()),
+            &entries[10..30],
+        )
+        .await
+        .expect("replay");
+    assert_eq!(
+        outcome,
+        AppendOutcome::AlreadyStored {
+            head: head.expect("head")
+        }
+    );
+
+    // Reading back, oldest first, in pages bounded by count and by bytes.
+    let all = store
+        .entries_after(thread, log, 0, Page::new(1_000, usize::MAX))
+        .await
+        .expect("read");
+    assert_eq!(all.len(), 30);
+    for (stored, original) in all.iter().zip(&entries) {
+        assert_eq!(stored.counter, original.record.counter());
+        assert_eq!(stored.entry, original.entry);
+    }
+    let page = store
+        .entries_after(thread, log, 10, Page::new(5, usize::MAX))
+        .await
+        .expect("read");
+    assert_eq!(
+        page.iter().map(|e| e.counter).collect::<Vec<_>>(),
+        [11, 12, 13, 14, 15]
+    );
+    let one_entry = entries[0]
+        .entry
+        .blocks()
+        .iter()
+        .map(|b| b.data().len())
+        .sum::<usize>();
+    let small = store
+        .entries_after(thread, log, 0, Page::new(100, one_entry + 1))
+        .await
+        .expect("read");
+    assert_eq!(
+        small.len(),
+        2,
+        "the entry that crosses the byte bound is the last one"
+    );
+    let tiny = store
+        .entries_after(thread, log, 0, Page::new(100, 1))
+        .await
+        .expect("read");
+    assert_eq!(tiny.len(), 1, "a page always holds at least one entry");
+    assert!(
+        store
+            .entries_after(thread, log, 30, Page::new(10, 1 << 20))
+            .await
+            .expect("read")
+            .is_empty()
+    );
+
+    // Record CIDs by counter and blocks by CID.
+    for c in [1u64, 13, 30] {
+        assert_eq!(
+            store.record_cid(thread, log, c).await.expect("read"),
+            Some(*entries[c as usize - 1].record.cid())
+        );
+        let block = store
+            .get_block(entries[c as usize - 1].record.cid())
+            .await
+            .expect("get");
+        assert_eq!(block.as_ref(), Some(&entries[c as usize - 1].entry.record));
+    }
+    assert_eq!(store.record_cid(thread, log, 31).await.expect("read"), None);
+    assert_eq!(store.record_cid(thread, log, 0).await.expect("read"), None);
+}
+
+async fn conflicts<S: Store>(store: &S) {
+    let (thread, key) = thread_and_key(40);
+    store.put_thread(thread, &key).await.expect("put");
+    let writer = Writer::new(Identity::from_secret_bytes(&[41; 32]), thread, &key).expect("writer");
+    let log = writer.log_id();
+    let entries = build(&writer, 6, 1);
+    let fork = build(&writer, 6, 2);
+    store
+        .append(thread, log, None, &entries[..3])
+        .await
+        .expect("append");
+    let digest = store.heads_digest(thread).await.expect("digest");
+
+    // A stale head whose batch is already stored is a no-op, not an error.
+    let outcome = store
+        .append(thread, log, Some(entries[0].record.head()), &entries[1..2])
+        .await;
+    assert_eq!(
+        outcome.expect("no-op"),
+        AppendOutcome::AlreadyStored {
+            head: entries[2].record.head()
+        }
+    );
+    // A fork at counter 3 (same writer, other content) is refused, and changes nothing.
+    let err = store
+        .append(thread, log, Some(fork[1].record.head()), &fork[2..4])
+        .await;
+    assert!(matches!(err, Err(StoreError::Conflict { .. })), "{err:?}");
+    let err = store.append(thread, log, None, &fork[..1]).await;
+    assert!(matches!(err, Err(StoreError::Conflict { .. })), "{err:?}");
+    // A batch that is not a chain.
+    let err = store
+        .append(
+            thread,
+            log,
+            Some(entries[2].record.head()),
+            &[entries[3].clone(), entries[5].clone()],
+        )
+        .await;
+    assert!(matches!(err, Err(StoreError::NotAChain(_))), "{err:?}");
+    let err = store
+        .append(thread, log, Some(entries[2].record.head()), &[])
+        .await;
+    assert!(matches!(err, Err(StoreError::NotAChain(_))), "{err:?}");
+    let mut mismatched = entries[3].clone();
+    mismatched.entry.event = fork[3].entry.event.clone();
+    let err = store
+        .append(thread, log, Some(entries[2].record.head()), &[mismatched])
+        .await;
+    assert!(matches!(err, Err(StoreError::NotAChain(_))), "{err:?}");
+
+    assert_eq!(
+        store.head(thread, log).await.expect("head"),
+        Some(entries[2].record.head())
+    );
+    assert_eq!(store.heads_digest(thread).await.expect("digest"), digest);
+    assert_eq!(
+        store
+            .entries_after(thread, log, 0, Page::new(100, usize::MAX))
+            .await
+            .expect("read")
+            .len(),
+        3
+    );
+}
+
+async fn concurrent_appenders<S: Store + 'static>(store: Arc<S>) {
+    let (thread, key) = thread_and_key(60);
+    store.put_thread(thread, &key).await.expect("put");
+    let writer = Writer::new(Identity::from_secret_bytes(&[61; 32]), thread, &key).expect("writer");
+    let log = writer.log_id();
+    // Eight competing versions of the same log: exactly one wins.
+    let versions: Vec<Vec<Appended>> = (0..8u8).map(|tag| build(&writer, 5, tag)).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for version in versions.clone() {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move { store.append(thread, log, None, &version).await });
+    }
+    let mut won = 0;
+    while let Some(result) = tasks.join_next().await {
+        match result.expect("task") {
+            Ok(AppendOutcome::Appended { .. }) => won += 1,
+            Err(StoreError::Conflict { .. }) => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+    let stored = store
+        .entries_after(thread, log, 0, Page::new(100, usize::MAX))
+        .await
+        .expect("read");
+    let winner = versions
+        .iter()
+        .find(|v| v[0].entry == stored[0].entry)
+        .expect("the stored log is one of the versions");
+    assert_eq!(
+        stored.iter().map(|s| &s.entry).collect::<Vec<_>>(),
+        winner.iter().map(|a| &a.entry).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        store.head(thread, log).await.expect("head"),
+        Some(winner[4].record.head())
+    );
+}
+
+async fn digests<S: Store>(a: &S, b: &S) {
+    let (thread, key) = thread_and_key(80);
+    a.put_thread(thread, &key).await.expect("put");
+    b.put_thread(thread, &key).await.expect("put");
+    assert_eq!(
+        a.heads_digest(thread).await.expect("d"),
+        b.heads_digest(thread).await.expect("d")
+    );
+    let w1 = Writer::new(Identity::from_secret_bytes(&[81; 32]), thread, &key).expect("writer");
+    let w2 = Writer::new(Identity::from_secret_bytes(&[82; 32]), thread, &key).expect("writer");
+    let l1 = build(&w1, 3, 1);
+    let l2 = build(&w2, 2, 1);
+    // The same heads, stored in another order, give the same digest.
+    a.append(thread, w1.log_id(), None, &l1)
+        .await
+        .expect("append");
+    a.append(thread, w2.log_id(), None, &l2)
+        .await
+        .expect("append");
+    b.append(thread, w2.log_id(), None, &l2)
+        .await
+        .expect("append");
+    let before = b.heads_digest(thread).await.expect("d");
+    b.append(thread, w1.log_id(), None, &l1[..2])
+        .await
+        .expect("append");
+    assert_ne!(b.heads_digest(thread).await.expect("d"), before);
+    assert_ne!(
+        a.heads_digest(thread).await.expect("d"),
+        b.heads_digest(thread).await.expect("d")
+    );
+    b.append(thread, w1.log_id(), Some(l1[1].record.head()), &l1[2..])
+        .await
+        .expect("append");
+    assert_eq!(
+        a.heads_digest(thread).await.expect("d"),
+        b.heads_digest(thread).await.expect("d")
+    );
+}
+
+async fn suite<S: Store + 'static>(make: impl AsyncFn() -> S) {
+    books(&make().await).await;
+    appends(&make().await).await;
+    conflicts(&make().await).await;
+    concurrent_appenders(Arc::new(make().await)).await;
+    digests(&make().await, &make().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory() {
+    suite(async || MemoryStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_in_memory() {
+    suite(async || SqliteStore::in_memory().await.expect("open")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    let dir_path = dir.path().to_owned();
+    suite(async || {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        SqliteStore::open(dir_path.join(format!("store-{n}.db")))
+            .await
+            .expect("open")
+    })
+    .await;
+}

@@ -1,0 +1,139 @@
+//! The SQLite store on disk: persistence across reopen, file permissions, and bad files
+//! (garbage, truncated, a foreign database, a newer schema) giving typed errors without
+//! being changed.
+
+use threads_crypto::{Identity, ThreadKey};
+use threads_id::{ThreadId, Variant};
+use threads_log::{Hlc, Writer};
+use threads_store::{LogBook, Page, SQLITE_SCHEMA_VERSION, SqliteStore, StoreError, ThreadBook};
+
+#[tokio::test]
+async fn data_survives_reopen_and_the_file_is_private() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db");
+    let thread = ThreadId::from_parts(Variant::Raw, [1; 32]);
+    let key = ThreadKey::generate();
+    let writer = Writer::new(Identity::from_secret_bytes(&[2; 32]), thread, &key).expect("writer");
+    let first = writer
+        .append(None, None, b"kept", Hlc::new(1, 0))
+        .expect("append");
+    {
+        let store = SqliteStore::open(&path).await.expect("open");
+        store.put_thread(thread, &key).await.expect("put");
+        store
+            .append(thread, writer.log_id(), None, std::slice::from_ref(&first))
+            .await
+            .expect("append");
+        store.close().await;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the store file is readable by others: {mode:o}"
+        );
+    }
+    let store = SqliteStore::open(&path).await.expect("reopen");
+    assert_eq!(store.thread_key(thread).await.expect("read"), Some(key));
+    assert_eq!(
+        store.head(thread, writer.log_id()).await.expect("head"),
+        Some(first.record.head())
+    );
+    let entries = store
+        .entries_after(thread, writer.log_id(), 0, Page::new(10, 1 << 20))
+        .await
+        .expect("read");
+    assert_eq!(entries[0].entry, first.entry);
+}
+
+async fn assert_refused_unchanged(path: &std::path::Path, check: impl Fn(&StoreError) -> bool) {
+    let before = std::fs::read(path).expect("read file");
+    let err = SqliteStore::open(path)
+        .await
+        .expect_err("a bad file must not open");
+    assert!(check(&err), "unexpected error {err:?}");
+    assert_eq!(
+        std::fs::read(path).expect("read file"),
+        before,
+        "the file was changed"
+    );
+}
+
+#[tokio::test]
+async fn garbage_file_is_corrupt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("garbage.db");
+    std::fs::write(&path, vec![0x5a; 8192]).expect("write");
+    assert_refused_unchanged(&path, |e| matches!(e, StoreError::Corrupt(_))).await;
+}
+
+#[tokio::test]
+async fn truncated_file_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db");
+    {
+        let store = SqliteStore::open(&path).await.expect("open");
+        store
+            .put_thread(
+                ThreadId::from_parts(Variant::Raw, [3; 32]),
+                &ThreadKey::generate(),
+            )
+            .await
+            .expect("put");
+        store.close().await;
+    }
+    let bytes = std::fs::read(&path).expect("read");
+    // Keep the 100-byte header and part of the first page: the schema cannot be read.
+    std::fs::write(&path, &bytes[..bytes.len().min(1000)]).expect("truncate");
+    let _ = std::fs::remove_file(dir.path().join("store.db-wal"));
+    let _ = std::fs::remove_file(dir.path().join("store.db-shm"));
+    assert_refused_unchanged(&path, |e| matches!(e, StoreError::Corrupt(_))).await;
+}
+
+#[tokio::test]
+async fn foreign_database_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("other.db");
+    {
+        let store = SqliteStore::open(&path).await.expect("create");
+        store.close().await;
+    }
+    // Turn it into somebody else's database: a schema we did not write, version 0.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("connect");
+    sqlx::raw_sql("PRAGMA user_version = 0; CREATE TABLE unrelated (x INTEGER);")
+        .execute(&pool)
+        .await
+        .expect("alter");
+    pool.close().await;
+    assert_refused_unchanged(&path, |e| matches!(e, StoreError::Corrupt(_))).await;
+}
+
+#[tokio::test]
+async fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("future.db");
+    {
+        let store = SqliteStore::open(&path).await.expect("create");
+        store.close().await;
+    }
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("connect");
+    sqlx::raw_sql("PRAGMA user_version = 99")
+        .execute(&pool)
+        .await
+        .expect("alter");
+    pool.close().await;
+    assert_refused_unchanged(&path, |e| {
+        matches!(e, StoreError::SchemaTooNew { found: 99, supported } if *supported == SQLITE_SCHEMA_VERSION)
+    })
+    .await;
+}
