@@ -4,7 +4,8 @@
 //! [`AddrBook`], [`MetaBook`]; [`Store`] is all of them), implemented by each backend:
 //!
 //! - [`MemoryStore`]: maps in memory, for tests and ephemeral peers;
-//! - [`SqliteStore`]: one SQLite file (WAL), the embedded default.
+//! - [`SqliteStore`]: one SQLite file (WAL), the embedded default;
+//! - [`PostgresStore`]: a PostgreSQL database, for always-on servers.
 //!
 //! The central operation is [`LogBook::append`]: a batch of verified entries of one log is
 //! stored and the log's head advanced in one transaction, only if the batch starts at the
@@ -40,11 +41,14 @@
 mod chain;
 mod error;
 mod memory;
+mod postgres;
+mod sql;
 mod sqlite;
 mod traits;
 
 pub use error::StoreError;
 pub use memory::MemoryStore;
+pub use postgres::{POSTGRES_SCHEMA_VERSION, PostgresStore};
 pub use sqlite::{SQLITE_SCHEMA_VERSION, SqliteStore};
 pub use traits::{
     AddrBook, AppendOutcome, BlockStore, HeadsDigest, KeyBook, LogBook, MetaBook, Page, Result,

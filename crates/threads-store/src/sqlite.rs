@@ -14,10 +14,11 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqliteConnection};
 use threads_crypto::{Identity, ThreadKey};
 use threads_id::{LogId, Multiaddr, ThreadId};
-use threads_log::{Appended, Block, Cid, Entry, Head};
+use threads_log::{Appended, Block, Cid, Head};
 
 use crate::chain::{Plan, check_chain, heads_digest, plan};
 use crate::error::StoreError;
+use crate::sql::{EntryRow, cid_from, entries_from_rows, log_from, to_i64, to_u64};
 use crate::traits::{
     AddrBook, AppendOutcome, BlockStore, HeadsDigest, KeyBook, LogBook, MetaBook, Page, Result,
     StoredEntry, ThreadBook,
@@ -81,22 +82,6 @@ CREATE TABLE thread_meta (
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-}
-
-fn to_i64(value: u64) -> Result<i64> {
-    i64::try_from(value).map_err(|_| StoreError::Corrupt(format!("counter {value} out of range")))
-}
-
-fn to_u64(value: i64) -> Result<u64> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative counter {value}")))
-}
-
-fn cid_from(bytes: &[u8]) -> Result<Cid> {
-    Cid::try_from(bytes).map_err(|e| StoreError::Corrupt(format!("bad CID: {e}")))
-}
-
-fn log_from(bytes: &[u8]) -> Result<LogId> {
-    LogId::from_bytes(bytes).map_err(|e| StoreError::Corrupt(format!("bad log id: {e}")))
 }
 
 impl SqliteStore {
@@ -447,26 +432,19 @@ impl LogBook for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        let mut bytes = 0usize;
-        for row in rows {
-            if !out.is_empty() && bytes >= page.max_bytes {
-                break;
-            }
-            let counter = to_u64(row.try_get(0)?)?;
-            let record_cid = cid_from(row.try_get::<&[u8], _>(1)?)?;
-            let record = Block::new(record_cid, row.try_get(2)?)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let entry = Entry {
-                record,
-                event: Block::dag_cbor(row.try_get(3)?),
-                header: Block::raw(row.try_get(4)?),
-                body: Block::raw(row.try_get(5)?),
-            };
-            bytes += entry.blocks().iter().map(|b| b.data().len()).sum::<usize>();
-            out.push(StoredEntry { counter, entry });
-        }
-        Ok(out)
+        entries_from_rows(
+            rows.into_iter().map(|row| {
+                Ok(EntryRow {
+                    counter: row.try_get(0)?,
+                    record_cid: row.try_get(1)?,
+                    record: row.try_get(2)?,
+                    event: row.try_get(3)?,
+                    header: row.try_get(4)?,
+                    body: row.try_get(5)?,
+                })
+            }),
+            page,
+        )
     }
 
     async fn record_cid(&self, thread: ThreadId, log: LogId, counter: u64) -> Result<Option<Cid>> {

@@ -1,12 +1,17 @@
 //! The conformance suite: the same checks against every backend (memory, SQLite in memory,
-//! SQLite in a file).
+//! SQLite in a file, PostgreSQL on a throwaway server).
 
 use std::sync::Arc;
+
+#[path = "support/pg_server.rs"]
+mod pg_server;
 
 use threads_crypto::{Identity, ReadKey, ServiceKey, ThreadKey};
 use threads_id::{Multiaddr, ThreadId, Variant};
 use threads_log::{Appended, Block, Hlc, Writer, skip_target};
-use threads_store::{AppendOutcome, MemoryStore, Page, SqliteStore, Store, StoreError};
+use threads_store::{
+    AppendOutcome, MemoryStore, Page, PostgresStore, SqliteStore, Store, StoreError,
+};
 
 fn thread_and_key(seed: u8) -> (ThreadId, ThreadKey) {
     (
@@ -418,4 +423,50 @@ async fn sqlite_file() {
             .expect("open")
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres() {
+    let server = pg_server::PgServer::start();
+    suite(async || {
+        let url = server.fresh_database().await;
+        PostgresStore::connect(&url).await.expect("connect")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_newer_schema_is_refused() {
+    let server = pg_server::PgServer::start();
+    let url = server.fresh_database().await;
+    PostgresStore::connect(&url)
+        .await
+        .expect("connect")
+        .close()
+        .await;
+    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+    sqlx::query("INSERT INTO threads_schema (version) VALUES (99)")
+        .execute(&pool)
+        .await
+        .expect("insert");
+    pool.close().await;
+    let err = PostgresStore::connect(&url)
+        .await
+        .expect_err("newer schema");
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { found: 99, .. }),
+        "{err:?}"
+    );
+    // Connecting again (migrations are idempotent) with the current schema works.
+    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+    sqlx::query("DELETE FROM threads_schema WHERE version = 99")
+        .execute(&pool)
+        .await
+        .expect("delete");
+    pool.close().await;
+    PostgresStore::connect(&url)
+        .await
+        .expect("reconnect")
+        .close()
+        .await;
 }

@@ -1,0 +1,522 @@
+//! The PostgreSQL backend, for always-on servers: the same layout as the SQLite store in
+//! PostgreSQL's dialect, with a versioned schema.
+
+use sqlx::Row;
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use threads_crypto::{Identity, ThreadKey};
+use threads_id::{LogId, Multiaddr, ThreadId};
+use threads_log::{Appended, Block, Cid, Head};
+
+use crate::chain::{Plan, check_chain, heads_digest, plan};
+use crate::error::StoreError;
+use crate::sql::{EntryRow, cid_from, entries_from_rows, log_from, to_i64, to_u64};
+use crate::traits::{
+    AddrBook, AppendOutcome, BlockStore, HeadsDigest, KeyBook, LogBook, MetaBook, Page, Result,
+    StoredEntry, ThreadBook,
+};
+
+/// The schema version this build writes and reads.
+pub const POSTGRES_SCHEMA_VERSION: i64 = 1;
+
+/// Ordered migrations: `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: [&str; 1] = [r#"
+CREATE TABLE threads_v1_threads (
+    thread BYTEA PRIMARY KEY,
+    key BYTEA NOT NULL
+);
+CREATE TABLE threads_v1_logs (
+    id BIGSERIAL PRIMARY KEY,
+    thread BYTEA NOT NULL REFERENCES threads_v1_threads (thread),
+    log BYTEA NOT NULL,
+    counter BIGINT NOT NULL DEFAULT 0,
+    head BYTEA,
+    UNIQUE (thread, log)
+);
+CREATE TABLE threads_v1_entries (
+    id BIGSERIAL PRIMARY KEY,
+    log BIGINT NOT NULL REFERENCES threads_v1_logs (id),
+    counter BIGINT NOT NULL,
+    record_cid BYTEA NOT NULL UNIQUE,
+    record BYTEA NOT NULL,
+    event BYTEA NOT NULL,
+    header BYTEA NOT NULL,
+    body BYTEA NOT NULL,
+    UNIQUE (log, counter)
+);
+CREATE TABLE threads_v1_blocks (
+    cid BYTEA PRIMARY KEY,
+    data BYTEA NOT NULL
+);
+CREATE TABLE threads_v1_log_keys (
+    thread BYTEA NOT NULL,
+    log BYTEA NOT NULL,
+    secret BYTEA NOT NULL,
+    PRIMARY KEY (thread, log)
+);
+CREATE TABLE threads_v1_addrs (
+    thread BYTEA NOT NULL,
+    log BYTEA NOT NULL,
+    addr BYTEA NOT NULL,
+    expires BIGINT NOT NULL,
+    PRIMARY KEY (thread, log, addr)
+);
+CREATE TABLE threads_v1_meta (
+    thread BYTEA NOT NULL,
+    key TEXT NOT NULL,
+    value BYTEA NOT NULL,
+    PRIMARY KEY (thread, key)
+);
+"#];
+
+/// A store in a PostgreSQL database. Tables are prefixed `threads_v1_`, so the database
+/// can hold other data too.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user@host:port/db`) and migrates its
+    /// schema to the current version.
+    ///
+    /// # Errors
+    /// [`StoreError::SchemaTooNew`] if a newer version wrote the schema (nothing changes),
+    /// [`StoreError::Database`] if the server cannot be reached.
+    pub async fn connect(url: &str) -> Result<PostgresStore> {
+        let pool = PgPoolOptions::new().max_connections(8).connect(url).await?;
+        let store = PostgresStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Closes every connection, waiting for work in progress.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        // One migrator at a time, across processes.
+        sqlx::query("SELECT pg_advisory_xact_lock(7412731)")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS threads_schema (version BIGINT NOT NULL)")
+            .execute(&mut *tx)
+            .await?;
+        let version: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM threads_schema")
+            .fetch_one(&mut *tx)
+            .await?;
+        let version = version.unwrap_or(0);
+        if version > POSTGRES_SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                found: version,
+                supported: POSTGRES_SCHEMA_VERSION,
+            });
+        }
+        for (from, sql) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(version).unwrap_or(0))
+        {
+            sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO threads_schema (version) VALUES ($1)")
+                .bind(from as i64 + 1)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn thread_known(conn: &mut PgConnection, thread: ThreadId) -> Result<bool> {
+        let found: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM threads_v1_threads WHERE thread = $1")
+                .bind(&thread.to_bytes()[..])
+                .fetch_optional(&mut *conn)
+                .await?;
+        Ok(found.is_some())
+    }
+
+    /// The log's row id and head, locking the row until the transaction ends.
+    async fn lock_log(
+        conn: &mut PgConnection,
+        thread: ThreadId,
+        log: LogId,
+    ) -> Result<(i64, Option<Head>)> {
+        sqlx::query(
+            "INSERT INTO threads_v1_logs (thread, log) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(&thread.to_bytes()[..])
+        .bind(log.to_bytes())
+        .execute(&mut *conn)
+        .await?;
+        let row = sqlx::query(
+            "SELECT id, counter, head FROM threads_v1_logs WHERE thread = $1 AND log = $2 FOR UPDATE",
+        )
+        .bind(&thread.to_bytes()[..])
+        .bind(log.to_bytes())
+        .fetch_one(&mut *conn)
+        .await?;
+        let id: i64 = row.try_get(0)?;
+        let counter = to_u64(row.try_get(1)?)?;
+        let head: Option<Vec<u8>> = row.try_get(2)?;
+        let head = match head {
+            Some(bytes) if counter > 0 => Some(Head {
+                cid: cid_from(&bytes)?,
+                counter,
+            }),
+            _ => None,
+        };
+        Ok((id, head))
+    }
+}
+
+impl BlockStore for PostgresStore {
+    async fn put_blocks(&self, blocks: &[Block]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for block in blocks {
+            sqlx::query(
+                "INSERT INTO threads_v1_blocks (cid, data) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(block.cid().to_bytes())
+            .bind(block.data())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_block(&self, cid: &Cid) -> Result<Option<Block>> {
+        let data: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT data FROM threads_v1_blocks WHERE cid = $1 \
+             UNION ALL SELECT record FROM threads_v1_entries WHERE record_cid = $1 LIMIT 1",
+        )
+        .bind(cid.to_bytes())
+        .fetch_optional(&self.pool)
+        .await?;
+        data.map(|d| Block::new(*cid, d).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    async fn has_block(&self, cid: &Cid) -> Result<bool> {
+        let found: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM threads_v1_blocks WHERE cid = $1 \
+             UNION ALL SELECT 1 FROM threads_v1_entries WHERE record_cid = $1 LIMIT 1",
+        )
+        .bind(cid.to_bytes())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    async fn delete_blocks(&self, cids: &[Cid]) -> Result<()> {
+        let keys: Vec<Vec<u8>> = cids.iter().map(Cid::to_bytes).collect();
+        sqlx::query("DELETE FROM threads_v1_blocks WHERE cid = ANY($1)")
+            .bind(keys)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+impl ThreadBook for PostgresStore {
+    async fn put_thread(&self, thread: ThreadId, key: &ThreadKey) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO threads_v1_threads (thread, key) VALUES ($1, $2) \
+             ON CONFLICT (thread) DO UPDATE SET key = excluded.key",
+        )
+        .bind(&thread.to_bytes()[..])
+        .bind(&key.to_bytes()[..])
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn thread_key(&self, thread: ThreadId) -> Result<Option<ThreadKey>> {
+        let key: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT key FROM threads_v1_threads WHERE thread = $1")
+                .bind(&thread.to_bytes()[..])
+                .fetch_optional(&self.pool)
+                .await?;
+        let key = key.map(zeroize::Zeroizing::new);
+        key.map(|k| ThreadKey::from_bytes(&k).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    async fn threads(&self) -> Result<Vec<ThreadId>> {
+        let rows: Vec<Vec<u8>> =
+            sqlx::query_scalar("SELECT thread FROM threads_v1_threads ORDER BY thread")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|b| ThreadId::from_bytes(b).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
+    }
+}
+
+impl LogBook for PostgresStore {
+    async fn add_log(&self, thread: ThreadId, log: LogId) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        if !PostgresStore::thread_known(&mut conn, thread).await? {
+            return Err(StoreError::UnknownThread(thread));
+        }
+        sqlx::query(
+            "INSERT INTO threads_v1_logs (thread, log) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(&thread.to_bytes()[..])
+        .bind(log.to_bytes())
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn logs(&self, thread: ThreadId) -> Result<Vec<LogId>> {
+        let rows: Vec<Vec<u8>> =
+            sqlx::query_scalar("SELECT log FROM threads_v1_logs WHERE thread = $1 ORDER BY log")
+                .bind(&thread.to_bytes()[..])
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|b| log_from(b)).collect()
+    }
+
+    async fn head(&self, thread: ThreadId, log: LogId) -> Result<Option<Head>> {
+        let row =
+            sqlx::query("SELECT counter, head FROM threads_v1_logs WHERE thread = $1 AND log = $2")
+                .bind(&thread.to_bytes()[..])
+                .bind(log.to_bytes())
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        let counter = to_u64(row.try_get(0)?)?;
+        let head: Option<Vec<u8>> = row.try_get(1)?;
+        match head {
+            Some(bytes) if counter > 0 => Ok(Some(Head {
+                cid: cid_from(&bytes)?,
+                counter,
+            })),
+            _ => Ok(None),
+        }
+    }
+
+    async fn append(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+        expected: Option<Head>,
+        batch: &[Appended],
+    ) -> Result<AppendOutcome> {
+        let last = check_chain(expected, batch)?;
+        let mut tx = self.pool.begin().await?;
+        if !PostgresStore::thread_known(&mut tx, thread).await? {
+            return Err(StoreError::UnknownThread(thread));
+        }
+        let (log_row, current) = PostgresStore::lock_log(&mut tx, thread, log).await?;
+        let stored_at_last: Option<Vec<u8>> = match current {
+            Some(current) if current.counter >= last.counter && current != last => {
+                sqlx::query_scalar(
+                    "SELECT record_cid FROM threads_v1_entries WHERE log = $1 AND counter = $2",
+                )
+                .bind(log_row)
+                .bind(to_i64(last.counter)?)
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+            _ => None,
+        };
+        let decision = plan(log, expected, current, last, |counter| {
+            if current.map(|h| h.counter) == Some(counter) {
+                current.map(|h| h.cid)
+            } else {
+                stored_at_last
+                    .as_deref()
+                    .and_then(|b| Cid::try_from(b).ok())
+            }
+        })?;
+        let new_head = match decision {
+            Plan::Done(outcome) => return Ok(outcome),
+            Plan::Append { new_head } => new_head,
+        };
+        for appended in batch {
+            let entry = &appended.entry;
+            sqlx::query(
+                "INSERT INTO threads_v1_entries (log, counter, record_cid, record, event, header, body) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(log_row)
+            .bind(to_i64(appended.record.counter())?)
+            .bind(appended.record.cid().to_bytes())
+            .bind(entry.record.data())
+            .bind(entry.event.data())
+            .bind(entry.header.data())
+            .bind(entry.body.data())
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE threads_v1_logs SET counter = $1, head = $2 WHERE id = $3")
+            .bind(to_i64(new_head.counter)?)
+            .bind(new_head.cid.to_bytes())
+            .bind(log_row)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(AppendOutcome::Appended { head: new_head })
+    }
+
+    async fn entries_after(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+        after: u64,
+        page: Page,
+    ) -> Result<Vec<StoredEntry>> {
+        let limit = i64::try_from(page.max_records).unwrap_or(i64::MAX);
+        let rows = sqlx::query(
+            "SELECT e.counter, e.record_cid, e.record, e.event, e.header, e.body \
+             FROM threads_v1_entries e JOIN threads_v1_logs l ON e.log = l.id \
+             WHERE l.thread = $1 AND l.log = $2 AND e.counter > $3 ORDER BY e.counter LIMIT $4",
+        )
+        .bind(&thread.to_bytes()[..])
+        .bind(log.to_bytes())
+        .bind(to_i64(after)?)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        entries_from_rows(
+            rows.into_iter().map(|row| {
+                Ok(EntryRow {
+                    counter: row.try_get(0)?,
+                    record_cid: row.try_get(1)?,
+                    record: row.try_get(2)?,
+                    event: row.try_get(3)?,
+                    header: row.try_get(4)?,
+                    body: row.try_get(5)?,
+                })
+            }),
+            page,
+        )
+    }
+
+    async fn record_cid(&self, thread: ThreadId, log: LogId, counter: u64) -> Result<Option<Cid>> {
+        let cid: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT e.record_cid FROM threads_v1_entries e JOIN threads_v1_logs l ON e.log = l.id \
+             WHERE l.thread = $1 AND l.log = $2 AND e.counter = $3",
+        )
+        .bind(&thread.to_bytes()[..])
+        .bind(log.to_bytes())
+        .bind(to_i64(counter)?)
+        .fetch_optional(&self.pool)
+        .await?;
+        cid.map(|b| cid_from(&b)).transpose()
+    }
+
+    async fn heads_digest(&self, thread: ThreadId) -> Result<HeadsDigest> {
+        let rows = sqlx::query(
+            "SELECT log, counter, head FROM threads_v1_logs WHERE thread = $1 AND counter > 0",
+        )
+        .bind(&thread.to_bytes()[..])
+        .fetch_all(&self.pool)
+        .await?;
+        let mut heads = Vec::with_capacity(rows.len());
+        for row in rows {
+            let log = log_from(row.try_get::<&[u8], _>(0)?)?;
+            let counter = to_u64(row.try_get(1)?)?;
+            let cid = cid_from(row.try_get::<&[u8], _>(2)?)?;
+            heads.push((log, Head { cid, counter }));
+        }
+        Ok(heads_digest(heads))
+    }
+}
+
+impl KeyBook for PostgresStore {
+    async fn put_log_key(&self, thread: ThreadId, identity: &Identity) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO threads_v1_log_keys (thread, log, secret) VALUES ($1, $2, $3) \
+             ON CONFLICT (thread, log) DO UPDATE SET secret = excluded.secret",
+        )
+        .bind(&thread.to_bytes()[..])
+        .bind(identity.log_id().to_bytes())
+        .bind(&identity.secret_bytes()[..])
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn log_key(&self, thread: ThreadId, log: LogId) -> Result<Option<Identity>> {
+        let secret: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT secret FROM threads_v1_log_keys WHERE thread = $1 AND log = $2",
+        )
+        .bind(&thread.to_bytes()[..])
+        .bind(log.to_bytes())
+        .fetch_optional(&self.pool)
+        .await?;
+        let secret = secret.map(zeroize::Zeroizing::new);
+        secret
+            .map(|s| {
+                Identity::from_secret_slice(&s).map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .transpose()
+    }
+}
+
+impl AddrBook for PostgresStore {
+    async fn add_addr(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+        addr: &Multiaddr,
+        expires_ms: u64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO threads_v1_addrs (thread, log, addr, expires) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (thread, log, addr) DO UPDATE \
+             SET expires = GREATEST(threads_v1_addrs.expires, excluded.expires)",
+        )
+        .bind(&thread.to_bytes()[..])
+        .bind(log.to_bytes())
+        .bind(addr.to_vec())
+        .bind(to_i64(expires_ms)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn addrs(&self, thread: ThreadId, log: LogId, now_ms: u64) -> Result<Vec<Multiaddr>> {
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT addr FROM threads_v1_addrs WHERE thread = $1 AND log = $2 AND expires > $3 ORDER BY addr",
+        )
+        .bind(&thread.to_bytes()[..])
+        .bind(log.to_bytes())
+        .bind(to_i64(now_ms)?)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|b| Multiaddr::try_from(b).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
+    }
+}
+
+impl MetaBook for PostgresStore {
+    async fn put_meta(&self, thread: ThreadId, key: &str, value: &[u8]) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO threads_v1_meta (thread, key, value) VALUES ($1, $2, $3) \
+             ON CONFLICT (thread, key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(&thread.to_bytes()[..])
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn meta(&self, thread: ThreadId, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM threads_v1_meta WHERE thread = $1 AND key = $2")
+                .bind(&thread.to_bytes()[..])
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+}
