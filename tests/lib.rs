@@ -25,3 +25,22 @@ pub fn fuzz_inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     inputs.sort();
     inputs
 }
+
+/// The thread, key and writer identity of the crash test, shared by the writer process and
+/// the checker.
+pub fn crash_fixture() -> (
+    threads_id::ThreadId,
+    threads_crypto::ThreadKey,
+    threads_crypto::Identity,
+) {
+    let thread = threads_id::ThreadId::from_parts(threads_id::Variant::Raw, [0xc5; 32]);
+    let key = threads_crypto::ThreadKey::new(
+        threads_crypto::ServiceKey::from_bytes([0xc6; 32]),
+        threads_crypto::ReadKey::from_bytes([0xc7; 32]),
+    );
+    (
+        thread,
+        key,
+        threads_crypto::Identity::from_secret_bytes(&[0xc8; 32]),
+    )
+}

@@ -9,6 +9,7 @@
 //!   input under `test_data/fuzz/<target>/regressions/`, where ordinary tests replay it.
 //! - `proptest [--cases N]`: all tests with `PROPTEST_CASES=N`.
 //! - `bench`: the criterion benchmarks; their figures go to docs/BENCHMARKS.md by hand.
+//! - `crash [--rounds N]`: the SIGKILL crash test of the store with N rounds (default 200).
 //! - `tidy`: source hygiene (every `.rs` file starts with `//!`); also runs as a test.
 
 use std::path::{Path, PathBuf};
@@ -41,7 +42,7 @@ const FUZZ_TARGETS: [&str; 6] = [
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((command, rest)) = args.split_first() else {
-        bail!("usage: cargo xtask <ci|layering|fuzz|proptest|bench|tidy> [options]");
+        bail!("usage: cargo xtask <ci|layering|fuzz|proptest|bench|crash|tidy> [options]");
     };
     match command.as_str() {
         "ci" => ci(),
@@ -49,6 +50,7 @@ fn main() -> Result<()> {
         "fuzz" => fuzz(rest),
         "proptest" => proptest(rest),
         "bench" => bench(rest),
+        "crash" => crash(rest),
         "tidy" => tidy(),
         other => bail!("unknown command {other:?}"),
     }
@@ -275,6 +277,14 @@ fn keep_crashes(root: &Path, target: &str) -> Result<()> {
 fn proptest(args: &[String]) -> Result<()> {
     let cases = flag_value(args, "--cases")?.unwrap_or(1024);
     test_all(&[("PROPTEST_CASES", cases.to_string())])
+}
+
+fn crash(args: &[String]) -> Result<()> {
+    let rounds = flag_value(args, "--rounds")?.unwrap_or(200);
+    let mut cmd = cargo();
+    cmd.args(["test", "--locked", "-p", "threads-tests", "--test", "store_crash"])
+        .env("THREADS_CRASH_ROUNDS", rounds.to_string());
+    run(cmd)
 }
 
 fn bench(args: &[String]) -> Result<()> {
