@@ -282,8 +282,15 @@ fn proptest(args: &[String]) -> Result<()> {
 fn crash(args: &[String]) -> Result<()> {
     let rounds = flag_value(args, "--rounds")?.unwrap_or(200);
     let mut cmd = cargo();
-    cmd.args(["test", "--locked", "-p", "threads-tests", "--test", "store_crash"])
-        .env("THREADS_CRASH_ROUNDS", rounds.to_string());
+    cmd.args([
+        "test",
+        "--locked",
+        "-p",
+        "threads-tests",
+        "--test",
+        "store_crash",
+    ])
+    .env("THREADS_CRASH_ROUNDS", rounds.to_string());
     run(cmd)
 }
 

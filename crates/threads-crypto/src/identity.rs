@@ -32,6 +32,9 @@ pub enum KeyError {
     /// A libp2p key pair is not ed25519.
     #[error("libp2p key pair is not ed25519")]
     NotEd25519,
+    /// The passphrase key derivation failed (parameters out of range).
+    #[error("key derivation failed: {0}")]
+    Kdf(String),
     /// The text is not a valid multibase string or peer id.
     #[error("invalid key text: {0}")]
     Text(String),

@@ -39,6 +39,15 @@ pub enum StoreError {
         /// The newest version this build understands.
         supported: i64,
     },
+    /// The store's secrets are sealed with a passphrase, and none was given.
+    #[error("the store is sealed with a passphrase; give it to open the store")]
+    PassphraseRequired,
+    /// The passphrase does not open the store's secrets.
+    #[error("wrong passphrase")]
+    WrongPassphrase,
+    /// A passphrase was given for a store whose secrets are stored without one.
+    #[error("the store's secrets are not sealed with a passphrase")]
+    NotSealed,
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),

@@ -42,6 +42,7 @@ mod chain;
 mod error;
 mod memory;
 mod postgres;
+mod secrets;
 mod sql;
 mod sqlite;
 mod traits;
@@ -49,6 +50,7 @@ mod traits;
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use postgres::{POSTGRES_SCHEMA_VERSION, PostgresStore};
+pub use secrets::StoreOptions;
 pub use sqlite::{SQLITE_SCHEMA_VERSION, SqliteStore};
 pub use traits::{
     AddrBook, AppendOutcome, BlockStore, HeadsDigest, KeyBook, LogBook, MetaBook, Page, Result,

@@ -9,6 +9,7 @@ use threads_log::{Appended, Block, Cid, Head};
 
 use crate::chain::{Plan, check_chain, heads_digest, plan};
 use crate::error::StoreError;
+use crate::secrets::{Secrets, StoreOptions, log_key_row, thread_key_row};
 use crate::sql::{EntryRow, cid_from, entries_from_rows, log_from, to_i64, to_u64};
 use crate::traits::{
     AddrBook, AppendOutcome, BlockStore, HeadsDigest, KeyBook, LogBook, MetaBook, Page, Result,
@@ -16,10 +17,11 @@ use crate::traits::{
 };
 
 /// The schema version this build writes and reads.
-pub const POSTGRES_SCHEMA_VERSION: i64 = 1;
+pub const POSTGRES_SCHEMA_VERSION: i64 = 2;
 
 /// Ordered migrations: `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 1] = [r#"
+const MIGRATIONS: [&str; 2] = [
+    r#"
 CREATE TABLE threads_v1_threads (
     thread BYTEA PRIMARY KEY,
     key BYTEA NOT NULL
@@ -66,13 +68,21 @@ CREATE TABLE threads_v1_meta (
     value BYTEA NOT NULL,
     PRIMARY KEY (thread, key)
 );
-"#];
+"#,
+    r#"
+CREATE TABLE threads_v1_settings (
+    name TEXT PRIMARY KEY,
+    value BYTEA NOT NULL
+);
+"#,
+];
 
 /// A store in a PostgreSQL database. Tables are prefixed `threads_v1_`, so the database
 /// can hold other data too.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    secrets: std::sync::Arc<Secrets>,
 }
 
 impl PostgresStore {
@@ -83,10 +93,52 @@ impl PostgresStore {
     /// [`StoreError::SchemaTooNew`] if a newer version wrote the schema (nothing changes),
     /// [`StoreError::Database`] if the server cannot be reached.
     pub async fn connect(url: &str) -> Result<PostgresStore> {
+        PostgresStore::connect_with(url, &StoreOptions::new()).await
+    }
+
+    /// [`PostgresStore::connect`] with options: a passphrase that seals the secrets.
+    pub async fn connect_with(url: &str, options: &StoreOptions) -> Result<PostgresStore> {
         let pool = PgPoolOptions::new().max_connections(8).connect(url).await?;
-        let store = PostgresStore { pool };
-        store.migrate().await?;
-        Ok(store)
+        let started = async {
+            PostgresStore::migrate(&pool).await?;
+            PostgresStore::load_secrets(&pool, options).await
+        }
+        .await;
+        match started {
+            Ok(secrets) => Ok(PostgresStore {
+                pool,
+                secrets: std::sync::Arc::new(secrets),
+            }),
+            Err(e) => {
+                pool.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn load_secrets(pool: &PgPool, options: &StoreOptions) -> Result<Secrets> {
+        let mut tx = pool.begin().await?;
+        sqlx::query("LOCK TABLE threads_v1_settings IN EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        let setting: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT value FROM threads_v1_settings WHERE name = 'secrets'")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let has_secrets: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM threads_v1_threads) OR EXISTS (SELECT 1 FROM threads_v1_log_keys)",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let (secrets, new_setting) = Secrets::resolve(options, setting.as_deref(), has_secrets)?;
+        if let Some(value) = new_setting {
+            sqlx::query("INSERT INTO threads_v1_settings (name, value) VALUES ('secrets', $1)")
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(secrets)
     }
 
     /// Closes every connection, waiting for work in progress.
@@ -94,8 +146,8 @@ impl PostgresStore {
         self.pool.close().await;
     }
 
-    async fn migrate(&self) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+    async fn migrate(pool: &PgPool) -> Result<()> {
+        let mut tx = pool.begin().await?;
         // One migrator at a time, across processes.
         sqlx::query("SELECT pg_advisory_xact_lock(7412731)")
             .execute(&mut *tx)
@@ -227,7 +279,7 @@ impl ThreadBook for PostgresStore {
              ON CONFLICT (thread) DO UPDATE SET key = excluded.key",
         )
         .bind(&thread.to_bytes()[..])
-        .bind(&key.to_bytes()[..])
+        .bind(self.secrets.seal(&thread_key_row(&thread), &key.to_bytes()))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -239,9 +291,11 @@ impl ThreadBook for PostgresStore {
                 .bind(&thread.to_bytes()[..])
                 .fetch_optional(&self.pool)
                 .await?;
-        let key = key.map(zeroize::Zeroizing::new);
-        key.map(|k| ThreadKey::from_bytes(&k).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .transpose()
+        let Some(stored) = key else { return Ok(None) };
+        let key = self.secrets.open(&thread_key_row(&thread), stored)?;
+        ThreadKey::from_bytes(&key)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
     async fn threads(&self) -> Result<Vec<ThreadId>> {
@@ -436,7 +490,10 @@ impl KeyBook for PostgresStore {
         )
         .bind(&thread.to_bytes()[..])
         .bind(identity.log_id().to_bytes())
-        .bind(&identity.secret_bytes()[..])
+        .bind(self.secrets.seal(
+            &log_key_row(&thread, &identity.log_id()),
+            &identity.secret_bytes()[..],
+        ))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -450,12 +507,13 @@ impl KeyBook for PostgresStore {
         .bind(log.to_bytes())
         .fetch_optional(&self.pool)
         .await?;
-        let secret = secret.map(zeroize::Zeroizing::new);
-        secret
-            .map(|s| {
-                Identity::from_secret_slice(&s).map_err(|e| StoreError::Corrupt(e.to_string()))
-            })
-            .transpose()
+        let Some(stored) = secret else {
+            return Ok(None);
+        };
+        let secret = self.secrets.open(&log_key_row(&thread, &log), stored)?;
+        Identity::from_secret_slice(&secret)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 }
 

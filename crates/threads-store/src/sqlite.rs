@@ -18,6 +18,7 @@ use threads_log::{Appended, Block, Cid, Head};
 
 use crate::chain::{Plan, check_chain, heads_digest, plan};
 use crate::error::StoreError;
+use crate::secrets::{Secrets, StoreOptions, log_key_row, thread_key_row};
 use crate::sql::{EntryRow, cid_from, entries_from_rows, log_from, to_i64, to_u64};
 use crate::traits::{
     AddrBook, AppendOutcome, BlockStore, HeadsDigest, KeyBook, LogBook, MetaBook, Page, Result,
@@ -25,10 +26,11 @@ use crate::traits::{
 };
 
 /// The schema version this build writes and reads.
-pub const SQLITE_SCHEMA_VERSION: i64 = 1;
+pub const SQLITE_SCHEMA_VERSION: i64 = 2;
 
 /// Ordered migrations: `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 1] = [r#"
+const MIGRATIONS: [&str; 2] = [
+    r#"
 CREATE TABLE threads (
     thread BLOB PRIMARY KEY,
     key BLOB NOT NULL
@@ -76,12 +78,20 @@ CREATE TABLE thread_meta (
     value BLOB NOT NULL,
     PRIMARY KEY (thread, key)
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+CREATE TABLE settings (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
+"#,
+];
 
 /// A store in one SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    secrets: std::sync::Arc<Secrets>,
 }
 
 impl SqliteStore {
@@ -92,11 +102,20 @@ impl SqliteStore {
     /// [`StoreError::Corrupt`] if the file is not a threads-rs store or is damaged,
     /// [`StoreError::SchemaTooNew`] if a newer version wrote it. Neither changes the file.
     pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
+        SqliteStore::open_with(path, &StoreOptions::new()).await
+    }
+
+    /// [`SqliteStore::open`] with options: a passphrase that seals the store's secrets.
+    ///
+    /// # Errors
+    /// Also [`StoreError::WrongPassphrase`], [`StoreError::PassphraseRequired`] and
+    /// [`StoreError::NotSealed`]; none of them writes anything.
+    pub async fn open_with(path: impl AsRef<Path>, options: &StoreOptions) -> Result<SqliteStore> {
         let path = path.as_ref();
         if !path.exists() {
             create_private_file(path)?;
         }
-        let options = SqliteConnectOptions::new()
+        let connect = SqliteConnectOptions::new()
             .filename(path)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -104,11 +123,9 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(connect)
             .await?;
-        let store = SqliteStore { pool };
-        store.migrate().await?;
-        Ok(store)
+        SqliteStore::start(pool, options).await
     }
 
     /// An empty store in memory (one connection), for tests.
@@ -118,9 +135,47 @@ impl SqliteStore {
             .max_connections(1)
             .connect_with(options)
             .await?;
-        let store = SqliteStore { pool };
-        store.migrate().await?;
-        Ok(store)
+        SqliteStore::start(pool, &StoreOptions::new()).await
+    }
+
+    async fn start(pool: SqlitePool, options: &StoreOptions) -> Result<SqliteStore> {
+        let started = async {
+            SqliteStore::migrate(&pool).await?;
+            SqliteStore::load_secrets(&pool, options).await
+        }
+        .await;
+        match started {
+            Ok(secrets) => Ok(SqliteStore {
+                pool,
+                secrets: std::sync::Arc::new(secrets),
+            }),
+            Err(e) => {
+                pool.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn load_secrets(pool: &SqlitePool, options: &StoreOptions) -> Result<Secrets> {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let setting: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = 'secrets'")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let has_secrets: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM threads) OR EXISTS (SELECT 1 FROM log_keys)",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let (secrets, new_setting) = Secrets::resolve(options, setting.as_deref(), has_secrets)?;
+        if let Some(value) = new_setting {
+            sqlx::query("INSERT INTO settings (name, value) VALUES ('secrets', ?)")
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(secrets)
     }
 
     /// Closes every connection, waiting for work in progress.
@@ -128,8 +183,8 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
-    async fn migrate(&self) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+    async fn migrate(pool: &SqlitePool) -> Result<()> {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
         let version: i64 = sqlx::query_scalar("PRAGMA user_version")
             .fetch_one(&mut *tx)
             .await?;
@@ -159,6 +214,7 @@ impl SqliteStore {
             // PRAGMA takes no bound parameters; the value is one of our own constants.
             let set = match next {
                 1 => "PRAGMA user_version = 1",
+                2 => "PRAGMA user_version = 2",
                 _ => unreachable!("one migration per version"),
             };
             sqlx::query(set).execute(&mut *tx).await?;
@@ -283,7 +339,7 @@ impl ThreadBook for SqliteStore {
             "INSERT INTO threads (thread, key) VALUES (?, ?) ON CONFLICT (thread) DO UPDATE SET key = excluded.key",
         )
         .bind(&thread.to_bytes()[..])
-        .bind(&key.to_bytes()[..])
+        .bind(self.secrets.seal(&thread_key_row(&thread), &key.to_bytes()))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -294,9 +350,11 @@ impl ThreadBook for SqliteStore {
             .bind(&thread.to_bytes()[..])
             .fetch_optional(&self.pool)
             .await?;
-        let key = key.map(zeroize::Zeroizing::new);
-        key.map(|k| ThreadKey::from_bytes(&k).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .transpose()
+        let Some(stored) = key else { return Ok(None) };
+        let key = self.secrets.open(&thread_key_row(&thread), stored)?;
+        ThreadKey::from_bytes(&key)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
     async fn threads(&self) -> Result<Vec<ThreadId>> {
@@ -485,7 +543,10 @@ impl KeyBook for SqliteStore {
         )
         .bind(&thread.to_bytes()[..])
         .bind(identity.log_id().to_bytes())
-        .bind(&identity.secret_bytes()[..])
+        .bind(self.secrets.seal(
+            &log_key_row(&thread, &identity.log_id()),
+            &identity.secret_bytes()[..],
+        ))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -498,12 +559,13 @@ impl KeyBook for SqliteStore {
                 .bind(log.to_bytes())
                 .fetch_optional(&self.pool)
                 .await?;
-        let secret = secret.map(zeroize::Zeroizing::new);
-        secret
-            .map(|s| {
-                Identity::from_secret_slice(&s).map_err(|e| StoreError::Corrupt(e.to_string()))
-            })
-            .transpose()
+        let Some(stored) = secret else {
+            return Ok(None);
+        };
+        let secret = self.secrets.open(&log_key_row(&thread, &log), stored)?;
+        Identity::from_secret_slice(&secret)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 }
 

@@ -10,7 +10,7 @@ use threads_crypto::{Identity, ReadKey, ServiceKey, ThreadKey};
 use threads_id::{Multiaddr, ThreadId, Variant};
 use threads_log::{Appended, Block, Hlc, Writer, skip_target};
 use threads_store::{
-    AppendOutcome, MemoryStore, Page, PostgresStore, SqliteStore, Store, StoreError,
+    AppendOutcome, MemoryStore, Page, PostgresStore, SqliteStore, Store, StoreError, ThreadBook,
 };
 
 fn thread_and_key(seed: u8) -> (ThreadId, ThreadKey) {
@@ -469,4 +469,49 @@ async fn postgres_newer_schema_is_refused() {
         .expect("reconnect")
         .close()
         .await;
+}
+
+fn sealed() -> threads_store::StoreOptions {
+    threads_store::StoreOptions::new()
+        .with_kdf(threads_crypto::KdfParams::new(1024, 1, 1))
+        .with_passphrase("a passphrase")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_sealed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    let dir_path = dir.path().to_owned();
+    suite(async || {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        SqliteStore::open_with(dir_path.join(format!("sealed-{n}.db")), &sealed())
+            .await
+            .expect("open")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_sealed() {
+    let server = pg_server::PgServer::start();
+    let url = server.fresh_database().await;
+    let store = PostgresStore::connect_with(&url, &sealed())
+        .await
+        .expect("connect");
+    books(&store).await;
+    store.close().await;
+    let err = PostgresStore::connect(&url)
+        .await
+        .expect_err("needs the passphrase");
+    assert!(matches!(err, StoreError::PassphraseRequired), "{err:?}");
+    let wrong = threads_store::StoreOptions::new().with_passphrase("another");
+    let err = PostgresStore::connect_with(&url, &wrong)
+        .await
+        .expect_err("wrong passphrase");
+    assert!(matches!(err, StoreError::WrongPassphrase), "{err:?}");
+    let store = PostgresStore::connect_with(&url, &sealed())
+        .await
+        .expect("reconnect");
+    let (thread, _) = thread_and_key(1);
+    assert!(store.thread_key(thread).await.expect("read").is_some());
 }

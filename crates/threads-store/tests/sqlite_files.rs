@@ -137,3 +137,84 @@ async fn newer_schema_is_refused() {
     })
     .await;
 }
+
+fn small_kdf() -> threads_store::StoreOptions {
+    // Cheap parameters so the test is fast; the default is 64 MiB and 3 passes.
+    threads_store::StoreOptions::new().with_kdf(threads_crypto::KdfParams::new(1024, 1, 1))
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn passphrase_seals_secrets_at_rest() {
+    use threads_store::KeyBook;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sealed.db");
+    let thread = ThreadId::from_parts(Variant::Raw, [4; 32]);
+    let key = ThreadKey::new(
+        threads_crypto::ServiceKey::from_bytes([0xab; 32]),
+        threads_crypto::ReadKey::from_bytes([0xcd; 32]),
+    );
+    let me = Identity::from_secret_bytes(&[0xef; 32]);
+    {
+        let store = SqliteStore::open_with(&path, &small_kdf().with_passphrase("correct horse"))
+            .await
+            .expect("create sealed");
+        store.put_thread(thread, &key).await.expect("put");
+        store.put_log_key(thread, &me).await.expect("put key");
+        store.close().await;
+    }
+    // No secret appears in the files.
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes.extend(std::fs::read(dir.path().join("sealed.db-wal")).unwrap_or_default());
+    for secret in [[0xab; 32], [0xcd; 32], [0xef; 32]] {
+        assert!(
+            !contains(&bytes, &secret),
+            "a secret is stored in the clear"
+        );
+    }
+    // The right passphrase reads them back.
+    let store = SqliteStore::open_with(&path, &small_kdf().with_passphrase("correct horse"))
+        .await
+        .expect("reopen");
+    assert_eq!(store.thread_key(thread).await.expect("read"), Some(key));
+    let back = store
+        .log_key(thread, me.log_id())
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(*back.secret_bytes(), [0xef; 32]);
+    store.close().await;
+    // No passphrase, or a wrong one: a typed error, and the file is not changed.
+    let before = std::fs::read(&path).expect("read");
+    let err = SqliteStore::open(&path)
+        .await
+        .expect_err("needs the passphrase");
+    assert!(matches!(err, StoreError::PassphraseRequired), "{err:?}");
+    let err = SqliteStore::open_with(&path, &small_kdf().with_passphrase("wrong horse"))
+        .await
+        .expect_err("wrong passphrase");
+    assert!(matches!(err, StoreError::WrongPassphrase), "{err:?}");
+    assert_eq!(std::fs::read(&path).expect("read"), before);
+}
+
+#[tokio::test]
+async fn a_plain_store_with_secrets_refuses_a_passphrase() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("plain.db");
+    let store = SqliteStore::open(&path).await.expect("create");
+    store
+        .put_thread(
+            ThreadId::from_parts(Variant::Raw, [5; 32]),
+            &ThreadKey::generate(),
+        )
+        .await
+        .expect("put");
+    store.close().await;
+    let err = SqliteStore::open_with(&path, &small_kdf().with_passphrase("late"))
+        .await
+        .expect_err("not sealed");
+    assert!(matches!(err, StoreError::NotSealed), "{err:?}");
+}
