@@ -174,12 +174,12 @@ async fn check<S: Store>(store: &S, world: &World, ops: &[Op]) -> Result<(), Tes
                 prop_assert_eq!(page.iter().map(|s| &s.entry).collect::<Vec<_>>(), expected);
             }
         }
-        for log in 0..LOGS {
+        for ((writer, chain), &count) in world.writers.iter().zip(&world.main).zip(&stored) {
             let got = store
-                .head(world.thread, world.writers[log].log_id())
+                .head(world.thread, writer.log_id())
                 .await
                 .expect("head");
-            prop_assert_eq!(got, head(&world.main[log], stored[log]));
+            prop_assert_eq!(got, head(chain, count));
         }
     }
     Ok(())
