@@ -1,8 +1,8 @@
 //! Project automation, run as `cargo xtask <command>` (see `.cargo/config.toml`).
 //!
-//! - `ci`: everything CI checks, in order: formatting, layering, clippy with warnings denied,
-//!   all tests (with nextest when installed), doc tests, and the docs with broken intra-doc
-//!   links denied.
+//! - `ci`: everything CI checks, in order: formatting, tidy, layering, PostgreSQL present
+//!   (installed with apt-get if missing), clippy with warnings denied, all tests (with
+//!   nextest when installed), doc tests, and the docs with broken intra-doc links denied.
 //! - `layering`: the library crates depend only on crates below them (the order is
 //!   `LAYERS`).
 //! - `fuzz <target>|--all [--seconds N]`: runs cargo-fuzz (nightly) and keeps any crashing
@@ -105,6 +105,7 @@ fn ci() -> Result<()> {
     run(fmt)?;
     tidy()?;
     layering()?;
+    ensure_postgres()?;
     let mut clippy = cargo();
     clippy.args([
         "clippy",
@@ -126,6 +127,33 @@ fn ci() -> Result<()> {
     run(doc)?;
     eprintln!("ci: all checks passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// The store's tests start a throwaway PostgreSQL server from the machine's `initdb` and
+/// `pg_ctl`. Installs PostgreSQL from the distribution when it is missing and we may.
+fn ensure_postgres() -> Result<()> {
+    let found = std::env::var_os("THREADS_PG_BIN").is_some()
+        || std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.path().join("bin/initdb").exists())
+        || Command::new("sh")
+            .args(["-c", "command -v initdb"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if found {
+        return Ok(());
+    }
+    eprintln!("ci: PostgreSQL (initdb, pg_ctl) not found; installing it with apt-get");
+    let mut update = Command::new("apt-get");
+    update.arg("update");
+    run(update)?;
+    let mut install = Command::new("apt-get");
+    install.args(["install", "-y", "--no-install-recommends", "postgresql"]);
+    install.env("DEBIAN_FRONTEND", "noninteractive");
+    run(install)
+        .context("PostgreSQL is needed by the store tests; install it or set THREADS_PG_BIN")
 }
 
 /// Runs every test (unit, integration, fuzz replays) and then the doc tests, which nextest
