@@ -40,7 +40,7 @@ impl Page {
 pub struct StoredEntry {
     /// The record's counter.
     pub counter: u64,
-    /// The blocks; the body may be missing after compaction (`None`).
+    /// The four blocks.
     pub entry: Entry,
 }
 
