@@ -132,6 +132,29 @@ fn decrypt_error(layer: Layer, source: AeadError) -> VerifyError {
     VerifyError::Decrypt { layer, source }
 }
 
+/// Checks header and body blocks against an event's links and their codec.
+fn check_links(links: &EventNode, header: &Block, body: &Block) -> Result<(), VerifyError> {
+    for (layer, expected, block) in [
+        (Layer::Header, links.header, header),
+        (Layer::Body, links.body, body),
+    ] {
+        if block.cid() != &expected {
+            return Err(VerifyError::Link {
+                layer,
+                expected,
+                actual: *block.cid(),
+            });
+        }
+        if block.cid().codec() != RAW {
+            return Err(VerifyError::Codec {
+                layer,
+                codec: block.cid().codec(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A record opened without its signature checked yet, with the message to check it over.
 struct Unchecked {
     record: Record,
@@ -316,6 +339,21 @@ impl Verifier {
         Ok(record)
     }
 
+    /// Follower-level verification of a whole entry after the head `prev`: the record and
+    /// event as in [`Verifier::verify_follower`], and the header and body bytes against the
+    /// event's links. Nothing is decrypted beyond the record.
+    pub fn verify_follower_entry(
+        &self,
+        prev: Option<&Head>,
+        entry: &Entry,
+    ) -> Result<Record, VerifyError> {
+        let record = self.open_record(&entry.record)?;
+        Verifier::check_successor(prev, &record)?;
+        let links = self.open_event(&record, &entry.event)?;
+        check_links(&links, &entry.header, &entry.body)?;
+        Ok(record)
+    }
+
     /// Reader-level verification: decrypts the header and body of a follower-verified record
     /// and checks them against the event's links.
     pub fn read(
@@ -327,24 +365,7 @@ impl Verifier {
     ) -> Result<Decrypted, VerifyError> {
         let read = self.read.as_ref().ok_or(VerifyError::NoReadKey)?;
         let links = self.open_event(record, event)?;
-        for (layer, expected, block) in [
-            (Layer::Header, links.header, header),
-            (Layer::Body, links.body, body),
-        ] {
-            if block.cid() != &expected {
-                return Err(VerifyError::Link {
-                    layer,
-                    expected,
-                    actual: *block.cid(),
-                });
-            }
-            if block.cid().codec() != RAW {
-                return Err(VerifyError::Codec {
-                    layer,
-                    codec: block.cid().codec(),
-                });
-            }
-        }
+        check_links(&links, header, body)?;
         let plain = read
             .open(&self.ctx.ad_header, header.data())
             .map_err(|source| decrypt_error(Layer::Header, source))?;

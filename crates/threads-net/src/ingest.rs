@@ -1,0 +1,173 @@
+//! Validating and storing entries received from a peer.
+//!
+//! Everything is verified before anything is stored: each record is decrypted with the
+//! service key and its signature, counter, `prev` and skip links checked; the event, header
+//! and body bytes are checked against their links. A batch is stored in one transaction or
+//! not at all, and a rejection names its reason (see [`Rejection::code`]).
+
+use threads_crypto::ThreadKey;
+use threads_id::{LogId, ThreadId};
+use threads_log::{Appended, Head, Verifier, VerifyError, skip_target};
+use threads_store::{AppendOutcome, Store, StoreError};
+
+use crate::message::{MAX_PAGE_ENTRIES, WireEntry};
+
+/// Why received entries were rejected. The store is unchanged.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// An entry failed verification.
+    #[error("entry {index} of the batch: {source}")]
+    Verify {
+        /// Its position in the batch.
+        index: usize,
+        /// Why.
+        source: VerifyError,
+    },
+    /// A validly signed record differs from the one stored at its counter: the log's
+    /// author forked it.
+    #[error("fork at counter {counter}")]
+    Fork {
+        /// The contested counter.
+        counter: u64,
+    },
+    /// The batch starts past the next counter: entries are missing in between.
+    #[error("batch starts at counter {got}, the next is {expected}")]
+    Gap {
+        /// The counter the log needs next.
+        expected: u64,
+        /// The first counter of the batch.
+        got: u64,
+    },
+    /// The batch has more entries than a page may hold.
+    #[error("batch of {0} entries is too large")]
+    TooMany(usize),
+    /// The local store failed (not the peer's fault).
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl Rejection {
+    /// A short stable code for counting rejections by reason.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::Verify { source, .. } => match source {
+                VerifyError::Decrypt { .. } => "decrypt",
+                VerifyError::Signature => "signature",
+                VerifyError::Counter { .. } | VerifyError::Prev { .. } => "chain",
+                VerifyError::Skip { .. } => "skip-link",
+                VerifyError::Link { .. } => "link",
+                _ => "malformed",
+            },
+            Rejection::Fork { .. } => "fork",
+            Rejection::Gap { .. } => "gap",
+            Rejection::TooMany(_) => "too-many",
+            Rejection::Store(_) => "store",
+        }
+    }
+
+    /// Whether the sending peer is to blame (everything but a local store failure).
+    pub fn is_peer_fault(&self) -> bool {
+        !matches!(self, Rejection::Store(_))
+    }
+}
+
+/// What an accepted batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ingested {
+    /// How many entries were new.
+    pub stored: usize,
+    /// The log's counter afterwards.
+    pub counter: u64,
+}
+
+/// Verifies `entries` (oldest first) of `log` in `thread` and stores the new ones.
+///
+/// Entries the store already holds are skipped if identical and a [`Rejection::Fork`] if a
+/// validly signed record differs. The batch must continue the stored log without a gap.
+///
+/// # Cancel safety
+/// Dropping the future stores nothing or the whole batch (one transaction).
+pub async fn ingest<S: Store>(
+    store: &S,
+    thread: ThreadId,
+    log: LogId,
+    key: &ThreadKey,
+    entries: Vec<WireEntry>,
+) -> Result<Ingested, Rejection> {
+    if entries.len() > MAX_PAGE_ENTRIES as usize {
+        return Err(Rejection::TooMany(entries.len()));
+    }
+    let verifier =
+        Verifier::new(thread, log, key).map_err(|source| Rejection::Verify { index: 0, source })?;
+    let entries: Vec<_> = entries.into_iter().map(WireEntry::into_entry).collect();
+    // A concurrent ingest of the same log may win the compare-and-set; then verify again
+    // against the new head (the overlap is skipped), once.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let head = store.head(thread, log).await?;
+        let head_counter = head.map_or(0, |h| h.counter);
+        let mut prev = head;
+        let mut fresh: Vec<Appended> = Vec::new();
+        for (index, entry) in entries.iter().enumerate() {
+            let reject = |source| Rejection::Verify { index, source };
+            let record = verifier.open_record(&entry.record).map_err(reject)?;
+            let counter = record.counter();
+            if counter <= head_counter {
+                // Already stored? The same CID means the same bytes, which we verified then.
+                let stored = store.record_cid(thread, log, counter).await?;
+                if stored.as_ref() != Some(record.cid()) {
+                    return Err(Rejection::Fork { counter });
+                }
+                continue;
+            }
+            if fresh.is_empty() && counter > head_counter + 1 {
+                return Err(Rejection::Gap {
+                    expected: head_counter + 1,
+                    got: counter,
+                });
+            }
+            let record = verifier
+                .verify_follower_entry(prev.as_ref(), entry)
+                .map_err(reject)?;
+            if let Some(target) = skip_target(counter) {
+                let expected = match fresh.iter().find(|a| a.record.counter() == target) {
+                    Some(a) => Some(*a.record.cid()),
+                    None => store.record_cid(thread, log, target).await?,
+                };
+                if let Some(expected) = expected {
+                    Verifier::check_skip(&record, &expected).map_err(reject)?;
+                }
+            }
+            prev = Some(record.head());
+            fresh.push(Appended {
+                entry: entry.clone(),
+                record,
+            });
+        }
+        if fresh.is_empty() {
+            return Ok(Ingested {
+                stored: 0,
+                counter: head_counter,
+            });
+        }
+        match store.append(thread, log, head, &fresh).await {
+            Ok(AppendOutcome::Appended {
+                head: Head { counter, .. },
+            }) => {
+                return Ok(Ingested {
+                    stored: fresh.len(),
+                    counter,
+                });
+            }
+            Ok(AppendOutcome::AlreadyStored {
+                head: Head { counter, .. },
+            }) => {
+                return Ok(Ingested { stored: 0, counter });
+            }
+            Err(StoreError::Conflict { .. }) if attempts < 2 => continue,
+            Err(e) => return Err(Rejection::Store(e)),
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! Replication of threads between peers: the sync protocol of threads-rs.
+//!
+//! This crate is being built in layers. Present today, all of it sans-IO and tested without
+//! sockets:
+//!
+//! - [`message`]: the protocol's requests and responses and their limits;
+//! - [`AuthProof`]: proof of holding a thread's service key without sending it;
+//! - [`ingest`]: verifying received entries completely before storing any of them, with a
+//!   typed [`Rejection`];
+//! - [`Health`]: per thread, log and peer counts of accepted and rejected entries, what the
+//!   peer has, and the last error.
+//!
+//! The libp2p host that carries these messages (TCP + Noise + Yamux, request-response,
+//! gossipsub) is the next step; see docs/ARCHITECTURE.md.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+mod auth;
+mod health;
+mod ingest;
+pub mod message;
+
+pub use auth::AuthProof;
+pub use health::{Health, HealthRow, PeerLogHealth};
+pub use ingest::{Ingested, Rejection, ingest};
