@@ -18,7 +18,11 @@ mod auth;
 mod health;
 mod ingest;
 pub mod message;
+mod node;
+mod serve;
 
 pub use auth::AuthProof;
 pub use health::{Health, HealthRow, PeerLogHealth};
 pub use ingest::{Ingested, Rejection, ingest};
+pub use node::{NetConfig, NetError, NetEvent, Node, SYNC_PROTOCOL};
+pub use serve::serve;

@@ -1,0 +1,495 @@
+//! The libp2p host: a swarm (TCP + Noise + Yamux, identify, ping, the sync protocol over
+//! request-response) run by one task, and [`Node`], a cheap handle that sends it commands.
+//!
+//! Inbound requests are answered by [`serve`] in tasks of a bounded set, so a slow store
+//! never stalls the swarm; outbound requests get their responses through `oneshot`
+//! channels. Every channel is bounded.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, identify, noise, ping, tcp, yamux};
+use threads_crypto::{Identity, ThreadKey};
+use threads_id::{LogId, ThreadAddr, ThreadId};
+use threads_log::Entry;
+use threads_store::Store;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::AuthProof;
+use crate::health::Health;
+use crate::ingest::ingest;
+use crate::message::{
+    MAX_PAGE_BYTES, MAX_PAGE_ENTRIES, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, Refusal, Request,
+    Response, WireEntry,
+};
+use crate::serve::serve;
+
+/// The sync protocol's name on the wire.
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/threads-rs/sync/1");
+
+/// Why a network operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    /// The transport could not be set up, or an address could not be listened on.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// A request failed (peer unreachable, timeout, stream error).
+    #[error("request to {peer} failed: {reason}")]
+    Request {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
+    /// The peer refused the request.
+    #[error("{peer} refused: {refusal:?}")]
+    Refused {
+        /// The peer.
+        peer: PeerId,
+        /// Its reason.
+        refusal: Refusal,
+    },
+    /// The peer answered with a response that does not fit the request.
+    #[error("{0} sent an unexpected response")]
+    Unexpected(PeerId),
+    /// Received entries were rejected.
+    #[error("entries from {peer} rejected: {rejection}")]
+    Rejected {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        rejection: crate::ingest::Rejection,
+    },
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] threads_store::StoreError),
+    /// The node has shut down.
+    #[error("the node has shut down")]
+    Shutdown,
+}
+
+/// What happened on a node, for listeners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NetEvent {
+    /// New entries of a log were stored (pulled or pushed to us).
+    Stored {
+        /// The thread.
+        thread: ThreadId,
+        /// The log.
+        log: LogId,
+        /// The log's counter afterwards.
+        counter: u64,
+    },
+}
+
+/// How a node runs.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    listen: Vec<Multiaddr>,
+    request_timeout: Duration,
+    max_inbound_tasks: usize,
+}
+
+impl NetConfig {
+    /// Listen on `addrs` (e.g. `/ip4/127.0.0.1/tcp/0`).
+    pub fn new(addrs: impl IntoIterator<Item = Multiaddr>) -> NetConfig {
+        NetConfig {
+            listen: addrs.into_iter().collect(),
+            request_timeout: Duration::from_secs(30),
+            max_inbound_tasks: 64,
+        }
+    }
+
+    /// How long a request may take.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> NetConfig {
+        self.request_timeout = timeout;
+        self
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    sync: request_response::Behaviour<request_response::cbor::codec::Codec<Request, Response>>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+}
+
+enum Command {
+    Request {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        request: Request,
+        reply: oneshot::Sender<Result<Response, NetError>>,
+    },
+}
+
+/// A running node. Cloning is cheap; the node stops when [`Node::shutdown`] is called.
+#[derive(Clone)]
+pub struct Node<S> {
+    store: Arc<S>,
+    peer: PeerId,
+    addrs: Vec<Multiaddr>,
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<NetEvent>,
+    health: Arc<Health>,
+    peers: Arc<std::sync::Mutex<HashMap<ThreadId, Vec<ThreadAddr>>>>,
+    cancel: CancellationToken,
+}
+
+impl<S> std::fmt::Debug for Node<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("peer", &self.peer)
+            .field("addrs", &self.addrs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store + 'static> Node<S> {
+    /// Starts a node with `identity` over `store`, listening as `config` says; returns once
+    /// it listens.
+    pub async fn start(
+        identity: &Identity,
+        store: Arc<S>,
+        config: NetConfig,
+    ) -> Result<Node<S>, NetError> {
+        let keypair = identity.to_libp2p();
+        let codec = request_response::cbor::codec::Codec::<Request, Response>::default()
+            .set_request_size_maximum(MAX_REQUEST_BYTES as u64)
+            .set_response_size_maximum(MAX_RESPONSE_BYTES as u64);
+        let sync_config = request_response::Config::default()
+            .with_request_timeout(config.request_timeout)
+            .with_max_concurrent_streams(config.max_inbound_tasks);
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| NetError::Transport(e.to_string()))?
+            .with_behaviour(|key| Behaviour {
+                sync: request_response::Behaviour::with_codec(
+                    codec,
+                    [(SYNC_PROTOCOL, ProtocolSupport::Full)],
+                    sync_config,
+                ),
+                identify: identify::Behaviour::new(identify::Config::new(
+                    "/threads-rs/1.0.0".to_owned(),
+                    key.public(),
+                )),
+                ping: ping::Behaviour::default(),
+            })
+            .map_err(|e| NetError::Transport(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        for addr in &config.listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NetError::Transport(e.to_string()))?;
+        }
+        let mut addrs = Vec::new();
+        while addrs.len() < config.listen.len() {
+            match swarm.next().await {
+                Some(SwarmEvent::NewListenAddr { address, .. }) => addrs.push(address),
+                Some(SwarmEvent::ListenerError { error, .. }) => {
+                    return Err(NetError::Transport(error.to_string()));
+                }
+                Some(_) => {}
+                None => return Err(NetError::Shutdown),
+            }
+        }
+        let (commands, command_rx) = mpsc::channel(256);
+        let (events, _) = broadcast::channel(1024);
+        let health = Arc::new(Health::new());
+        let cancel = CancellationToken::new();
+        let peer = *swarm.local_peer_id();
+        tokio::spawn(run(
+            swarm,
+            command_rx,
+            Arc::clone(&store),
+            Arc::clone(&health),
+            config.max_inbound_tasks,
+            cancel.clone(),
+        ));
+        Ok(Node {
+            store,
+            peer,
+            addrs,
+            commands,
+            events,
+            health,
+            peers: Arc::default(),
+            cancel,
+        })
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer
+    }
+
+    /// The addresses this node listens on (with `/p2p/<peer>`).
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.addrs
+            .iter()
+            .map(|a| a.clone().with_p2p(self.peer).unwrap_or_else(|a| a))
+            .collect()
+    }
+
+    /// The address of `thread` on this node, for invites.
+    pub fn thread_addr(&self, thread: ThreadId) -> Option<ThreadAddr> {
+        self.listen_addrs()
+            .into_iter()
+            .find_map(|a| ThreadAddr::new(a, thread).ok())
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    /// The sync health.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// Events of this node, from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<NetEvent> {
+        self.events.subscribe()
+    }
+
+    /// Remembers `addr` as a peer of its thread: pushes go there, pulls come from there.
+    pub fn add_peer(&self, addr: ThreadAddr) {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let list = peers.entry(addr.thread_id()).or_default();
+        if !list.contains(&addr) {
+            list.push(addr);
+        }
+    }
+
+    fn peers_of(&self, thread: ThreadId) -> Vec<ThreadAddr> {
+        self.peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&thread)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Sends `request` to `peer` (dialing `addrs` if not connected) and waits for the answer.
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the answer; the request may still reach the peer.
+    pub async fn request(
+        &self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        request: Request,
+    ) -> Result<Response, NetError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Request {
+                peer,
+                addrs,
+                request,
+                reply,
+            })
+            .await
+            .map_err(|_| NetError::Shutdown)?;
+        let response = answer.await.map_err(|_| NetError::Shutdown)??;
+        match response {
+            Response::Refused(refusal) => Err(NetError::Refused { peer, refusal }),
+            other => Ok(other),
+        }
+    }
+
+    async fn key(&self, thread: ThreadId) -> Result<ThreadKey, NetError> {
+        self.store
+            .thread_key(thread)
+            .await?
+            .ok_or(NetError::Refused {
+                peer: self.peer,
+                refusal: Refusal::UnknownThread,
+            })
+    }
+
+    /// Pulls every log of `thread` from the peer at `addr`, page by page, verifying and
+    /// storing each page before asking for the next, until the peer has nothing more.
+    /// Returns the number of entries stored.
+    ///
+    /// # Cancel safety
+    /// Each stored page is complete; dropping the future stops between pages.
+    pub async fn pull(&self, addr: &ThreadAddr) -> Result<usize, NetError> {
+        let thread = addr.thread_id();
+        let peer = addr.peer_id();
+        let key = self.key(thread).await?;
+        let proof = AuthProof::new(key.service(), &thread, &self.peer, &peer);
+        let dial = vec![addr.transport_addr()];
+        let Response::Logs(logs) = self
+            .request(peer, dial.clone(), Request::GetLogs { thread, proof })
+            .await?
+        else {
+            return Err(NetError::Unexpected(peer));
+        };
+        let mut stored = 0;
+        for remote in logs {
+            self.health
+                .peer_has(thread, remote.log, peer, remote.counter);
+            let mut after = self
+                .store
+                .head(thread, remote.log)
+                .await?
+                .map_or(0, |h| h.counter);
+            while after < remote.counter {
+                let request = Request::GetRecords {
+                    thread,
+                    proof,
+                    log: remote.log,
+                    after,
+                    max_entries: MAX_PAGE_ENTRIES,
+                    max_bytes: MAX_PAGE_BYTES,
+                };
+                let Response::Records(page) = self.request(peer, dial.clone(), request).await?
+                else {
+                    return Err(NetError::Unexpected(peer));
+                };
+                if page.is_empty() {
+                    break;
+                }
+                match ingest(&*self.store, thread, remote.log, &key, page).await {
+                    Ok(done) => {
+                        self.health.accepted(thread, remote.log, peer, done.stored);
+                        stored += done.stored;
+                        if done.counter <= after {
+                            break;
+                        }
+                        after = done.counter;
+                        let _ = self.events.send(NetEvent::Stored {
+                            thread,
+                            log: remote.log,
+                            counter: after,
+                        });
+                    }
+                    Err(rejection) => {
+                        self.health.rejected(thread, remote.log, peer, &rejection);
+                        return Err(NetError::Rejected { peer, rejection });
+                    }
+                }
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Pushes `entries` (new entries of `log`, oldest first) to every known peer of
+    /// `thread`. Failures are recorded in the health report; returns how many peers took
+    /// them.
+    pub async fn push(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+        entries: &[Entry],
+    ) -> Result<usize, NetError> {
+        let key = self.key(thread).await?;
+        let wire: Vec<WireEntry> = entries.iter().map(WireEntry::from_entry).collect();
+        let mut ok = 0;
+        for addr in self.peers_of(thread) {
+            let peer = addr.peer_id();
+            let proof = AuthProof::new(key.service(), &thread, &self.peer, &peer);
+            let request = Request::PushRecords {
+                thread,
+                proof,
+                log,
+                entries: wire.clone(),
+            };
+            match self
+                .request(peer, vec![addr.transport_addr()], request)
+                .await
+            {
+                Ok(Response::Pushed { counter }) => {
+                    self.health.peer_has(thread, log, peer, counter);
+                    ok += 1;
+                }
+                Ok(_) => self
+                    .health
+                    .error(thread, log, peer, "unexpected response".to_owned()),
+                Err(e) => self.health.error(thread, log, peer, e.to_string()),
+            }
+        }
+        Ok(ok)
+    }
+
+    /// Stops the node's tasks.
+    pub fn shutdown(&self) {
+        self.cancel.cancel();
+    }
+}
+
+/// The swarm's task: drives the swarm, sends requests, answers inbound ones.
+async fn run<S: Store + 'static>(
+    mut swarm: libp2p::Swarm<Behaviour>,
+    mut commands: mpsc::Receiver<Command>,
+    store: Arc<S>,
+    health: Arc<Health>,
+    max_inbound: usize,
+    cancel: CancellationToken,
+) {
+    let mut pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, NetError>>> =
+        HashMap::new();
+    let mut inbound: JoinSet<(ResponseChannel<Response>, Response)> = JoinSet::new();
+    let local = *swarm.local_peer_id();
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            command = commands.recv() => {
+                let Some(Command::Request { peer, addrs, request, reply }) = command else { break };
+                let id = swarm.behaviour_mut().sync.send_request_with_addresses(&peer, request, addrs);
+                pending.insert(id, reply);
+            }
+            Some(done) = inbound.join_next(), if !inbound.is_empty() => {
+                if let Ok((channel, response)) = done {
+                    let _ = swarm.behaviour_mut().sync.send_response(channel, response);
+                }
+            }
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. })) => match message {
+                    request_response::Message::Request { request, channel, .. } => {
+                        if inbound.len() >= max_inbound {
+                            let _ = swarm.behaviour_mut().sync.send_response(channel, Response::Refused(Refusal::Unavailable));
+                            continue;
+                        }
+                        let store = Arc::clone(&store);
+                        let health = Arc::clone(&health);
+                        inbound.spawn(async move {
+                            let response = serve(&*store, &health, local, peer, request).await;
+                            (channel, response)
+                        });
+                    }
+                    request_response::Message::Response { request_id, response } => {
+                        if let Some(reply) = pending.remove(&request_id) {
+                            let _ = reply.send(Ok(response));
+                        }
+                    }
+                },
+                SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure { peer, request_id, error, .. })) => {
+                    if let Some(reply) = pending.remove(&request_id) {
+                        let _ = reply.send(Err(NetError::Request { peer, reason: error.to_string() }));
+                    }
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::InboundFailure { peer, error, .. })) => {
+                    tracing::debug!(%peer, %error, "inbound sync request failed");
+                }
+                _ => {}
+            },
+        }
+    }
+    inbound.shutdown().await;
+}

@@ -1,0 +1,135 @@
+//! Answering the sync protocol's requests from the store: the responder side, independent
+//! of the transport.
+
+use std::sync::Arc;
+
+use threads_id::PeerId;
+use threads_store::{Page, Store};
+
+use crate::auth::AuthProof;
+use crate::health::Health;
+use crate::ingest::ingest;
+use crate::message::{
+    EdgeDigest, LogHead, MAX_PAGE_BYTES, MAX_PAGE_ENTRIES, Refusal, Request, Response, WireEntry,
+};
+
+/// The answer of `local` to `request` from `remote`.
+///
+/// # Cancel safety
+/// Dropping the future leaves the store as it was or with a whole pushed batch stored.
+pub async fn serve<S: Store>(
+    store: &S,
+    health: &Arc<Health>,
+    local: PeerId,
+    remote: PeerId,
+    request: Request,
+) -> Response {
+    // The proof is checked against the thread's key; an unknown thread and a bad proof get
+    // the same answer.
+    async fn authorized<S: Store>(
+        store: &S,
+        thread: threads_id::ThreadId,
+        proof: &AuthProof,
+        local: PeerId,
+        remote: PeerId,
+    ) -> Option<threads_crypto::ThreadKey> {
+        let key = store.thread_key(thread).await.ok()??;
+        proof
+            .verify(key.service(), &thread, &remote, &local)
+            .then_some(key)
+    }
+
+    match request {
+        Request::GetLogs { thread, proof } => {
+            if authorized(store, thread, &proof, local, remote)
+                .await
+                .is_none()
+            {
+                return Response::Refused(Refusal::UnknownThread);
+            }
+            let Ok(logs) = store.logs(thread).await else {
+                return Response::Refused(Refusal::Unavailable);
+            };
+            let mut heads = Vec::with_capacity(logs.len());
+            for log in logs {
+                let Ok(head) = store.head(thread, log).await else {
+                    return Response::Refused(Refusal::Unavailable);
+                };
+                heads.push(LogHead {
+                    log,
+                    counter: head.map_or(0, |h| h.counter),
+                });
+            }
+            Response::Logs(heads)
+        }
+        Request::GetRecords {
+            thread,
+            proof,
+            log,
+            after,
+            max_entries,
+            max_bytes,
+        } => {
+            if authorized(store, thread, &proof, local, remote)
+                .await
+                .is_none()
+            {
+                return Response::Refused(Refusal::UnknownThread);
+            }
+            let page = Page::new(
+                max_entries.clamp(1, MAX_PAGE_ENTRIES) as usize,
+                max_bytes.clamp(1, MAX_PAGE_BYTES) as usize,
+            );
+            match store.entries_after(thread, log, after, page).await {
+                Ok(entries) => Response::Records(
+                    entries
+                        .iter()
+                        .map(|e| WireEntry::from_entry(&e.entry))
+                        .collect(),
+                ),
+                Err(_) => Response::Refused(Refusal::Unavailable),
+            }
+        }
+        Request::PushRecords {
+            thread,
+            proof,
+            log,
+            entries,
+        } => {
+            let Some(key) = authorized(store, thread, &proof, local, remote).await else {
+                return Response::Refused(Refusal::UnknownThread);
+            };
+            match ingest(store, thread, log, &key, entries).await {
+                Ok(done) => {
+                    health.accepted(thread, log, remote, done.stored);
+                    Response::Pushed {
+                        counter: done.counter,
+                    }
+                }
+                Err(rejection) => {
+                    health.rejected(thread, log, remote, &rejection);
+                    Response::Refused(Refusal::Rejected(rejection.code().to_owned()))
+                }
+            }
+        }
+        Request::ExchangeEdges { edges } => {
+            if edges.len() > 10_000 {
+                return Response::Refused(Refusal::TooLarge);
+            }
+            let mut out = Vec::with_capacity(edges.len());
+            for edge in edges {
+                let digest = match authorized(store, edge.thread, &edge.proof, local, remote).await
+                {
+                    Some(_) => store
+                        .heads_digest(edge.thread)
+                        .await
+                        .ok()
+                        .map(|d| EdgeDigest(d.0)),
+                    None => None,
+                };
+                out.push(digest);
+            }
+            Response::Edges(out)
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Real libp2p nodes on 127.0.0.1 in one process: pull, push, a follower that cannot read,
+//! and a peer without the key being refused. Every wait has a timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use threads_crypto::{Identity, ThreadKey};
+use threads_id::{ThreadId, Variant};
+use threads_log::{Appended, Hlc, Verifier, VerifyError, Writer, skip_target};
+use threads_net::message::Refusal;
+use threads_net::{NetConfig, NetError, Node};
+use threads_store::{LogBook, MemoryStore, Page, ThreadBook};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+async fn node(seed: u8) -> Node<MemoryStore> {
+    let config = NetConfig::new(["/ip4/127.0.0.1/tcp/0".parse().expect("addr")]);
+    Node::start(
+        &Identity::from_secret_bytes(&[seed; 32]),
+        Arc::new(MemoryStore::new()),
+        config,
+    )
+    .await
+    .expect("start")
+}
+
+/// Appends `n` entries to `writer`'s log in `node`'s store.
+async fn write(node: &Node<MemoryStore>, writer: &Writer, n: usize) -> Vec<Appended> {
+    let thread = writer.thread_id();
+    let log = writer.log_id();
+    let mut head = node.store().head(thread, log).await.expect("head");
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let counter = head.map_or(1, |h| h.counter + 1);
+        let skip = match skip_target(counter) {
+            Some(t) => node.store().record_cid(thread, log, t).await.expect("cid"),
+            None => None,
+        };
+        let a = writer
+            .append(
+                head.as_ref(),
+                skip,
+                format!("entry {counter}").as_bytes(),
+                Hlc::new(counter, 0),
+            )
+            .expect("append");
+        node.store()
+            .append(thread, log, head, std::slice::from_ref(&a))
+            .await
+            .expect("store");
+        head = Some(a.record.head());
+        out.push(a);
+    }
+    out
+}
+
+async fn entries(
+    node: &Node<MemoryStore>,
+    thread: ThreadId,
+    writer: &Writer,
+) -> Vec<threads_log::Entry> {
+    node.store()
+        .entries_after(thread, writer.log_id(), 0, Page::new(10_000, usize::MAX))
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|e| e.entry)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_push_follower_and_refusal() {
+    let thread = ThreadId::from_parts(Variant::Raw, [1; 32]);
+    let key = ThreadKey::generate();
+    let alice = node(10).await;
+    let bob = node(11).await;
+    let follower = node(12).await;
+    let stranger = node(13).await;
+    alice.store().put_thread(thread, &key).await.expect("put");
+    bob.store().put_thread(thread, &key).await.expect("put");
+    follower
+        .store()
+        .put_thread(thread, &key.to_follower())
+        .await
+        .expect("put");
+    stranger
+        .store()
+        .put_thread(thread, &ThreadKey::generate())
+        .await
+        .expect("put");
+    let writer = Writer::new(Identity::from_secret_bytes(&[20; 32]), thread, &key).expect("writer");
+    write(&alice, &writer, 50).await;
+    let alice_addr = alice.thread_addr(thread).expect("address");
+
+    // Bob pulls everything, in pages, and ends with Alice's log exactly.
+    let stored = tokio::time::timeout(LIMIT, bob.pull(&alice_addr))
+        .await
+        .expect("in time")
+        .expect("pull");
+    assert_eq!(stored, 50);
+    assert_eq!(
+        entries(&bob, thread, &writer).await,
+        entries(&alice, thread, &writer).await
+    );
+    // Pulling again stores nothing.
+    assert_eq!(
+        tokio::time::timeout(LIMIT, bob.pull(&alice_addr))
+            .await
+            .expect("in time")
+            .expect("pull"),
+        0
+    );
+
+    // Alice pushes a new entry to Bob as soon as she writes it.
+    alice.add_peer(bob.thread_addr(thread).expect("address"));
+    let new = write(&alice, &writer, 1).await;
+    let pushed = tokio::time::timeout(
+        LIMIT,
+        alice.push(thread, writer.log_id(), &[new[0].entry.clone()]),
+    )
+    .await
+    .expect("in time")
+    .expect("push");
+    assert_eq!(pushed, 1);
+    assert_eq!(
+        bob.store()
+            .head(thread, writer.log_id())
+            .await
+            .expect("head"),
+        Some(new[0].record.head())
+    );
+    let health = alice.health().report();
+    assert!(
+        health
+            .iter()
+            .any(|r| r.peer == bob.peer_id() && r.health.peer_counter == Some(51)),
+        "{health:?}"
+    );
+
+    // The follower replicates through Bob, and cannot read what it holds.
+    let stored = tokio::time::timeout(
+        LIMIT,
+        follower.pull(&bob.thread_addr(thread).expect("address")),
+    )
+    .await
+    .expect("in time")
+    .expect("pull");
+    assert_eq!(stored, 51);
+    let held = follower
+        .store()
+        .thread_key(thread)
+        .await
+        .expect("read")
+        .expect("key");
+    assert!(held.read().is_none());
+    let verifier = Verifier::new(thread, writer.log_id(), &held).expect("verifier");
+    let first = &entries(&follower, thread, &writer).await[0];
+    assert_eq!(
+        verifier.verify_entry(None, first),
+        Err(VerifyError::NoReadKey)
+    );
+    assert!(verifier.verify_follower_entry(None, first).is_ok());
+
+    // A peer with another key for the same thread id is refused, and learns nothing.
+    let err = tokio::time::timeout(LIMIT, stranger.pull(&alice_addr))
+        .await
+        .expect("in time")
+        .expect_err("refused");
+    assert!(
+        matches!(
+            err,
+            NetError::Refused {
+                refusal: Refusal::UnknownThread,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        stranger
+            .store()
+            .logs(thread)
+            .await
+            .expect("logs")
+            .is_empty()
+    );
+
+    for n in [&alice, &bob, &follower, &stranger] {
+        n.shutdown();
+    }
+}
