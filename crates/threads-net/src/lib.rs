@@ -17,6 +17,7 @@
 mod auth;
 mod health;
 mod ingest;
+mod invite;
 pub mod message;
 mod node;
 mod serve;
@@ -24,5 +25,6 @@ mod serve;
 pub use auth::AuthProof;
 pub use health::{Health, HealthRow, PeerLogHealth};
 pub use ingest::{Ingested, Rejection, ingest};
+pub use invite::{Invite, InviteError, MAX_INVITE_ADDRS};
 pub use node::{NetConfig, NetError, NetEvent, Node, SYNC_PROTOCOL};
 pub use serve::serve;

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::AuthProof;
 use crate::health::Health;
 use crate::ingest::ingest;
+use crate::invite::Invite;
 use crate::message::{
     MAX_PAGE_BYTES, MAX_PAGE_ENTRIES, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, Refusal, Request,
     Response, WireEntry,
@@ -67,6 +68,9 @@ pub enum NetError {
         /// Why.
         rejection: crate::ingest::Rejection,
     },
+    /// The invite cannot be opened.
+    #[error("invite: {0}")]
+    Invite(String),
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] threads_store::StoreError),
@@ -387,6 +391,35 @@ impl<S: Store + 'static> Node<S> {
             }
         }
         Ok(stored)
+    }
+
+    /// Joins a thread from an invite: stores its keys, remembers its addresses as peers, and
+    /// pulls it from the first address that answers. Returns the thread and the number of
+    /// entries stored.
+    pub async fn join(
+        &self,
+        invite: &Invite,
+        me: &Identity,
+    ) -> Result<(ThreadId, usize), NetError> {
+        let (addrs, keys) = invite
+            .open(me)
+            .map_err(|e| NetError::Invite(e.to_string()))?;
+        let thread = keys.thread_id();
+        self.store.put_thread(thread, keys.thread_key()).await?;
+        for addr in &addrs {
+            self.add_peer(addr.clone());
+        }
+        let mut last = None;
+        for addr in &addrs {
+            match self.pull(addr).await {
+                Ok(stored) => return Ok((thread, stored)),
+                Err(e) => last = Some(e),
+            }
+        }
+        match last {
+            Some(e) => Err(e),
+            None => Ok((thread, 0)),
+        }
     }
 
     /// Pushes `entries` (new entries of `log`, oldest first) to every known peer of

@@ -189,3 +189,75 @@ async fn pull_push_follower_and_refusal() {
         n.shutdown();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_by_invites_and_read_through_a_follower_while_the_writer_is_offline() {
+    use threads_crypto::KeySet;
+    use threads_net::Invite;
+
+    let thread = ThreadId::from_parts(Variant::Raw, [2; 32]);
+    let key = ThreadKey::generate();
+    let alice = node(30).await;
+    let follower = node(31).await;
+    let reader = node(32).await;
+    alice.store().put_thread(thread, &key).await.expect("put");
+    let writer = Writer::new(Identity::from_secret_bytes(&[40; 32]), thread, &key).expect("writer");
+    write(&alice, &writer, 30).await;
+
+    // A sealed invite for the follower: service key only, opened with its own identity.
+    let follower_me = Identity::from_secret_bytes(&[31; 32]);
+    let sealed = Invite::sealed(
+        vec![alice.thread_addr(thread).expect("address")],
+        &KeySet::new(thread, key.to_follower()),
+        &follower_me.public(),
+    );
+    let wrong = Identity::from_secret_bytes(&[99; 32]);
+    assert!(matches!(
+        follower.join(&sealed, &wrong).await,
+        Err(NetError::Invite(_))
+    ));
+    let sealed: Invite = sealed.to_text().parse().expect("the text form parses");
+    let (joined, stored) = tokio::time::timeout(LIMIT, follower.join(&sealed, &follower_me))
+        .await
+        .expect("in time")
+        .expect("join");
+    assert_eq!((joined, stored), (thread, 30));
+
+    // The writer goes offline.
+    alice.shutdown();
+
+    // A link invite pointing at the follower: the reader gets everything from it.
+    let link = Invite::link(
+        vec![follower.thread_addr(thread).expect("address")],
+        KeySet::new(thread, key.clone()),
+    );
+    let link: Invite = link.to_text().parse().expect("parses");
+    let reader_me = Identity::from_secret_bytes(&[32; 32]);
+    let (_, stored) = tokio::time::timeout(LIMIT, reader.join(&link, &reader_me))
+        .await
+        .expect("in time")
+        .expect("join");
+    assert_eq!(stored, 30);
+
+    // The reader reads every payload; the follower holds the same bytes and cannot.
+    let verifier = Verifier::new(thread, writer.log_id(), &key).expect("verifier");
+    let mut head = None;
+    for (i, entry) in entries(&reader, thread, &writer).await.iter().enumerate() {
+        let (record, event) = verifier.verify_entry(head.as_ref(), entry).expect("reads");
+        assert_eq!(event.payload(), format!("entry {}", i + 1).as_bytes());
+        head = Some(record.head());
+    }
+    assert_eq!(
+        entries(&reader, thread, &writer).await,
+        entries(&follower, thread, &writer).await
+    );
+    let follower_key = follower
+        .store()
+        .thread_key(thread)
+        .await
+        .expect("read")
+        .expect("key");
+    assert!(!follower_key.can_read());
+    follower.shutdown();
+    reader.shutdown();
+}
