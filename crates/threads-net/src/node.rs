@@ -136,7 +136,6 @@ enum Command {
 }
 
 /// A running node. Cloning is cheap; the node stops when [`Node::shutdown`] is called.
-#[derive(Clone)]
 pub struct Node<S> {
     store: Arc<S>,
     peer: PeerId,
@@ -146,6 +145,22 @@ pub struct Node<S> {
     health: Arc<Health>,
     peers: Arc<std::sync::Mutex<HashMap<ThreadId, Vec<ThreadAddr>>>>,
     cancel: CancellationToken,
+}
+
+// Written by hand: a derive would ask `S: Clone`, but only the `Arc` is cloned.
+impl<S> Clone for Node<S> {
+    fn clone(&self) -> Node<S> {
+        Node {
+            store: Arc::clone(&self.store),
+            peer: self.peer,
+            addrs: self.addrs.clone(),
+            commands: self.commands.clone(),
+            events: self.events.clone(),
+            health: Arc::clone(&self.health),
+            peers: Arc::clone(&self.peers),
+            cancel: self.cancel.clone(),
+        }
+    }
 }
 
 impl<S> std::fmt::Debug for Node<S> {
@@ -458,6 +473,47 @@ impl<S: Store + 'static> Node<S> {
             }
         }
         Ok(ok)
+    }
+
+    /// Starts pulling every known peer of every thread every `interval` (with ±25%
+    /// jitter, so peers do not fall into step). A peer that fails is retried after a delay
+    /// that doubles up to 64 intervals; errors go to the health report. Stops with the node.
+    pub fn start_sync(&self, interval: Duration) {
+        let node = self.clone();
+        tokio::spawn(async move {
+            let mut backoff: HashMap<PeerId, (u32, tokio::time::Instant)> = HashMap::new();
+            loop {
+                let jitter = 0.75 + rand::random::<f64>() * 0.5;
+                tokio::select! {
+                    () = node.cancel.cancelled() => break,
+                    () = tokio::time::sleep(interval.mul_f64(jitter)) => {}
+                }
+                let threads: Vec<(ThreadId, Vec<ThreadAddr>)> = {
+                    let peers = node.peers.lock().unwrap_or_else(|p| p.into_inner());
+                    peers.iter().map(|(t, a)| (*t, a.clone())).collect()
+                };
+                for (thread, addrs) in threads {
+                    for addr in addrs {
+                        let peer = addr.peer_id();
+                        let now = tokio::time::Instant::now();
+                        if backoff.get(&peer).is_some_and(|(_, until)| *until > now) {
+                            continue;
+                        }
+                        match node.pull(&addr).await {
+                            Ok(_) => {
+                                backoff.remove(&peer);
+                            }
+                            Err(e) => {
+                                tracing::debug!(%peer, %thread, error = %e, "pull failed");
+                                let failures = backoff.get(&peer).map_or(0, |(n, _)| *n) + 1;
+                                let delay = interval * 2u32.saturating_pow(failures.min(6));
+                                backoff.insert(peer, (failures, now + delay));
+                            }
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// Stops the node's tasks.
