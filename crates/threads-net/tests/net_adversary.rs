@@ -1,0 +1,233 @@
+//! A misbehaving peer: it holds the thread's keys (so its requests are authorized) and
+//! pushes forged signatures, wrong counters, records of another thread, garbage, oversized
+//! messages and a flood. Everything is rejected and counted against it; the honest node's
+//! store never holds a bad record and the node keeps serving honest peers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use threads_crypto::{Identity, ThreadKey};
+use threads_id::{ThreadId, Variant};
+use threads_log::{Appended, Hlc, Writer, skip_target};
+use threads_net::message::{Refusal, Request, Response, WireEntry};
+use threads_net::{AuthProof, NetConfig, NetError, Node};
+use threads_store::{LogBook, MemoryStore, Page, ThreadBook};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+async fn node(seed: u8) -> Node<MemoryStore> {
+    let config = NetConfig::new(["/ip4/127.0.0.1/tcp/0".parse().expect("addr")]);
+    Node::start(
+        &Identity::from_secret_bytes(&[seed; 32]),
+        Arc::new(MemoryStore::new()),
+        config,
+    )
+    .await
+    .expect("start")
+}
+
+fn build(writer: &Writer, n: usize) -> Vec<Appended> {
+    let mut log: Vec<Appended> = Vec::new();
+    for i in 0..n {
+        let prev = log.last().map(|a| a.record.head());
+        let skip = skip_target(i as u64 + 1).map(|t| *log[t as usize - 1].record.cid());
+        log.push(
+            writer
+                .append(prev.as_ref(), skip, b"honest", Hlc::new(i as u64, 0))
+                .expect("append"),
+        );
+    }
+    log
+}
+
+fn wire(entries: &[Appended]) -> Vec<WireEntry> {
+    entries
+        .iter()
+        .map(|a| WireEntry::from_entry(&a.entry))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misbehaving_member_is_rejected_and_counted() {
+    let thread = ThreadId::from_parts(Variant::Raw, [3; 32]);
+    let key = ThreadKey::generate();
+    let honest = node(90).await;
+    let mallory = node(91).await;
+    let friend = node(92).await;
+    for n in [&honest, &mallory, &friend] {
+        n.store().put_thread(thread, &key).await.expect("put");
+    }
+    let writer = Writer::new(Identity::from_secret_bytes(&[93; 32]), thread, &key).expect("writer");
+    let log = writer.log_id();
+    let good = build(&writer, 10);
+    honest
+        .store()
+        .append(thread, log, None, &good[..4])
+        .await
+        .expect("store");
+
+    let target = honest.peer_id();
+    let addrs = vec![honest.listen_addrs()[0].clone()];
+    let proof = AuthProof::new(key.service(), &thread, &mallory.peer_id(), &target);
+    let push = |entries: Vec<WireEntry>| Request::PushRecords {
+        thread,
+        proof,
+        log,
+        entries,
+    };
+
+    // Forged: another key signs records and claims they are this log's.
+    let forger = Writer::new(Identity::from_secret_bytes(&[94; 32]), thread, &key).expect("writer");
+    let forged = build(&forger, 6);
+    // Another thread's records of the same writer.
+    let elsewhere = Writer::new(
+        Identity::from_secret_bytes(&[93; 32]),
+        ThreadId::from_parts(Variant::Raw, [4; 32]),
+        &key,
+    )
+    .expect("writer");
+    let mut garbage = wire(&good[4..5]);
+    garbage[0].record = vec![0xff; 300];
+    let attacks = vec![
+        ("decrypt", push(wire(&forged[4..6]))),
+        ("gap", push(wire(&good[6..8]))),
+        ("decrypt", push(wire(&build(&elsewhere, 6)[4..6]))),
+        ("decrypt", push(garbage)),
+        ("chain", push(wire(&[good[4].clone(), good[4].clone()]))),
+    ];
+    let mut expected_rejections = 0;
+    for (code, request) in attacks {
+        let answer = tokio::time::timeout(LIMIT, mallory.request(target, addrs.clone(), request))
+            .await
+            .expect("in time");
+        match answer {
+            Err(NetError::Refused {
+                refusal: Refusal::Rejected(got),
+                ..
+            }) => assert_eq!(got, code),
+            other => panic!("{code}: expected a rejection, got {other:?}"),
+        }
+        expected_rejections += 1;
+    }
+
+    // An oversized request never reaches the handler: the stream fails for the sender.
+    let huge = vec![
+        WireEntry {
+            record: vec![0; 1 << 20],
+            event: vec![],
+            header: vec![],
+            body: vec![]
+        };
+        9
+    ];
+    let answer = tokio::time::timeout(LIMIT, mallory.request(target, addrs.clone(), push(huge)))
+        .await
+        .expect("in time");
+    assert!(
+        matches!(answer, Err(NetError::Request { .. })),
+        "{answer:?}"
+    );
+
+    // A flood of bad pushes, concurrently.
+    let flood = 200;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..flood {
+        let mallory = mallory.clone();
+        let addrs = addrs.clone();
+        let request = push(wire(&forged[4..5]));
+        tasks.spawn(async move { mallory.request(target, addrs, request).await });
+    }
+    let mut rejected_in_flood = 0;
+    while let Some(done) = tasks.join_next().await {
+        match done.expect("task") {
+            Err(NetError::Refused {
+                refusal: Refusal::Rejected(_),
+                ..
+            }) => rejected_in_flood += 1,
+            // Beyond the node's bound on concurrent work it answers "unavailable", or the
+            // transport sheds the stream: both are refusals, never acceptance.
+            Err(NetError::Refused {
+                refusal: Refusal::Unavailable,
+                ..
+            })
+            | Err(NetError::Request { .. }) => {}
+            other => panic!("a flood request was not refused: {other:?}"),
+        }
+    }
+    expected_rejections += rejected_in_flood;
+
+    // Nothing bad was stored, and the rejections are counted against mallory.
+    let stored = honest
+        .store()
+        .entries_after(thread, log, 0, Page::new(100, usize::MAX))
+        .await
+        .expect("read");
+    assert_eq!(
+        stored.iter().map(|s| &s.entry).collect::<Vec<_>>(),
+        good[..4].iter().map(|a| &a.entry).collect::<Vec<_>>()
+    );
+    let rows = honest.health().report();
+    let row = rows
+        .iter()
+        .find(|r| r.peer == mallory.peer_id() && r.log == log)
+        .expect("a health row for mallory");
+    assert_eq!(row.health.rejected(), expected_rejections as u64, "{row:?}");
+    assert_eq!(row.health.accepted, 0);
+    assert!(row.health.rejections.get("decrypt").copied().unwrap_or(0) >= 3);
+
+    // A peer without the key is refused without learning whether the thread exists.
+    let outsider = node(95).await;
+    let bad_proof = AuthProof::new(
+        ThreadKey::generate().service(),
+        &thread,
+        &outsider.peer_id(),
+        &target,
+    );
+    let answer = outsider
+        .request(
+            target,
+            addrs.clone(),
+            Request::GetLogs {
+                thread,
+                proof: bad_proof,
+            },
+        )
+        .await;
+    assert!(
+        matches!(
+            answer,
+            Err(NetError::Refused {
+                refusal: Refusal::UnknownThread,
+                ..
+            })
+        ),
+        "{answer:?}"
+    );
+
+    // The honest node still serves honest peers, and honest pushes still go in.
+    let answer = friend
+        .request(
+            target,
+            addrs.clone(),
+            Request::PushRecords {
+                thread,
+                proof: AuthProof::new(key.service(), &thread, &friend.peer_id(), &target),
+                log,
+                entries: wire(&good[4..10]),
+            },
+        )
+        .await
+        .expect("accepted");
+    assert_eq!(answer, Response::Pushed { counter: 10 });
+    let pulled = tokio::time::timeout(
+        LIMIT,
+        friend.pull(&honest.thread_addr(thread).expect("addr")),
+    )
+    .await
+    .expect("in time")
+    .expect("pull");
+    assert_eq!(pulled, 10);
+    for n in [&honest, &mallory, &friend, &outsider] {
+        n.shutdown();
+    }
+}
