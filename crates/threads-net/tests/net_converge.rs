@@ -141,3 +141,46 @@ async fn five_peers_in_a_chain_converge() {
         n.shutdown();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_heals() {
+    let thread = ThreadId::from_parts(Variant::Raw, [3; 32]);
+    let key = ThreadKey::generate();
+    let mut nodes = Vec::new();
+    for i in 0..4u8 {
+        let n = node(110 + i).await;
+        n.store().put_thread(thread, &key).await.expect("put");
+        n.start_sync(INTERVAL);
+        nodes.push(n);
+    }
+    // Two halves that know only each other.
+    let link = |a: &Node<MemoryStore>, b: &Node<MemoryStore>| {
+        a.add_peer(b.thread_addr(thread).expect("addr"));
+        b.add_peer(a.thread_addr(thread).expect("addr"));
+    };
+    link(&nodes[0], &nodes[1]);
+    link(&nodes[2], &nodes[3]);
+    for (i, n) in nodes.iter().enumerate() {
+        let w = Writer::new(
+            Identity::from_secret_bytes(&[120 + i as u8; 32]),
+            thread,
+            &key,
+        )
+        .expect("writer");
+        write(n, &w, 15).await;
+    }
+    converged(&nodes[..2], thread, 2, 15).await;
+    converged(&nodes[2..], thread, 2, 15).await;
+    // Each half holds only its own logs.
+    assert_eq!(nodes[0].store().logs(thread).await.expect("logs").len(), 2);
+    assert_ne!(
+        nodes[0].store().heads_digest(thread).await.expect("digest"),
+        nodes[2].store().heads_digest(thread).await.expect("digest")
+    );
+    // Heal: one link across.
+    link(&nodes[1], &nodes[2]);
+    converged(&nodes, thread, 4, 15).await;
+    for n in &nodes {
+        n.shutdown();
+    }
+}

@@ -261,3 +261,31 @@ async fn join_by_invites_and_read_through_a_follower_while_the_writer_is_offline
     follower.shutdown();
     reader.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_offline_for_a_thousand_writes_catches_up() {
+    let thread = ThreadId::from_parts(Variant::Raw, [5; 32]);
+    let key = ThreadKey::generate();
+    let alice = node(100).await;
+    alice.store().put_thread(thread, &key).await.expect("put");
+    let writer =
+        Writer::new(Identity::from_secret_bytes(&[101; 32]), thread, &key).expect("writer");
+    // Bob is offline (not running) while Alice writes 1,000 entries.
+    write(&alice, &writer, 1_000).await;
+    let bob = node(102).await;
+    bob.store().put_thread(thread, &key).await.expect("put");
+    let stored = tokio::time::timeout(LIMIT, bob.pull(&alice.thread_addr(thread).expect("addr")))
+        .await
+        .expect("in time")
+        .expect("pull");
+    assert_eq!(stored, 1_000);
+    assert_eq!(
+        entries(&bob, thread, &writer).await,
+        entries(&alice, thread, &writer).await
+    );
+    let health = bob.health().report();
+    assert_eq!(health[0].health.accepted, 1_000);
+    assert_eq!(health[0].health.peer_counter, Some(1_000));
+    alice.shutdown();
+    bob.shutdown();
+}
