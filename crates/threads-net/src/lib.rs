@@ -15,6 +15,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod auth;
+pub mod gossip;
 mod health;
 mod ingest;
 mod invite;

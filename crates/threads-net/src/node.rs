@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, identify, noise, ping, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, gossipsub, identify, noise, ping, tcp, yamux};
 use threads_crypto::{Identity, ThreadKey};
 use threads_id::{LogId, ThreadAddr, ThreadId};
 use threads_log::Entry;
@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::AuthProof;
+use crate::gossip::{decode_announcement, encode_announcement, topic_name};
 use crate::health::Health;
 use crate::ingest::ingest;
 use crate::invite::Invite;
@@ -122,15 +123,23 @@ impl NetConfig {
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     sync: request_response::Behaviour<request_response::cbor::codec::Codec<Request, Response>>,
+    gossip: gossipsub::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
 }
 
 enum Command {
+    Subscribe(gossipsub::IdentTopic),
+    Publish {
+        topic: gossipsub::IdentTopic,
+        data: Vec<u8>,
+        reply: oneshot::Sender<bool>,
+    },
     Request {
         peer: PeerId,
         addrs: Vec<Multiaddr>,
-        request: Request,
+        // Boxed: a request is much larger than the other commands.
+        request: Box<Request>,
         reply: oneshot::Sender<Result<Response, NetError>>,
     },
 }
@@ -144,7 +153,15 @@ pub struct Node<S> {
     events: broadcast::Sender<NetEvent>,
     health: Arc<Health>,
     peers: Arc<std::sync::Mutex<HashMap<ThreadId, Vec<ThreadAddr>>>>,
+    topics: Arc<std::sync::Mutex<HashMap<gossipsub::TopicHash, ThreadId>>>,
     cancel: CancellationToken,
+}
+
+/// A head announcement received over gossipsub.
+struct Heard {
+    topic: gossipsub::TopicHash,
+    from: PeerId,
+    data: Vec<u8>,
 }
 
 // Written by hand: a derive would ask `S: Clone`, but only the `Arc` is cloned.
@@ -158,6 +175,7 @@ impl<S> Clone for Node<S> {
             events: self.events.clone(),
             health: Arc::clone(&self.health),
             peers: Arc::clone(&self.peers),
+            topics: Arc::clone(&self.topics),
             cancel: self.cancel.clone(),
         }
     }
@@ -206,6 +224,16 @@ impl<S: Store + 'static> Node<S> {
                     key.public(),
                 )),
                 ping: ping::Behaviour::default(),
+                gossip: gossipsub::Behaviour::new(
+                    gossipsub::MessageAuthenticity::Signed(key.clone()),
+                    gossipsub::ConfigBuilder::default()
+                        .heartbeat_interval(Duration::from_millis(500))
+                        .validation_mode(gossipsub::ValidationMode::Strict)
+                        .max_transmit_size(1024)
+                        .build()
+                        .unwrap_or_else(|_| unreachable!("a valid gossipsub configuration")),
+                )
+                .unwrap_or_else(|_| unreachable!("signed gossipsub with a key")),
             })
             .map_err(|e| NetError::Transport(e.to_string()))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
@@ -231,15 +259,17 @@ impl<S: Store + 'static> Node<S> {
         let health = Arc::new(Health::new());
         let cancel = CancellationToken::new();
         let peer = *swarm.local_peer_id();
+        let (heard_tx, mut heard_rx) = mpsc::channel::<Heard>(1024);
         tokio::spawn(run(
             swarm,
             command_rx,
+            heard_tx,
             Arc::clone(&store),
             Arc::clone(&health),
             config.max_inbound_tasks,
             cancel.clone(),
         ));
-        Ok(Node {
+        let node = Node {
             store,
             peer,
             addrs,
@@ -247,8 +277,82 @@ impl<S: Store + 'static> Node<S> {
             events,
             health,
             peers: Arc::default(),
+            topics: Arc::default(),
             cancel,
-        })
+        };
+        // Announcements are handled one at a time: each may start a pull.
+        let listener = node.clone();
+        tokio::spawn(async move {
+            loop {
+                let heard = tokio::select! {
+                    () = listener.cancel.cancelled() => break,
+                    heard = heard_rx.recv() => match heard {
+                        Some(heard) => heard,
+                        None => break,
+                    },
+                };
+                listener.on_announcement(heard).await;
+            }
+        });
+        Ok(node)
+    }
+
+    async fn on_announcement(&self, heard: Heard) {
+        let thread = {
+            let topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+            topics.get(&heard.topic).copied()
+        };
+        let (Some(thread), Some((log, counter))) = (thread, decode_announcement(&heard.data))
+        else {
+            return;
+        };
+        self.health.peer_has(thread, log, heard.from, counter);
+        let ours = self
+            .store
+            .head(thread, log)
+            .await
+            .ok()
+            .flatten()
+            .map_or(0, |h| h.counter);
+        if ours < counter
+            && let Err(e) = self.pull_peer(thread, heard.from, Vec::new()).await
+        {
+            self.health.error(thread, log, heard.from, e.to_string());
+        }
+    }
+
+    /// Subscribes to `thread`'s head announcements; peers that announce a head past ours
+    /// are pulled from at once.
+    pub async fn watch(&self, thread: ThreadId) -> Result<(), NetError> {
+        let key = self.key(thread).await?;
+        let topic = gossipsub::IdentTopic::new(topic_name(key.service(), &thread));
+        self.topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(topic.hash(), thread);
+        self.commands
+            .send(Command::Subscribe(topic))
+            .await
+            .map_err(|_| NetError::Shutdown)
+    }
+
+    /// Announces that `log` of `thread` has `counter` entries to the thread's subscribers.
+    /// Returns whether any peer was there to hear it.
+    pub async fn announce(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+        counter: u64,
+    ) -> Result<bool, NetError> {
+        let key = self.key(thread).await?;
+        let topic = gossipsub::IdentTopic::new(topic_name(key.service(), &thread));
+        let (reply, answer) = oneshot::channel();
+        let data = encode_announcement(&log, counter);
+        self.commands
+            .send(Command::Publish { topic, data, reply })
+            .await
+            .map_err(|_| NetError::Shutdown)?;
+        answer.await.map_err(|_| NetError::Shutdown)
     }
 
     /// This node's peer id.
@@ -319,7 +423,7 @@ impl<S: Store + 'static> Node<S> {
             .send(Command::Request {
                 peer,
                 addrs,
-                request,
+                request: Box::new(request),
                 reply,
             })
             .await
@@ -348,11 +452,23 @@ impl<S: Store + 'static> Node<S> {
     /// # Cancel safety
     /// Each stored page is complete; dropping the future stops between pages.
     pub async fn pull(&self, addr: &ThreadAddr) -> Result<usize, NetError> {
-        let thread = addr.thread_id();
-        let peer = addr.peer_id();
+        self.pull_peer(
+            addr.thread_id(),
+            addr.peer_id(),
+            vec![addr.transport_addr()],
+        )
+        .await
+    }
+
+    /// [`Node::pull`] from `peer`, dialing `dial` if not connected.
+    async fn pull_peer(
+        &self,
+        thread: ThreadId,
+        peer: PeerId,
+        dial: Vec<Multiaddr>,
+    ) -> Result<usize, NetError> {
         let key = self.key(thread).await?;
         let proof = AuthProof::new(key.service(), &thread, &self.peer, &peer);
-        let dial = vec![addr.transport_addr()];
         let Response::Logs(logs) = self
             .request(peer, dial.clone(), Request::GetLogs { thread, proof })
             .await?
@@ -421,6 +537,7 @@ impl<S: Store + 'static> Node<S> {
             .map_err(|e| NetError::Invite(e.to_string()))?;
         let thread = keys.thread_id();
         self.store.put_thread(thread, keys.thread_key()).await?;
+        self.watch(thread).await?;
         for addr in &addrs {
             self.add_peer(addr.clone());
         }
@@ -523,9 +640,11 @@ impl<S: Store + 'static> Node<S> {
 }
 
 /// The swarm's task: drives the swarm, sends requests, answers inbound ones.
+#[allow(clippy::too_many_arguments)]
 async fn run<S: Store + 'static>(
     mut swarm: libp2p::Swarm<Behaviour>,
     mut commands: mpsc::Receiver<Command>,
+    heard: mpsc::Sender<Heard>,
     store: Arc<S>,
     health: Arc<Health>,
     max_inbound: usize,
@@ -539,9 +658,21 @@ async fn run<S: Store + 'static>(
         tokio::select! {
             () = cancel.cancelled() => break,
             command = commands.recv() => {
-                let Some(Command::Request { peer, addrs, request, reply }) = command else { break };
-                let id = swarm.behaviour_mut().sync.send_request_with_addresses(&peer, request, addrs);
-                pending.insert(id, reply);
+                match command {
+                    None => break,
+                    Some(Command::Request { peer, addrs, request, reply }) => {
+                        let id = swarm.behaviour_mut().sync.send_request_with_addresses(&peer, *request, addrs);
+                        pending.insert(id, reply);
+                    }
+                    Some(Command::Subscribe(topic)) => {
+                        if let Err(e) = swarm.behaviour_mut().gossip.subscribe(&topic) {
+                            tracing::warn!(error = %e, "gossipsub subscribe failed");
+                        }
+                    }
+                    Some(Command::Publish { topic, data, reply }) => {
+                        let _ = reply.send(swarm.behaviour_mut().gossip.publish(topic, data).is_ok());
+                    }
+                }
             }
             Some(done) = inbound.join_next(), if !inbound.is_empty() => {
                 if let Ok((channel, response)) = done {
@@ -572,6 +703,11 @@ async fn run<S: Store + 'static>(
                     if let Some(reply) = pending.remove(&request_id) {
                         let _ = reply.send(Err(NetError::Request { peer, reason: error.to_string() }));
                     }
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message { propagation_source, message, .. })) => {
+                    let from = message.source.unwrap_or(propagation_source);
+                    // A full queue drops the announcement: the periodic pull catches up.
+                    let _ = heard.try_send(Heard { topic: message.topic, from, data: message.data });
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::InboundFailure { peer, error, .. })) => {
                     tracing::debug!(%peer, %error, "inbound sync request failed");

@@ -289,3 +289,51 @@ async fn a_peer_offline_for_a_thousand_writes_catches_up() {
     alice.shutdown();
     bob.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_announcement_makes_a_peer_pull_at_once() {
+    let thread = ThreadId::from_parts(Variant::Raw, [6; 32]);
+    let key = ThreadKey::generate();
+    let alice = node(130).await;
+    let bob = node(131).await;
+    for n in [&alice, &bob] {
+        n.store().put_thread(thread, &key).await.expect("put");
+        n.watch(thread).await.expect("watch");
+    }
+    let writer =
+        Writer::new(Identity::from_secret_bytes(&[132; 32]), thread, &key).expect("writer");
+    write(&alice, &writer, 3).await;
+    // Bob connects by pulling once; no periodic sync runs.
+    bob.pull(&alice.thread_addr(thread).expect("addr"))
+        .await
+        .expect("pull");
+    let mut events = bob.subscribe();
+    write(&alice, &writer, 2).await;
+    // Announce until a subscriber hears it (gossipsub learns subscriptions over the
+    // connection), then wait for Bob's pull to land.
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let got = loop {
+        alice
+            .announce(thread, writer.log_id(), 5)
+            .await
+            .expect("announce");
+        match tokio::time::timeout(Duration::from_millis(200), events.recv()).await {
+            Ok(Ok(event)) => break event,
+            _ => assert!(tokio::time::Instant::now() < deadline, "Bob never pulled"),
+        }
+    };
+    assert_eq!(
+        got,
+        threads_net::NetEvent::Stored {
+            thread,
+            log: writer.log_id(),
+            counter: 5
+        }
+    );
+    assert_eq!(
+        entries(&bob, thread, &writer).await,
+        entries(&alice, thread, &writer).await
+    );
+    alice.shutdown();
+    bob.shutdown();
+}
