@@ -354,6 +354,32 @@ impl Verifier {
         Ok(record)
     }
 
+    /// [`Verifier::verify_follower_entry`] for consecutive entries after `prev`, with all
+    /// signatures checked in one batch. On failure, returns the index of the first bad
+    /// entry and why.
+    pub fn verify_follower_entries(
+        &self,
+        prev: Option<&Head>,
+        entries: &[Entry],
+    ) -> Result<Vec<Record>, (usize, VerifyError)> {
+        let blocks: Vec<Block> = entries.iter().map(|e| e.record.clone()).collect();
+        let records = self.open_records(&blocks)?;
+        let mut head = prev.copied();
+        for (i, (record, entry)) in records.iter().zip(entries).enumerate() {
+            Verifier::check_successor(head.as_ref(), record).map_err(|e| (i, e))?;
+            self.check_entry_links(record, entry).map_err(|e| (i, e))?;
+            head = Some(record.head());
+        }
+        Ok(records)
+    }
+
+    /// Checks an opened record's entry: the event block is the one the record links, and
+    /// the header and body blocks are the ones the event links. Decrypts nothing.
+    pub fn check_entry_links(&self, record: &Record, entry: &Entry) -> Result<(), VerifyError> {
+        let links = self.open_event(record, &entry.event)?;
+        check_links(&links, &entry.header, &entry.body)
+    }
+
     /// Reader-level verification: decrypts the header and body of a follower-verified record
     /// and checks them against the event's links.
     pub fn read(

@@ -108,14 +108,18 @@ pub async fn ingest<S: Store>(
         attempts += 1;
         let head = store.head(thread, log).await?;
         let head_counter = head.map_or(0, |h| h.counter);
+        // Every signature at once (batch verification); then the chain, links and skips.
+        let blocks: Vec<_> = entries.iter().map(|e| e.record.clone()).collect();
+        let records = verifier
+            .open_records(&blocks)
+            .map_err(|(index, source)| Rejection::Verify { index, source })?;
         let mut prev = head;
         let mut fresh: Vec<Appended> = Vec::new();
-        for (index, entry) in entries.iter().enumerate() {
+        for (index, (record, entry)) in records.into_iter().zip(&entries).enumerate() {
             let reject = |source| Rejection::Verify { index, source };
-            let record = verifier.open_record(&entry.record).map_err(reject)?;
             let counter = record.counter();
-            if counter <= head_counter {
-                // Already stored? The same CID means the same bytes, which we verified then.
+            if counter <= head_counter && fresh.is_empty() {
+                // Already stored? The same CID means the same bytes, verified back then.
                 let stored = store.record_cid(thread, log, counter).await?;
                 if stored.as_ref() != Some(record.cid()) {
                     return Err(Rejection::Fork { counter });
@@ -128,9 +132,8 @@ pub async fn ingest<S: Store>(
                     got: counter,
                 });
             }
-            let record = verifier
-                .verify_follower_entry(prev.as_ref(), entry)
-                .map_err(reject)?;
+            Verifier::check_successor(prev.as_ref(), &record).map_err(reject)?;
+            verifier.check_entry_links(&record, entry).map_err(reject)?;
             if let Some(target) = skip_target(counter) {
                 let expected = match fresh.iter().find(|a| a.record.counter() == target) {
                     Some(a) => Some(*a.record.cid()),
