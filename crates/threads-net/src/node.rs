@@ -27,8 +27,8 @@ use crate::health::Health;
 use crate::ingest::ingest;
 use crate::invite::Invite;
 use crate::message::{
-    MAX_PAGE_BYTES, MAX_PAGE_ENTRIES, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, Refusal, Request,
-    Response, WireEntry,
+    Edge, MAX_PAGE_BYTES, MAX_PAGE_ENTRIES, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, Refusal,
+    Request, Response, WireEntry,
 };
 use crate::serve::serve;
 
@@ -605,32 +605,81 @@ impl<S: Store + 'static> Node<S> {
                     () = node.cancel.cancelled() => break,
                     () = tokio::time::sleep(interval.mul_f64(jitter)) => {}
                 }
-                let threads: Vec<(ThreadId, Vec<ThreadAddr>)> = {
+                // Group the known addresses by peer: one ExchangeEdges per peer covers all
+                // the threads shared with it, and only threads whose heads differ are pulled.
+                let mut by_peer: HashMap<PeerId, Vec<ThreadAddr>> = HashMap::new();
+                {
                     let peers = node.peers.lock().unwrap_or_else(|p| p.into_inner());
-                    peers.iter().map(|(t, a)| (*t, a.clone())).collect()
-                };
-                for (thread, addrs) in threads {
-                    for addr in addrs {
-                        let peer = addr.peer_id();
-                        let now = tokio::time::Instant::now();
-                        if backoff.get(&peer).is_some_and(|(_, until)| *until > now) {
-                            continue;
+                    for addr in peers.values().flatten() {
+                        by_peer
+                            .entry(addr.peer_id())
+                            .or_default()
+                            .push(addr.clone());
+                    }
+                }
+                for (peer, addrs) in by_peer {
+                    let now = tokio::time::Instant::now();
+                    if backoff.get(&peer).is_some_and(|(_, until)| *until > now) {
+                        continue;
+                    }
+                    match node.sync_with(peer, &addrs).await {
+                        Ok(()) => {
+                            backoff.remove(&peer);
                         }
-                        match node.pull(&addr).await {
-                            Ok(_) => {
-                                backoff.remove(&peer);
-                            }
-                            Err(e) => {
-                                tracing::debug!(%peer, %thread, error = %e, "pull failed");
-                                let failures = backoff.get(&peer).map_or(0, |(n, _)| *n) + 1;
-                                let delay = interval * 2u32.saturating_pow(failures.min(6));
-                                backoff.insert(peer, (failures, now + delay));
-                            }
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "sync failed");
+                            let failures = backoff.get(&peer).map_or(0, |(n, _)| *n) + 1;
+                            let delay = interval * 2u32.saturating_pow(failures.min(6));
+                            backoff.insert(peer, (failures, now + delay));
                         }
                     }
                 }
             }
         });
+    }
+
+    /// Compares every thread shared with `peer` in one `ExchangeEdges` request and pulls
+    /// the threads whose heads differ.
+    async fn sync_with(&self, peer: PeerId, addrs: &[ThreadAddr]) -> Result<(), NetError> {
+        let mut edges = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            let thread = addr.thread_id();
+            let key = self.key(thread).await?;
+            let digest = self.store.heads_digest(thread).await?;
+            edges.push(Edge {
+                thread,
+                proof: AuthProof::new(key.service(), &thread, &self.peer, &peer),
+                digest: digest.0,
+            });
+        }
+        let dial: Vec<Multiaddr> = addrs.iter().map(ThreadAddr::transport_addr).collect();
+        let Response::Edges(answers) = self
+            .request(
+                peer,
+                dial,
+                Request::ExchangeEdges {
+                    edges: edges.clone(),
+                },
+            )
+            .await?
+        else {
+            return Err(NetError::Unexpected(peer));
+        };
+        if answers.len() != edges.len() {
+            return Err(NetError::Unexpected(peer));
+        }
+        for ((addr, edge), answer) in addrs.iter().zip(&edges).zip(answers) {
+            match answer {
+                Some(theirs) if theirs.0 == edge.digest => {}
+                Some(_) => {
+                    self.pull(addr).await?;
+                }
+                None => {
+                    tracing::debug!(%peer, thread = %edge.thread, "peer does not share the thread")
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Stops the node's tasks.

@@ -337,3 +337,56 @@ async fn a_head_announcement_makes_a_peer_pull_at_once() {
     alice.shutdown();
     bob.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchange_edges_compares_many_threads_in_one_request() {
+    use threads_net::AuthProof;
+    use threads_net::message::{Edge, Request, Response};
+
+    let alice = node(140).await;
+    let bob = node(141).await;
+    let shared = ThreadId::from_parts(Variant::Raw, [7; 32]);
+    let private = ThreadId::from_parts(Variant::Raw, [8; 32]);
+    let key = ThreadKey::generate();
+    alice.store().put_thread(shared, &key).await.expect("put");
+    alice
+        .store()
+        .put_thread(private, &ThreadKey::generate())
+        .await
+        .expect("put");
+    let writer =
+        Writer::new(Identity::from_secret_bytes(&[142; 32]), shared, &key).expect("writer");
+    write(&alice, &writer, 4).await;
+    let theirs = alice.store().heads_digest(shared).await.expect("digest");
+    let edge = |thread, proof_key: &ThreadKey| Edge {
+        thread,
+        proof: AuthProof::new(
+            proof_key.service(),
+            &thread,
+            &bob.peer_id(),
+            &alice.peer_id(),
+        ),
+        digest: [0; 32],
+    };
+    let request = Request::ExchangeEdges {
+        edges: vec![edge(shared, &key), edge(private, &key)],
+    };
+    let answer = tokio::time::timeout(
+        LIMIT,
+        bob.request(
+            alice.peer_id(),
+            vec![alice.listen_addrs()[0].clone()],
+            request,
+        ),
+    )
+    .await
+    .expect("in time")
+    .expect("answer");
+    // The shared thread's digest comes back; the thread Bob has no key for reveals nothing.
+    assert_eq!(
+        answer,
+        Response::Edges(vec![Some(threads_net::message::EdgeDigest(theirs.0)), None])
+    );
+    alice.shutdown();
+    bob.shutdown();
+}
