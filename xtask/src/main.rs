@@ -2,7 +2,8 @@
 //!
 //! - `ci`: everything CI checks, in order: formatting, tidy, layering, PostgreSQL present
 //!   (installed with apt-get if missing), clippy with warnings denied, all tests (with
-//!   nextest when installed), doc tests, and the docs with broken intra-doc links denied.
+//!   nextest when installed), doc tests, the QUIC transport's test (feature `quic`), and the
+//!   docs with broken intra-doc links denied.
 //! - `layering`: the library crates depend only on crates below them (the order is
 //!   `LAYERS`).
 //! - `fuzz <target>|--all [--seconds N]`: runs cargo-fuzz (nightly) and keeps any crashing
@@ -118,6 +119,19 @@ fn ci() -> Result<()> {
     ]);
     run(clippy)?;
     test_all(&[])?;
+    // The QUIC transport is a cargo feature (it pulls in a TLS stack): built and tested once.
+    let mut quic = cargo();
+    quic.args([
+        "test",
+        "--locked",
+        "-p",
+        "threads-net",
+        "--features",
+        "quic",
+        "--test",
+        "net_quic",
+    ]);
+    run(quic)?;
     let mut doc = cargo();
     doc.args(["doc", "--workspace", "--no-deps", "--locked"])
         .env(

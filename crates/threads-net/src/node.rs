@@ -205,14 +205,18 @@ impl<S: Store + 'static> Node<S> {
         let sync_config = request_response::Config::default()
             .with_request_timeout(config.request_timeout)
             .with_max_concurrent_streams(config.max_inbound_tasks);
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        let builder = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_tcp(
                 tcp::Config::default().nodelay(true),
                 noise::Config::new,
                 yamux::Config::default,
             )
-            .map_err(|e| NetError::Transport(e.to_string()))?
+            .map_err(|e| NetError::Transport(e.to_string()))?;
+        // QUIC listens on `/udp/<port>/quic-v1` addresses when the feature is on.
+        #[cfg(feature = "quic")]
+        let builder = builder.with_quic();
+        let mut swarm = builder
             .with_behaviour(|key| Behaviour {
                 sync: request_response::Behaviour::with_codec(
                     codec,
