@@ -11,11 +11,14 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, gossipsub, identify, noise, ping, tcp, yamux};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, gossipsub, identify, mdns, noise, ping, tcp, yamux,
+};
 use threads_crypto::{Identity, ThreadKey};
 use threads_id::{LogId, ThreadAddr, ThreadId};
-use threads_log::Entry;
+use threads_log::{Appended, Entry, Hlc, Writer, skip_target};
 use threads_store::Store;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -69,6 +72,9 @@ pub enum NetError {
         /// Why.
         rejection: crate::ingest::Rejection,
     },
+    /// An entry could not be made (see threads-log's `AppendError`).
+    #[error("append: {0}")]
+    Append(String),
     /// The invite cannot be opened.
     #[error("invite: {0}")]
     Invite(String),
@@ -101,6 +107,7 @@ pub struct NetConfig {
     listen: Vec<Multiaddr>,
     request_timeout: Duration,
     max_inbound_tasks: usize,
+    mdns: bool,
 }
 
 impl NetConfig {
@@ -110,7 +117,20 @@ impl NetConfig {
             listen: addrs.into_iter().collect(),
             request_timeout: Duration::from_secs(30),
             max_inbound_tasks: 64,
+            mdns: false,
         }
+    }
+
+    /// Discover peers on the local network with mDNS (off by default: it announces this
+    /// node to the whole network segment).
+    pub fn with_mdns(mut self, on: bool) -> NetConfig {
+        self.mdns = on;
+        self
+    }
+
+    /// Whether mDNS is on.
+    pub fn mdns(&self) -> bool {
+        self.mdns
     }
 
     /// How long a request may take.
@@ -126,6 +146,7 @@ struct Behaviour {
     gossip: gossipsub::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
+    mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
 enum Command {
@@ -228,6 +249,19 @@ impl<S: Store + 'static> Node<S> {
                     key.public(),
                 )),
                 ping: ping::Behaviour::default(),
+                // mDNS failing to start (no multicast) leaves it off rather than failing.
+                mdns: Toggle::from(
+                    config
+                        .mdns
+                        .then(|| {
+                            mdns::tokio::Behaviour::new(
+                                mdns::Config::default(),
+                                key.public().to_peer_id(),
+                            )
+                            .ok()
+                        })
+                        .flatten(),
+                ),
                 gossip: gossipsub::Behaviour::new(
                     gossipsub::MessageAuthenticity::Signed(key.clone()),
                     gossipsub::ConfigBuilder::default()
@@ -558,6 +592,39 @@ impl<S: Store + 'static> Node<S> {
         }
     }
 
+    /// Writes `payload` to `writer`'s log: appends after the stored head (with the skip
+    /// link the counter needs), stores the entry, pushes it to the thread's known peers at
+    /// once and announces the new head. Push failures are recorded in the health report;
+    /// the entry is stored either way and peers pull it later.
+    ///
+    /// # Cancel safety
+    /// The entry is stored or not (one transaction); if the future is dropped after that,
+    /// the push may not have happened, and peers pull the entry later.
+    pub async fn write(
+        &self,
+        writer: &Writer,
+        payload: &[u8],
+        time: Hlc,
+    ) -> Result<Appended, NetError> {
+        let (thread, log) = (writer.thread_id(), writer.log_id());
+        let head = self.store.head(thread, log).await?;
+        let counter = head.map_or(1, |h| h.counter + 1);
+        let skip = match skip_target(counter) {
+            Some(target) => self.store.record_cid(thread, log, target).await?,
+            None => None,
+        };
+        let appended = writer
+            .append(head.as_ref(), skip, payload, time)
+            .map_err(|e| NetError::Append(e.to_string()))?;
+        self.store
+            .append(thread, log, head, std::slice::from_ref(&appended))
+            .await?;
+        self.push(thread, log, std::slice::from_ref(&appended.entry))
+            .await?;
+        let _ = self.announce(thread, log, appended.record.counter()).await;
+        Ok(appended)
+    }
+
     /// Pushes `entries` (new entries of `log`, oldest first) to every known peer of
     /// `thread`. Failures are recorded in the health report; returns how many peers took
     /// them.
@@ -755,6 +822,11 @@ async fn run<S: Store + 'static>(
                 SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::OutboundFailure { peer, request_id, error, .. })) => {
                     if let Some(reply) = pending.remove(&request_id) {
                         let _ = reply.send(Err(NetError::Request { peer, reason: error.to_string() }));
+                    }
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                    for (peer, addr) in found {
+                        swarm.add_peer_address(peer, addr);
                     }
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message { propagation_source, message, .. })) => {

@@ -390,3 +390,48 @@ async fn exchange_edges_compares_many_threads_in_one_request() {
     alice.shutdown();
     bob.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_pushed_to_known_peers_at_once() {
+    let thread = ThreadId::from_parts(Variant::Raw, [9; 32]);
+    let key = ThreadKey::generate();
+    // mDNS is available but off unless asked for.
+    assert!(!NetConfig::new([]).mdns());
+    let alice = Node::start(
+        &Identity::from_secret_bytes(&[150; 32]),
+        Arc::new(MemoryStore::new()),
+        NetConfig::new(["/ip4/127.0.0.1/tcp/0".parse().expect("addr")]).with_mdns(true),
+    )
+    .await
+    .expect("a node with mDNS on starts");
+    let bob = node(151).await;
+    for n in [&alice, &bob] {
+        n.store().put_thread(thread, &key).await.expect("put");
+    }
+    alice.add_peer(bob.thread_addr(thread).expect("addr"));
+    let writer =
+        Writer::new(Identity::from_secret_bytes(&[152; 32]), thread, &key).expect("writer");
+    for i in 1..=5u64 {
+        let appended = tokio::time::timeout(
+            LIMIT,
+            alice.write(&writer, format!("entry {i}").as_bytes(), Hlc::new(i, 0)),
+        )
+        .await
+        .expect("in time")
+        .expect("write");
+        // Stored on Bob by the time the write returns: no pull, no sync task.
+        assert_eq!(
+            bob.store()
+                .head(thread, writer.log_id())
+                .await
+                .expect("head"),
+            Some(appended.record.head())
+        );
+    }
+    assert_eq!(
+        entries(&bob, thread, &writer).await,
+        entries(&alice, thread, &writer).await
+    );
+    alice.shutdown();
+    bob.shutdown();
+}
