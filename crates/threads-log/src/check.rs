@@ -113,3 +113,22 @@ pub fn append_model(ops: &[u8]) {
         }
     }
 }
+
+/// For adversarial tests: the same record block with one bit of its signature flipped and
+/// sealed again under the service key with the right associated data, so that it decrypts
+/// and decodes as a record of `log` and only the signature check can refuse it. `None` if
+/// the block does not open as a record of `log`.
+pub fn forge_signature(
+    block: &Block,
+    thread: threads_id::ThreadId,
+    log: threads_id::LogId,
+    service: &threads_crypto::ServiceKey,
+) -> Option<Block> {
+    use crate::record::{LogContext, Node, RecordNode};
+
+    let ctx = LogContext::new(thread, log);
+    let plain = service.open(&ctx.ad_record, block.data()).ok()?;
+    let mut node: RecordNode = serde_ipld_dagcbor::from_slice(&plain).ok()?;
+    *node.sig.first_mut()? ^= 0x01;
+    Some(Block::raw(service.seal(&ctx.ad_record, &node.to_cbor())))
+}

@@ -42,6 +42,42 @@ pub struct HealthRow {
     pub health: PeerLogHealth,
 }
 
+/// A health row with the local side added: how far this node has the log, and how far it
+/// lags the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncStatus {
+    /// The thread.
+    pub thread: ThreadId,
+    /// The log.
+    pub log: LogId,
+    /// The peer.
+    pub peer: PeerId,
+    /// This node's counter for the log.
+    pub local_counter: u64,
+    /// The peer's counter, as last heard.
+    pub peer_counter: Option<u64>,
+    /// How many entries the peer has that this node lacks (0 if unknown or none).
+    pub lag: u64,
+    /// What the peer did.
+    pub health: PeerLogHealth,
+}
+
+impl SyncStatus {
+    /// The status of `row` when this node has `local_counter` entries of the log.
+    pub fn new(row: HealthRow, local_counter: u64) -> SyncStatus {
+        let peer_counter = row.health.peer_counter;
+        SyncStatus {
+            thread: row.thread,
+            log: row.log,
+            peer: row.peer,
+            local_counter,
+            peer_counter,
+            lag: peer_counter.map_or(0, |p| p.saturating_sub(local_counter)),
+            health: row.health,
+        }
+    }
+}
+
 /// The sync health of a node, shared by its tasks.
 #[derive(Debug, Default)]
 pub struct Health {
@@ -99,5 +135,31 @@ impl Health {
                 health: health.clone(),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use threads_crypto::Identity;
+    use threads_id::Variant;
+
+    #[test]
+    fn status_computes_the_lag() {
+        let health = Health::new();
+        let thread = ThreadId::from_parts(Variant::Raw, [1; 32]);
+        let log = Identity::from_secret_bytes(&[2; 32]).log_id();
+        let peer = Identity::from_secret_bytes(&[3; 32]).log_id().peer_id();
+        health.peer_has(thread, log, peer, 40);
+        health.accepted(thread, log, peer, 25);
+        let row = health.report().remove(0);
+        let status = SyncStatus::new(row.clone(), 25);
+        assert_eq!(
+            (status.local_counter, status.peer_counter, status.lag),
+            (25, Some(40), 15)
+        );
+        assert_eq!(status.health.accepted, 25);
+        // Ahead of the peer: no lag.
+        assert_eq!(SyncStatus::new(row, 50).lag, 0);
     }
 }

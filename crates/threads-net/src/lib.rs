@@ -24,7 +24,7 @@ mod node;
 mod serve;
 
 pub use auth::AuthProof;
-pub use health::{Health, HealthRow, PeerLogHealth};
+pub use health::{Health, HealthRow, PeerLogHealth, SyncStatus};
 pub use ingest::{Ingested, Rejection, ingest};
 pub use invite::{Invite, InviteError, MAX_INVITE_ADDRS};
 pub use node::{NetConfig, NetError, NetEvent, Node, SYNC_PROTOCOL};

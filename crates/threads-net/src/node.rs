@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::AuthProof;
 use crate::gossip::{decode_announcement, encode_announcement, topic_name};
-use crate::health::Health;
+use crate::health::{Health, SyncStatus};
 use crate::ingest::ingest;
 use crate::invite::Invite;
 use crate::message::{
@@ -421,6 +421,21 @@ impl<S: Store + 'static> Node<S> {
     /// The sync health.
     pub fn health(&self) -> &Arc<Health> {
         &self.health
+    }
+
+    /// The sync status of every (thread, log, peer) this node has dealt with: the health
+    /// counters with this node's counter and its lag behind the peer.
+    pub async fn sync_status(&self) -> Result<Vec<SyncStatus>, NetError> {
+        let mut out = Vec::new();
+        for row in self.health.report() {
+            let local = self
+                .store
+                .head(row.thread, row.log)
+                .await?
+                .map_or(0, |h| h.counter);
+            out.push(SyncStatus::new(row, local));
+        }
+        Ok(out)
     }
 
     /// Events of this node, from now on.

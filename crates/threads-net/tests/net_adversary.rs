@@ -88,7 +88,14 @@ async fn a_misbehaving_member_is_rejected_and_counted() {
     .expect("writer");
     let mut garbage = wire(&good[4..5]);
     garbage[0].record = vec![0xff; 300];
+    // A record sealed correctly for this log whose signature is forged.
+    let mut forged_signature = wire(&good[4..5]);
+    forged_signature[0].record =
+        threads_log::check::forge_signature(&good[4].entry.record, thread, log, key.service())
+            .expect("a record of this log")
+            .into_data();
     let attacks = vec![
+        ("signature", push(forged_signature)),
         ("decrypt", push(wire(&forged[4..6]))),
         ("gap", push(wire(&good[6..8]))),
         ("decrypt", push(wire(&build(&elsewhere, 6)[4..6]))),
@@ -174,6 +181,7 @@ async fn a_misbehaving_member_is_rejected_and_counted() {
     assert_eq!(row.health.rejected(), expected_rejections as u64, "{row:?}");
     assert_eq!(row.health.accepted, 0);
     assert!(row.health.rejections.get("decrypt").copied().unwrap_or(0) >= 3);
+    assert_eq!(row.health.rejections.get("signature"), Some(&1));
 
     // A peer without the key is refused without learning whether the thread exists.
     let outsider = node(95).await;

@@ -286,6 +286,8 @@ async fn a_peer_offline_for_a_thousand_writes_catches_up() {
     let health = bob.health().report();
     assert_eq!(health[0].health.accepted, 1_000);
     assert_eq!(health[0].health.peer_counter, Some(1_000));
+    let status = bob.sync_status().await.expect("status");
+    assert_eq!((status[0].local_counter, status[0].lag), (1_000, 0));
     alice.shutdown();
     bob.shutdown();
 }
