@@ -1,17 +1,45 @@
-//! Replication of threads between peers: the sync protocol of threads-rs.
+//! Replication of threads between peers over libp2p: the sync protocol of threads-rs.
 //!
-//! This crate is being built in layers. Present today, all of it sans-IO and tested without
-//! sockets:
-//!
-//! - [`message`]: the protocol's requests and responses and their limits;
-//! - [`AuthProof`]: proof of holding a thread's service key without sending it;
+//! - [`Node`]: a libp2p host (TCP + Noise + Yamux; QUIC with the `quic` feature; identify,
+//!   ping, gossipsub, mDNS when asked) and the handle to it: create and [`join`](Node::join)
+//!   threads, [`write`](Node::write) (store, push, announce), [`pull`](Node::pull) in pages,
+//!   background sync with [`start_sync`](Node::start_sync), [`sync_status`](Node::sync_status).
+//! - [`message`]: the protocol's requests and responses and their limits; [`AuthProof`]:
+//!   proof of holding a thread's service key without sending it; [`gossip`]: topic names that
+//!   reveal nothing without the key.
 //! - [`ingest`]: verifying received entries completely before storing any of them, with a
-//!   typed [`Rejection`];
-//! - [`Health`]: per thread, log and peer counts of accepted and rejected entries, what the
-//!   peer has, and the last error.
+//!   typed [`Rejection`]; [`serve`]: answering requests from the store.
+//! - [`Invite`]: sealed (to one identity) and link invites; [`Health`]: per thread, log and
+//!   peer counts of accepted and rejected entries, what the peer has, the last error.
 //!
-//! The libp2p host that carries these messages (TCP + Noise + Yamux, request-response,
-//! gossipsub) is the next step; see docs/ARCHITECTURE.md.
+//! ```
+//! # tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use threads_crypto::{Identity, KeySet};
+//! use threads_id::Variant;
+//! use threads_log::{Hlc, Writer};
+//! use threads_net::{Invite, NetConfig, Node};
+//! use threads_store::MemoryStore;
+//!
+//! let loopback = || NetConfig::new(["/ip4/127.0.0.1/tcp/0".parse().unwrap()]);
+//! let alice_id = Identity::generate();
+//! let bob_id = Identity::generate();
+//! let alice = Node::start(&alice_id, Arc::new(MemoryStore::new()), loopback()).await?;
+//! let bob = Node::start(&bob_id, Arc::new(MemoryStore::new()), loopback()).await?;
+//!
+//! // Alice creates a thread, writes to it, and invites Bob.
+//! let (thread, key) = alice.create_thread(Variant::Raw).await?;
+//! let writer = Writer::new(alice_id.clone(), thread, &key).unwrap();
+//! alice.write(&writer, b"hello", Hlc::new(1, 0)).await?;
+//! let invite = Invite::sealed(vec![alice.thread_addr(thread).unwrap()], &KeySet::new(thread, key), &bob_id.public());
+//!
+//! // Bob joins from the invite's text and has Alice's entry, verified.
+//! let (_, stored) = bob.join(&invite.to_text().parse().unwrap(), &bob_id).await?;
+//! assert_eq!(stored, 1);
+//! # alice.shutdown(); bob.shutdown();
+//! # Ok::<(), threads_net::NetError>(())
+//! # }).unwrap();
+//! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod auth;

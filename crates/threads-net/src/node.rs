@@ -359,6 +359,19 @@ impl<S: Store + 'static> Node<S> {
         }
     }
 
+    /// Creates a thread of `variant` with fresh keys, stores them and watches its
+    /// announcements. Returns the thread and its key (to put in invites).
+    pub async fn create_thread(
+        &self,
+        variant: threads_id::Variant,
+    ) -> Result<(ThreadId, ThreadKey), NetError> {
+        let thread = ThreadId::new(variant);
+        let key = ThreadKey::generate();
+        self.store.put_thread(thread, &key).await?;
+        self.watch(thread).await?;
+        Ok((thread, key))
+    }
+
     /// Subscribes to `thread`'s head announcements; peers that announce a head past ours
     /// are pulled from at once.
     pub async fn watch(&self, thread: ThreadId) -> Result<(), NetError> {
