@@ -42,6 +42,7 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod admission;
 mod auth;
 pub mod gossip;
 mod health;
@@ -51,6 +52,7 @@ pub mod message;
 mod node;
 mod serve;
 
+pub use admission::{Admission, AdmitAll};
 pub use auth::AuthProof;
 pub use health::{Health, HealthRow, PeerLogHealth, SyncStatus};
 pub use ingest::{Ingested, Rejection, ingest};

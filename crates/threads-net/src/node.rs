@@ -24,6 +24,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::{Admission, AdmitAll};
 use crate::auth::AuthProof;
 use crate::gossip::{decode_announcement, encode_announcement, topic_name};
 use crate::health::{Health, SyncStatus};
@@ -102,12 +103,24 @@ pub enum NetEvent {
 }
 
 /// How a node runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NetConfig {
     listen: Vec<Multiaddr>,
     request_timeout: Duration,
     max_inbound_tasks: usize,
     mdns: bool,
+    admission: Arc<dyn Admission>,
+}
+
+impl std::fmt::Debug for NetConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetConfig")
+            .field("listen", &self.listen)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_inbound_tasks", &self.max_inbound_tasks)
+            .field("mdns", &self.mdns)
+            .finish_non_exhaustive()
+    }
 }
 
 impl NetConfig {
@@ -118,7 +131,15 @@ impl NetConfig {
             request_timeout: Duration::from_secs(30),
             max_inbound_tasks: 64,
             mdns: false,
+            admission: Arc::new(AdmitAll),
         }
+    }
+
+    /// Which peers may receive a thread's records (default: every peer that proves the
+    /// service key). Checked before serving a request and before pushing.
+    pub fn with_admission(mut self, admission: impl Admission) -> NetConfig {
+        self.admission = Arc::new(admission);
+        self
     }
 
     /// Discover peers on the local network with mDNS (off by default: it announces this
@@ -175,6 +196,7 @@ pub struct Node<S> {
     health: Arc<Health>,
     peers: Arc<std::sync::Mutex<HashMap<ThreadId, Vec<ThreadAddr>>>>,
     topics: Arc<std::sync::Mutex<HashMap<gossipsub::TopicHash, ThreadId>>>,
+    admission: Arc<dyn Admission>,
     cancel: CancellationToken,
 }
 
@@ -197,6 +219,7 @@ impl<S> Clone for Node<S> {
             health: Arc::clone(&self.health),
             peers: Arc::clone(&self.peers),
             topics: Arc::clone(&self.topics),
+            admission: Arc::clone(&self.admission),
             cancel: self.cancel.clone(),
         }
     }
@@ -304,6 +327,7 @@ impl<S: Store + 'static> Node<S> {
             heard_tx,
             Arc::clone(&store),
             Arc::clone(&health),
+            Arc::clone(&config.admission),
             config.max_inbound_tasks,
             cancel.clone(),
         ));
@@ -316,6 +340,7 @@ impl<S: Store + 'static> Node<S> {
             health,
             peers: Arc::default(),
             topics: Arc::default(),
+            admission: Arc::clone(&config.admission),
             cancel,
         };
         // Announcements are handled one at a time: each may start a pull.
@@ -667,6 +692,9 @@ impl<S: Store + 'static> Node<S> {
         let mut ok = 0;
         for addr in self.peers_of(thread) {
             let peer = addr.peer_id();
+            if !self.admission.admits(thread, peer) {
+                continue;
+            }
             let proof = AuthProof::new(key.service(), &thread, &self.peer, &peer);
             let request = Request::PushRecords {
                 thread,
@@ -795,6 +823,7 @@ async fn run<S: Store + 'static>(
     heard: mpsc::Sender<Heard>,
     store: Arc<S>,
     health: Arc<Health>,
+    admission: Arc<dyn Admission>,
     max_inbound: usize,
     cancel: CancellationToken,
 ) {
@@ -836,8 +865,9 @@ async fn run<S: Store + 'static>(
                         }
                         let store = Arc::clone(&store);
                         let health = Arc::clone(&health);
+                        let admission = Arc::clone(&admission);
                         inbound.spawn(async move {
-                            let response = serve(&*store, &health, local, peer, request).await;
+                            let response = serve(&*store, &health, &*admission, local, peer, request).await;
                             (channel, response)
                         });
                     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use threads_id::PeerId;
 use threads_store::{Page, Store};
 
+use crate::admission::Admission;
 use crate::auth::AuthProof;
 use crate::health::Health;
 use crate::ingest::ingest;
@@ -20,19 +21,24 @@ use crate::message::{
 pub async fn serve<S: Store>(
     store: &S,
     health: &Arc<Health>,
+    admission: &dyn Admission,
     local: PeerId,
     remote: PeerId,
     request: Request,
 ) -> Response {
-    // The proof is checked against the thread's key; an unknown thread and a bad proof get
-    // the same answer.
+    // The peer is checked against the admission rule and the proof against the thread's
+    // key; an unknown thread, a peer not admitted and a bad proof all get the same answer.
     async fn authorized<S: Store>(
         store: &S,
+        admission: &dyn Admission,
         thread: threads_id::ThreadId,
         proof: &AuthProof,
         local: PeerId,
         remote: PeerId,
     ) -> Option<threads_crypto::ThreadKey> {
+        if !admission.admits(thread, remote) {
+            return None;
+        }
         let key = store.thread_key(thread).await.ok()??;
         proof
             .verify(key.service(), &thread, &remote, &local)
@@ -41,7 +47,7 @@ pub async fn serve<S: Store>(
 
     match request {
         Request::GetLogs { thread, proof } => {
-            if authorized(store, thread, &proof, local, remote)
+            if authorized(store, admission, thread, &proof, local, remote)
                 .await
                 .is_none()
             {
@@ -70,7 +76,7 @@ pub async fn serve<S: Store>(
             max_entries,
             max_bytes,
         } => {
-            if authorized(store, thread, &proof, local, remote)
+            if authorized(store, admission, thread, &proof, local, remote)
                 .await
                 .is_none()
             {
@@ -96,7 +102,8 @@ pub async fn serve<S: Store>(
             log,
             entries,
         } => {
-            let Some(key) = authorized(store, thread, &proof, local, remote).await else {
+            let Some(key) = authorized(store, admission, thread, &proof, local, remote).await
+            else {
                 return Response::Refused(Refusal::UnknownThread);
             };
             match ingest(store, thread, log, &key, entries).await {
@@ -118,15 +125,17 @@ pub async fn serve<S: Store>(
             }
             let mut out = Vec::with_capacity(edges.len());
             for edge in edges {
-                let digest = match authorized(store, edge.thread, &edge.proof, local, remote).await
-                {
-                    Some(_) => store
-                        .heads_digest(edge.thread)
+                let digest =
+                    match authorized(store, admission, edge.thread, &edge.proof, local, remote)
                         .await
-                        .ok()
-                        .map(|d| EdgeDigest(d.0)),
-                    None => None,
-                };
+                    {
+                        Some(_) => store
+                            .heads_digest(edge.thread)
+                            .await
+                            .ok()
+                            .map(|d| EdgeDigest(d.0)),
+                        None => None,
+                    };
                 out.push(digest);
             }
             Response::Edges(out)

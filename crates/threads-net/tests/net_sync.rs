@@ -437,3 +437,66 @@ async fn a_write_is_pushed_to_known_peers_at_once() {
     alice.shutdown();
     bob.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admission_hook_keeps_records_from_peers_it_refuses() {
+    let thread = ThreadId::from_parts(Variant::Raw, [10; 32]);
+    let key = ThreadKey::generate();
+    let bob = node(161).await;
+    let carol = node(162).await;
+    let refused = bob.peer_id();
+    let alice = Node::start(
+        &Identity::from_secret_bytes(&[160; 32]),
+        Arc::new(MemoryStore::new()),
+        NetConfig::new(["/ip4/127.0.0.1/tcp/0".parse().expect("addr")])
+            .with_admission(move |_thread: ThreadId, peer: threads_id::PeerId| peer != refused),
+    )
+    .await
+    .expect("start");
+    for n in [&alice, &bob, &carol] {
+        n.store().put_thread(thread, &key).await.expect("put");
+    }
+    let writer =
+        Writer::new(Identity::from_secret_bytes(&[163; 32]), thread, &key).expect("writer");
+    alice.add_peer(bob.thread_addr(thread).expect("addr"));
+    alice.add_peer(carol.thread_addr(thread).expect("addr"));
+    alice
+        .write(&writer, b"for admitted peers", Hlc::new(1, 0))
+        .await
+        .expect("write");
+    // Pushed to Carol, not to Bob, although Bob holds the key.
+    assert!(
+        carol
+            .store()
+            .head(thread, writer.log_id())
+            .await
+            .expect("head")
+            .is_some()
+    );
+    assert!(
+        bob.store()
+            .head(thread, writer.log_id())
+            .await
+            .expect("head")
+            .is_none()
+    );
+    // Bob cannot pull either, and cannot tell refusal from absence.
+    let err = tokio::time::timeout(LIMIT, bob.pull(&alice.thread_addr(thread).expect("addr")))
+        .await
+        .expect("in time")
+        .expect_err("refused");
+    assert!(
+        matches!(
+            err,
+            NetError::Refused {
+                refusal: Refusal::UnknownThread,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(bob.store().logs(thread).await.expect("logs").is_empty());
+    for n in [&alice, &bob, &carol] {
+        n.shutdown();
+    }
+}
