@@ -3,28 +3,20 @@
 //! messages and a flood. Everything is rejected and counted against it; the honest node's
 //! store never holds a bad record and the node keeps serving honest peers.
 
-use std::sync::Arc;
+mod support;
+
+use support::node;
+
 use std::time::Duration;
 
 use threads_crypto::{Identity, ThreadKey};
 use threads_id::{ThreadId, Variant};
 use threads_log::{Appended, Hlc, Writer, skip_target};
 use threads_net::message::{Refusal, Request, Response, WireEntry};
-use threads_net::{AuthProof, NetConfig, NetError, Node};
-use threads_store::{LogBook, MemoryStore, Page, ThreadBook};
+use threads_net::{AuthProof, NetError};
+use threads_store::{LogBook, Page, ThreadBook};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-async fn node(seed: u8) -> Node<MemoryStore> {
-    let config = NetConfig::new(["/ip4/127.0.0.1/tcp/0".parse().expect("addr")]);
-    Node::start(
-        &Identity::from_secret_bytes(&[seed; 32]),
-        Arc::new(MemoryStore::new()),
-        config,
-    )
-    .await
-    .expect("start")
-}
 
 fn build(writer: &Writer, n: usize) -> Vec<Appended> {
     let mut log: Vec<Appended> = Vec::new();

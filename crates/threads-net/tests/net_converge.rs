@@ -2,54 +2,21 @@
 //! same time, and five peers in a chain where each knows only its neighbours. Tests wait on
 //! the nodes' events, with a deadline, never on fixed sleeps.
 
-use std::sync::Arc;
+mod support;
+
+use support::{node, write};
+
 use std::time::Duration;
 
 use threads_crypto::{Identity, ThreadKey};
 use threads_id::{ThreadId, Variant};
-use threads_log::{Hlc, Writer, skip_target};
-use threads_net::{NetConfig, NetEvent, Node};
+use threads_log::Writer;
+use threads_net::{NetEvent, Node};
 use threads_store::{LogBook, MemoryStore, ThreadBook};
 use tokio::sync::broadcast;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const INTERVAL: Duration = Duration::from_millis(50);
-
-async fn node(seed: u8) -> Node<MemoryStore> {
-    let config = NetConfig::new(["/ip4/127.0.0.1/tcp/0".parse().expect("addr")]);
-    Node::start(
-        &Identity::from_secret_bytes(&[seed; 32]),
-        Arc::new(MemoryStore::new()),
-        config,
-    )
-    .await
-    .expect("start")
-}
-
-async fn write(node: &Node<MemoryStore>, writer: &Writer, n: usize) {
-    let (thread, log) = (writer.thread_id(), writer.log_id());
-    for _ in 0..n {
-        let head = node.store().head(thread, log).await.expect("head");
-        let counter = head.map_or(1, |h| h.counter + 1);
-        let skip = match skip_target(counter) {
-            Some(t) => node.store().record_cid(thread, log, t).await.expect("cid"),
-            None => None,
-        };
-        let a = writer
-            .append(
-                head.as_ref(),
-                skip,
-                &counter.to_be_bytes(),
-                Hlc::new(counter, 0),
-            )
-            .expect("append");
-        node.store()
-            .append(thread, log, head, &[a])
-            .await
-            .expect("store");
-        tokio::task::yield_now().await;
-    }
-}
 
 /// Waits until every node holds the same heads for `thread` with `logs` logs of `counter`
 /// entries each, waking on the nodes' events (with a periodic re-check for events missed

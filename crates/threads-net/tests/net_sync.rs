@@ -1,72 +1,21 @@
 //! Real libp2p nodes on 127.0.0.1 in one process: pull, push, a follower that cannot read,
 //! and a peer without the key being refused. Every wait has a timeout.
 
+mod support;
+
+use support::{entries, node, write};
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use threads_crypto::{Identity, ThreadKey};
 use threads_id::{ThreadId, Variant};
-use threads_log::{Appended, Hlc, Verifier, VerifyError, Writer, skip_target};
+use threads_log::{Hlc, Verifier, VerifyError, Writer};
 use threads_net::message::Refusal;
 use threads_net::{NetConfig, NetError, Node};
-use threads_store::{LogBook, MemoryStore, Page, ThreadBook};
+use threads_store::{LogBook, MemoryStore, ThreadBook};
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-async fn node(seed: u8) -> Node<MemoryStore> {
-    let config = NetConfig::new(["/ip4/127.0.0.1/tcp/0".parse().expect("addr")]);
-    Node::start(
-        &Identity::from_secret_bytes(&[seed; 32]),
-        Arc::new(MemoryStore::new()),
-        config,
-    )
-    .await
-    .expect("start")
-}
-
-/// Appends `n` entries to `writer`'s log in `node`'s store.
-async fn write(node: &Node<MemoryStore>, writer: &Writer, n: usize) -> Vec<Appended> {
-    let thread = writer.thread_id();
-    let log = writer.log_id();
-    let mut head = node.store().head(thread, log).await.expect("head");
-    let mut out = Vec::new();
-    for _ in 0..n {
-        let counter = head.map_or(1, |h| h.counter + 1);
-        let skip = match skip_target(counter) {
-            Some(t) => node.store().record_cid(thread, log, t).await.expect("cid"),
-            None => None,
-        };
-        let a = writer
-            .append(
-                head.as_ref(),
-                skip,
-                format!("entry {counter}").as_bytes(),
-                Hlc::new(counter, 0),
-            )
-            .expect("append");
-        node.store()
-            .append(thread, log, head, std::slice::from_ref(&a))
-            .await
-            .expect("store");
-        head = Some(a.record.head());
-        out.push(a);
-    }
-    out
-}
-
-async fn entries(
-    node: &Node<MemoryStore>,
-    thread: ThreadId,
-    writer: &Writer,
-) -> Vec<threads_log::Entry> {
-    node.store()
-        .entries_after(thread, writer.log_id(), 0, Page::new(10_000, usize::MAX))
-        .await
-        .expect("read")
-        .into_iter()
-        .map(|e| e.entry)
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_push_follower_and_refusal() {
