@@ -1,7 +1,7 @@
 //! The persistent logstore of threads-rs: everything a peer keeps.
 //!
 //! Small traits, one per domain ([`BlockStore`], [`ThreadBook`], [`LogBook`], [`KeyBook`],
-//! [`AddrBook`], [`MetaBook`]; [`Store`] is all of them), implemented by each backend:
+//! [`AddrBook`], [`MetaBook`], [`ViewBook`]; [`Store`] is all of them), implemented by each backend:
 //!
 //! - [`MemoryStore`]: maps in memory, for tests and ephemeral peers;
 //! - [`SqliteStore`]: one SQLite file (WAL), the embedded default;
@@ -46,6 +46,7 @@ mod secrets;
 mod sql;
 mod sqlite;
 mod traits;
+mod views;
 
 pub use error::StoreError;
 pub use memory::MemoryStore;
@@ -56,3 +57,4 @@ pub use traits::{
     AddrBook, AppendOutcome, BlockStore, HeadsDigest, KeyBook, LogBook, MetaBook, Page, Result,
     Store, StoredEntry, ThreadBook,
 };
+pub use views::{ViewBook, ViewChange, ViewCommit, ViewSnapshot};

@@ -10,6 +10,7 @@ use threads_log::{Appended, Block, Cid, Entry, Head};
 
 use crate::chain::{Plan, check_chain, heads_digest, plan};
 use crate::error::StoreError;
+use crate::views::{ViewBook, ViewCommit};
 use crate::traits::{
     AddrBook, AppendOutcome, BlockStore, HeadsDigest, KeyBook, LogBook, MetaBook, Page, Result,
     StoredEntry, ThreadBook,
@@ -24,6 +25,9 @@ struct Inner {
     keys: HashMap<(ThreadId, LogId), Identity>,
     addrs: HashMap<(ThreadId, LogId), Vec<(Multiaddr, u64)>>,
     meta: HashMap<(ThreadId, String), Vec<u8>>,
+    view_cursors: HashMap<String, Vec<u8>>,
+    view_rows: BTreeMap<(String, String), BTreeMap<Vec<u8>, Vec<u8>>>,
+    view_snapshots: BTreeMap<String, BTreeMap<u64, (Vec<u8>, Vec<u8>)>>,
 }
 
 impl Inner {
@@ -299,5 +303,91 @@ impl MetaBook for MemoryStore {
 
     async fn meta(&self, thread: ThreadId, key: &str) -> Result<Option<Vec<u8>>> {
         Ok(self.lock().meta.get(&(thread, key.to_owned())).cloned())
+    }
+}
+
+impl ViewBook for MemoryStore {
+    async fn view_cursor(&self, scope: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.lock().view_cursors.get(scope).cloned())
+    }
+
+    async fn view_rows(&self, scope: &str, view: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let inner = self.lock();
+        Ok(inner
+            .view_rows
+            .get(&(scope.to_owned(), view.to_owned()))
+            .map(|rows| rows.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default())
+    }
+
+    async fn view_commit(&self, commit: &ViewCommit) -> Result<()> {
+        let mut inner = self.lock();
+        for change in &commit.changes {
+            let rows = inner
+                .view_rows
+                .entry((commit.scope.clone(), change.view.clone()))
+                .or_default();
+            if change.reset {
+                rows.clear();
+            }
+            for key in &change.deletes {
+                rows.remove(key);
+            }
+            for (key, value) in &change.puts {
+                rows.insert(key.clone(), value.clone());
+            }
+        }
+        let snapshots = inner.view_snapshots.entry(commit.scope.clone()).or_default();
+        if let Some(from) = commit.drop_snapshots_from {
+            snapshots.retain(|seq, _| *seq < from);
+        }
+        if let Some(below) = commit.drop_snapshots_below {
+            snapshots.retain(|seq, _| *seq >= below);
+        }
+        if let Some(snapshot) = &commit.snapshot {
+            snapshots.insert(snapshot.seq, (snapshot.meta.clone(), snapshot.data.clone()));
+        }
+        inner
+            .view_cursors
+            .insert(commit.scope.clone(), commit.cursor.clone());
+        Ok(())
+    }
+
+    async fn view_snapshots(&self, scope: &str) -> Result<Vec<(u64, Vec<u8>)>> {
+        let inner = self.lock();
+        Ok(inner
+            .view_snapshots
+            .get(scope)
+            .map(|s| s.iter().map(|(seq, (meta, _))| (*seq, meta.clone())).collect())
+            .unwrap_or_default())
+    }
+
+    async fn view_snapshot(&self, scope: &str, seq: u64) -> Result<Option<Vec<u8>>> {
+        let inner = self.lock();
+        Ok(inner
+            .view_snapshots
+            .get(scope)
+            .and_then(|s| s.get(&seq))
+            .map(|(_, data)| data.clone()))
+    }
+
+    async fn compact_bodies(&self, thread: ThreadId, log: LogId, counters: &[u64]) -> Result<u64> {
+        let mut inner = self.lock();
+        let Some(entries) = inner.logs.get_mut(&(thread, log)) else {
+            return Ok(0);
+        };
+        let mut dropped = 0;
+        for &counter in counters {
+            let Some(index) = counter.checked_sub(1).and_then(|i| usize::try_from(i).ok()) else {
+                continue;
+            };
+            if let Some(entry) = entries.get_mut(index)
+                && !entry.body.data().is_empty()
+            {
+                entry.body = Block::raw(Vec::new());
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
     }
 }

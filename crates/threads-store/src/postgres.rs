@@ -9,6 +9,7 @@ use threads_log::{Appended, Block, Cid, Head};
 
 use crate::chain::{Plan, check_chain, heads_digest, plan};
 use crate::error::StoreError;
+use crate::views::{ViewBook, ViewCommit};
 use crate::secrets::{Secrets, StoreOptions, log_key_row, thread_key_row};
 use crate::sql::{EntryRow, cid_from, entries_from_rows, log_from, to_i64, to_u64};
 use crate::traits::{
@@ -17,10 +18,10 @@ use crate::traits::{
 };
 
 /// The schema version this build writes and reads.
-pub const POSTGRES_SCHEMA_VERSION: i64 = 2;
+pub const POSTGRES_SCHEMA_VERSION: i64 = 3;
 
 /// Ordered migrations: `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     r#"
 CREATE TABLE threads_v1_threads (
     thread BYTEA PRIMARY KEY,
@@ -73,6 +74,26 @@ CREATE TABLE threads_v1_meta (
 CREATE TABLE threads_v1_settings (
     name TEXT PRIMARY KEY,
     value BYTEA NOT NULL
+);
+"#,
+    r#"
+CREATE TABLE threads_v1_view_cursors (
+    scope TEXT PRIMARY KEY,
+    cursor BYTEA NOT NULL
+);
+CREATE TABLE threads_v1_view_rows (
+    scope TEXT NOT NULL,
+    view TEXT NOT NULL,
+    key BYTEA NOT NULL,
+    value BYTEA NOT NULL,
+    PRIMARY KEY (scope, view, key)
+);
+CREATE TABLE threads_v1_view_snapshots (
+    scope TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    meta BYTEA NOT NULL,
+    data BYTEA NOT NULL,
+    PRIMARY KEY (scope, seq)
 );
 "#,
 ];
@@ -576,5 +597,146 @@ impl MetaBook for PostgresStore {
                 .fetch_optional(&self.pool)
                 .await?,
         )
+    }
+}
+
+impl ViewBook for PostgresStore {
+    async fn view_cursor(&self, scope: &str) -> Result<Option<Vec<u8>>> {
+        Ok(
+            sqlx::query_scalar("SELECT cursor FROM threads_v1_view_cursors WHERE scope = $1")
+                .bind(scope)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn view_rows(&self, scope: &str, view: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let rows = sqlx::query(
+            "SELECT key, value FROM threads_v1_view_rows WHERE scope = $1 AND view = $2 \
+             ORDER BY key",
+        )
+        .bind(scope)
+        .bind(view)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
+    async fn view_commit(&self, commit: &ViewCommit) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let scope = commit.scope.as_str();
+        for change in &commit.changes {
+            if change.reset {
+                sqlx::query("DELETE FROM threads_v1_view_rows WHERE scope = $1 AND view = $2")
+                    .bind(scope)
+                    .bind(&change.view)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for key in &change.deletes {
+                sqlx::query(
+                    "DELETE FROM threads_v1_view_rows WHERE scope = $1 AND view = $2 AND key = $3",
+                )
+                .bind(scope)
+                .bind(&change.view)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for (key, value) in &change.puts {
+                sqlx::query(
+                    "INSERT INTO threads_v1_view_rows (scope, view, key, value) \
+                     VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (scope, view, key) DO UPDATE SET value = EXCLUDED.value",
+                )
+                .bind(scope)
+                .bind(&change.view)
+                .bind(key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        if let Some(from) = commit.drop_snapshots_from {
+            sqlx::query("DELETE FROM threads_v1_view_snapshots WHERE scope = $1 AND seq >= $2")
+                .bind(scope)
+                .bind(to_i64(from)?)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(below) = commit.drop_snapshots_below {
+            sqlx::query("DELETE FROM threads_v1_view_snapshots WHERE scope = $1 AND seq < $2")
+                .bind(scope)
+                .bind(to_i64(below)?)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(snapshot) = &commit.snapshot {
+            sqlx::query(
+                "INSERT INTO threads_v1_view_snapshots (scope, seq, meta, data) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (scope, seq) DO UPDATE SET meta = EXCLUDED.meta, data = EXCLUDED.data",
+            )
+            .bind(scope)
+            .bind(to_i64(snapshot.seq)?)
+            .bind(&snapshot.meta)
+            .bind(&snapshot.data)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO threads_v1_view_cursors (scope, cursor) VALUES ($1, $2) \
+             ON CONFLICT (scope) DO UPDATE SET cursor = EXCLUDED.cursor",
+        )
+        .bind(scope)
+        .bind(&commit.cursor)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn view_snapshots(&self, scope: &str) -> Result<Vec<(u64, Vec<u8>)>> {
+        let rows = sqlx::query(
+            "SELECT seq, meta FROM threads_v1_view_snapshots WHERE scope = $1 ORDER BY seq",
+        )
+        .bind(scope)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| Ok((to_u64(row.try_get(0)?)?, row.try_get(1)?)))
+            .collect()
+    }
+
+    async fn view_snapshot(&self, scope: &str, seq: u64) -> Result<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar(
+            "SELECT data FROM threads_v1_view_snapshots WHERE scope = $1 AND seq = $2",
+        )
+        .bind(scope)
+        .bind(to_i64(seq)?)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn compact_bodies(&self, thread: ThreadId, log: LogId, counters: &[u64]) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut dropped = 0;
+        for &counter in counters {
+            let done = sqlx::query(
+                "UPDATE threads_v1_entries e SET body = '\\x'::bytea FROM threads_v1_logs l \
+                 WHERE e.log = l.id AND l.thread = $1 AND l.log = $2 AND e.counter = $3 \
+                 AND length(e.body) > 0",
+            )
+            .bind(&thread.to_bytes()[..])
+            .bind(log.to_bytes())
+            .bind(to_i64(counter)?)
+            .execute(&mut *tx)
+            .await?;
+            dropped += done.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(dropped)
     }
 }

@@ -18,6 +18,7 @@ use threads_log::{Appended, Block, Cid, Head};
 
 use crate::chain::{Plan, check_chain, heads_digest, plan};
 use crate::error::StoreError;
+use crate::views::{ViewBook, ViewCommit};
 use crate::secrets::{Secrets, StoreOptions, log_key_row, thread_key_row};
 use crate::sql::{EntryRow, cid_from, entries_from_rows, log_from, to_i64, to_u64};
 use crate::traits::{
@@ -26,10 +27,10 @@ use crate::traits::{
 };
 
 /// The schema version this build writes and reads.
-pub const SQLITE_SCHEMA_VERSION: i64 = 2;
+pub const SQLITE_SCHEMA_VERSION: i64 = 3;
 
 /// Ordered migrations: `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     r#"
 CREATE TABLE threads (
     thread BLOB PRIMARY KEY,
@@ -84,6 +85,26 @@ CREATE TABLE settings (
     name TEXT PRIMARY KEY,
     value BLOB NOT NULL
 ) WITHOUT ROWID;
+"#,
+    r#"
+CREATE TABLE view_cursors (
+    scope TEXT PRIMARY KEY,
+    cursor BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE view_rows (
+    scope TEXT NOT NULL,
+    view TEXT NOT NULL,
+    key BLOB NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (scope, view, key)
+) WITHOUT ROWID;
+CREATE TABLE view_snapshots (
+    scope TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    meta BLOB NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (scope, seq)
+);
 "#,
 ];
 
@@ -215,6 +236,7 @@ impl SqliteStore {
             let set = match next {
                 1 => "PRAGMA user_version = 1",
                 2 => "PRAGMA user_version = 2",
+                3 => "PRAGMA user_version = 3",
                 _ => unreachable!("one migration per version"),
             };
             sqlx::query(set).execute(&mut *tx).await?;
@@ -627,5 +649,134 @@ impl MetaBook for SqliteStore {
                 .fetch_optional(&self.pool)
                 .await?,
         )
+    }
+}
+
+impl ViewBook for SqliteStore {
+    async fn view_cursor(&self, scope: &str) -> Result<Option<Vec<u8>>> {
+        Ok(
+            sqlx::query_scalar("SELECT cursor FROM view_cursors WHERE scope = ?")
+                .bind(scope)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn view_rows(&self, scope: &str, view: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let rows = sqlx::query(
+            "SELECT key, value FROM view_rows WHERE scope = ? AND view = ? ORDER BY key",
+        )
+        .bind(scope)
+        .bind(view)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
+    async fn view_commit(&self, commit: &ViewCommit) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let scope = commit.scope.as_str();
+        for change in &commit.changes {
+            if change.reset {
+                sqlx::query("DELETE FROM view_rows WHERE scope = ? AND view = ?")
+                    .bind(scope)
+                    .bind(&change.view)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for key in &change.deletes {
+                sqlx::query("DELETE FROM view_rows WHERE scope = ? AND view = ? AND key = ?")
+                    .bind(scope)
+                    .bind(&change.view)
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for (key, value) in &change.puts {
+                sqlx::query(
+                    "INSERT OR REPLACE INTO view_rows (scope, view, key, value) VALUES (?, ?, ?, ?)",
+                )
+                .bind(scope)
+                .bind(&change.view)
+                .bind(key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        if let Some(from) = commit.drop_snapshots_from {
+            sqlx::query("DELETE FROM view_snapshots WHERE scope = ? AND seq >= ?")
+                .bind(scope)
+                .bind(to_i64(from)?)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(below) = commit.drop_snapshots_below {
+            sqlx::query("DELETE FROM view_snapshots WHERE scope = ? AND seq < ?")
+                .bind(scope)
+                .bind(to_i64(below)?)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(snapshot) = &commit.snapshot {
+            sqlx::query(
+                "INSERT OR REPLACE INTO view_snapshots (scope, seq, meta, data) VALUES (?, ?, ?, ?)",
+            )
+            .bind(scope)
+            .bind(to_i64(snapshot.seq)?)
+            .bind(&snapshot.meta)
+            .bind(&snapshot.data)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("INSERT OR REPLACE INTO view_cursors (scope, cursor) VALUES (?, ?)")
+            .bind(scope)
+            .bind(&commit.cursor)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn view_snapshots(&self, scope: &str) -> Result<Vec<(u64, Vec<u8>)>> {
+        let rows = sqlx::query("SELECT seq, meta FROM view_snapshots WHERE scope = ? ORDER BY seq")
+            .bind(scope)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|row| Ok((to_u64(row.try_get(0)?)?, row.try_get(1)?)))
+            .collect()
+    }
+
+    async fn view_snapshot(&self, scope: &str, seq: u64) -> Result<Option<Vec<u8>>> {
+        Ok(
+            sqlx::query_scalar("SELECT data FROM view_snapshots WHERE scope = ? AND seq = ?")
+                .bind(scope)
+                .bind(to_i64(seq)?)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn compact_bodies(&self, thread: ThreadId, log: LogId, counters: &[u64]) -> Result<u64> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let Some((id, _)) = SqliteStore::log_row(&mut tx, thread, log).await? else {
+            return Ok(0);
+        };
+        let mut dropped = 0;
+        for &counter in counters {
+            let done = sqlx::query(
+                "UPDATE entries SET body = X'' WHERE log = ? AND counter = ? AND length(body) > 0",
+            )
+            .bind(id)
+            .bind(to_i64(counter)?)
+            .execute(&mut *tx)
+            .await?;
+            dropped += done.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(dropped)
     }
 }

@@ -11,6 +11,7 @@ use threads_id::{LogId, Multiaddr, ThreadId};
 use threads_log::{Appended, Block, Cid, Entry, Head};
 
 use crate::error::StoreError;
+use crate::views::ViewBook;
 
 /// A result of the store.
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -198,6 +199,9 @@ pub trait MetaBook: Send + Sync {
 }
 
 /// Every book at once: what a peer needs.
-pub trait Store: BlockStore + ThreadBook + LogBook + KeyBook + AddrBook + MetaBook {}
+pub trait Store:
+    BlockStore + ThreadBook + LogBook + KeyBook + AddrBook + MetaBook + ViewBook
+{
+}
 
-impl<T: BlockStore + ThreadBook + LogBook + KeyBook + AddrBook + MetaBook> Store for T {}
+impl<T: BlockStore + ThreadBook + LogBook + KeyBook + AddrBook + MetaBook + ViewBook> Store for T {}

@@ -11,6 +11,7 @@ use threads_id::{Multiaddr, ThreadId, Variant};
 use threads_log::{Appended, Block, Hlc, Writer, skip_target};
 use threads_store::{
     AppendOutcome, MemoryStore, Page, PostgresStore, SqliteStore, Store, StoreError, ThreadBook,
+    ViewChange, ViewCommit, ViewSnapshot,
 };
 
 fn thread_and_key(seed: u8) -> (ThreadId, ThreadKey) {
@@ -393,7 +394,146 @@ async fn digests<S: Store>(a: &S, b: &S) {
     );
 }
 
+async fn view_book<S: Store>(store: &S) {
+    let row = |k: &[u8], v: &[u8]| (k.to_vec(), v.to_vec());
+    assert_eq!(store.view_cursor("s").await.expect("read"), None);
+    assert!(store.view_rows("s", "kv").await.expect("read").is_empty());
+    let first = ViewCommit {
+        scope: "s".to_owned(),
+        cursor: b"c1".to_vec(),
+        changes: vec![
+            ViewChange {
+                view: "kv".to_owned(),
+                puts: vec![row(b"b", b"2"), row(b"a", b"1"), row(b"c", b"3")],
+                ..ViewChange::default()
+            },
+            ViewChange {
+                view: "other".to_owned(),
+                puts: vec![row(b"x", b"9")],
+                ..ViewChange::default()
+            },
+        ],
+        snapshot: Some(ViewSnapshot {
+            seq: 1,
+            meta: b"m1".to_vec(),
+            data: b"d1".to_vec(),
+        }),
+        ..ViewCommit::default()
+    };
+    store.view_commit(&first).await.expect("commit");
+    assert_eq!(store.view_cursor("s").await.expect("read"), Some(b"c1".to_vec()));
+    assert_eq!(
+        store.view_rows("s", "kv").await.expect("read"),
+        vec![row(b"a", b"1"), row(b"b", b"2"), row(b"c", b"3")],
+        "rows come back ordered by key"
+    );
+    // Scopes do not see each other.
+    assert_eq!(store.view_cursor("t").await.expect("read"), None);
+    assert!(store.view_rows("t", "kv").await.expect("read").is_empty());
+
+    let second = ViewCommit {
+        scope: "s".to_owned(),
+        cursor: b"c2".to_vec(),
+        changes: vec![
+            ViewChange {
+                view: "kv".to_owned(),
+                puts: vec![row(b"b", b"22")],
+                deletes: vec![b"a".to_vec()],
+                ..ViewChange::default()
+            },
+            ViewChange {
+                view: "other".to_owned(),
+                reset: true,
+                puts: vec![row(b"y", b"8")],
+                ..ViewChange::default()
+            },
+        ],
+        snapshot: Some(ViewSnapshot {
+            seq: 2,
+            meta: b"m2".to_vec(),
+            data: b"d2".to_vec(),
+        }),
+        ..ViewCommit::default()
+    };
+    store.view_commit(&second).await.expect("commit");
+    assert_eq!(
+        store.view_rows("s", "kv").await.expect("read"),
+        vec![row(b"b", b"22"), row(b"c", b"3")]
+    );
+    assert_eq!(
+        store.view_rows("s", "other").await.expect("read"),
+        vec![row(b"y", b"8")]
+    );
+    assert_eq!(
+        store.view_snapshots("s").await.expect("read"),
+        vec![(1, b"m1".to_vec()), (2, b"m2".to_vec())]
+    );
+    assert_eq!(
+        store.view_snapshot("s", 2).await.expect("read"),
+        Some(b"d2".to_vec())
+    );
+    let prune = ViewCommit {
+        scope: "s".to_owned(),
+        cursor: b"c3".to_vec(),
+        drop_snapshots_from: Some(2),
+        drop_snapshots_below: Some(1),
+        snapshot: Some(ViewSnapshot {
+            seq: 3,
+            meta: b"m3".to_vec(),
+            data: b"d3".to_vec(),
+        }),
+        ..ViewCommit::default()
+    };
+    store.view_commit(&prune).await.expect("commit");
+    assert_eq!(
+        store.view_snapshots("s").await.expect("read"),
+        vec![(1, b"m1".to_vec()), (3, b"m3".to_vec())]
+    );
+    assert_eq!(store.view_snapshot("s", 2).await.expect("read"), None);
+
+    // Compaction drops bodies only, and only once.
+    let (thread, key) = thread_and_key(9);
+    store.put_thread(thread, &key).await.expect("put");
+    let writer = Writer::new(Identity::generate(), thread, &key).expect("writer");
+    let log = build(&writer, 4, 7);
+    store
+        .append(thread, writer.log_id(), None, &log)
+        .await
+        .expect("append");
+    let dropped = store
+        .compact_bodies(thread, writer.log_id(), &[2, 3, 99])
+        .await
+        .expect("compact");
+    assert_eq!(dropped, 2);
+    let again = store
+        .compact_bodies(thread, writer.log_id(), &[2])
+        .await
+        .expect("compact");
+    assert_eq!(again, 0);
+    let stored = store
+        .entries_after(thread, writer.log_id(), 0, Page::new(10, 1 << 20))
+        .await
+        .expect("read");
+    for (entry, original) in stored.iter().zip(&log) {
+        let compacted = entry.counter == 2 || entry.counter == 3;
+        assert_eq!(entry.entry.record, original.entry.record);
+        assert_eq!(entry.entry.event, original.entry.event);
+        assert_eq!(entry.entry.header, original.entry.header);
+        assert_eq!(entry.entry.body.data().is_empty(), compacted);
+        if !compacted {
+            assert_eq!(entry.entry.body, original.entry.body);
+        }
+    }
+    // Replaying the original batch is still recognised as stored.
+    let outcome = store
+        .append(thread, writer.log_id(), None, &log)
+        .await
+        .expect("replay");
+    assert!(matches!(outcome, AppendOutcome::AlreadyStored { .. }));
+}
+
 async fn suite<S: Store + 'static>(make: impl AsyncFn() -> S) {
+    view_book(&make().await).await;
     books(&make().await).await;
     appends(&make().await).await;
     conflicts(&make().await).await;
