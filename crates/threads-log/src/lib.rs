@@ -61,5 +61,5 @@ pub use hlc::{
 pub use record::{Entry, Head, Header, Layer, Record};
 pub use skip::{ProofError, lipmaa, proof_path, skip_target, verify_inclusion};
 pub use traverse::{BlockSource, LogIndex, TraverseError, WalkBack};
-pub use verify::{Decrypted, Verifier, VerifyError};
+pub use verify::{Decrypted, StoredEvent, Verifier, VerifyError};
 pub use writer::{AppendError, Appended, Writer};

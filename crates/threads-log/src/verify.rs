@@ -123,6 +123,17 @@ impl Decrypted {
     }
 }
 
+/// An entry read back from the local store by [`Verifier::read_stored`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// The record (its signature was checked when the entry was stored).
+    pub record: Record,
+    /// The event's time.
+    pub time: Hlc,
+    /// The payload, or `None` if the body was compacted away.
+    pub payload: Option<Vec<u8>>,
+}
+
 /// Decodes one layer's canonical DAG-CBOR node, naming the layer on failure.
 fn decoded<T: Node>(layer: Layer, data: &[u8]) -> Result<T, VerifyError> {
     decode_canonical(data).map_err(|reason| VerifyError::Malformed { layer, reason })
@@ -408,6 +419,50 @@ impl Verifier {
             time: Hlc::new(node.time.0, node.time.1),
         };
         Ok(Decrypted { header, payload })
+    }
+
+    /// Reads an entry back from this peer's own store, which verified its signature and
+    /// its place in the log when it stored it: decrypts the record, header and body and
+    /// checks every link, but does not verify the signature again. A compacted entry (its
+    /// body block dropped, stored empty) gives its time and no payload.
+    pub fn read_stored(&self, entry: &Entry) -> Result<StoredEvent, VerifyError> {
+        let read = self.read.as_ref().ok_or(VerifyError::NoReadKey)?;
+        let record = self.open_unchecked(&entry.record)?.record;
+        let links = self.open_event(&record, &entry.event)?;
+        let compacted = entry.body.data().is_empty();
+        if compacted {
+            if entry.header.cid() != &links.header {
+                return Err(VerifyError::Link {
+                    layer: Layer::Header,
+                    expected: links.header,
+                    actual: *entry.header.cid(),
+                });
+            }
+        } else {
+            check_links(&links, &entry.header, &entry.body)?;
+        }
+        let plain = read
+            .open(&self.ctx.ad_header, entry.header.data())
+            .map_err(|source| decrypt_error(Layer::Header, source))?;
+        let node: HeaderNode = decoded(Layer::Header, &plain)?;
+        let time = Hlc::new(node.time.0, node.time.1);
+        let payload = if compacted {
+            None
+        } else {
+            let key = ContentKey::from_slice(&node.key).map_err(|e| VerifyError::Malformed {
+                layer: Layer::Header,
+                reason: e.to_string(),
+            })?;
+            Some(
+                key.open(&self.ctx.ad_body, entry.body.data())
+                    .map_err(|source| decrypt_error(Layer::Body, source))?,
+            )
+        };
+        Ok(StoredEvent {
+            record,
+            time,
+            payload,
+        })
     }
 
     /// Reader-level verification of a whole entry after the head `prev`.

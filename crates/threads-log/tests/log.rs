@@ -566,3 +566,49 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn stored_entries_read_back_with_and_without_their_body() {
+    let f = fixture(40);
+    let mut rng = ChaCha20Rng::seed_from_u64(40);
+    let log = build(&f.writer, &[b"one".to_vec(), b"two".to_vec()], &mut rng);
+    let verifier = Verifier::new(f.thread, f.writer.log_id(), &f.key).expect("verifier");
+    let read = verifier.read_stored(&log[1].entry).expect("read");
+    assert_eq!(read.payload.as_deref(), Some(&b"two"[..]));
+    assert_eq!(read.time, Hlc::new(1_001, 0));
+    assert_eq!(read.record, log[1].record);
+
+    // A compacted entry keeps its time and has no payload.
+    let mut compacted = log[1].entry.clone();
+    compacted.body = Block::raw(Vec::new());
+    let read = verifier.read_stored(&compacted).expect("read compacted");
+    assert_eq!(read.payload, None);
+    assert_eq!(read.time, Hlc::new(1_001, 0));
+
+    // Someone else's body or header is refused, compacted or not.
+    let mut swapped = log[1].entry.clone();
+    swapped.body = log[0].entry.body.clone();
+    assert!(matches!(
+        verifier.read_stored(&swapped),
+        Err(VerifyError::Link {
+            layer: Layer::Body,
+            ..
+        })
+    ));
+    let mut swapped = compacted.clone();
+    swapped.header = log[0].entry.header.clone();
+    assert!(matches!(
+        verifier.read_stored(&swapped),
+        Err(VerifyError::Link {
+            layer: Layer::Header,
+            ..
+        })
+    ));
+
+    // A follower cannot read.
+    let follower = Verifier::new(f.thread, f.writer.log_id(), &f.key.to_follower()).expect("v");
+    assert_eq!(
+        follower.read_stored(&log[0].entry),
+        Err(VerifyError::NoReadKey)
+    );
+}
