@@ -18,7 +18,7 @@ use libp2p::{
 };
 use threads_crypto::{Identity, ThreadKey};
 use threads_id::{LogId, ThreadAddr, ThreadId};
-use threads_log::{Appended, Entry, Hlc, Writer, skip_target};
+use threads_log::{Appended, Entry, Hlc, Writer};
 use threads_store::Store;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -73,9 +73,6 @@ pub enum NetError {
         /// Why.
         rejection: crate::ingest::Rejection,
     },
-    /// An entry could not be made (see threads-log's `AppendError`).
-    #[error("append: {0}")]
-    Append(String),
     /// The invite cannot be opened.
     #[error("invite: {0}")]
     Invite(String),
@@ -660,18 +657,7 @@ impl<S: Store + 'static> Node<S> {
         time: Hlc,
     ) -> Result<Appended, NetError> {
         let (thread, log) = (writer.thread_id(), writer.log_id());
-        let head = self.store.head(thread, log).await?;
-        let counter = head.map_or(1, |h| h.counter + 1);
-        let skip = match skip_target(counter) {
-            Some(target) => self.store.record_cid(thread, log, target).await?,
-            None => None,
-        };
-        let appended = writer
-            .append(head.as_ref(), skip, payload, time)
-            .map_err(|e| NetError::Append(e.to_string()))?;
-        self.store
-            .append(thread, log, head, std::slice::from_ref(&appended))
-            .await?;
+        let appended = threads_store::write_local(&*self.store, writer, payload, time).await?;
         self.push(thread, log, std::slice::from_ref(&appended.entry))
             .await?;
         let _ = self.announce(thread, log, appended.record.counter()).await;

@@ -48,6 +48,9 @@ pub enum StoreError {
     /// A passphrase was given for a store whose secrets are stored without one.
     #[error("the store's secrets are not sealed with a passphrase")]
     NotSealed,
+    /// The writer could not build the entry (a read-only key, a counter overflow).
+    #[error("cannot append: {0}")]
+    Append(#[from] threads_log::AppendError),
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),

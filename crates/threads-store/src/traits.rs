@@ -205,3 +205,32 @@ pub trait Store:
 }
 
 impl<T: BlockStore + ThreadBook + LogBook + KeyBook + AddrBook + MetaBook + ViewBook> Store for T {}
+
+/// Writes `payload` as the next entry of `writer`'s log: builds it after the stored head,
+/// with the skip link its counter needs, and appends it (one transaction). This is a local
+/// write; publishing it to peers is the network layer's work.
+///
+/// # Errors
+/// [`StoreError::Append`] if the writer cannot append, [`StoreError::Conflict`] if another
+/// writer of the same log appended at the same moment, or any store error.
+pub async fn write_local<S: LogBook + ?Sized>(
+    store: &S,
+    writer: &threads_log::Writer,
+    payload: &[u8],
+    time: threads_log::Hlc,
+) -> Result<Appended> {
+    let (thread, log) = (writer.thread_id(), writer.log_id());
+    let head = store.head(thread, log).await?;
+    let counter = head.map_or(1, |h| h.counter + 1);
+    let skip = match threads_log::skip_target(counter) {
+        Some(target) => Some(store.record_cid(thread, log, target).await?.ok_or_else(|| {
+            StoreError::Corrupt(format!("record {target} of {log} is missing"))
+        })?),
+        None => None,
+    };
+    let appended = writer.append(head.as_ref(), skip, payload, time)?;
+    store
+        .append(thread, log, head, std::slice::from_ref(&appended))
+        .await?;
+    Ok(appended)
+}

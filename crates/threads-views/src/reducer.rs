@@ -1,0 +1,55 @@
+//! The contract between the engine and a view.
+
+use crate::event::Event;
+use crate::state::State;
+
+/// How a view wants its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ViewKind {
+    /// The view's result does not depend on the order events are applied in (CRDTs,
+    /// last-writer-wins maps). It gets events in arrival order and never rewinds.
+    Commutative,
+    /// The view's result depends on the order: it gets events in the thread's total order,
+    /// and when a late event sorts before events it already applied, it rewinds to its
+    /// latest snapshot before that point and replays.
+    Ordered,
+}
+
+/// Why a reducer refused an operation. The operation's changes are undone, and the
+/// rejection is recorded with the event's author (see [`crate::Views::rejections`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Reject(pub String);
+
+impl Reject {
+    /// A rejection with this reason.
+    pub fn new(reason: impl Into<String>) -> Reject {
+        Reject(reason.into())
+    }
+}
+
+/// A view: a pure fold of operations into a [`State`].
+///
+/// `apply` must depend only on the state and the event (no clock, no randomness, no I/O),
+/// so every peer holding the same events computes byte-identical states.
+pub trait Reducer: Send + Sync {
+    /// The view's name; batches address operations to it by this name.
+    fn name(&self) -> &str;
+
+    /// Whether the view is commutative or order-sensitive.
+    fn kind(&self) -> ViewKind;
+
+    /// Applies one operation. On `Err`, every change made by this call is undone.
+    ///
+    /// # Errors
+    /// A [`Reject`] saying why the operation does not apply.
+    fn apply(&self, state: &mut State, event: &Event<'_>) -> Result<(), Reject>;
+
+    /// Whether an operation that was applied can no longer change this view, whatever
+    /// arrives later (a put overwritten by a later put). Compaction drops the bodies of
+    /// events all of whose operations are superseded. The default keeps everything.
+    fn superseded(&self, state: &State, event: &Event<'_>) -> bool {
+        let _ = (state, event);
+        false
+    }
+}
