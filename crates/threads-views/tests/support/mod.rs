@@ -1,0 +1,76 @@
+//! Shared pieces of the view tests: a thread, logs written with skip links, and an
+//! order-sensitive view.
+
+#![allow(dead_code, unreachable_pub)]
+
+use sha2::{Digest, Sha256};
+use threads_crypto::{Identity, ReadKey, ServiceKey, ThreadKey};
+use threads_id::{ThreadId, Variant};
+use threads_log::{Appended, Hlc, Writer, skip_target};
+use threads_views::{Event, Reducer, Reject, State, ViewKind, encode_order};
+
+pub fn thread(seed: u8) -> (ThreadId, ThreadKey) {
+    (
+        ThreadId::from_parts(Variant::Raw, [seed; 32]),
+        ThreadKey::new(
+            ServiceKey::from_bytes([seed.wrapping_add(1); 32]),
+            ReadKey::from_bytes([seed.wrapping_add(2); 32]),
+        ),
+    )
+}
+
+pub fn writer(thread: ThreadId, key: &ThreadKey, seed: u8) -> Writer {
+    Writer::new(Identity::from_secret_bytes(&[seed; 32]), thread, key).expect("full key")
+}
+
+/// Builds a whole log: one entry per (time, payload), with skip links.
+pub fn build(writer: &Writer, events: &[(Hlc, Vec<u8>)]) -> Vec<Appended> {
+    let mut log: Vec<Appended> = Vec::new();
+    for (i, (time, payload)) in events.iter().enumerate() {
+        let prev = log.last().map(|a| a.record.head());
+        let skip = skip_target(i as u64 + 1).map(|t| *log[t as usize - 1].record.cid());
+        log.push(
+            writer
+                .append(prev.as_ref(), skip, payload, *time)
+                .expect("append"),
+        );
+    }
+    log
+}
+
+/// An order-sensitive view: a hash chain over every operation it accepts, plus a count.
+/// Operations starting with 0xFF are refused.
+pub struct Chain;
+
+impl Reducer for Chain {
+    fn name(&self) -> &str {
+        "chain"
+    }
+
+    fn kind(&self) -> ViewKind {
+        ViewKind::Ordered
+    }
+
+    fn apply(&self, state: &mut State, event: &Event<'_>) -> Result<(), Reject> {
+        if event.data.first() == Some(&0xFF) {
+            return Err(Reject::new("refused by the chain"));
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(state.get(b"head").unwrap_or_default());
+        hasher.update(encode_order(&event.order));
+        hasher.update(event.index.to_be_bytes());
+        hasher.update(event.data);
+        let head: [u8; 32] = hasher.finalize().into();
+        state.put(b"head".to_vec(), head.to_vec());
+        let count = state
+            .get(b"count")
+            .and_then(|v| v.try_into().ok())
+            .map_or(0, u64::from_be_bytes);
+        state.put(b"count".to_vec(), (count + 1).to_be_bytes().to_vec());
+        // An accepted operation also leaves a row per operation, to make rewinds visible.
+        let mut row = b"op/".to_vec();
+        row.extend_from_slice(&encode_order(&event.order));
+        state.put(row, event.data.to_vec());
+        Ok(())
+    }
+}
