@@ -77,10 +77,11 @@ pub struct Delivered {
     pub cursor: Cursor,
 }
 
-/// A subscription to the events the views applied. Events of one log come in counter
-/// order; events of several logs that become available together come in the thread's
-/// order. Nothing is buffered beyond one page: a slow reader is served from the store, so
-/// it never sees a gap.
+/// A subscription to the events the views applied, in the thread's order (HLC, log id,
+/// counter) among the events available when it reads; an event that arrives late (sorting
+/// before delivered ones) is delivered when it arrives. Events of one log always come in
+/// counter order. Nothing is buffered beyond one page per log: a slow reader is served from
+/// the store, so it never sees a gap.
 pub struct Subscription<S> {
     store: Arc<S>,
     thread: ThreadId,
@@ -88,7 +89,7 @@ pub struct Subscription<S> {
     applied: watch::Receiver<BTreeMap<LogId, u64>>,
     at: Cursor,
     page: usize,
-    buffer: VecDeque<Delivered>,
+    buffers: BTreeMap<LogId, VecDeque<(EventOrder, Option<Vec<u8>>)>>,
     verifiers: HashMap<LogId, Verifier>,
 }
 
@@ -117,7 +118,7 @@ impl<S: Store> Subscription<S> {
             applied,
             at: from,
             page,
-            buffer: VecDeque::new(),
+            buffers: BTreeMap::new(),
             verifiers: HashMap::new(),
         }
     }
@@ -134,21 +135,14 @@ impl<S: Store> Subscription<S> {
     /// A store error or an unreadable entry.
     pub async fn next(&mut self) -> Result<Option<Delivered>> {
         loop {
-            if let Some(next) = self.buffer.pop_front() {
-                for (log, counter) in &next.cursor.counters {
-                    self.at.counters.insert(*log, *counter);
-                }
+            let applied = self.applied.borrow_and_update().clone();
+            if let Some(next) = self.take(&applied).await? {
                 return Ok(Some(next));
             }
-            let applied = self.applied.borrow_and_update().clone();
-            self.fill(&applied).await?;
-            if self.buffer.is_empty() && self.applied.changed().await.is_err() {
+            if self.applied.changed().await.is_err() {
                 // The views are gone; deliver what they had applied, then end.
                 let applied = self.applied.borrow().clone();
-                self.fill(&applied).await?;
-                if self.buffer.is_empty() {
-                    return Ok(None);
-                }
+                return self.take(&applied).await;
             }
         }
     }
@@ -158,26 +152,19 @@ impl<S: Store> Subscription<S> {
     /// # Errors
     /// As [`Subscription::next`].
     pub async fn try_next(&mut self) -> Result<Option<Delivered>> {
-        if self.buffer.is_empty() {
-            let applied = self.applied.borrow().clone();
-            self.fill(&applied).await?;
-        }
-        match self.buffer.pop_front() {
-            Some(next) => {
-                for (log, counter) in &next.cursor.counters {
-                    self.at.counters.insert(*log, *counter);
-                }
-                Ok(Some(next))
-            }
-            None => Ok(None),
-        }
+        let applied = self.applied.borrow().clone();
+        self.take(&applied).await
     }
 
-    async fn fill(&mut self, applied: &BTreeMap<LogId, u64>) -> Result<()> {
-        let mut found: Vec<(EventOrder, Option<Vec<u8>>)> = Vec::new();
+    /// Fills the buffer of every log that has undelivered applied events, then takes the
+    /// smallest event.
+    async fn take(&mut self, applied: &BTreeMap<LogId, u64>) -> Result<Option<Delivered>> {
         for (&log, &until) in applied {
-            let after = self.at.counter(&log);
-            if after >= until {
+            let buffer = self.buffers.entry(log).or_default();
+            let after = buffer
+                .back()
+                .map_or_else(|| self.at.counter(&log), |(o, _)| o.counter);
+            if !buffer.is_empty() || after >= until {
                 continue;
             }
             let want = usize::try_from(until - after)
@@ -212,35 +199,29 @@ impl<S: Store> Subscription<S> {
                     log,
                     counter: stored.counter,
                 };
-                found.push((order, read.payload));
+                self.buffers
+                    .entry(log)
+                    .or_default()
+                    .push_back((order, read.payload));
             }
         }
-        // Per log, counters increase; across logs, sort by the thread's order while
-        // keeping each log's own sequence.
-        found.sort_by_key(|(order, _)| (order.log, order.counter));
-        let mut per_log: BTreeMap<LogId, VecDeque<(EventOrder, Option<Vec<u8>>)>> =
-            BTreeMap::new();
-        for item in found {
-            per_log.entry(item.0.log).or_default().push_back(item);
-        }
-        let mut cursor = self.at.clone();
-        loop {
-            let next = per_log
-                .iter()
-                .filter_map(|(log, q)| q.front().map(|(o, _)| (*o, *log)))
-                .min();
-            let Some((_, log)) = next else { break };
-            let Some((order, payload)) = per_log.get_mut(&log).and_then(VecDeque::pop_front)
-            else {
-                break;
-            };
-            cursor.counters.insert(log, order.counter);
-            self.buffer.push_back(Delivered {
-                order,
-                payload,
-                cursor: cursor.clone(),
-            });
-        }
-        Ok(())
+        let next = self
+            .buffers
+            .iter()
+            .filter_map(|(log, q)| q.front().map(|(o, _)| (*o, *log)))
+            .min();
+        let Some((_, log)) = next else {
+            return Ok(None);
+        };
+        let Some((order, payload)) = self.buffers.get_mut(&log).and_then(VecDeque::pop_front)
+        else {
+            return Ok(None);
+        };
+        self.at.counters.insert(log, order.counter);
+        Ok(Some(Delivered {
+            order,
+            payload,
+            cursor: self.at.clone(),
+        }))
     }
 }

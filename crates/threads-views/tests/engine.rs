@@ -1,0 +1,294 @@
+//! Behaviour of the view engine: resuming after a restart (SQLite and PostgreSQL), the
+//! key-value view's semantics, subscriptions, changed view sets and refusals.
+
+mod support;
+
+#[path = "../../threads-store/tests/support/pg_server.rs"]
+mod pg_server;
+
+use std::sync::Arc;
+
+use threads_log::Hlc;
+use threads_store::{MemoryStore, PostgresStore, SqliteStore, Store, ThreadBook, write_local};
+use threads_views::{Batch, Cursor, Kv, Reducer, ViewConfig, ViewError, Views};
+
+use support::{Chain, thread, writer};
+
+fn reducers() -> Vec<Arc<dyn Reducer>> {
+    vec![Arc::new(Kv::new("kv")), Arc::new(Chain)]
+}
+
+fn put(k: &str, v: &str) -> Vec<u8> {
+    Batch::new()
+        .with("kv", Kv::put(k.as_bytes(), v.as_bytes()))
+        .with("chain", v.as_bytes().to_vec())
+        .encode()
+}
+
+/// Writes `n` events to two logs, times interleaved, and returns the last time used.
+async fn write_events<S: Store>(store: &S, seed: u8, n: u64, from_time: u64) -> u64 {
+    let (thread, key) = thread(seed);
+    let a = writer(thread, &key, 1);
+    let b = writer(thread, &key, 2);
+    for i in 0..n {
+        let w = if i % 3 == 0 { &b } else { &a };
+        let time = from_time + i;
+        write_local(store, w, &put(&format!("k{}", i % 7), &i.to_string()), Hlc::new(time, 0))
+            .await
+            .expect("write");
+    }
+    from_time + n
+}
+
+async fn resume<S: Store + 'static>(store: Arc<S>) {
+    let (thread, key) = thread(3);
+    store.put_thread(thread, &key).await.expect("thread");
+    let config = ViewConfig::new().with_snapshot_every(7).with_commit_every(5);
+    let next = write_events(&*store, 3, 40, 1_000).await;
+
+    let mut views = Views::open(Arc::clone(&store), thread, reducers(), config)
+        .await
+        .expect("open");
+    let progress = views.catch_up().await.expect("catch up");
+    assert_eq!(progress.applied, 40);
+    let digest = views.digest();
+    let cursor = views.cursor();
+    assert_eq!(cursor.total(), 40);
+    drop(views);
+
+    // Reopened, the views come back from the store: nothing is applied again.
+    let mut views = Views::open(Arc::clone(&store), thread, reducers(), config)
+        .await
+        .expect("reopen");
+    assert_eq!(views.digest(), digest);
+    assert_eq!(views.cursor(), cursor);
+    assert_eq!(views.catch_up().await.expect("catch up").applied, 0);
+
+    // New events apply on top; a late one (older time) rewinds the ordered view.
+    write_events(&*store, 3, 10, next).await;
+    let late = writer(thread, &key, 9);
+    write_local(&*store, &late, &put("late", "x"), Hlc::new(1_010, 5))
+        .await
+        .expect("write");
+    let progress = views.catch_up().await.expect("catch up");
+    assert_eq!(progress.applied, 11);
+    assert!(progress.rewound);
+    assert!(progress.replayed > 0 && progress.replayed < 50);
+
+    // The same as a fresh scope that replays everything.
+    let mut fresh = Views::open_scope(Arc::clone(&store), thread, "fresh", reducers(), config)
+        .await
+        .expect("open");
+    assert_eq!(fresh.catch_up().await.expect("catch up").applied, 51);
+    assert_eq!(fresh.digest(), views.digest());
+    assert_eq!(
+        Kv::get(views.state("kv").expect("kv"), b"late"),
+        Some(&b"x"[..])
+    );
+}
+
+#[tokio::test]
+async fn resume_memory() {
+    resume(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn resume_sqlite_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    resume(Arc::new(
+        SqliteStore::open(dir.path().join("store.db"))
+            .await
+            .expect("open"),
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_postgres() {
+    let server = pg_server::PgServer::start();
+    let url = server.fresh_database().await;
+    resume(Arc::new(PostgresStore::connect(&url).await.expect("connect"))).await;
+}
+
+#[tokio::test]
+async fn key_value_semantics() {
+    let store = Arc::new(MemoryStore::new());
+    let (thread, key) = thread(4);
+    store.put_thread(thread, &key).await.expect("thread");
+    let a = writer(thread, &key, 1);
+    let b = writer(thread, &key, 2);
+    let kv = |ops: Vec<Vec<u8>>| {
+        let mut batch = Batch::new();
+        for op in ops {
+            batch.push("kv", op);
+        }
+        batch.encode()
+    };
+    // b writes later in time but its log is applied first: a's older put must not win.
+    write_local(&*store, &b, &kv(vec![Kv::put(b"color", b"blue")]), Hlc::new(20, 0))
+        .await
+        .expect("write");
+    let mut views = Views::open(
+        Arc::clone(&store),
+        thread,
+        vec![Arc::new(Kv::new("kv"))],
+        ViewConfig::new(),
+    )
+    .await
+    .expect("open");
+    views.catch_up().await.expect("catch up");
+    write_local(
+        &*store,
+        &a,
+        &kv(vec![
+            Kv::put(b"color", b"red"),
+            Kv::put(b"user/1", b"ann"),
+            Kv::put(b"user/2", b"bob"),
+            Kv::put(b"user/3", b"cy"),
+            Kv::del(b"user/2"),
+        ]),
+        Hlc::new(10, 0),
+    )
+    .await
+    .expect("write");
+    views.catch_up().await.expect("catch up");
+    let state = views.state("kv").expect("kv");
+    assert_eq!(Kv::get(state, b"color"), Some(&b"blue"[..]), "later HLC wins");
+    assert_eq!(Kv::get(state, b"user/2"), None, "a later op in one event wins");
+    let users: Vec<(&[u8], &[u8])> = Kv::scan(state, b"user/").collect();
+    assert_eq!(users, vec![(&b"user/1"[..], &b"ann"[..]), (&b"user/3"[..], &b"cy"[..])]);
+    assert_eq!(Kv::list(state).count(), 3);
+    assert!(Kv::stamp(state, b"user/2").is_some(), "the tombstone keeps its stamp");
+
+    // Same time in two logs: the greater log id wins, on every peer.
+    let t = Hlc::new(30, 0);
+    write_local(&*store, &a, &kv(vec![Kv::put(b"tie", b"a")]), t)
+        .await
+        .expect("write");
+    write_local(&*store, &b, &kv(vec![Kv::put(b"tie", b"b")]), t)
+        .await
+        .expect("write");
+    views.catch_up().await.expect("catch up");
+    let winner = if a.log_id() > b.log_id() { b"a" } else { b"b" };
+    assert_eq!(
+        Kv::get(views.state("kv").expect("kv"), b"tie"),
+        Some(&winner[..])
+    );
+    // A malformed operation is refused, visibly, with its author.
+    write_local(&*store, &a, &kv(vec![b"junk".to_vec()]), Hlc::new(40, 0))
+        .await
+        .expect("write");
+    views.catch_up().await.expect("catch up");
+    let rejected = views.rejections();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].author(), a.log_id());
+    assert_eq!(rejected[0].view, "kv");
+    assert!(rejected[0].reason.contains("not a key-value operation"));
+}
+
+#[tokio::test]
+async fn subscriptions_are_lossless_and_resumable() {
+    let store = Arc::new(MemoryStore::new());
+    let (thread, key) = thread(5);
+    store.put_thread(thread, &key).await.expect("thread");
+    let mut views = Views::open(Arc::clone(&store), thread, reducers(), ViewConfig::new())
+        .await
+        .expect("open");
+    let mut sub = views.subscribe(Cursor::default());
+    assert!(sub.try_next().await.expect("read").is_none());
+
+    // A slow subscriber: 1,500 events are applied before it reads any.
+    write_events(&*store, 5, 1_500, 1).await;
+    views.catch_up().await.expect("catch up");
+    let mut seen = Vec::new();
+    let mut resume_at = None;
+    while let Some(delivered) = sub.try_next().await.expect("read") {
+        seen.push((delivered.order.log, delivered.order.counter));
+        if seen.len() == 600 {
+            resume_at = Some(delivered.cursor.clone());
+        }
+    }
+    assert_eq!(seen.len(), 1_500, "every event, once");
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 1_500, "no duplicates");
+
+    // Resumed from a saved cursor (through its bytes), it continues exactly there.
+    let cursor = Cursor::from_bytes(&resume_at.expect("cursor").to_bytes()).expect("cursor");
+    let mut again = views.subscribe(cursor);
+    let mut rest = Vec::new();
+    while let Some(delivered) = again.try_next().await.expect("read") {
+        rest.push((delivered.order.log, delivered.order.counter));
+    }
+    assert_eq!(rest, seen[600..].to_vec());
+
+    // A waiting subscriber wakes up when new events are applied, and ends when the views
+    // are dropped.
+    let waiter = tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(_event) = sub.next().await.expect("read") {
+            n += 1;
+        }
+        n
+    });
+    write_events(&*store, 5, 10, 10_000).await;
+    views.catch_up().await.expect("catch up");
+    drop(views);
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+        .await
+        .expect("ends")
+        .expect("task");
+    assert_eq!(n, 10);
+}
+
+#[tokio::test]
+async fn a_changed_view_set_rebuilds_and_refusals_are_typed() {
+    let store = Arc::new(MemoryStore::new());
+    let (thread, key) = thread(6);
+    store.put_thread(thread, &key).await.expect("thread");
+    write_events(&*store, 6, 20, 1).await;
+    let mut kv_only = Views::open(
+        Arc::clone(&store),
+        thread,
+        vec![Arc::new(Kv::new("kv"))],
+        ViewConfig::new(),
+    )
+    .await
+    .expect("open");
+    kv_only.catch_up().await.expect("catch up");
+    drop(kv_only);
+    let mut both = Views::open(Arc::clone(&store), thread, reducers(), ViewConfig::new())
+        .await
+        .expect("open");
+    assert_eq!(both.cursor().total(), 0, "a new view set starts over");
+    assert_eq!(both.catch_up().await.expect("catch up").applied, 20);
+    assert_eq!(
+        both.state("chain").expect("chain").get(b"count"),
+        Some(&20u64.to_be_bytes()[..])
+    );
+    assert!(matches!(
+        both.state("nope"),
+        Err(ViewError::UnknownView(name)) if name == "nope"
+    ));
+
+    let twice: Vec<Arc<dyn Reducer>> = vec![Arc::new(Kv::new("kv")), Arc::new(Kv::new("kv"))];
+    assert!(matches!(
+        Views::open(Arc::clone(&store), thread, twice, ViewConfig::new()).await,
+        Err(ViewError::DuplicateView(name)) if name == "kv"
+    ));
+    let (other, _) = support::thread(60);
+    assert!(matches!(
+        Views::open(Arc::clone(&store), other, reducers(), ViewConfig::new()).await,
+        Err(ViewError::UnknownThread)
+    ));
+    let follower = Arc::new(MemoryStore::new());
+    follower
+        .put_thread(thread, &key.to_follower())
+        .await
+        .expect("thread");
+    assert!(matches!(
+        Views::open(follower, thread, reducers(), ViewConfig::new()).await,
+        Err(ViewError::NoReadKey)
+    ));
+}
