@@ -44,3 +44,50 @@ pub fn crash_fixture() -> (
         threads_crypto::Identity::from_secret_bytes(&[0xc8; 32]),
     )
 }
+
+/// The second writer of the views crash test.
+pub fn crash_fixture_second() -> threads_crypto::Identity {
+    threads_crypto::Identity::from_secret_bytes(&[0xc9; 32])
+}
+
+/// The views of the views crash test: a key-value view and an order-sensitive hash chain.
+pub fn crash_views() -> Vec<std::sync::Arc<dyn threads_views::Reducer>> {
+    vec![
+        std::sync::Arc::new(threads_views::Kv::new("kv")),
+        std::sync::Arc::new(Chain),
+    ]
+}
+
+/// An order-sensitive view: a hash chain over every operation, and a count.
+#[derive(Debug)]
+pub struct Chain;
+
+impl threads_views::Reducer for Chain {
+    fn name(&self) -> &str {
+        "chain"
+    }
+
+    fn kind(&self) -> threads_views::ViewKind {
+        threads_views::ViewKind::Ordered
+    }
+
+    fn apply(
+        &self,
+        state: &mut threads_views::State,
+        event: &threads_views::Event<'_>,
+    ) -> Result<(), threads_views::Reject> {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(state.get(b"head").unwrap_or_default());
+        hasher.update(threads_views::encode_order(&event.order));
+        hasher.update(event.data);
+        let head: [u8; 32] = hasher.finalize().into();
+        state.put(b"head".to_vec(), head.to_vec());
+        let count = state
+            .get(b"count")
+            .and_then(|v| v.try_into().ok())
+            .map_or(0, u64::from_be_bytes);
+        state.put(b"count".to_vec(), (count + 1).to_be_bytes().to_vec());
+        Ok(())
+    }
+}
