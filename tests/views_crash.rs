@@ -58,6 +58,7 @@ async fn views_survive_sigkill() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let config = ViewConfig::new()
         .with_snapshot_every(25)
+        .with_amortized_snapshots(false)
         .with_commit_every(7)
         .with_keep_snapshots(3);
     for round in 0..rounds {

@@ -28,26 +28,46 @@ async fn main() -> anyhow::Result<()> {
     let b = Writer::new(threads_tests::crash_fixture_second(), thread, &key)?;
     let config = ViewConfig::new()
         .with_snapshot_every(25)
+        .with_amortized_snapshots(false)
         .with_commit_every(7)
         .with_keep_snapshots(3);
-    let mut views = Views::open(Arc::clone(&store), thread, threads_tests::crash_views(), config)
-        .await?;
+    let mut views = Views::open(
+        Arc::clone(&store),
+        thread,
+        threads_tests::crash_views(),
+        config,
+    )
+    .await?;
     let mut stdout = std::io::stdout().lock();
     let mut n = 0u64;
     loop {
-        let a_counter = store.head(thread, a.log_id()).await?.map_or(0, |h| h.counter);
+        let a_counter = store
+            .head(thread, a.log_id())
+            .await?
+            .map_or(0, |h| h.counter);
         if rng.random_bool(0.7) || a_counter == 0 {
             for _ in 0..rng.random_range(1..6) {
-                let c = store.head(thread, a.log_id()).await?.map_or(0, |h| h.counter) + 1;
+                let c = store
+                    .head(thread, a.log_id())
+                    .await?
+                    .map_or(0, |h| h.counter)
+                    + 1;
                 let payload = Batch::new()
-                    .with("kv", Kv::put(&[rng.random_range(0..20u8)], &c.to_be_bytes()))
+                    .with(
+                        "kv",
+                        Kv::put(&[rng.random_range(0..20u8)], &c.to_be_bytes()),
+                    )
                     .with("chain", c.to_be_bytes().to_vec())
                     .encode();
                 write_local(&*store, &a, &payload, Hlc::new(10 * c, 0)).await?;
             }
         } else {
             // Late: just before the first log's latest event.
-            let c = store.head(thread, b.log_id()).await?.map_or(0, |h| h.counter) + 1;
+            let c = store
+                .head(thread, b.log_id())
+                .await?
+                .map_or(0, |h| h.counter)
+                + 1;
             let logical = u32::try_from(c).unwrap_or(u32::MAX);
             let payload = Batch::new()
                 .with("kv", Kv::del(&[rng.random_range(0..20u8)]))

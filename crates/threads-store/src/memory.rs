@@ -10,11 +10,14 @@ use threads_log::{Appended, Block, Cid, Entry, Head};
 
 use crate::chain::{Plan, check_chain, heads_digest, plan};
 use crate::error::StoreError;
-use crate::views::{ViewBook, ViewCommit};
 use crate::traits::{
     AddrBook, AppendOutcome, BlockStore, HeadsDigest, KeyBook, LogBook, MetaBook, Page, Result,
     StoredEntry, ThreadBook,
 };
+use crate::views::{ViewBook, ViewCommit};
+
+/// A scope's snapshots: sequence number to (meta, data).
+type Snapshots = BTreeMap<u64, (Vec<u8>, Vec<u8>)>;
 
 #[derive(Default)]
 struct Inner {
@@ -27,7 +30,7 @@ struct Inner {
     meta: HashMap<(ThreadId, String), Vec<u8>>,
     view_cursors: HashMap<String, Vec<u8>>,
     view_rows: BTreeMap<(String, String), BTreeMap<Vec<u8>, Vec<u8>>>,
-    view_snapshots: BTreeMap<String, BTreeMap<u64, (Vec<u8>, Vec<u8>)>>,
+    view_snapshots: BTreeMap<String, Snapshots>,
 }
 
 impl Inner {
@@ -337,7 +340,10 @@ impl ViewBook for MemoryStore {
                 rows.insert(key.clone(), value.clone());
             }
         }
-        let snapshots = inner.view_snapshots.entry(commit.scope.clone()).or_default();
+        let snapshots = inner
+            .view_snapshots
+            .entry(commit.scope.clone())
+            .or_default();
         if let Some(from) = commit.drop_snapshots_from {
             snapshots.retain(|seq, _| *seq < from);
         }
@@ -358,7 +364,11 @@ impl ViewBook for MemoryStore {
         Ok(inner
             .view_snapshots
             .get(scope)
-            .map(|s| s.iter().map(|(seq, (meta, _))| (*seq, meta.clone())).collect())
+            .map(|s| {
+                s.iter()
+                    .map(|(seq, (meta, _))| (*seq, meta.clone()))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 

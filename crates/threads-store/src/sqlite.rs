@@ -18,13 +18,16 @@ use threads_log::{Appended, Block, Cid, Head};
 
 use crate::chain::{Plan, check_chain, heads_digest, plan};
 use crate::error::StoreError;
-use crate::views::{ViewBook, ViewCommit};
 use crate::secrets::{Secrets, StoreOptions, log_key_row, thread_key_row};
 use crate::sql::{EntryRow, cid_from, entries_from_rows, log_from, to_i64, to_u64};
 use crate::traits::{
     AddrBook, AppendOutcome, BlockStore, HeadsDigest, KeyBook, LogBook, MetaBook, Page, Result,
     StoredEntry, ThreadBook,
 };
+use crate::views::{ViewBook, ViewCommit};
+
+/// Rows written by one statement when views commit.
+const ROWS_PER_STATEMENT: usize = 256;
 
 /// The schema version this build writes and reads.
 pub const SQLITE_SCHEMA_VERSION: i64 = 3;
@@ -686,24 +689,38 @@ impl ViewBook for SqliteStore {
                     .execute(&mut *tx)
                     .await?;
             }
-            for key in &change.deletes {
-                sqlx::query("DELETE FROM view_rows WHERE scope = ? AND view = ? AND key = ?")
+            // Many rows per statement: the statement overhead, not SQLite, is the cost.
+            for keys in change.deletes.chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "DELETE FROM view_rows WHERE scope = ?1 AND view = ?2 AND key IN ({})",
+                    (0..keys.len())
+                        .map(|i| format!("?{}", 3 + i))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(scope)
-                    .bind(&change.view)
-                    .bind(key)
-                    .execute(&mut *tx)
-                    .await?;
+                    .bind(&change.view);
+                for key in keys {
+                    query = query.bind(key);
+                }
+                query.execute(&mut *tx).await?;
             }
-            for (key, value) in &change.puts {
-                sqlx::query(
-                    "INSERT OR REPLACE INTO view_rows (scope, view, key, value) VALUES (?, ?, ?, ?)",
-                )
-                .bind(scope)
-                .bind(&change.view)
-                .bind(key)
-                .bind(value)
-                .execute(&mut *tx)
-                .await?;
+            for rows in change.puts.chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "INSERT OR REPLACE INTO view_rows (scope, view, key, value) VALUES {}",
+                    (0..rows.len())
+                        .map(|i| format!("(?1, ?2, ?{}, ?{})", 3 + 2 * i, 4 + 2 * i))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(scope)
+                    .bind(&change.view);
+                for (key, value) in rows {
+                    query = query.bind(key).bind(value);
+                }
+                query.execute(&mut *tx).await?;
             }
         }
         if let Some(from) = commit.drop_snapshots_from {

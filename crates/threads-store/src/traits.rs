@@ -222,12 +222,13 @@ pub async fn write_local<S: LogBook + ?Sized>(
     let (thread, log) = (writer.thread_id(), writer.log_id());
     let head = store.head(thread, log).await?;
     let counter = head.map_or(1, |h| h.counter + 1);
-    let skip = match threads_log::skip_target(counter) {
-        Some(target) => Some(store.record_cid(thread, log, target).await?.ok_or_else(|| {
-            StoreError::Corrupt(format!("record {target} of {log} is missing"))
-        })?),
-        None => None,
-    };
+    let skip =
+        match threads_log::skip_target(counter) {
+            Some(target) => Some(store.record_cid(thread, log, target).await?.ok_or_else(
+                || StoreError::Corrupt(format!("record {target} of {log} is missing")),
+            )?),
+            None => None,
+        };
     let appended = writer.append(head.as_ref(), skip, payload, time)?;
     store
         .append(thread, log, head, std::slice::from_ref(&appended))

@@ -421,7 +421,10 @@ async fn view_book<S: Store>(store: &S) {
         ..ViewCommit::default()
     };
     store.view_commit(&first).await.expect("commit");
-    assert_eq!(store.view_cursor("s").await.expect("read"), Some(b"c1".to_vec()));
+    assert_eq!(
+        store.view_cursor("s").await.expect("read"),
+        Some(b"c1".to_vec())
+    );
     assert_eq!(
         store.view_rows("s", "kv").await.expect("read"),
         vec![row(b"a", b"1"), row(b"b", b"2"), row(b"c", b"3")],

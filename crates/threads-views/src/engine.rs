@@ -27,6 +27,9 @@ pub const EVENT_LEVEL: &str = "~event";
 pub struct ViewConfig {
     /// Save a snapshot of every view after this many applied events.
     pub snapshot_every: u64,
+    /// Also wait, between snapshots, for at least as many events as the views have rows, so
+    /// the cost of snapshots stays proportional to the events applied (on by default).
+    pub amortize_snapshots: bool,
     /// How many snapshots to keep (the oldest are deleted).
     pub keep_snapshots: u64,
     /// Commit after this many applied events (and at the end of each catch-up).
@@ -39,6 +42,7 @@ impl Default for ViewConfig {
     fn default() -> ViewConfig {
         ViewConfig {
             snapshot_every: 10_000,
+            amortize_snapshots: true,
             keep_snapshots: 3,
             commit_every: 1_000,
             page: 512,
@@ -47,7 +51,8 @@ impl Default for ViewConfig {
 }
 
 impl ViewConfig {
-    /// The defaults: a snapshot every 10,000 events, 3 kept, a commit every 1,000 events.
+    /// The defaults: a snapshot every 10,000 events (amortized), 3 kept, a commit every
+    /// 1,000 events.
     pub fn new() -> ViewConfig {
         ViewConfig::default()
     }
@@ -56,6 +61,13 @@ impl ViewConfig {
     #[must_use]
     pub fn with_snapshot_every(mut self, events: u64) -> ViewConfig {
         self.snapshot_every = events.max(1);
+        self
+    }
+
+    /// Sets [`ViewConfig::amortize_snapshots`].
+    #[must_use]
+    pub fn with_amortized_snapshots(mut self, amortize: bool) -> ViewConfig {
+        self.amortize_snapshots = amortize;
         self
     }
 
@@ -541,14 +553,13 @@ impl<S: Store + 'static> Views<S> {
         let mut streams = Vec::with_capacity(logs.len());
         for log in logs {
             if !self.verifiers.contains_key(&log) {
-                let verifier =
-                    Verifier::new(self.thread, log, &self.key).map_err(|source| {
-                        ViewError::Unreadable {
-                            log,
-                            counter: 0,
-                            source,
-                        }
-                    })?;
+                let verifier = Verifier::new(self.thread, log, &self.key).map_err(|source| {
+                    ViewError::Unreadable {
+                        log,
+                        counter: 0,
+                        source,
+                    }
+                })?;
                 self.verifiers.insert(log, verifier);
             }
             let mark = from.logs.get(&log);
@@ -582,13 +593,14 @@ impl<S: Store + 'static> Views<S> {
         }
         let verifier = &self.verifiers[&stream.log];
         for stored in entries {
-            let read = verifier
-                .read_stored(&stored.entry)
-                .map_err(|source| ViewError::Unreadable {
-                    log: stream.log,
-                    counter: stored.counter,
-                    source,
-                })?;
+            let read =
+                verifier
+                    .read_stored(&stored.entry)
+                    .map_err(|source| ViewError::Unreadable {
+                        log: stream.log,
+                        counter: stored.counter,
+                        source,
+                    })?;
             let (time, monotone) = match stream.last_time {
                 Some(last) if read.time <= last => (last, false),
                 _ => (read.time, true),
@@ -629,7 +641,13 @@ impl<S: Store + 'static> Views<S> {
         let mut progress = Progress::default();
         let mut replay_left: u64 = streams
             .iter()
-            .map(|s| replay_until.get(&s.log).copied().unwrap_or(0).saturating_sub(s.after))
+            .map(|s| {
+                replay_until
+                    .get(&s.log)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(s.after)
+            })
             .sum();
         let mut pending = 0usize;
         loop {
@@ -646,8 +664,8 @@ impl<S: Store + 'static> Views<S> {
             let Some(event) = streams[i].buffer.pop_front() else {
                 unreachable!("the chosen stream has an event")
             };
-            let replay = event.order.counter
-                <= replay_until.get(&event.order.log).copied().unwrap_or(0);
+            let replay =
+                event.order.counter <= replay_until.get(&event.order.log).copied().unwrap_or(0);
             let ordered_only = replay && kind == Restart::Late;
             self.apply_event(&event, ordered_only);
             self.mark.logs.insert(
@@ -708,7 +726,7 @@ impl<S: Store + 'static> Views<S> {
             return;
         };
         // Group the operations by view, keeping their indices, in order of first use.
-        let mut groups: Vec<(usize, Vec<(u32, &[u8])>)> = Vec::new();
+        let mut groups: Vec<(usize, Vec<IndexedOp<'_>>)> = Vec::new();
         for (index, (name, data)) in batch.ops().iter().enumerate() {
             let Some(&view) = self.by_name.get(name) else {
                 continue;
@@ -766,7 +784,11 @@ impl<S: Store + 'static> Views<S> {
         }
         let mut snapshot = None;
         let mut drop_below = None;
-        if self.mark.since_snapshot >= self.config.snapshot_every {
+        let rows = || self.states.iter().map(State::len).sum::<usize>() + self.rejections.len();
+        let due = self.mark.since_snapshot >= self.config.snapshot_every
+            && (!self.config.amortize_snapshots
+                || self.mark.since_snapshot >= u64::try_from(rows()).unwrap_or(u64::MAX));
+        if due {
             let seq = self.mark.next_snapshot;
             self.mark.next_snapshot += 1;
             self.mark.since_snapshot = 0;
@@ -876,3 +898,6 @@ impl<S: Store + 'static> Views<S> {
         })
     }
 }
+
+/// One operation of a batch with its index in the batch.
+type IndexedOp<'a> = (u32, &'a [u8]);

@@ -60,6 +60,14 @@ impl Kv {
         encode(&Op::Del(ByteBuf::from(key)))
     }
 
+    /// Decodes an operation: the key, and the value for a put (`None` for a delete).
+    pub fn decode(op: &[u8]) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+        match serde_ipld_dagcbor::from_slice(op).ok()? {
+            Op::Put(key, value) => Some((key.into_vec(), Some(value.into_vec()))),
+            Op::Del(key) => Some((key.into_vec(), None)),
+        }
+    }
+
     /// The value of `key` in a state of this view.
     pub fn get<'a>(state: &'a State, key: &[u8]) -> Option<&'a [u8]> {
         live(state.get(key)?)
@@ -75,7 +83,9 @@ impl Kv {
         state: &'a State,
         prefix: &'a [u8],
     ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
-        state.prefix(prefix).filter_map(|(k, row)| Some((k, live(row)?)))
+        state
+            .prefix(prefix)
+            .filter_map(|(k, row)| Some((k, live(row)?)))
     }
 
     /// The stamp of the operation that last wrote `key` (put or delete).

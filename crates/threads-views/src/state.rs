@@ -5,6 +5,9 @@ use std::ops::Bound;
 
 use sha2::{Digest, Sha256};
 
+/// A row's key and its value before a change (`None`: it did not exist).
+type Undo = (Vec<u8>, Option<Vec<u8>>);
+
 /// The rows of one view, ordered by key bytes. A reducer changes them while it applies an
 /// event; the engine persists exactly the rows that changed, with the cursor, in one
 /// transaction.
@@ -12,7 +15,7 @@ use sha2::{Digest, Sha256};
 pub struct State {
     rows: BTreeMap<Vec<u8>, Vec<u8>>,
     dirty: BTreeSet<Vec<u8>>,
-    undo: Option<Vec<(Vec<u8>, Option<Vec<u8>>)>>,
+    undo: Option<Vec<Undo>>,
     reset: bool,
 }
 

@@ -77,6 +77,9 @@ pub struct Delivered {
     pub cursor: Cursor,
 }
 
+/// An event read ahead from one log: its order and its payload (`None`: compacted).
+type Buffered = (EventOrder, Option<Vec<u8>>);
+
 /// A subscription to the events the views applied, in the thread's order (HLC, log id,
 /// counter) among the events available when it reads; an event that arrives late (sorting
 /// before delivered ones) is delivered when it arrives. Events of one log always come in
@@ -89,7 +92,7 @@ pub struct Subscription<S> {
     applied: watch::Receiver<BTreeMap<LogId, u64>>,
     at: Cursor,
     page: usize,
-    buffers: BTreeMap<LogId, VecDeque<(EventOrder, Option<Vec<u8>>)>>,
+    buffers: BTreeMap<LogId, VecDeque<Buffered>>,
     verifiers: HashMap<LogId, Verifier>,
 }
 
@@ -186,14 +189,13 @@ impl<S: Store> Subscription<S> {
             }
             let verifier = &self.verifiers[&log];
             for stored in entries.into_iter().filter(|e| e.counter <= until) {
-                let read =
-                    verifier
-                        .read_stored(&stored.entry)
-                        .map_err(|source| ViewError::Unreadable {
-                            log,
-                            counter: stored.counter,
-                            source,
-                        })?;
+                let read = verifier.read_stored(&stored.entry).map_err(|source| {
+                    ViewError::Unreadable {
+                        log,
+                        counter: stored.counter,
+                        source,
+                    }
+                })?;
                 let order = EventOrder {
                     time: read.time,
                     log,

@@ -77,6 +77,7 @@ fn reducers() -> Vec<Arc<dyn Reducer>> {
 fn config(snapshot_every: u64) -> ViewConfig {
     ViewConfig::new()
         .with_snapshot_every(snapshot_every)
+        .with_amortized_snapshots(false)
         .with_keep_snapshots(2)
         .with_commit_every(3)
 }
@@ -115,9 +116,14 @@ async fn replica(case: &Case, seed: u64, snapshot_every: u64, compact: bool) -> 
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let store = Arc::new(MemoryStore::new());
     store.put_thread(case.thread, &case.key).await.expect("put");
-    let mut views = Views::open(Arc::clone(&store), case.thread, reducers(), config(snapshot_every))
-        .await
-        .expect("open");
+    let mut views = Views::open(
+        Arc::clone(&store),
+        case.thread,
+        reducers(),
+        config(snapshot_every),
+    )
+    .await
+    .expect("open");
     let mut delivered = vec![0usize; case.logs.len()];
     loop {
         let open: Vec<usize> = (0..case.logs.len())

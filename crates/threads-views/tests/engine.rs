@@ -33,9 +33,14 @@ async fn write_events<S: Store>(store: &S, seed: u8, n: u64, from_time: u64) -> 
     for i in 0..n {
         let w = if i % 3 == 0 { &b } else { &a };
         let time = from_time + i;
-        write_local(store, w, &put(&format!("k{}", i % 7), &i.to_string()), Hlc::new(time, 0))
-            .await
-            .expect("write");
+        write_local(
+            store,
+            w,
+            &put(&format!("k{}", i % 7), &i.to_string()),
+            Hlc::new(time, 0),
+        )
+        .await
+        .expect("write");
     }
     from_time + n
 }
@@ -43,7 +48,10 @@ async fn write_events<S: Store>(store: &S, seed: u8, n: u64, from_time: u64) -> 
 async fn resume<S: Store + 'static>(store: Arc<S>) {
     let (thread, key) = thread(3);
     store.put_thread(thread, &key).await.expect("thread");
-    let config = ViewConfig::new().with_snapshot_every(7).with_commit_every(5);
+    let config = ViewConfig::new()
+        .with_amortized_snapshots(false)
+        .with_snapshot_every(7)
+        .with_commit_every(5);
     let next = write_events(&*store, 3, 40, 1_000).await;
 
     let mut views = Views::open(Arc::clone(&store), thread, reducers(), config)
@@ -107,7 +115,10 @@ async fn resume_sqlite_file() {
 async fn resume_postgres() {
     let server = pg_server::PgServer::start();
     let url = server.fresh_database().await;
-    resume(Arc::new(PostgresStore::connect(&url).await.expect("connect"))).await;
+    resume(Arc::new(
+        PostgresStore::connect(&url).await.expect("connect"),
+    ))
+    .await;
 }
 
 #[tokio::test]
@@ -125,9 +136,14 @@ async fn key_value_semantics() {
         batch.encode()
     };
     // b writes later in time but its log is applied first: a's older put must not win.
-    write_local(&*store, &b, &kv(vec![Kv::put(b"color", b"blue")]), Hlc::new(20, 0))
-        .await
-        .expect("write");
+    write_local(
+        &*store,
+        &b,
+        &kv(vec![Kv::put(b"color", b"blue")]),
+        Hlc::new(20, 0),
+    )
+    .await
+    .expect("write");
     let mut views = Views::open(
         Arc::clone(&store),
         thread,
@@ -153,12 +169,26 @@ async fn key_value_semantics() {
     .expect("write");
     views.catch_up().await.expect("catch up");
     let state = views.state("kv").expect("kv");
-    assert_eq!(Kv::get(state, b"color"), Some(&b"blue"[..]), "later HLC wins");
-    assert_eq!(Kv::get(state, b"user/2"), None, "a later op in one event wins");
+    assert_eq!(
+        Kv::get(state, b"color"),
+        Some(&b"blue"[..]),
+        "later HLC wins"
+    );
+    assert_eq!(
+        Kv::get(state, b"user/2"),
+        None,
+        "a later op in one event wins"
+    );
     let users: Vec<(&[u8], &[u8])> = Kv::scan(state, b"user/").collect();
-    assert_eq!(users, vec![(&b"user/1"[..], &b"ann"[..]), (&b"user/3"[..], &b"cy"[..])]);
+    assert_eq!(
+        users,
+        vec![(&b"user/1"[..], &b"ann"[..]), (&b"user/3"[..], &b"cy"[..])]
+    );
     assert_eq!(Kv::list(state).count(), 3);
-    assert!(Kv::stamp(state, b"user/2").is_some(), "the tombstone keeps its stamp");
+    assert!(
+        Kv::stamp(state, b"user/2").is_some(),
+        "the tombstone keeps its stamp"
+    );
 
     // Same time in two logs: the greater log id wins, on every peer.
     let t = Hlc::new(30, 0);
