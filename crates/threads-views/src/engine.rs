@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::error::{Result, ViewError};
 use crate::event::{Batch, Event, ORDER_LEN, decode_order, encode_order};
 use crate::mark::{LogMark, Mark, Snapshot, position_from_meta, position_meta};
-use crate::reducer::{Reducer, ViewKind};
+use crate::reducer::{Gate, Reducer, ViewKind};
 use crate::state::State;
 use crate::subscribe::{Cursor, Subscription};
 
@@ -152,6 +152,7 @@ pub struct Views<S> {
     scope: String,
     key: ThreadKey,
     reducers: Vec<Arc<dyn Reducer>>,
+    gate: Option<Arc<dyn Gate>>,
     by_name: HashMap<String, usize>,
     states: Vec<State>,
     rejections: State,
@@ -225,6 +226,7 @@ impl<S: Store + 'static> Views<S> {
             key,
             states: vec![State::new(); reducers.len()],
             reducers,
+            gate: None,
             by_name,
             rejections: State::new(),
             mark: Mark::default(),
@@ -315,6 +317,36 @@ impl<S: Store + 'static> Views<S> {
             .map(|(log, m)| (*log, m.counter))
             .collect();
         self.applied_tx.send_replace(counters);
+    }
+
+    /// Puts `gate` in front of every view: from now on, each operation applies only if the
+    /// gate admits it. Views already applied stay as they are: call [`Views::regate`] if
+    /// they were computed under other rules.
+    pub fn set_gate(&mut self, gate: Arc<dyn Gate>) {
+        self.gate = Some(gate);
+    }
+
+    /// Recomputes every view from the latest snapshot before `since` (from nothing for
+    /// `None`), asking the gate again for every event after it, then applies new events.
+    /// Call it when the gate's rules changed in a way that changes its answers for events
+    /// at `since` and later.
+    ///
+    /// # Errors
+    /// As [`Views::catch_up`].
+    pub async fn regate(&mut self, since: Option<EventOrder>) -> Result<Progress> {
+        self.reload_if_stale().await?;
+        let result = async {
+            let snapshot = match since {
+                Some(order) => self.snapshot_before(order).await?,
+                None => None,
+            };
+            self.restart(snapshot, Restart::Rebuild).await
+        }
+        .await;
+        if result.is_err() {
+            self.stale = true;
+        }
+        result
     }
 
     /// The thread.
@@ -742,6 +774,21 @@ impl<S: Store + 'static> Views<S> {
             if ordered_only && reducer.kind() != ViewKind::Ordered {
                 continue;
             }
+            if let Some(gate) = &self.gate {
+                let refused = ops.iter().find_map(|&(index, data)| {
+                    let op = Event {
+                        thread: self.thread,
+                        order: event.order,
+                        index,
+                        data,
+                    };
+                    gate.admits(reducer.name(), reducer.access(&op), &op).err()
+                });
+                if let Some(reject) = refused {
+                    self.reject(&event.order, reducer.name(), &reject.0);
+                    continue;
+                }
+            }
             let state = &mut self.states[view];
             state.begin();
             let mut refused = None;
@@ -827,12 +874,17 @@ impl<S: Store + 'static> Views<S> {
     /// Drops the bodies of applied events that no view needs any more (every operation
     /// superseded, say a put overwritten by a later put), keeping their signed records, so
     /// the logs stay verifiable and a rebuild gives the same views. Returns how many
-    /// bodies were dropped.
+    /// bodies were dropped. Views behind a [`Gate`] drop nothing.
     ///
     /// # Errors
     /// A store error or an unreadable entry.
     pub async fn compact(&mut self) -> Result<u64> {
         self.catch_up().await?;
+        if self.gate.is_some() {
+            // Under a gate, a change of rules can refuse the operation that superseded
+            // another one, which then matters again: nothing is dropped.
+            return Ok(0);
+        }
         let mut dropped = 0;
         let logs: Vec<(LogId, u64)> = self
             .mark

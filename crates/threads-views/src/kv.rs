@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use crate::event::{Event, STAMP_LEN, Stamp, decode_stamp, encode_stamp};
-use crate::reducer::{Reducer, Reject, ViewKind};
+use crate::reducer::{Access, Reducer, Reject, ViewKind};
 use crate::state::State;
 
 const LIVE: u8 = 1;
@@ -146,6 +146,13 @@ impl Reducer for Kv {
             state.put(key, row);
         }
         Ok(())
+    }
+
+    fn access(&self, event: &Event<'_>) -> Access {
+        match serde_ipld_dagcbor::from_slice::<Op>(event.data) {
+            Ok(Op::Del(_)) => Access::Delete,
+            _ => Access::Write,
+        }
     }
 
     fn superseded(&self, state: &State, event: &Event<'_>) -> bool {

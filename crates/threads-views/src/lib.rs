@@ -91,6 +91,6 @@ pub use event::{
     encode_stamp,
 };
 pub use kv::Kv;
-pub use reducer::{Reducer, Reject, ViewKind};
+pub use reducer::{Access, Gate, Reducer, Reject, ViewKind};
 pub use state::State;
 pub use subscribe::{Cursor, Delivered, Subscription};

@@ -15,6 +15,16 @@ pub enum ViewKind {
     Ordered,
 }
 
+/// What an operation does, for access control: a [`Gate`] asks for the write role for
+/// [`Access::Write`] and the delete role for [`Access::Delete`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Creates or changes data.
+    Write,
+    /// Removes data.
+    Delete,
+}
+
 /// Why a reducer refused an operation. The operation's changes are undone, and the
 /// rejection is recorded with the event's author (see [`crate::Views::rejections`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,4 +62,26 @@ pub trait Reducer: Send + Sync {
         let _ = (state, event);
         false
     }
+
+    /// What the operation does, for a [`Gate`]. The default is [`Access::Write`].
+    fn access(&self, event: &Event<'_>) -> Access {
+        let _ = event;
+        Access::Write
+    }
+}
+
+/// Access control in front of the views: decides, for every operation, whether its author
+/// may do it at its place in the order. An operation refused by the gate is not applied and
+/// is recorded as a rejection, like one a reducer refuses.
+///
+/// A gate must answer from the event alone (its author, order and counter) and rules that
+/// hold for the whole thread, never from when it is asked: the engine asks again when it
+/// replays, and commutative views ask for late events without rewinding. When the rules
+/// change, call [`crate::Views::regate`] from the earliest place where answers may differ.
+pub trait Gate: Send + Sync {
+    /// Whether the operation `event` of `access` kind for the view `view` may apply.
+    ///
+    /// # Errors
+    /// A [`Reject`] saying why not (it is recorded with the event's author).
+    fn admits(&self, view: &str, access: Access, event: &Event<'_>) -> Result<(), Reject>;
 }

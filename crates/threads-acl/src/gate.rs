@@ -1,0 +1,119 @@
+//! Enforcement: the ACL's view, the gate in front of the other views, and network
+//! admission.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use threads_id::{LogId, PeerId, ThreadId, Variant};
+use threads_net::Admission;
+use threads_views::{
+    Access, Event, Gate, Reducer, Reject, State, ViewKind, decode_stamp, encode_stamp,
+};
+
+use crate::acl::Acl;
+use crate::op::{ACL_VIEW, AclOp};
+use crate::role::Role;
+
+/// The view that keeps a thread's ACL operations, keyed by their place in the order. It only
+/// records them (so it is commutative); [`Acl::compute`] decides which count.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AclLog;
+
+impl AclLog {
+    /// The ACL of `thread` from this view's state.
+    pub fn acl(thread: ThreadId, state: &State) -> Acl {
+        Acl::compute(
+            thread,
+            state.iter().filter_map(|(key, op)| {
+                let stamp = decode_stamp(key).ok()?;
+                Some((stamp, AclOp::decode(op).map_err(|e| e.to_string())))
+            }),
+        )
+    }
+}
+
+impl Reducer for AclLog {
+    fn name(&self) -> &str {
+        ACL_VIEW
+    }
+
+    fn kind(&self) -> ViewKind {
+        ViewKind::Commutative
+    }
+
+    fn apply(&self, state: &mut State, event: &Event<'_>) -> Result<(), Reject> {
+        AclOp::decode(event.data).map_err(|e| Reject::new(e.to_string()))?;
+        state.put(encode_stamp(&event.stamp()).to_vec(), event.data.to_vec());
+        Ok(())
+    }
+}
+
+/// An ACL shared between the views that compute it, their gate and network admission.
+pub type SharedAcl = Arc<RwLock<Acl>>;
+
+fn read(acl: &SharedAcl) -> std::sync::RwLockReadGuard<'_, Acl> {
+    acl.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The gate of an access-controlled thread's views: an operation applies only if its
+/// author's role at its place allows it ([`Role::Write`] to write, [`Role::Delete`] to
+/// delete).
+#[derive(Debug, Clone)]
+pub struct AclGate(pub SharedAcl);
+
+impl Gate for AclGate {
+    fn admits(&self, _view: &str, access: Access, event: &Event<'_>) -> Result<(), Reject> {
+        let needed = match access {
+            Access::Write => Role::Write,
+            Access::Delete => Role::Delete,
+        };
+        let author = event.author();
+        let role = read(&self.0).role_at(&author, &event.order);
+        if role >= needed {
+            Ok(())
+        } else {
+            Err(Reject::new(format!(
+                "{author} has the {role} role here; {needed} is needed"
+            )))
+        }
+    }
+}
+
+/// Network admission by role: a peer is served and pushed an access-controlled thread's
+/// records only if the identity of its peer id has at least [`Role::Follow`] now. `Raw`
+/// threads admit every peer that proves the service key; an access-controlled thread whose
+/// ACL was not registered admits nobody.
+#[derive(Debug, Clone, Default)]
+pub struct AclAdmission {
+    acls: Arc<RwLock<HashMap<ThreadId, SharedAcl>>>,
+}
+
+impl AclAdmission {
+    /// Admission with no thread registered.
+    pub fn new() -> AclAdmission {
+        AclAdmission::default()
+    }
+
+    /// Decides admission to the ACL's thread from `acl` from now on.
+    pub fn register(&self, acl: SharedAcl) {
+        let thread = read(&acl).thread();
+        self.acls
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(thread, acl);
+    }
+}
+
+impl Admission for AclAdmission {
+    fn admits(&self, thread: ThreadId, peer: PeerId) -> bool {
+        if thread.variant() == Variant::Raw {
+            return true;
+        }
+        let Ok(member) = LogId::from_peer_id(peer) else {
+            return false;
+        };
+        let acls = self.acls.read().unwrap_or_else(PoisonError::into_inner);
+        acls.get(&thread)
+            .is_some_and(|acl| read(acl).role(&member) >= Role::Follow)
+    }
+}

@@ -1,0 +1,533 @@
+//! Enforcement of access-controlled threads: removed writers, unauthorized ACL edits,
+//! back-dated events, raw threads, admission, and convergence under random delivery.
+
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use threads_acl::{ACL_VIEW, AclAdmission, AclOp, AclViews, Role, new_thread};
+use threads_crypto::{Identity, ThreadKey};
+use threads_id::{LogId, ThreadId, Variant};
+use threads_log::{Appended, Hlc, Writer, skip_target};
+use threads_net::Admission;
+use threads_store::{LogBook, MemoryStore, ThreadBook};
+use threads_views::{Batch, Kv, Reducer, ViewConfig};
+
+/// A thread and what its members wrote, log by log.
+struct Scene {
+    thread: ThreadId,
+    key: ThreadKey,
+    ids: Vec<Identity>,
+    logs: Vec<Vec<Appended>>,
+}
+
+impl Scene {
+    /// Identity 0 owns the thread (access-controlled unless `raw`).
+    fn new(members: u8, raw: bool) -> (Scene, [u8; 16]) {
+        let ids: Vec<Identity> = (0..members)
+            .map(|i| Identity::from_secret_bytes(&[i + 1; 32]))
+            .collect();
+        let (thread, salt) = if raw {
+            (ThreadId::from_parts(Variant::Raw, [9; 32]), [0; 16])
+        } else {
+            new_thread(&ids[0].log_id())
+        };
+        let scene = Scene {
+            thread,
+            key: ThreadKey::generate(),
+            logs: vec![Vec::new(); ids.len()],
+            ids,
+        };
+        (scene, salt)
+    }
+
+    fn id(&self, member: usize) -> LogId {
+        self.ids[member].log_id()
+    }
+
+    /// Appends an event with `batch` at `time` to `member`'s log.
+    fn write(&mut self, member: usize, time: u64, batch: Batch) {
+        let writer = Writer::new(self.ids[member].clone(), self.thread, &self.key).expect("writer");
+        let log = &mut self.logs[member];
+        let prev = log.last().map(|a| a.record.head());
+        let counter = log.len() as u64 + 1;
+        let skip = skip_target(counter).map(|t| *log[t as usize - 1].record.cid());
+        let appended = writer
+            .append(prev.as_ref(), skip, &batch.encode(), Hlc::new(time, 0))
+            .expect("append");
+        log.push(appended);
+    }
+
+    async fn replica(&self) -> Arc<MemoryStore> {
+        let store = Arc::new(MemoryStore::new());
+        store
+            .put_thread(self.thread, &self.key)
+            .await
+            .expect("thread");
+        store
+    }
+
+    /// Stores `member`'s log up to `upto` entries in `store`.
+    async fn deliver(&self, store: &MemoryStore, member: usize, upto: usize) {
+        let log = self.id(member);
+        let head = store.head(self.thread, log).await.expect("head");
+        let have = head.map_or(0, |h| h.counter as usize);
+        if upto > have {
+            store
+                .append(self.thread, log, head, &self.logs[member][have..upto])
+                .await
+                .expect("deliver");
+        }
+    }
+
+    async fn deliver_all(&self, store: &MemoryStore) {
+        for member in 0..self.logs.len() {
+            self.deliver(store, member, self.logs[member].len()).await;
+        }
+    }
+
+    async fn open(&self, store: &Arc<MemoryStore>) -> AclViews<MemoryStore> {
+        let kv: Arc<dyn Reducer> = Arc::new(Kv::new("kv"));
+        AclViews::open(
+            Arc::clone(store),
+            self.thread,
+            vec![kv],
+            ViewConfig::new()
+                .with_snapshot_every(2)
+                .with_amortized_snapshots(false)
+                .with_commit_every(1),
+        )
+        .await
+        .expect("open")
+    }
+}
+
+fn acl(ops: &[AclOp]) -> Batch {
+    ops.iter()
+        .fold(Batch::new(), |b, op| b.with(ACL_VIEW, op.encode()))
+}
+
+fn put(key: &str) -> Batch {
+    Batch::new().with("kv", Kv::put(key.as_bytes(), b"1"))
+}
+
+fn del(key: &str) -> Batch {
+    Batch::new().with("kv", Kv::del(key.as_bytes()))
+}
+
+fn keys(views: &AclViews<MemoryStore>) -> Vec<String> {
+    Kv::list(views.state("kv").expect("kv"))
+        .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+        .collect()
+}
+
+/// Every way of delivering the scene checked here gives the same views: all at once,
+/// the writer's log before the owner's, and entry by entry with a catch-up after each.
+async fn replicas(scene: &Scene) -> Vec<AclViews<MemoryStore>> {
+    let mut out = Vec::new();
+
+    let store = scene.replica().await;
+    scene.deliver_all(&store).await;
+    let mut views = scene.open(&store).await;
+    views.catch_up().await.expect("catch up");
+    out.push(views);
+
+    let store = scene.replica().await;
+    let mut views = scene.open(&store).await;
+    for member in (0..scene.logs.len()).rev() {
+        scene
+            .deliver(&store, member, scene.logs[member].len())
+            .await;
+        views.catch_up().await.expect("catch up");
+    }
+    out.push(views);
+
+    let store = scene.replica().await;
+    let mut views = scene.open(&store).await;
+    let longest = scene.logs.iter().map(Vec::len).max().unwrap_or(0);
+    for upto in 1..=longest {
+        for member in (0..scene.logs.len()).rev() {
+            scene
+                .deliver(&store, member, upto.min(scene.logs[member].len()))
+                .await;
+            views.catch_up().await.expect("catch up");
+        }
+    }
+    // And the same store reopened.
+    drop(views);
+    let mut views = scene.open(&store).await;
+    views.catch_up().await.expect("catch up");
+    out.push(views);
+    out
+}
+
+#[tokio::test]
+async fn a_removed_writer_is_ignored_by_every_peer() {
+    let (mut scene, salt) = Scene::new(3, false);
+    let (owner, writer, reader) = (0, 1, 2);
+    scene.write(
+        owner,
+        1,
+        acl(&[
+            AclOp::Init { salt },
+            AclOp::SetRole {
+                member: scene.id(writer),
+                role: Role::Write,
+                from: 1,
+            },
+            AclOp::SetRole {
+                member: scene.id(reader),
+                role: Role::Read,
+                from: 1,
+            },
+        ]),
+    );
+    scene.write(writer, 2, put("a"));
+    scene.write(writer, 3, put("b"));
+    // The owner has seen two of the writer's events and takes the write role away.
+    scene.write(
+        owner,
+        10,
+        acl(&[AclOp::SetRole {
+            member: scene.id(writer),
+            role: Role::Read,
+            from: 3,
+        }]),
+    );
+    // The writer keeps writing: once back-dated before the revocation, once after it.
+    scene.write(writer, 4, put("backdated"));
+    scene.write(writer, 12, put("late"));
+    // A reader writes too.
+    scene.write(reader, 13, put("reader"));
+
+    let replicas = replicas(&scene).await;
+    for views in &replicas {
+        assert_eq!(keys(views), ["a", "b"]);
+        assert_eq!(views.acl().role(&scene.id(writer)), Role::Read);
+        let rejected: Vec<(LogId, u64)> = views
+            .rejections()
+            .iter()
+            .map(|r| (r.author(), r.order.counter))
+            .collect();
+        assert_eq!(
+            rejected,
+            [
+                (scene.id(writer), 3),
+                (scene.id(writer), 4),
+                (scene.id(reader), 1)
+            ]
+        );
+        assert!(
+            views.rejections()[0].reason.contains("write is needed"),
+            "{:?}",
+            views.rejections()
+        );
+        assert_eq!(views.digest(), replicas[0].digest());
+    }
+}
+
+#[tokio::test]
+async fn an_acl_edit_without_the_right_changes_nothing() {
+    let (mut scene, salt) = Scene::new(3, false);
+    let (owner, member, stranger) = (0, 1, 2);
+    scene.write(
+        owner,
+        1,
+        acl(&[
+            AclOp::Init { salt },
+            AclOp::SetRole {
+                member: scene.id(member),
+                role: Role::Write,
+                from: 1,
+            },
+        ]),
+    );
+    scene.write(owner, 2, put("k"));
+    // The member tries to raise itself, open the thread to everyone, become an editor,
+    // and found the ACL again.
+    scene.write(
+        member,
+        3,
+        acl(&[
+            AclOp::SetRole {
+                member: scene.id(member),
+                role: Role::Delete,
+                from: 1,
+            },
+            AclOp::SetDefault { role: Role::Write },
+            AclOp::SetEditor {
+                member: scene.id(member),
+                editor: true,
+                from: 1,
+            },
+            AclOp::Init { salt },
+        ]),
+    );
+    scene.write(member, 4, del("k"));
+    scene.write(stranger, 5, put("stranger"));
+    scene.write(member, 6, put("m"));
+
+    let replicas = replicas(&scene).await;
+    for views in &replicas {
+        let acl = views.acl();
+        assert_eq!(acl.role(&scene.id(member)), Role::Write);
+        assert_eq!(acl.default_role(), Role::NoAccess);
+        assert!(!acl.is_editor_now(&scene.id(member)));
+        assert_eq!(acl.owner(), Some(scene.id(owner)));
+        let refused: Vec<(LogId, String)> = acl
+            .rejections()
+            .iter()
+            .map(|r| (r.author(), r.reason.clone()))
+            .collect();
+        assert_eq!(refused.len(), 4, "{refused:?}");
+        assert!(
+            refused
+                .iter()
+                .all(|(author, _)| *author == scene.id(member))
+        );
+        assert!(refused[0].1.contains("may not change the ACL"));
+        assert!(refused[3].1.contains("already has an owner"));
+        // The delete needs the delete role; the stranger has no role at all.
+        assert_eq!(keys(views), ["k", "m"]);
+        let rejected: Vec<(LogId, u64)> = views
+            .rejections()
+            .iter()
+            .map(|r| (r.author(), r.order.counter))
+            .collect();
+        assert_eq!(rejected, [(scene.id(member), 2), (scene.id(stranger), 1)]);
+        assert_eq!(views.digest(), replicas[0].digest());
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_editor_cannot_backdate_acl_changes() {
+    let (mut scene, salt) = Scene::new(4, false);
+    let (owner, editor, early, late) = (0, 1, 2, 3);
+    scene.write(
+        owner,
+        1,
+        acl(&[
+            AclOp::Init { salt },
+            AclOp::SetEditor {
+                member: scene.id(editor),
+                editor: true,
+                from: 1,
+            },
+        ]),
+    );
+    scene.write(
+        editor,
+        2,
+        acl(&[AclOp::SetRole {
+            member: scene.id(early),
+            role: Role::Write,
+            from: 1,
+        }]),
+    );
+    // The owner has seen one of the editor's events and revokes its right.
+    scene.write(
+        owner,
+        10,
+        acl(&[AclOp::SetEditor {
+            member: scene.id(editor),
+            editor: false,
+            from: 2,
+        }]),
+    );
+    // The editor back-dates a grant before the revocation.
+    scene.write(
+        editor,
+        3,
+        acl(&[AclOp::SetRole {
+            member: scene.id(late),
+            role: Role::Write,
+            from: 1,
+        }]),
+    );
+    scene.write(early, 20, put("early"));
+    scene.write(late, 21, put("late"));
+
+    for views in &replicas(&scene).await {
+        let acl = views.acl();
+        assert_eq!(acl.role(&scene.id(early)), Role::Write);
+        assert_eq!(acl.role(&scene.id(late)), Role::NoAccess);
+        assert_eq!(acl.rejections().len(), 1);
+        assert_eq!(acl.rejections()[0].author(), scene.id(editor));
+        assert_eq!(keys(views), ["early"]);
+    }
+}
+
+#[tokio::test]
+async fn raw_threads_check_nothing() {
+    let (mut scene, _) = Scene::new(2, true);
+    scene.write(0, 1, put("owner"));
+    scene.write(1, 2, put("anyone"));
+    scene.write(1, 3, del("owner"));
+    scene.write(
+        1,
+        4,
+        acl(&[AclOp::SetDefault {
+            role: Role::NoAccess,
+        }]),
+    );
+    scene.write(1, 5, put("after"));
+    for views in &replicas(&scene).await {
+        assert_eq!(keys(views), ["after", "anyone"]);
+        assert!(views.rejections().is_empty());
+        assert_eq!(views.acl().counted().len(), 0);
+        assert!(
+            views.acl().rejections()[0]
+                .reason
+                .contains("not access-controlled")
+        );
+    }
+    let admission = AclAdmission::new();
+    assert!(admission.admits(scene.thread, scene.id(1).peer_id()));
+}
+
+#[tokio::test]
+async fn admission_follows_the_acl() {
+    let (mut scene, salt) = Scene::new(4, false);
+    let roles = [Role::Follow, Role::Read, Role::NoAccess];
+    let mut ops = vec![AclOp::Init { salt }];
+    for (i, role) in roles.iter().enumerate() {
+        ops.push(AclOp::SetRole {
+            member: scene.id(i + 1),
+            role: *role,
+            from: 1,
+        });
+    }
+    scene.write(0, 1, acl(&ops));
+    let store = scene.replica().await;
+    let admission = AclAdmission::new();
+    // Before the ACL is known, nobody is served.
+    assert!(!admission.admits(scene.thread, scene.id(1).peer_id()));
+    scene.deliver_all(&store).await;
+    let mut views = scene.open(&store).await;
+    views.catch_up().await.expect("catch up");
+    admission.register(views.shared_acl());
+    let admitted: Vec<bool> = (0..4)
+        .map(|i| admission.admits(scene.thread, scene.id(i).peer_id()))
+        .collect();
+    assert_eq!(admitted, [true, true, true, false]);
+    let stranger = Identity::from_secret_bytes(&[99; 32]).log_id();
+    assert!(!admission.admits(scene.thread, stranger.peer_id()));
+
+    // A revocation reaches the network as soon as the views apply it.
+    scene.write(
+        0,
+        2,
+        acl(&[AclOp::SetRole {
+            member: scene.id(2),
+            role: Role::NoAccess,
+            from: 1,
+        }]),
+    );
+    scene.deliver_all(&store).await;
+    views.catch_up().await.expect("catch up");
+    assert!(!admission.admits(scene.thread, scene.id(2).peer_id()));
+}
+
+/// One step of a random history: who writes what, and when.
+#[derive(Debug, Clone)]
+enum Step {
+    /// An editor (owner or member 1) sets a member's role.
+    Role { by: usize, member: usize, role: u8 },
+    /// The owner makes member 1 an editor or not.
+    Editor { on: bool },
+    /// The owner sets the default role.
+    Default { role: u8 },
+    /// A member writes or deletes a key.
+    Data { by: usize, key: u8, delete: bool },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (0..2usize, 1..4usize, 0..5u8).prop_map(|(by, member, role)| Step::Role {
+            by,
+            member,
+            role
+        }),
+        any::<bool>().prop_map(|on| Step::Editor { on }),
+        (0..5u8).prop_map(|role| Step::Default { role }),
+        (0..4usize, 0..4u8, any::<bool>()).prop_map(|(by, key, delete)| Step::Data {
+            by,
+            key,
+            delete
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Random grants, revocations and writes from several members, delivered to replicas
+    /// in random orders with catch-ups in between: every replica ends with the same ACL and
+    /// the same views as one that applied everything at once.
+    #[test]
+    fn replicas_agree_on_acl_and_views(
+        steps in prop::collection::vec((step(), 0..3u64), 1..30),
+        schedules in prop::collection::vec(prop::collection::vec(0..4usize, 0..60), 3),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        rt.block_on(async {
+            let (mut scene, salt) = Scene::new(4, false);
+            scene.write(0, 1, acl(&[AclOp::Init { salt }]));
+            let mut clocks = [1u64; 4];
+            for (step, jitter) in steps {
+                let (by, batch) = match step {
+                    Step::Role { by, member, role } => {
+                        let from = scene.logs[member].len() as u64 + 1;
+                        let op = AclOp::SetRole {
+                            member: scene.id(member),
+                            role: Role::from_code(role).expect("role"),
+                            from,
+                        };
+                        (by, acl(&[op]))
+                    }
+                    Step::Editor { on } => {
+                        let from = scene.logs[1].len() as u64 + 1;
+                        (0, acl(&[AclOp::SetEditor { member: scene.id(1), editor: on, from }]))
+                    }
+                    Step::Default { role } => (
+                        0,
+                        acl(&[AclOp::SetDefault { role: Role::from_code(role).expect("role") }]),
+                    ),
+                    Step::Data { by, key, delete } => {
+                        let key = format!("k{key}");
+                        (by, if delete { del(&key) } else { put(&key) })
+                    }
+                };
+                // Clocks move forward per member, with jitter so logs interleave.
+                let time = clocks.iter().max().copied().unwrap_or(1) + 1 - jitter.min(1);
+                let time = time.max(clocks[by] + 1);
+                clocks[by] = time;
+                scene.write(by, time, batch);
+            }
+
+            let reference_store = scene.replica().await;
+            scene.deliver_all(&reference_store).await;
+            let mut reference = scene.open(&reference_store).await;
+            reference.catch_up().await.expect("catch up");
+
+            for schedule in schedules {
+                let store = scene.replica().await;
+                let mut views = scene.open(&store).await;
+                let mut have = [0usize; 4];
+                for member in schedule {
+                    if have[member] < scene.logs[member].len() {
+                        have[member] += 1;
+                        scene.deliver(&store, member, have[member]).await;
+                    }
+                    views.catch_up().await.expect("catch up");
+                }
+                scene.deliver_all(&store).await;
+                views.catch_up().await.expect("catch up");
+                prop_assert_eq!(views.acl(), reference.acl());
+                prop_assert_eq!(keys(&views), keys(&reference));
+                prop_assert_eq!(views.rejections(), reference.rejections());
+                prop_assert_eq!(views.digest(), reference.digest());
+            }
+            Ok(())
+        })?;
+    }
+}
