@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::{Digest, Sha256};
+use threads_crypto::{Identity, ReadKey, open_sealed_bytes};
 use threads_id::{LogId, ThreadId, Variant};
 use threads_log::EventOrder;
 use threads_views::{Stamp, encode_stamp};
@@ -101,7 +102,7 @@ impl Acl {
                     continue;
                 }
                 match acl.check(stamp, op) {
-                    Ok(()) => acl.apply(*stamp, *op),
+                    Ok(()) => acl.apply(*stamp, op.clone()),
                     Err(reason) => {
                         refused.insert(*stamp, reason);
                     }
@@ -172,6 +173,7 @@ impl Acl {
                 });
             }
             AclOp::SetDefault { role } => self.defaults.push((stamp, role)),
+            AclOp::Rotate { .. } | AclOp::Share { .. } => {}
             AclOp::SetEditor {
                 member,
                 editor,
@@ -185,6 +187,56 @@ impl Acl {
             }
         }
         self.counted.push((stamp, op));
+    }
+
+    /// The read keys sealed to `me` by operations that count, in the order of the
+    /// operations, each with its epoch (the place of the [`AclOp::Rotate`] that started it,
+    /// `None` for the thread's first key). Keys that do not open (sealed wrong, or for
+    /// another thread) are skipped.
+    pub fn keys_for(&self, me: &Identity) -> Vec<(Option<Stamp>, ReadKey)> {
+        let mine = me.log_id();
+        let open = |bytes: &[u8]| {
+            let set = open_sealed_bytes(bytes, me).ok()?;
+            if set.thread_id() != self.thread {
+                return None;
+            }
+            set.thread_key().read().cloned()
+        };
+        let mut out = Vec::new();
+        for (stamp, op) in &self.counted {
+            match op {
+                AclOp::Rotate { sealed } => {
+                    for (member, bytes) in sealed {
+                        if *member == mine
+                            && let Some(key) = open(bytes)
+                        {
+                            out.push((Some(*stamp), key));
+                        }
+                    }
+                }
+                AclOp::Share { sealed } => {
+                    for (member, epoch, bytes) in sealed {
+                        if *member == mine
+                            && let Some(key) = open(bytes)
+                        {
+                            out.push((*epoch, key));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// The current read-key epoch: the place of the latest [`AclOp::Rotate`] that counts
+    /// (`None` while the thread's first read key is in use).
+    pub fn epoch(&self) -> Option<Stamp> {
+        self.counted
+            .iter()
+            .rev()
+            .find(|(_, op)| matches!(op, AclOp::Rotate { .. }))
+            .map(|(stamp, _)| *stamp)
     }
 
     /// The thread.
@@ -302,7 +354,7 @@ impl Acl {
                     .iter()
                     .filter(|(s, o)| !mine.contains(&(*s, o.encode()))),
             )
-            .copied()
+            .cloned()
             .collect()
     }
 }

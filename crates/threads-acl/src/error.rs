@@ -15,6 +15,12 @@ pub enum AclError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] threads_store::StoreError),
+    /// This member holds no read key of the current epoch (a rotation left it out).
+    #[error("no read key of the current epoch")]
+    NoReadKey,
+    /// An invite that cannot be read or opened.
+    #[error(transparent)]
+    Invite(#[from] threads_net::InviteError),
     /// The thread is not of the access-controlled variant.
     #[error("thread {0} is not access-controlled")]
     NotAccessControlled(threads_id::ThreadId),

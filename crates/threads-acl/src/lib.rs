@@ -13,7 +13,7 @@
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! use std::sync::Arc;
-//! use threads_acl::{ACL_VIEW, AclOp, AclViews, Role, new_thread};
+//! use threads_acl::{ACL_VIEW, AclOp, AclViews, Role, acl_key, new_thread};
 //! use threads_crypto::{Identity, ThreadKey};
 //! use threads_log::Hlc;
 //! use threads_store::{MemoryStore, ThreadBook, write_local};
@@ -24,7 +24,8 @@
 //! let key = ThreadKey::generate();
 //! let store = Arc::new(MemoryStore::new());
 //! store.put_thread(thread, &key).await?;
-//! let owner_log = threads_log::Writer::new(owner, thread, &key)?;
+//! // ACL events are sealed with the ACL key (derived from the service key).
+//! let owner_acl = threads_log::Writer::new(owner, thread, &acl_key(thread, key.service()))?;
 //! let guest_log = threads_log::Writer::new(guest.clone(), thread, &key)?;
 //!
 //! // The owner founds the ACL and lets the guest read only.
@@ -32,12 +33,13 @@
 //! let acl = Batch::new()
 //!     .with(ACL_VIEW, AclOp::Init { salt }.encode())
 //!     .with(ACL_VIEW, grant.encode());
-//! write_local(&*store, &owner_log, &acl.encode(), Hlc::new(1, 0)).await?;
+//! write_local(&*store, &owner_acl, &acl.encode(), Hlc::new(1, 0)).await?;
 //! // The guest writes anyway.
 //! let put = Batch::new().with("kv", Kv::put(b"k", b"v")).encode();
 //! write_local(&*store, &guest_log, &put, Hlc::new(2, 0)).await?;
 //!
-//! let mut views = AclViews::open(store, thread, vec![Arc::new(Kv::new("kv"))], ViewConfig::new()).await?;
+//! let kv = Arc::new(Kv::new("kv"));
+//! let mut views = AclViews::open(store, thread, &guest, vec![kv], ViewConfig::new()).await?;
 //! views.catch_up().await?;
 //! assert_eq!(views.acl().role(&guest.log_id()), Role::Read);
 //! assert_eq!(Kv::get(views.state("kv")?, b"k"), None);
@@ -50,6 +52,7 @@
 mod acl;
 mod error;
 mod gate;
+mod invite;
 mod op;
 mod role;
 mod views;
@@ -57,6 +60,7 @@ mod views;
 pub use acl::{Acl, AclRejection};
 pub use error::{AclError, Result};
 pub use gate::{AclAdmission, AclGate, AclLog, SharedAcl};
-pub use op::{ACL_VIEW, AclOp, SALT_LEN, new_thread, owned_by};
+pub use invite::AclInvite;
+pub use op::{ACL_VIEW, AclOp, SALT_LEN, acl_key, new_thread, owned_by};
 pub use role::Role;
 pub use views::AclViews;

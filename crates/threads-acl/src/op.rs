@@ -1,10 +1,13 @@
 //! ACL operations: the events that build a thread's ACL, and the thread id that names its
 //! owner.
 
+use hkdf::Hkdf;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use sha2::{Digest, Sha256};
+use threads_crypto::{ReadKey, ServiceKey, ThreadKey};
 use threads_id::{LogId, ThreadId, Variant};
+use threads_views::{Stamp, decode_stamp, encode_stamp};
 
 use crate::error::{AclError, Result};
 use crate::role::Role;
@@ -13,6 +16,22 @@ use crate::role::Role;
 pub const ACL_VIEW: &str = "acl";
 
 const OWNER_DOMAIN: &[u8] = b"threads-rs/acl/owner/v1";
+
+/// The key that seals a thread's ACL events: derived from the service key, so every member
+/// reads the ACL, followers included (they enforce admission from it, and a member reads
+/// the keys sealed to it whatever read-key epoch it holds). What ACL events carry is public
+/// to members: identities, roles, and read keys each sealed to one member.
+///
+/// `HKDF-SHA256(ikm = service key, info = "threads-rs/acl/key/v1" ‖ thread id)`.
+pub fn acl_key(thread: ThreadId, service: &ServiceKey) -> ThreadKey {
+    let mut key = [0u8; 32];
+    let mut info = b"threads-rs/acl/key/v1".to_vec();
+    info.extend_from_slice(&thread.to_bytes());
+    Hkdf::<Sha256>::new(None, service.as_bytes())
+        .expand(&info, &mut key)
+        .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 length"));
+    ThreadKey::new(service.clone(), ReadKey::from_bytes(key))
+}
 
 /// The length of the salt that binds an access-controlled thread's id to its owner.
 pub const SALT_LEN: usize = 16;
@@ -61,7 +80,7 @@ fn owner_hash(owner: &LogId, salt: &[u8; SALT_LEN]) -> [u8; 32] {
 /// applies to whatever its time (the next counter the editor had seen). A change applies to
 /// the member's events after it in the thread's order and to every event from counter
 /// `from` on, so a member cannot escape a revocation by back-dating its events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AclOp {
     /// Founds the ACL: its author becomes the owner (an editor with the delete role, for
     /// good). Valid only from the identity the thread id commits to (see [`new_thread`]).
@@ -93,6 +112,20 @@ pub enum AclOp {
         /// The member's first counter it applies to.
         from: u64,
     },
+    /// Starts a new read-key epoch: writers that apply it seal their later events with the
+    /// new read key, sealed here to each member that keeps reading. A member left out
+    /// cannot read events of this epoch.
+    Rotate {
+        /// The new key, sealed to each member ([`threads_crypto::SealedKeySet`] bytes).
+        sealed: Vec<(LogId, Vec<u8>)>,
+    },
+    /// Hands read keys to members (a reader added after a rotation needs the keys of
+    /// earlier epochs to read the thread's history, and the current one to write).
+    Share {
+        /// Keys sealed to members, any number per member, each with its epoch: the place of
+        /// the [`AclOp::Rotate`] that started it, or `None` for the thread's first read key.
+        sealed: Vec<(LogId, Option<Stamp>, Vec<u8>)>,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -105,6 +138,17 @@ enum WireOp {
     Default(u8),
     #[serde(rename = "editor")]
     Editor(ByteBuf, bool, u64),
+    #[serde(rename = "rotate")]
+    Rotate(Vec<(ByteBuf, ByteBuf)>),
+    #[serde(rename = "share")]
+    Share(Vec<(ByteBuf, ByteBuf, ByteBuf)>),
+}
+
+fn wire_keys(sealed: &[(LogId, Vec<u8>)]) -> Vec<(ByteBuf, ByteBuf)> {
+    sealed
+        .iter()
+        .map(|(m, k)| (ByteBuf::from(m.to_bytes()), ByteBuf::from(k.clone())))
+        .collect()
 }
 
 impl AclOp {
@@ -121,6 +165,21 @@ impl AclOp {
                 editor,
                 from,
             } => WireOp::Editor(ByteBuf::from(member.to_bytes()), *editor, *from),
+            AclOp::Rotate { sealed } => WireOp::Rotate(wire_keys(sealed)),
+            AclOp::Share { sealed } => WireOp::Share(
+                sealed
+                    .iter()
+                    .map(|(m, epoch, k)| {
+                        (
+                            ByteBuf::from(m.to_bytes()),
+                            ByteBuf::from(
+                                epoch.map(|e| encode_stamp(&e).to_vec()).unwrap_or_default(),
+                            ),
+                            ByteBuf::from(k.clone()),
+                        )
+                    })
+                    .collect(),
+            ),
         };
         serde_ipld_dagcbor::to_vec(&wire).unwrap_or_else(|_| unreachable!("plain data encodes"))
     }
@@ -154,6 +213,28 @@ impl AclOp {
                 member: member(&m)?,
                 editor,
                 from,
+            },
+            WireOp::Rotate(keys) => AclOp::Rotate {
+                sealed: keys
+                    .into_iter()
+                    .map(|(m, k)| Ok((member(&m)?, k.into_vec())))
+                    .collect::<Result<_>>()?,
+            },
+            WireOp::Share(keys) => AclOp::Share {
+                sealed: keys
+                    .into_iter()
+                    .map(|(m, epoch, k)| {
+                        let epoch = if epoch.is_empty() {
+                            None
+                        } else {
+                            Some(
+                                decode_stamp(&epoch)
+                                    .map_err(|e| AclError::Malformed(format!("key epoch: {e}")))?,
+                            )
+                        };
+                        Ok((member(&m)?, epoch, k.into_vec()))
+                    })
+                    .collect::<Result<_>>()?,
             },
         })
     }

@@ -3,15 +3,21 @@
 
 use std::sync::{Arc, PoisonError, RwLock};
 
-use threads_id::{LogId, ThreadId, Variant};
+use threads_crypto::{Identity, KeySet, PublicKey, ReadKey, ServiceKey, ThreadKey};
+use threads_id::{LogId, ThreadAddr, ThreadId, Variant};
 use threads_log::{EventOrder, Verifier};
+use threads_net::Invite;
 use threads_store::{Page, Store};
-use threads_views::{Progress, Reducer, Rejection, State, ViewConfig, ViewError, Views};
+use threads_views::{
+    Batch, Progress, Reducer, Rejection, Stamp, State, ViewConfig, ViewError, Views,
+};
 
 use crate::acl::Acl;
 use crate::error::{AclError, Result};
 use crate::gate::{AclGate, AclLog, SharedAcl};
-use crate::op::{ACL_VIEW, AclOp};
+use crate::invite::AclInvite;
+use crate::op::{ACL_VIEW, AclOp, acl_key};
+use crate::role::Role;
 
 /// From where the views must be recomputed after the ACL changed.
 enum Since {
@@ -30,6 +36,11 @@ enum Since {
 pub struct AclViews<S> {
     store: Arc<S>,
     thread: ThreadId,
+    me: Identity,
+    service: ServiceKey,
+    /// Every read key this peer holds, in the order it learned them, with its epoch where
+    /// known (the store's key has none: it may be the first key, or an invite's).
+    keys: Vec<(Option<Stamp>, ReadKey)>,
     gated_key: String,
     acl_views: Views<S>,
     views: Views<S>,
@@ -46,17 +57,19 @@ impl<S> std::fmt::Debug for AclViews<S> {
 }
 
 impl<S: Store + 'static> AclViews<S> {
-    /// Opens the views of `thread` (scope `"views"`) behind its ACL.
+    /// Opens the views of `thread` (scope `"views"`) behind its ACL, as the member `me`
+    /// (whose identity opens the read keys of later epochs sealed to it).
     ///
     /// # Errors
     /// As [`Views::open`], or a store error.
     pub async fn open(
         store: Arc<S>,
         thread: ThreadId,
+        me: &Identity,
         reducers: Vec<Arc<dyn Reducer>>,
         config: ViewConfig,
     ) -> Result<AclViews<S>> {
-        AclViews::open_scope(store, thread, "views", reducers, config).await
+        AclViews::open_scope(store, thread, me, "views", reducers, config).await
     }
 
     /// [`AclViews::open`] under another scope name.
@@ -66,6 +79,7 @@ impl<S: Store + 'static> AclViews<S> {
     pub async fn open_scope(
         store: Arc<S>,
         thread: ThreadId,
+        me: &Identity,
         name: &str,
         reducers: Vec<Arc<dyn Reducer>>,
         config: ViewConfig,
@@ -75,37 +89,83 @@ impl<S: Store + 'static> AclViews<S> {
                 ACL_VIEW.to_owned(),
             )));
         }
-        let mut acl_views = Views::open_scope(
+        let key = store
+            .thread_key(thread)
+            .await?
+            .ok_or(AclError::Views(ViewError::UnknownThread))?;
+        // The ACL's scope reads only events sealed with the ACL key, and passes over the
+        // others: every member, follower or reader, sees the same ACL events.
+        let acl_key = acl_key(thread, key.service());
+        let acl_views = Views::open_scope_with_key(
             Arc::clone(&store),
             thread,
             &format!("{name}.acl"),
+            acl_key.clone(),
             vec![Arc::new(AclLog)],
+            config.with_skip_unreadable(true),
+        )
+        .await?;
+        // A follower's views read nothing but ACL events: they stay empty, blocked at the
+        // first event of each log sealed with a read key.
+        let content_key = if key.can_read() {
+            key.clone()
+        } else {
+            acl_key.clone()
+        };
+        let mut views = Views::open_scope_with_key(
+            Arc::clone(&store),
+            thread,
+            name,
+            content_key,
+            reducers,
             config,
         )
         .await?;
-        acl_views.catch_up().await?;
-        let acl = Arc::new(RwLock::new(AclLog::acl(thread, acl_views.state(ACL_VIEW)?)));
-        let mut views =
-            Views::open_scope(Arc::clone(&store), thread, name, reducers, config).await?;
-        let gated_key = format!("acl.gated.{name}");
-        if thread.variant() == Variant::AccessControlled {
-            views.set_gate(Arc::new(AclGate(Arc::clone(&acl))));
-            // The views may have been computed under another ACL (a crash between the
-            // ACL's commit and theirs): then they are recomputed.
-            let digest = Self::read(&acl).digest();
-            if store.meta(thread, &gated_key).await?.as_deref() != Some(&digest[..]) {
-                views.regate(None).await?;
-                store.put_meta(thread, &gated_key, &digest).await?;
-            }
+        if let Some(read) = acl_key.read() {
+            views.add_read_key(read.clone());
         }
-        Ok(AclViews {
+        let mut this = AclViews {
             store,
             thread,
-            gated_key,
+            me: me.clone(),
+            service: key.service().clone(),
+            keys: key.read().cloned().map(|k| (None, k)).into_iter().collect(),
+            gated_key: format!("acl.gated.{name}"),
             acl_views,
             views,
-            acl,
-        })
+            acl: Arc::new(RwLock::new(Acl::empty(thread))),
+        };
+        let acl = this.sync_acl().await?;
+        let digest = acl.digest();
+        *this.acl.write().unwrap_or_else(PoisonError::into_inner) = acl;
+        if thread.variant() == Variant::AccessControlled {
+            this.views
+                .set_gate(Arc::new(AclGate(Arc::clone(&this.acl))));
+            // The views may have been computed under another ACL (a crash between the
+            // ACL's commit and theirs): then they are recomputed.
+            if this.store.meta(thread, &this.gated_key).await?.as_deref() != Some(&digest[..]) {
+                this.views.regate(None).await?;
+                this.store
+                    .put_meta(thread, &this.gated_key, &digest)
+                    .await?;
+            }
+        }
+        Ok(this)
+    }
+
+    /// Catches the ACL up and gives the views every read key sealed to this member.
+    /// Returns the ACL it computed.
+    async fn sync_acl(&mut self) -> Result<Acl> {
+        self.acl_views.catch_up().await?;
+        let acl = AclLog::acl(self.thread, self.acl_views.state(ACL_VIEW)?);
+        for (epoch, key) in acl.keys_for(&self.me) {
+            match self.keys.iter_mut().find(|(_, k)| *k == key) {
+                Some(known) => known.0 = known.0.or(epoch),
+                None => self.keys.push((epoch, key.clone())),
+            }
+            self.views.add_read_key(key);
+        }
+        Ok(acl)
     }
 
     fn read(acl: &SharedAcl) -> std::sync::RwLockReadGuard<'_, Acl> {
@@ -117,8 +177,7 @@ impl<S: Store + 'static> AclViews<S> {
     /// # Errors
     /// As [`Views::catch_up`].
     pub async fn catch_up(&mut self) -> Result<Progress> {
-        self.acl_views.catch_up().await?;
-        let next = AclLog::acl(self.thread, self.acl_views.state(ACL_VIEW)?);
+        let next = self.sync_acl().await?;
         if self.thread.variant() != Variant::AccessControlled
             || next.digest() == Self::read(&self.acl).digest()
         {
@@ -147,19 +206,21 @@ impl<S: Store + 'static> AclViews<S> {
         let mut consider = |order: EventOrder| {
             earliest = Some(earliest.map_or(order, |e| e.min(order)));
         };
-        for (stamp, op) in old.difference(new) {
+        for (stamp, op) in &old.difference(new) {
             match op {
                 AclOp::Init { .. } => return Ok(Since::All),
                 AclOp::SetDefault { .. } => consider(stamp.order),
                 AclOp::SetRole { member, from, .. } => {
+                    let member = *member;
                     consider(stamp.order);
-                    if let Some(order) = self.order_of(member, from).await? {
+                    if let Some(order) = self.order_of(member, *from).await? {
                         consider(order);
                     }
                 }
                 // An editor right admits ACL operations only; the operations it admitted
-                // or refused are in the difference themselves.
-                AclOp::SetEditor { .. } => {}
+                // or refused are in the difference themselves. Keys change what this peer
+                // can read, not what is admitted.
+                AclOp::SetEditor { .. } | AclOp::Rotate { .. } | AclOp::Share { .. } => {}
             }
         }
         Ok(earliest.map_or(Since::Nothing, Since::At))
@@ -183,8 +244,17 @@ impl<S: Store + 'static> AclViews<S> {
             counter,
             source,
         };
-        let verifier = Verifier::new(self.thread, member, &key).map_err(unreadable)?;
-        let read = verifier.read_stored(&stored.entry).map_err(unreadable)?;
+        let mut verifier = Verifier::new(self.thread, member, &key).map_err(unreadable)?;
+        for (_, read) in &self.keys {
+            verifier.add_read_key(read.clone());
+        }
+        if let Some(read) = self.acl_key().read() {
+            verifier.add_read_key(read.clone());
+        }
+        // An event this peer cannot read is not applied to its views: no answer changes.
+        let Ok(read) = verifier.read_stored(&stored.entry) else {
+            return Ok(None);
+        };
         Ok(Some(EventOrder {
             time: read.time,
             log: member,
@@ -195,6 +265,111 @@ impl<S: Store + 'static> AclViews<S> {
     /// The thread.
     pub const fn thread(&self) -> ThreadId {
         self.thread
+    }
+
+    /// The key to write ACL batches with (see [`crate::acl_key`]).
+    pub fn acl_key(&self) -> ThreadKey {
+        acl_key(self.thread, &self.service)
+    }
+
+    /// The key to write with now: the read key of the latest epoch (the thread key's if the
+    /// read key was never rotated). `None` if the latest rotation left this member out: it
+    /// may no longer read, so it should not write.
+    pub fn write_key(&self) -> Option<ThreadKey> {
+        let read = match Self::read(&self.acl).epoch() {
+            None => self.keys.first().map(|(_, k)| k.clone())?,
+            Some(epoch) => self
+                .keys
+                .iter()
+                .find(|(e, _)| *e == Some(epoch))
+                .map(|(_, k)| k.clone())?,
+        };
+        Some(ThreadKey::new(self.service.clone(), read))
+    }
+
+    /// The first counter of `member`'s log that a change written now should reach: one past
+    /// the member's head in this peer's store.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn next_counter(&self, member: LogId) -> Result<u64> {
+        let head = self.store.head(self.thread, member).await?;
+        Ok(head.map_or(1, |h| h.counter + 1))
+    }
+
+    /// The ACL operations that give `member` `role`, from its next event on, as a batch to
+    /// write with [`AclViews::acl_key`]: taking the read role away also starts a new key epoch, sealed to every
+    /// remaining reader (this member included); giving it hands over every read key this
+    /// member holds, so the new reader can read the thread's history.
+    ///
+    /// # Errors
+    /// A store error, or [`AclError::Malformed`] for a member whose id is not a key.
+    pub async fn set_role(&self, member: LogId, role: Role) -> Result<Batch> {
+        let from = self.next_counter(member).await?;
+        let before = Self::read(&self.acl).role(&member);
+        let mut batch = Batch::new().with(ACL_VIEW, AclOp::SetRole { member, role, from }.encode());
+        if before.can_read() && !role.can_read() {
+            let mut readers: Vec<LogId> = Self::read(&self.acl)
+                .members()
+                .into_iter()
+                .filter(|(m, r)| *m != member && r.can_read())
+                .map(|(m, _)| m)
+                .collect();
+            if !readers.contains(&self.me.log_id()) {
+                readers.push(self.me.log_id());
+            }
+            let key = ReadKey::generate();
+            let sealed = readers
+                .iter()
+                .map(|m| Ok((*m, self.seal(&key, m)?)))
+                .collect::<Result<_>>()?;
+            batch.push(ACL_VIEW, AclOp::Rotate { sealed }.encode());
+        } else if !before.can_read() && role.can_read() {
+            batch.push(ACL_VIEW, self.share(member)?.encode());
+        }
+        Ok(batch)
+    }
+
+    /// An operation that hands every read key this member holds to `member`.
+    ///
+    /// # Errors
+    /// [`AclError::Malformed`] for a member whose id is not a key.
+    pub fn share(&self, member: LogId) -> Result<AclOp> {
+        let sealed = self
+            .keys
+            .iter()
+            .map(|(epoch, key)| Ok((member, *epoch, self.seal(key, &member)?)))
+            .collect::<Result<_>>()?;
+        Ok(AclOp::Share { sealed })
+    }
+
+    fn seal(&self, key: &ReadKey, member: &LogId) -> Result<Vec<u8>> {
+        let public = PublicKey::from_log_id(member)
+            .map_err(|e| AclError::Malformed(format!("member {member}: {e}")))?;
+        let set = KeySet::new(
+            self.thread,
+            ThreadKey::new(self.service.clone(), key.clone()),
+        );
+        Ok(set.seal(&public).as_bytes().to_vec())
+    }
+
+    /// An invite for `member` with `role`: the keys it needs (the service key only for a
+    /// follower, the current epoch's read key too for a reader), sealed to it, and the role.
+    /// Write the batch of [`AclViews::set_role`] as well: the ACL, not the invite, decides.
+    ///
+    /// # Errors
+    /// [`AclError::Malformed`] for a member whose id is not a key, or
+    /// [`AclError::NoReadKey`] if this member was left out of the current epoch.
+    pub fn invite(&self, addrs: Vec<ThreadAddr>, member: &LogId, role: Role) -> Result<AclInvite> {
+        let public = PublicKey::from_log_id(member)
+            .map_err(|e| AclError::Malformed(format!("member {member}: {e}")))?;
+        let key = if role.can_read() {
+            self.write_key().ok_or(AclError::NoReadKey)?
+        } else {
+            ThreadKey::follower(self.service.clone())
+        };
+        let invite = Invite::sealed(addrs, &KeySet::new(self.thread, key), &public);
+        Ok(AclInvite { role, invite })
     }
 
     /// The ACL as applied so far.

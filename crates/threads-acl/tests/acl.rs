@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use threads_acl::{ACL_VIEW, AclAdmission, AclOp, AclViews, Role, new_thread};
+use threads_acl::{ACL_VIEW, AclAdmission, AclOp, AclViews, Role, acl_key, new_thread};
 use threads_crypto::{Identity, ThreadKey};
 use threads_id::{LogId, ThreadId, Variant};
 use threads_log::{Appended, Hlc, Writer, skip_target};
@@ -46,7 +46,13 @@ impl Scene {
 
     /// Appends an event with `batch` at `time` to `member`'s log.
     fn write(&mut self, member: usize, time: u64, batch: Batch) {
-        let writer = Writer::new(self.ids[member].clone(), self.thread, &self.key).expect("writer");
+        // ACL events are sealed with the ACL key, every other event with the read key.
+        let key = if batch.ops().iter().any(|(view, _)| view == ACL_VIEW) {
+            acl_key(self.thread, self.key.service())
+        } else {
+            self.key.clone()
+        };
+        let writer = Writer::new(self.ids[member].clone(), self.thread, &key).expect("writer");
         let log = &mut self.logs[member];
         let prev = log.last().map(|a| a.record.head());
         let counter = log.len() as u64 + 1;
@@ -90,6 +96,7 @@ impl Scene {
         AclViews::open(
             Arc::clone(store),
             self.thread,
+            &self.ids[0],
             vec![kv],
             ViewConfig::new()
                 .with_snapshot_every(2)

@@ -177,7 +177,9 @@ struct Unchecked {
 pub struct Verifier {
     public: PublicKey,
     service: ServiceKey,
-    read: Option<ReadKey>,
+    /// The read keys to try on headers, in order (the thread key's first, then epochs
+    /// added newest first).
+    reads: Vec<ReadKey>,
     ctx: LogContext,
 }
 
@@ -189,8 +191,28 @@ impl Verifier {
             ctx: LogContext::new(thread, log),
             public,
             service: key.service().clone(),
-            read: key.read().cloned(),
+            reads: key.read().cloned().into_iter().collect(),
         })
+    }
+
+    /// Also tries `key` on headers, before the keys it already has: the key of a later key
+    /// epoch (a read key rotated by access control). Adding a key it has does nothing.
+    pub fn add_read_key(&mut self, key: ReadKey) {
+        if !self.reads.contains(&key) {
+            self.reads.insert(0, key);
+        }
+    }
+
+    /// Opens a sealed header with the first read key that opens it.
+    fn open_header(&self, header: &Block) -> Result<Vec<u8>, VerifyError> {
+        let mut failure = VerifyError::NoReadKey;
+        for read in &self.reads {
+            match read.open(&self.ctx.ad_header, header.data()) {
+                Ok(plain) => return Ok(plain),
+                Err(source) => failure = decrypt_error(Layer::Header, source),
+            }
+        }
+        Err(failure)
     }
 
     /// The log.
@@ -204,8 +226,8 @@ impl Verifier {
     }
 
     /// Whether this verifier can read headers and bodies.
-    pub const fn can_read(&self) -> bool {
-        self.read.is_some()
+    pub fn can_read(&self) -> bool {
+        !self.reads.is_empty()
     }
 
     fn open_unchecked(&self, block: &Block) -> Result<Unchecked, VerifyError> {
@@ -400,12 +422,12 @@ impl Verifier {
         header: &Block,
         body: &Block,
     ) -> Result<Decrypted, VerifyError> {
-        let read = self.read.as_ref().ok_or(VerifyError::NoReadKey)?;
+        if self.reads.is_empty() {
+            return Err(VerifyError::NoReadKey);
+        }
         let links = self.open_event(record, event)?;
         check_links(&links, header, body)?;
-        let plain = read
-            .open(&self.ctx.ad_header, header.data())
-            .map_err(|source| decrypt_error(Layer::Header, source))?;
+        let plain = self.open_header(header)?;
         let node: HeaderNode = decoded(Layer::Header, &plain)?;
         let key = ContentKey::from_slice(&node.key).map_err(|e| VerifyError::Malformed {
             layer: Layer::Header,
@@ -426,7 +448,9 @@ impl Verifier {
     /// checks every link, but does not verify the signature again. A compacted entry (its
     /// body block dropped, stored empty) gives its time and no payload.
     pub fn read_stored(&self, entry: &Entry) -> Result<StoredEvent, VerifyError> {
-        let read = self.read.as_ref().ok_or(VerifyError::NoReadKey)?;
+        if self.reads.is_empty() {
+            return Err(VerifyError::NoReadKey);
+        }
         let record = self.open_unchecked(&entry.record)?.record;
         let links = self.open_event(&record, &entry.event)?;
         let compacted = entry.body.data().is_empty();
@@ -441,9 +465,7 @@ impl Verifier {
         } else {
             check_links(&links, &entry.header, &entry.body)?;
         }
-        let plain = read
-            .open(&self.ctx.ad_header, entry.header.data())
-            .map_err(|source| decrypt_error(Layer::Header, source))?;
+        let plain = self.open_header(&entry.header)?;
         let node: HeaderNode = decoded(Layer::Header, &plain)?;
         let time = Hlc::new(node.time.0, node.time.1);
         let payload = if compacted {

@@ -612,3 +612,42 @@ fn stored_entries_read_back_with_and_without_their_body() {
         Err(VerifyError::NoReadKey)
     );
 }
+
+#[test]
+fn entries_of_a_later_key_epoch_read_with_the_added_key() {
+    let f = fixture(50);
+    let mut rng = ChaCha20Rng::seed_from_u64(50);
+    let first = build(&f.writer, &[b"old epoch".to_vec()], &mut rng);
+    // The read key is rotated: later entries are sealed with a new read key.
+    let rotated = ThreadKey::new(f.key.service().clone(), ReadKey::from_bytes([77; 32]));
+    let identity = Identity::from_secret_bytes(&[53; 32]);
+    let writer = Writer::new(identity, f.thread, &rotated).expect("writer");
+    assert_eq!(writer.log_id(), f.writer.log_id());
+    let second = writer
+        .append(
+            Some(&first[0].record.head()),
+            None,
+            b"new epoch",
+            Hlc::new(2_000, 0),
+        )
+        .expect("append");
+
+    let mut verifier = Verifier::new(f.thread, f.writer.log_id(), &f.key).expect("verifier");
+    assert!(matches!(
+        verifier.read_stored(&second.entry),
+        Err(VerifyError::Decrypt {
+            layer: Layer::Header,
+            ..
+        })
+    ));
+    verifier.add_read_key(ReadKey::from_bytes([77; 32]));
+    verifier.add_read_key(ReadKey::from_bytes([77; 32]));
+    let read = verifier.read_stored(&second.entry).expect("new epoch");
+    assert_eq!(read.payload.as_deref(), Some(&b"new epoch"[..]));
+    let read = verifier.read_stored(&first[0].entry).expect("old epoch");
+    assert_eq!(read.payload.as_deref(), Some(&b"old epoch"[..]));
+    let (_, decrypted) = verifier
+        .verify_entry(Some(&first[0].record.head()), &second.entry)
+        .expect("reader-level verification with the added key");
+    assert_eq!(decrypted.payload(), b"new epoch");
+}

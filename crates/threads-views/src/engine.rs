@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use threads_crypto::ThreadKey;
+use threads_crypto::{ReadKey, ThreadKey};
 use threads_id::{LogId, ThreadId};
 use threads_log::{EventOrder, Hlc, Verifier};
 use threads_store::{Page, Store, ViewChange, ViewCommit, ViewSnapshot};
@@ -36,6 +36,11 @@ pub struct ViewConfig {
     pub commit_every: usize,
     /// How many entries to read from a log at a time.
     pub page: usize,
+    /// What to do with an entry this peer cannot read with the keys it holds: wait for a
+    /// key that opens it (`false`, the default: the log stops there, see
+    /// [`Views::blocked`]), or pass over it for good (`true`: for views that only read
+    /// events sealed with one known key, such as the access-control list).
+    pub skip_unreadable: bool,
 }
 
 impl Default for ViewConfig {
@@ -46,6 +51,7 @@ impl Default for ViewConfig {
             keep_snapshots: 3,
             commit_every: 1_000,
             page: 512,
+            skip_unreadable: false,
         }
     }
 }
@@ -82,6 +88,13 @@ impl ViewConfig {
     #[must_use]
     pub fn with_commit_every(mut self, events: usize) -> ViewConfig {
         self.commit_every = events.max(1);
+        self
+    }
+
+    /// Sets [`ViewConfig::skip_unreadable`].
+    #[must_use]
+    pub fn with_skip_unreadable(mut self, skip: bool) -> ViewConfig {
+        self.skip_unreadable = skip;
         self
     }
 }
@@ -132,6 +145,8 @@ struct LogStream {
     last_time: Option<Hlc>,
     buffer: VecDeque<Decoded>,
     done: bool,
+    /// The counter of an entry this peer cannot read with the keys it holds.
+    blocked: Option<u64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -153,6 +168,9 @@ pub struct Views<S> {
     key: ThreadKey,
     reducers: Vec<Arc<dyn Reducer>>,
     gate: Option<Arc<dyn Gate>>,
+    /// Read keys of later key epochs, in the order they were added.
+    epochs: Arc<std::sync::RwLock<Vec<ReadKey>>>,
+    blocked: BTreeMap<LogId, u64>,
     by_name: HashMap<String, usize>,
     states: Vec<State>,
     rejections: State,
@@ -208,6 +226,26 @@ impl<S: Store + 'static> Views<S> {
             .thread_key(thread)
             .await?
             .ok_or(ViewError::UnknownThread)?;
+        Views::open_scope_with_key(store, thread, name, key, reducers, config).await
+    }
+
+    /// [`Views::open_scope`] reading events with `key` instead of the thread key the store
+    /// holds (its service key must be the thread's): for views of events sealed with a
+    /// read key derived for them, such as the access-control list.
+    ///
+    /// # Errors
+    /// As [`Views::open`].
+    pub async fn open_scope_with_key(
+        store: Arc<S>,
+        thread: ThreadId,
+        name: &str,
+        key: ThreadKey,
+        reducers: Vec<Arc<dyn Reducer>>,
+        config: ViewConfig,
+    ) -> Result<Views<S>> {
+        if store.thread_key(thread).await?.is_none() {
+            return Err(ViewError::UnknownThread);
+        }
         if !key.can_read() {
             return Err(ViewError::NoReadKey);
         }
@@ -227,6 +265,8 @@ impl<S: Store + 'static> Views<S> {
             states: vec![State::new(); reducers.len()],
             reducers,
             gate: None,
+            epochs: Arc::default(),
+            blocked: BTreeMap::new(),
             by_name,
             rejections: State::new(),
             mark: Mark::default(),
@@ -349,6 +389,32 @@ impl<S: Store + 'static> Views<S> {
         result
     }
 
+    /// Also reads events sealed with `key`, the read key of a later key epoch (access
+    /// control rotates the read key when it revokes a reader). Events this peer could not
+    /// read before are applied by the next [`Views::catch_up`] (as late events). Returns
+    /// whether the key was new.
+    pub fn add_read_key(&mut self, key: ReadKey) -> bool {
+        let mut epochs = self
+            .epochs
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if epochs.contains(&key) || self.key.read() == Some(&key) {
+            return false;
+        }
+        for verifier in self.verifiers.values_mut() {
+            verifier.add_read_key(key.clone());
+        }
+        epochs.push(key);
+        true
+    }
+
+    /// The logs whose next event this peer cannot read with the keys it holds (sealed with
+    /// the read key of an epoch it was not given, or not sealed right), with that event's
+    /// counter, as of the last catch-up. Later events of such a log wait behind it.
+    pub fn blocked(&self) -> &BTreeMap<LogId, u64> {
+        &self.blocked
+    }
+
     /// The thread.
     pub const fn thread(&self) -> ThreadId {
         self.thread
@@ -415,9 +481,10 @@ impl<S: Store + 'static> Views<S> {
             Arc::clone(&self.store),
             self.thread,
             self.key.clone(),
+            Arc::clone(&self.epochs),
             self.applied_tx.subscribe(),
             from,
-            self.config.page,
+            &self.config,
         )
     }
 
@@ -442,6 +509,7 @@ impl<S: Store + 'static> Views<S> {
     async fn catch_up_inner(&mut self) -> Result<Progress> {
         let mut streams = self.streams(&self.mark.clone()).await?;
         let Some(first) = self.peek_min(&mut streams).await? else {
+            self.note_blocked(&streams);
             return Ok(Progress::default());
         };
         let ordered = self.reducers.iter().any(|r| r.kind() == ViewKind::Ordered);
@@ -585,13 +653,22 @@ impl<S: Store + 'static> Views<S> {
         let mut streams = Vec::with_capacity(logs.len());
         for log in logs {
             if !self.verifiers.contains_key(&log) {
-                let verifier = Verifier::new(self.thread, log, &self.key).map_err(|source| {
-                    ViewError::Unreadable {
-                        log,
-                        counter: 0,
-                        source,
-                    }
-                })?;
+                let mut verifier =
+                    Verifier::new(self.thread, log, &self.key).map_err(|source| {
+                        ViewError::Unreadable {
+                            log,
+                            counter: 0,
+                            source,
+                        }
+                    })?;
+                for key in self
+                    .epochs
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .iter()
+                {
+                    verifier.add_read_key(key.clone());
+                }
                 self.verifiers.insert(log, verifier);
             }
             let mark = from.logs.get(&log);
@@ -601,6 +678,7 @@ impl<S: Store + 'static> Views<S> {
                 last_time: mark.map(|m| m.time),
                 buffer: VecDeque::new(),
                 done: false,
+                blocked: None,
             });
         }
         Ok(streams)
@@ -625,14 +703,34 @@ impl<S: Store + 'static> Views<S> {
         }
         let verifier = &self.verifiers[&stream.log];
         for stored in entries {
-            let read =
-                verifier
-                    .read_stored(&stored.entry)
-                    .map_err(|source| ViewError::Unreadable {
-                        log: stream.log,
-                        counter: stored.counter,
-                        source,
-                    })?;
+            let read = match verifier.read_stored(&stored.entry) {
+                Ok(read) => read,
+                Err(_) if self.config.skip_unreadable => {
+                    // Passed over: it counts as applied with nothing to apply, placed right
+                    // after the log's previous event.
+                    let time = stream.last_time.unwrap_or(Hlc::new(0, 0));
+                    stream.last_time = Some(time);
+                    stream.after = stored.counter;
+                    stream.buffer.push_back(Decoded {
+                        order: EventOrder {
+                            time,
+                            log: stream.log,
+                            counter: stored.counter,
+                        },
+                        payload: None,
+                        monotone: true,
+                    });
+                    continue;
+                }
+                Err(source) => {
+                    // Not readable with the keys held: the log waits here (events of a log
+                    // apply in counter order) until a key that opens it is added.
+                    tracing::debug!(log = %stream.log, counter = stored.counter, %source, "entry not readable");
+                    stream.blocked = Some(stored.counter);
+                    stream.done = true;
+                    break;
+                }
+            };
             let (time, monotone) = match stream.last_time {
                 Some(last) if read.time <= last => (last, false),
                 _ => (read.time, true),
@@ -724,7 +822,15 @@ impl<S: Store + 'static> Views<S> {
         if pending > 0 || self.drop_snapshots_from.is_some() {
             self.commit().await?;
         }
+        self.note_blocked(&streams);
         Ok(progress)
+    }
+
+    fn note_blocked(&mut self, streams: &[LogStream]) {
+        self.blocked = streams
+            .iter()
+            .filter_map(|s| s.blocked.map(|counter| (s.log, counter)))
+            .collect();
     }
 
     fn reject(&mut self, order: &EventOrder, view: &str, reason: &str) {
@@ -899,6 +1005,7 @@ impl<S: Store + 'static> Views<S> {
                 last_time: None,
                 buffer: VecDeque::new(),
                 done: false,
+                blocked: None,
             };
             let mut counters = Vec::new();
             loop {

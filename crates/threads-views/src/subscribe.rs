@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
-use threads_crypto::ThreadKey;
+use threads_crypto::{ReadKey, ThreadKey};
 use threads_id::{LogId, ThreadId};
 use threads_log::{EventOrder, Verifier};
 use threads_store::{Page, Store};
 use tokio::sync::watch;
 
+use crate::engine::ViewConfig;
 use crate::error::{Result, ViewError};
 
 /// How far a reader has come in each log of a thread: the last counter seen per log.
@@ -89,6 +90,9 @@ pub struct Subscription<S> {
     store: Arc<S>,
     thread: ThreadId,
     key: ThreadKey,
+    epochs: Arc<std::sync::RwLock<Vec<ReadKey>>>,
+    known_epochs: usize,
+    skip_unreadable: bool,
     applied: watch::Receiver<BTreeMap<LogId, u64>>,
     at: Cursor,
     page: usize,
@@ -110,17 +114,21 @@ impl<S: Store> Subscription<S> {
         store: Arc<S>,
         thread: ThreadId,
         key: ThreadKey,
+        epochs: Arc<std::sync::RwLock<Vec<ReadKey>>>,
         applied: watch::Receiver<BTreeMap<LogId, u64>>,
         from: Cursor,
-        page: usize,
+        config: &ViewConfig,
     ) -> Subscription<S> {
         Subscription {
             store,
             thread,
             key,
+            epochs,
+            known_epochs: 0,
+            skip_unreadable: config.skip_unreadable,
             applied,
             at: from,
-            page,
+            page: config.page,
             buffers: BTreeMap::new(),
             verifiers: HashMap::new(),
         }
@@ -162,6 +170,16 @@ impl<S: Store> Subscription<S> {
     /// Fills the buffer of every log that has undelivered applied events, then takes the
     /// smallest event.
     async fn take(&mut self, applied: &BTreeMap<LogId, u64>) -> Result<Option<Delivered>> {
+        let epochs: Vec<ReadKey> = self
+            .epochs
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if epochs.len() != self.known_epochs {
+            // Keys of later epochs were added: every verifier learns them.
+            self.verifiers.clear();
+            self.known_epochs = epochs.len();
+        }
         for (&log, &until) in applied {
             let buffer = self.buffers.entry(log).or_default();
             let after = buffer
@@ -178,24 +196,30 @@ impl<S: Store> Subscription<S> {
                 .entries_after(self.thread, log, after, Page::new(want, 16 << 20))
                 .await?;
             if !self.verifiers.contains_key(&log) {
-                let verifier = Verifier::new(self.thread, log, &self.key).map_err(|source| {
-                    ViewError::Unreadable {
-                        log,
-                        counter: 0,
-                        source,
-                    }
-                })?;
+                let mut verifier =
+                    Verifier::new(self.thread, log, &self.key).map_err(|source| {
+                        ViewError::Unreadable {
+                            log,
+                            counter: 0,
+                            source,
+                        }
+                    })?;
+                for key in &epochs {
+                    verifier.add_read_key(key.clone());
+                }
                 self.verifiers.insert(log, verifier);
             }
             let verifier = &self.verifiers[&log];
             for stored in entries.into_iter().filter(|e| e.counter <= until) {
-                let read = verifier.read_stored(&stored.entry).map_err(|source| {
-                    ViewError::Unreadable {
-                        log,
-                        counter: stored.counter,
-                        source,
+                let Ok(read) = verifier.read_stored(&stored.entry) else {
+                    if self.skip_unreadable {
+                        // The views passed over it; so does the subscription.
+                        self.at.counters.insert(log, stored.counter);
+                        continue;
                     }
-                })?;
+                    // Not readable with the keys held yet: this log waits here.
+                    break;
+                };
                 let order = EventOrder {
                     time: read.time,
                     log,

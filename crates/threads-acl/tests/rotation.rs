@@ -1,0 +1,247 @@
+//! Revoking read rotates the read key: the revoked member keeps replicating the records
+//! but cannot read what is written in the new epoch; readers who remain, and a member who
+//! is given the read role again, read everything. Invites carry the role and only the keys
+//! it needs.
+
+use std::sync::Arc;
+
+use threads_acl::{ACL_VIEW, AclInvite, AclOp, AclViews, Role, new_thread};
+use threads_crypto::{Identity, ThreadKey};
+use threads_id::{LogId, ThreadAddr, ThreadId};
+use threads_log::{Hlc, Writer};
+use threads_net::ingest;
+use threads_net::message::WireEntry;
+use threads_store::{LogBook, MemoryStore, Page, ThreadBook, write_local};
+use threads_views::{Batch, Kv, Reducer, ViewConfig};
+
+struct Peer {
+    id: Identity,
+    store: Arc<MemoryStore>,
+    views: AclViews<MemoryStore>,
+}
+
+impl Peer {
+    async fn new(id: Identity, thread: ThreadId, key: &ThreadKey) -> Peer {
+        let store = Arc::new(MemoryStore::new());
+        store.put_thread(thread, key).await.expect("thread");
+        let kv: Arc<dyn Reducer> = Arc::new(Kv::new("kv"));
+        let views = AclViews::open(Arc::clone(&store), thread, &id, vec![kv], ViewConfig::new())
+            .await
+            .expect("open");
+        Peer { id, store, views }
+    }
+
+    /// Writes `batch` with the key of the current epoch (the ACL key for ACL batches).
+    async fn write(&self, batch: &Batch, time: u64) {
+        let key = if batch.ops().iter().any(|(view, _)| view == ACL_VIEW) {
+            self.views.acl_key()
+        } else {
+            self.views
+                .write_key()
+                .expect("a reader of the current epoch")
+        };
+        let writer = Writer::new(self.id.clone(), self.views.thread(), &key).expect("writer");
+        write_local(&*self.store, &writer, &batch.encode(), Hlc::new(time, 0))
+            .await
+            .expect("write");
+    }
+
+    fn keys(&self) -> Vec<String> {
+        Kv::list(self.views.state("kv").expect("kv"))
+            .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+            .collect()
+    }
+}
+
+/// Replicates every log among the peers as threads-net does (follower-level verification
+/// with the service key, then one transaction per batch), then lets every peer catch up.
+async fn sync(peers: &mut [Peer], key: &ThreadKey) {
+    let thread = peers[0].views.thread();
+    let logs: Vec<LogId> = peers.iter().map(|p| p.id.log_id()).collect();
+    for log in logs {
+        for source in peers.iter() {
+            let entries = source
+                .store
+                .entries_after(thread, log, 0, Page::new(10_000, usize::MAX))
+                .await
+                .expect("read");
+            for target in peers.iter() {
+                let head = target.store.head(thread, log).await.expect("head");
+                let have = head.map_or(0, |h| h.counter) as usize;
+                if have >= entries.len() {
+                    continue;
+                }
+                let wire = entries[have..]
+                    .iter()
+                    .map(|e| WireEntry::from_entry(&e.entry))
+                    .collect();
+                ingest(&*target.store, thread, log, &key.to_follower(), wire)
+                    .await
+                    .expect("replicated");
+            }
+        }
+    }
+    for peer in peers.iter_mut() {
+        peer.views.catch_up().await.expect("catch up");
+    }
+}
+
+fn addrs(thread: ThreadId, host: &Identity) -> Vec<ThreadAddr> {
+    vec![
+        ThreadAddr::new(
+            format!("/ip4/127.0.0.1/tcp/4006/p2p/{}", host.log_id())
+                .parse()
+                .expect("multiaddr"),
+            thread,
+        )
+        .expect("address"),
+    ]
+}
+
+#[tokio::test]
+async fn revoking_read_rotates_the_key() {
+    let owner = Identity::from_secret_bytes(&[1; 32]);
+    let writer = Identity::from_secret_bytes(&[2; 32]);
+    let reader = Identity::from_secret_bytes(&[3; 32]);
+    let (thread, salt) = new_thread(&owner.log_id());
+    let key = ThreadKey::generate();
+    let mut peers = vec![
+        Peer::new(owner.clone(), thread, &key).await,
+        Peer::new(writer.clone(), thread, &key).await,
+        Peer::new(reader.clone(), thread, &key).await,
+    ];
+    let (o, w, r) = (0, 1, 2);
+
+    let founding = Batch::new()
+        .with(ACL_VIEW, AclOp::Init { salt }.encode())
+        .with(
+            ACL_VIEW,
+            AclOp::SetRole {
+                member: writer.log_id(),
+                role: Role::Write,
+                from: 1,
+            }
+            .encode(),
+        )
+        .with(
+            ACL_VIEW,
+            AclOp::SetRole {
+                member: reader.log_id(),
+                role: Role::Read,
+                from: 1,
+            }
+            .encode(),
+        );
+    peers[o].write(&founding, 1).await;
+    sync(&mut peers, &key).await;
+    peers[w].write(&put("before"), 2).await;
+    sync(&mut peers, &key).await;
+    assert_eq!(peers[r].keys(), ["before"]);
+
+    // The owner takes the read role away: the batch starts a new key epoch.
+    let revoke = peers[o]
+        .views
+        .set_role(reader.log_id(), Role::Follow)
+        .await
+        .expect("revoke");
+    assert!(
+        revoke
+            .ops()
+            .iter()
+            .any(|(_, op)| matches!(AclOp::decode(op), Ok(AclOp::Rotate { .. })))
+    );
+    peers[o].write(&revoke, 3).await;
+    sync(&mut peers, &key).await;
+    let new_key = peers[w].views.write_key().expect("the writer reads on");
+    assert_ne!(new_key, key);
+    assert_eq!(peers[o].views.write_key(), Some(new_key.clone()));
+    assert_eq!(peers[r].views.write_key(), None);
+    assert_eq!(peers[r].views.acl().role(&reader.log_id()), Role::Follow);
+
+    peers[w].write(&put("after"), 4).await;
+    peers[o].write(&put("owner after"), 5).await;
+    sync(&mut peers, &key).await;
+
+    // The remaining members read the new epoch.
+    assert_eq!(peers[o].keys(), ["after", "before", "owner after"]);
+    assert_eq!(peers[w].keys(), peers[o].keys());
+    // The revoked reader holds every record (it still follows the thread) ...
+    for log in [owner.log_id(), writer.log_id()] {
+        assert_eq!(
+            peers[r].store.head(thread, log).await.expect("head"),
+            peers[o].store.head(thread, log).await.expect("head"),
+        );
+    }
+    // ... keeps what it read before, and cannot read the new events.
+    assert_eq!(peers[r].keys(), ["before"]);
+    let blocked = peers[r].views.views().blocked().clone();
+    assert_eq!(blocked.get(&writer.log_id()), Some(&2));
+    assert_eq!(blocked.get(&owner.log_id()), Some(&3));
+    let entries = peers[r]
+        .store
+        .entries_after(thread, writer.log_id(), 1, Page::new(1, usize::MAX))
+        .await
+        .expect("read");
+    let verifier = threads_log::Verifier::new(thread, writer.log_id(), &key).expect("verifier");
+    assert!(verifier.read_stored(&entries[0].entry).is_err());
+
+    // Given the read role again, it is handed every key and reads everything.
+    let readmit = peers[o]
+        .views
+        .set_role(reader.log_id(), Role::Read)
+        .await
+        .expect("readmit");
+    peers[o].write(&readmit, 6).await;
+    sync(&mut peers, &key).await;
+    assert_eq!(peers[r].keys(), peers[o].keys());
+    assert!(peers[r].views.views().blocked().is_empty());
+    assert_eq!(peers[r].views.write_key(), Some(new_key));
+    assert_eq!(peers[r].views.digest(), peers[o].views.digest());
+}
+
+#[tokio::test]
+async fn invites_carry_the_role_and_the_keys_it_needs() {
+    let owner = Identity::from_secret_bytes(&[1; 32]);
+    let guest = Identity::from_secret_bytes(&[4; 32]);
+    let (thread, salt) = new_thread(&owner.log_id());
+    let key = ThreadKey::generate();
+    let peer = Peer::new(owner.clone(), thread, &key).await;
+    peer.write(
+        &Batch::new().with(ACL_VIEW, AclOp::Init { salt }.encode()),
+        1,
+    )
+    .await;
+
+    let follower = peer
+        .views
+        .invite(addrs(thread, &owner), &guest.log_id(), Role::Follow)
+        .expect("invite");
+    let text = follower.to_text();
+    let parsed: AclInvite = text.parse().expect("parses");
+    assert_eq!(parsed, follower);
+    assert_eq!(parsed.role(), Role::Follow);
+    let (_, keys) = parsed.open(&guest).expect("opens");
+    assert_eq!(keys.thread_id(), thread);
+    assert!(!keys.thread_key().can_read());
+    assert_eq!(keys.thread_key().service(), key.service());
+    assert!(parsed.open(&owner).is_err());
+
+    let reader = peer
+        .views
+        .invite(addrs(thread, &owner), &guest.log_id(), Role::Write)
+        .expect("invite");
+    let (_, keys) = reader.open(&guest).expect("opens");
+    assert_eq!(keys.thread_key(), &key);
+    assert_eq!(
+        AclInvite::from_bytes(&reader.to_bytes())
+            .expect("bytes")
+            .role(),
+        Role::Write
+    );
+    assert!(AclInvite::from_bytes(&[9]).is_err());
+    assert!("not an invite".parse::<AclInvite>().is_err());
+}
+
+fn put(key: &str) -> Batch {
+    Batch::new().with("kv", Kv::put(key.as_bytes(), b"1"))
+}
