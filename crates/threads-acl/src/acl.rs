@@ -60,6 +60,7 @@ pub struct Acl {
     thread: ThreadId,
     owner: Option<LogId>,
     roles: BTreeMap<LogId, Vec<Change<Role>>>,
+    resource_roles: BTreeMap<(String, Vec<u8>, LogId), Vec<Change<Role>>>,
     editors: BTreeMap<LogId, Vec<Change<bool>>>,
     defaults: Vec<(Stamp, Role)>,
     counted: Vec<(Stamp, AclOp)>,
@@ -73,6 +74,7 @@ impl Acl {
             thread,
             owner: None,
             roles: BTreeMap::new(),
+            resource_roles: BTreeMap::new(),
             editors: BTreeMap::new(),
             defaults: Vec::new(),
             counted: Vec::new(),
@@ -150,7 +152,9 @@ impl Acl {
                 }
             }
             _ if self.owner.is_none() => Err("the ACL has no owner yet".to_owned()),
-            AclOp::SetRole { member, .. } | AclOp::SetEditor { member, .. }
+            AclOp::SetRole { member, .. }
+            | AclOp::SetEditor { member, .. }
+            | AclOp::SetResourceRole { member, .. }
                 if Some(*member) == self.owner =>
             {
                 Err("the owner's rights cannot change".to_owned())
@@ -173,6 +177,22 @@ impl Acl {
                 });
             }
             AclOp::SetDefault { role } => self.defaults.push((stamp, role)),
+            AclOp::SetResourceRole {
+                ref view,
+                ref resource,
+                member,
+                role,
+                from,
+            } => {
+                self.resource_roles
+                    .entry((view.clone(), resource.clone(), member))
+                    .or_default()
+                    .push(Change {
+                        stamp,
+                        from,
+                        value: role,
+                    });
+            }
             AclOp::Rotate { .. } | AclOp::Share { .. } => {}
             AclOp::SetEditor {
                 member,
@@ -262,6 +282,18 @@ impl Acl {
             .rev()
             .find(|(stamp, _)| stamp.order < *at)
             .map_or(Role::NoAccess, |(_, role)| *role)
+    }
+
+    /// The role of `member` for its event at `at` operating on `resource` of `view`: its
+    /// role on that resource if one reaches the event, else its thread-wide role.
+    pub fn role_on(&self, member: &LogId, at: &EventOrder, view: &str, resource: &[u8]) -> Role {
+        if Some(*member) == self.owner {
+            return Role::Delete;
+        }
+        self.resource_roles
+            .get(&(view.to_owned(), resource.to_vec(), *member))
+            .and_then(|c| reaching(c, at))
+            .unwrap_or_else(|| self.role_at(member, at))
     }
 
     /// The role of `member` for its next events: after every change known.

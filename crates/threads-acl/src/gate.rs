@@ -62,13 +62,22 @@ fn read(acl: &SharedAcl) -> std::sync::RwLockReadGuard<'_, Acl> {
 pub struct AclGate(pub SharedAcl);
 
 impl Gate for AclGate {
-    fn admits(&self, _view: &str, access: Access, event: &Event<'_>) -> Result<(), Reject> {
+    fn admits(
+        &self,
+        view: &str,
+        access: Access,
+        resource: Option<&[u8]>,
+        event: &Event<'_>,
+    ) -> Result<(), Reject> {
         let needed = match access {
             Access::Write => Role::Write,
             Access::Delete => Role::Delete,
         };
         let author = event.author();
-        let role = read(&self.0).role_at(&author, &event.order);
+        let role = match resource {
+            Some(resource) => read(&self.0).role_on(&author, &event.order, view, resource),
+            None => read(&self.0).role_at(&author, &event.order),
+        };
         if role >= needed {
             Ok(())
         } else {

@@ -112,6 +112,21 @@ pub enum AclOp {
         /// The member's first counter it applies to.
         from: u64,
     },
+    /// Gives `member` a role on one resource of one view (a key, a document): it replaces
+    /// the member's thread-wide role for operations on that resource, to narrow it or widen
+    /// it.
+    SetResourceRole {
+        /// The view.
+        view: String,
+        /// The resource within the view ([`threads_views::Reducer::resource`]).
+        resource: Vec<u8>,
+        /// The member.
+        member: LogId,
+        /// The role on the resource.
+        role: Role,
+        /// The member's first counter it applies to.
+        from: u64,
+    },
     /// Starts a new read-key epoch: writers that apply it seal their later events with the
     /// new read key, sealed here to each member that keeps reading. A member left out
     /// cannot read events of this epoch.
@@ -138,6 +153,8 @@ enum WireOp {
     Default(u8),
     #[serde(rename = "editor")]
     Editor(ByteBuf, bool, u64),
+    #[serde(rename = "resource-role")]
+    ResourceRole(String, ByteBuf, ByteBuf, u8, u64),
     #[serde(rename = "rotate")]
     Rotate(Vec<(ByteBuf, ByteBuf)>),
     #[serde(rename = "share")]
@@ -165,6 +182,19 @@ impl AclOp {
                 editor,
                 from,
             } => WireOp::Editor(ByteBuf::from(member.to_bytes()), *editor, *from),
+            AclOp::SetResourceRole {
+                view,
+                resource,
+                member,
+                role,
+                from,
+            } => WireOp::ResourceRole(
+                view.clone(),
+                ByteBuf::from(resource.clone()),
+                ByteBuf::from(member.to_bytes()),
+                role.code(),
+                *from,
+            ),
             AclOp::Rotate { sealed } => WireOp::Rotate(wire_keys(sealed)),
             AclOp::Share { sealed } => WireOp::Share(
                 sealed
@@ -212,6 +242,13 @@ impl AclOp {
             WireOp::Editor(m, editor, from) => AclOp::SetEditor {
                 member: member(&m)?,
                 editor,
+                from,
+            },
+            WireOp::ResourceRole(view, resource, m, role, from) => AclOp::SetResourceRole {
+                view,
+                resource: resource.into_vec(),
+                member: member(&m)?,
+                role: Role::from_code(role)?,
                 from,
             },
             WireOp::Rotate(keys) => AclOp::Rotate {

@@ -210,7 +210,8 @@ impl<S: Store + 'static> AclViews<S> {
             match op {
                 AclOp::Init { .. } => return Ok(Since::All),
                 AclOp::SetDefault { .. } => consider(stamp.order),
-                AclOp::SetRole { member, from, .. } => {
+                AclOp::SetRole { member, from, .. }
+                | AclOp::SetResourceRole { member, from, .. } => {
                     let member = *member;
                     consider(stamp.order);
                     if let Some(order) = self.order_of(member, *from).await? {

@@ -364,6 +364,69 @@ async fn a_revoked_editor_cannot_backdate_acl_changes() {
 }
 
 #[tokio::test]
+async fn roles_on_one_resource_refine_the_thread_role() {
+    let (mut scene, salt) = Scene::new(3, false);
+    let (owner, member, guest) = (0, 1, 2);
+    let on = |resource: &str, who: LogId, role: Role| AclOp::SetResourceRole {
+        view: "kv".to_owned(),
+        resource: resource.as_bytes().to_vec(),
+        member: who,
+        role,
+        from: 1,
+    };
+    scene.write(
+        owner,
+        1,
+        acl(&[
+            AclOp::Init { salt },
+            AclOp::SetRole {
+                member: scene.id(member),
+                role: Role::Write,
+                from: 1,
+            },
+            // The member may not touch "locked"; the guest, with no role in the thread,
+            // may write "shared" and delete it.
+            on("locked", scene.id(member), Role::Read),
+            on("shared", scene.id(guest), Role::Delete),
+        ]),
+    );
+    scene.write(owner, 2, put("locked"));
+    scene.write(member, 3, put("locked"));
+    scene.write(member, 4, put("mine"));
+    scene.write(guest, 5, put("shared"));
+    scene.write(guest, 6, put("elsewhere"));
+    scene.write(guest, 7, del("shared"));
+    scene.write(guest, 8, put("shared"));
+    // A resource role set by a member who is not an editor counts for nothing.
+    scene.write(
+        member,
+        9,
+        acl(&[on("locked", scene.id(member), Role::Write)]),
+    );
+    scene.write(member, 10, del("mine"));
+
+    for views in &replicas(&scene).await {
+        assert_eq!(keys(views), ["locked", "mine", "shared"]);
+        let stamp = Kv::stamp(views.state("kv").expect("kv"), b"locked").expect("stamp");
+        assert_eq!(stamp.order.log, scene.id(owner));
+        let rejected: Vec<(LogId, u64)> = views
+            .rejections()
+            .iter()
+            .map(|r| (r.author(), r.order.counter))
+            .collect();
+        assert_eq!(
+            rejected,
+            [
+                (scene.id(member), 1),
+                (scene.id(guest), 2),
+                (scene.id(member), 4)
+            ]
+        );
+        assert_eq!(views.acl().rejections().len(), 1);
+    }
+}
+
+#[tokio::test]
 async fn raw_threads_check_nothing() {
     let (mut scene, _) = Scene::new(2, true);
     scene.write(0, 1, put("owner"));

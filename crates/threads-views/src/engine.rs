@@ -888,7 +888,14 @@ impl<S: Store + 'static> Views<S> {
                         index,
                         data,
                     };
-                    gate.admits(reducer.name(), reducer.access(&op), &op).err()
+                    let resource = reducer.resource(&op);
+                    gate.admits(
+                        reducer.name(),
+                        reducer.access(&op),
+                        resource.as_deref(),
+                        &op,
+                    )
+                    .err()
                 });
                 if let Some(reject) = refused {
                     self.reject(&event.order, reducer.name(), &reject.0);

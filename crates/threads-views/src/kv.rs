@@ -148,6 +148,10 @@ impl Reducer for Kv {
         Ok(())
     }
 
+    fn resource(&self, event: &Event<'_>) -> Option<Vec<u8>> {
+        Kv::decode(event.data).map(|(key, _)| key)
+    }
+
     fn access(&self, event: &Event<'_>) -> Access {
         match serde_ipld_dagcbor::from_slice::<Op>(event.data) {
             Ok(Op::Del(_)) => Access::Delete,

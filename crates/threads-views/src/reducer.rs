@@ -68,6 +68,13 @@ pub trait Reducer: Send + Sync {
         let _ = event;
         Access::Write
     }
+
+    /// What the operation touches within the view (a key, a document id), for a [`Gate`]
+    /// with rules per resource. The default is `None`: the view as a whole.
+    fn resource(&self, event: &Event<'_>) -> Option<Vec<u8>> {
+        let _ = event;
+        None
+    }
 }
 
 /// Access control in front of the views: decides, for every operation, whether its author
@@ -79,9 +86,16 @@ pub trait Reducer: Send + Sync {
 /// replays, and commutative views ask for late events without rewinding. When the rules
 /// change, call [`crate::Views::regate`] from the earliest place where answers may differ.
 pub trait Gate: Send + Sync {
-    /// Whether the operation `event` of `access` kind for the view `view` may apply.
+    /// Whether the operation `event` of `access` kind for the view `view`, touching
+    /// `resource` within it ([`Reducer::resource`]), may apply.
     ///
     /// # Errors
     /// A [`Reject`] saying why not (it is recorded with the event's author).
-    fn admits(&self, view: &str, access: Access, event: &Event<'_>) -> Result<(), Reject>;
+    fn admits(
+        &self,
+        view: &str,
+        access: Access,
+        resource: Option<&[u8]>,
+        event: &Event<'_>,
+    ) -> Result<(), Reject>;
 }
