@@ -71,6 +71,15 @@ impl State {
             .map(|(k, v)| (k.as_slice(), v.as_slice()))
     }
 
+    /// [`State::prefix`] with an owned prefix, so the iterator can outlive the caller's
+    /// buffer.
+    pub fn prefix_owned(&self, prefix: Vec<u8>) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.rows
+            .range::<[u8], _>((Bound::Included(prefix.as_slice()), Bound::Unbounded))
+            .take_while(move |(k, _)| k.starts_with(&prefix))
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+    }
+
     /// The rows with keys in `[from, to)`, in key order.
     pub fn range<'a>(
         &'a self,

@@ -1,0 +1,175 @@
+//! JSON helpers of the document store: paths, one total order of values, and an encoding of
+//! scalar values whose byte order is that order (the keys of indexes).
+
+use std::cmp::Ordering;
+
+use serde_json::Value;
+
+/// A path into a document: field names separated by dots; a segment of digits also indexes
+/// arrays (`"tags.0"`). Field names containing dots cannot be addressed.
+pub fn get<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut at = doc;
+    for segment in path.split('.') {
+        at = match at {
+            Value::Object(map) => map.get(segment)?,
+            Value::Array(items) => items.get(segment.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(at)
+}
+
+/// Whether `path` is well formed: non-empty segments.
+pub fn valid_path(path: &str) -> bool {
+    !path.is_empty() && path.split('.').all(|s| !s.is_empty())
+}
+
+/// The rank of a value's type in the total order: null < booleans < numbers < strings <
+/// arrays < objects.
+pub const fn rank(value: &Value) -> u8 {
+    match value {
+        Value::Null => 0,
+        Value::Bool(_) => 1,
+        Value::Number(_) => 2,
+        Value::String(_) => 3,
+        Value::Array(_) => 4,
+        Value::Object(_) => 5,
+    }
+}
+
+fn number(value: &serde_json::Number) -> f64 {
+    let n = value.as_f64().unwrap_or(0.0);
+    if n == 0.0 { 0.0 } else { n }
+}
+
+/// The total order of JSON values: by type rank, then numbers by value, strings by bytes,
+/// arrays element by element, objects by their canonical text.
+pub fn compare(a: &Value, b: &Value) -> Ordering {
+    match (a, b) {
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::Number(x), Value::Number(y)) => number(x).total_cmp(&number(y)),
+        (Value::String(x), Value::String(y)) => x.as_bytes().cmp(y.as_bytes()),
+        (Value::Array(x), Value::Array(y)) => {
+            for (p, q) in x.iter().zip(y) {
+                match compare(p, q) {
+                    Ordering::Equal => {}
+                    other => return other,
+                }
+            }
+            x.len().cmp(&y.len())
+        }
+        (Value::Object(_), Value::Object(_)) => a.to_string().cmp(&b.to_string()),
+        _ => rank(a).cmp(&rank(b)),
+    }
+}
+
+/// Whether two values are equal in that order (so `1` equals `1.0`).
+pub fn equal(a: &Value, b: &Value) -> bool {
+    compare(a, b) == Ordering::Equal
+}
+
+/// The index encoding of a scalar value (`None` for arrays and objects, which are not
+/// indexed). Comparing encodings byte by byte compares values in the total order, and no
+/// encoding is a prefix of another, so a document id can follow it.
+pub fn encode_scalar(value: &Value) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(16);
+    match value {
+        Value::Null => out.push(0x01),
+        Value::Bool(b) => {
+            out.push(0x02);
+            out.push(u8::from(*b));
+        }
+        Value::Number(n) => {
+            out.push(0x03);
+            let bits = number(n).to_bits();
+            let ordered = if bits >> 63 == 1 {
+                !bits
+            } else {
+                bits | (1 << 63)
+            };
+            out.extend_from_slice(&ordered.to_be_bytes());
+        }
+        Value::String(s) => {
+            out.push(0x04);
+            escape_into(s.as_bytes(), &mut out);
+            out.extend_from_slice(&[0x00, 0x00]);
+        }
+        Value::Array(_) | Value::Object(_) => return None,
+    }
+    Some(out)
+}
+
+/// The encoding of every string starting with `prefix`, without its terminator: the index
+/// keys of those strings start with it.
+pub fn encode_string_prefix(prefix: &str) -> Vec<u8> {
+    let mut out = vec![0x04];
+    escape_into(prefix.as_bytes(), &mut out);
+    out
+}
+
+fn escape_into(bytes: &[u8], out: &mut Vec<u8>) {
+    for &b in bytes {
+        out.push(b);
+        if b == 0x00 {
+            out.push(0xFF);
+        }
+    }
+}
+
+/// The type tag that starts the encodings of values of `value`'s type.
+pub const fn tag(value: &Value) -> u8 {
+    match value {
+        Value::Null => 0x01,
+        Value::Bool(_) => 0x02,
+        Value::Number(_) => 0x03,
+        Value::String(_) => 0x04,
+        Value::Array(_) => 0x05,
+        Value::Object(_) => 0x06,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i32>().prop_map(|n| json!(n)),
+            (-1e6f64..1e6).prop_map(|n| json!(n)),
+            "[a-c\\x00]{0,4}".prop_map(Value::String),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn encoding_order_is_the_value_order(a in scalar(), b in scalar()) {
+            let (ea, eb) = (encode_scalar(&a).expect("scalar"), encode_scalar(&b).expect("scalar"));
+            prop_assert_eq!(ea.cmp(&eb), compare(&a, &b));
+            // No encoding is a proper prefix of another.
+            if ea != eb {
+                prop_assert!(!eb.starts_with(&ea) && !ea.starts_with(&eb));
+            }
+        }
+
+        #[test]
+        fn string_prefixes_select_their_strings(s in "[a-c\\x00]{0,4}", p in "[a-c\\x00]{0,2}") {
+            let key = encode_scalar(&Value::String(s.clone())).expect("scalar");
+            prop_assert_eq!(key.starts_with(&encode_string_prefix(&p)), s.starts_with(&p));
+        }
+    }
+
+    #[test]
+    fn paths_reach_fields_and_items() {
+        let doc = json!({"a": {"b": [10, {"c": true}]}});
+        assert_eq!(get(&doc, "a.b.0"), Some(&json!(10)));
+        assert_eq!(get(&doc, "a.b.1.c"), Some(&json!(true)));
+        assert_eq!(get(&doc, "a.x"), None);
+        assert!(valid_path("a.b") && !valid_path("a..b") && !valid_path(""));
+        assert!(equal(&json!(1), &json!(1.0)));
+        assert_eq!(compare(&json!(-0.0), &json!(0)), Ordering::Equal);
+    }
+}

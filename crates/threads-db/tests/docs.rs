@@ -1,0 +1,511 @@
+//! The document store: typed errors, remote events that break the schema, unique indexes,
+//! schema versions, and queries against a naive evaluator (the differential property test).
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use threads_crypto::{Identity, ThreadKey};
+use threads_db::{DocError, DocOp, Docs, Filter, IndexSpec, Query, Scan};
+use threads_id::{ThreadId, Variant};
+use threads_log::Hlc;
+use threads_store::{MemoryStore, ThreadBook, write_local};
+use threads_views::{Batch, Reducer, State, ViewConfig, Views};
+
+fn people_schema() -> String {
+    json!({
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "age": {"type": "integer", "minimum": 0},
+            "email": {"type": "string"}
+        },
+        "required": ["name"]
+    })
+    .to_string()
+}
+
+fn create(collection: &str, id: &str, doc: Value) -> DocOp {
+    DocOp::Create {
+        collection: collection.into(),
+        id: id.into(),
+        doc: doc.to_string(),
+    }
+}
+
+fn save(collection: &str, id: &str, doc: Value) -> DocOp {
+    DocOp::Save {
+        collection: collection.into(),
+        id: id.into(),
+        doc: doc.to_string(),
+    }
+}
+
+fn setup() -> (Docs, State) {
+    let docs = Docs::default();
+    let mut state = State::new();
+    docs.apply_local(
+        &mut state,
+        &DocOp::CreateCollection {
+            name: "people".into(),
+            schema: people_schema(),
+        },
+    )
+    .expect("collection");
+    let spec = IndexSpec {
+        name: "by_email".into(),
+        path: "email".into(),
+        unique: true,
+    };
+    docs.apply_local(
+        &mut state,
+        &DocOp::AddIndex {
+            collection: "people".into(),
+            spec,
+        },
+    )
+    .expect("index");
+    (docs, state)
+}
+
+/// What an error must look like.
+type Expect = fn(&DocError) -> bool;
+
+#[test]
+fn bad_writes_and_queries_are_typed_errors_and_change_nothing() {
+    let (docs, mut state) = setup();
+    docs.apply_local(
+        &mut state,
+        &create("people", "ann", json!({"name": "Ann", "email": "a@x"})),
+    )
+    .expect("create");
+    let before = state.digest();
+
+    let cases: Vec<(DocOp, Expect)> = vec![
+        (create("people", "bob", json!({"age": 3})), |e| {
+            matches!(e, DocError::SchemaViolation { version: 1, .. })
+        }),
+        (
+            create("people", "bob", json!({"name": "Bob", "age": -1})),
+            |e| matches!(e, DocError::SchemaViolation { .. }),
+        ),
+        (
+            create("nobody", "x", json!({"name": "X"})),
+            |e| matches!(e, DocError::UnknownCollection(c) if c == "nobody"),
+        ),
+        (create("people", "ann", json!({"name": "Ann"})), |e| {
+            matches!(e, DocError::Exists { .. })
+        }),
+        (save("people", "zed", json!({"name": "Zed"})), |e| {
+            matches!(e, DocError::NotFound { .. })
+        }),
+        (
+            create("people", "cy", json!({"name": "Cy", "email": "a@x"})),
+            |e| matches!(e, DocError::UniqueViolation { holder, .. } if holder == "ann"),
+        ),
+        (
+            DocOp::Create {
+                collection: "people".into(),
+                id: "d".into(),
+                doc: "{not json".into(),
+            },
+            |e| matches!(e, DocError::BadDocument(_)),
+        ),
+        (create("people", "", json!({"name": "E"})), |e| {
+            matches!(e, DocError::BadName(_))
+        }),
+        (
+            DocOp::SetSchema {
+                name: "people".into(),
+                schema: json!({"type": 12}).to_string(),
+            },
+            |e| matches!(e, DocError::BadSchema(_)),
+        ),
+    ];
+    for (op, expected) in cases {
+        let error = docs.check(&state, &op).expect_err("refused");
+        assert!(expected(&error), "{op:?}: {error:?}");
+        assert_eq!(docs.apply_local(&mut state, &op), Err(error));
+        assert_eq!(state.digest(), before, "{op:?} changed nothing");
+    }
+
+    for bad in [
+        Query::filter(Filter::Eq(String::new(), json!(1))),
+        Query::filter(Filter::And(Vec::new())),
+        Query::all().sort("a..b", false),
+        Query::all().after("not a cursor"),
+    ] {
+        assert!(matches!(
+            Docs::query(&state, "people", &bad),
+            Err(DocError::BadQuery(_))
+        ));
+    }
+    assert!(matches!(
+        Docs::query(&state, "nobody", &Query::all()),
+        Err(DocError::UnknownCollection(_))
+    ));
+    let unknown_field = serde_json::from_value::<Query>(json!({"filtr": {}}));
+    assert!(unknown_field.is_err());
+}
+
+#[test]
+fn schema_versions_apply_to_later_writes() {
+    let (docs, mut state) = setup();
+    docs.apply_local(&mut state, &create("people", "ann", json!({"name": "Ann"})))
+        .expect("v1");
+    let v2 = json!({"type": "object", "required": ["name", "age"]}).to_string();
+    docs.apply_local(
+        &mut state,
+        &DocOp::SetSchema {
+            name: "people".into(),
+            schema: v2,
+        },
+    )
+    .expect("v2");
+    assert_eq!(
+        Docs::collection(&state, "people").expect("meta").version(),
+        2
+    );
+    // The stored document stays, under the version it was written with.
+    assert_eq!(Docs::get(&state, "people", "ann").expect("kept").1, 1);
+    assert!(matches!(
+        docs.check(&state, &create("people", "bob", json!({"name": "Bob"}))),
+        Err(DocError::SchemaViolation { version: 2, .. })
+    ));
+    docs.apply_local(
+        &mut state,
+        &create("people", "bob", json!({"name": "Bob", "age": 5})),
+    )
+    .expect("valid under v2");
+    assert_eq!(Docs::get(&state, "people", "bob").expect("stored").1, 2);
+}
+
+/// Remote events go through the views: one that breaks the schema is refused with its
+/// author and reason, and the rest of the log applies.
+#[tokio::test]
+async fn a_remote_schema_violation_is_rejected_visibly() {
+    let thread = ThreadId::from_parts(Variant::Raw, [5; 32]);
+    let key = ThreadKey::generate();
+    let store = Arc::new(MemoryStore::new());
+    store.put_thread(thread, &key).await.expect("thread");
+    let author = Identity::from_secret_bytes(&[6; 32]);
+    let writer = threads_log::Writer::new(author.clone(), thread, &key).expect("writer");
+    let ops = [
+        DocOp::CreateCollection {
+            name: "people".into(),
+            schema: people_schema(),
+        },
+        create("people", "ann", json!({"name": "Ann"})),
+        create("people", "bad", json!({"age": "old"})),
+        create("people", "cy", json!({"name": "Cy"})),
+    ];
+    for (i, op) in ops.iter().enumerate() {
+        let payload = Batch::new().with("docs", op.encode()).encode();
+        write_local(&*store, &writer, &payload, Hlc::new(i as u64 + 1, 0))
+            .await
+            .expect("write");
+    }
+    let reducers: Vec<Arc<dyn Reducer>> = vec![Arc::new(Docs::default())];
+    let mut views = Views::open(store, thread, reducers, ViewConfig::new())
+        .await
+        .expect("open");
+    views.catch_up().await.expect("catch up");
+    let state = views.state("docs").expect("docs");
+    let ids: Vec<String> = Docs::query(state, "people", &Query::all())
+        .expect("query")
+        .docs
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, ["ann", "cy"]);
+    let rejected = views.rejections();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].author(), author.log_id());
+    assert_eq!(rejected[0].order.counter, 3);
+    assert!(
+        rejected[0].reason.contains("violates the schema"),
+        "{}",
+        rejected[0].reason
+    );
+}
+
+#[test]
+fn unique_values_go_to_the_first_writer_and_indexes_follow_saves() {
+    let (docs, mut state) = setup();
+    docs.apply_local(
+        &mut state,
+        &create("people", "ann", json!({"name": "Ann", "email": "a@x"})),
+    )
+    .expect("ann");
+    docs.apply_local(
+        &mut state,
+        &save("people", "ann", json!({"name": "Ann", "email": "b@x"})),
+    )
+    .expect("ann moves");
+    // The old value is free again, the new one taken.
+    docs.apply_local(
+        &mut state,
+        &create("people", "bob", json!({"name": "Bob", "email": "a@x"})),
+    )
+    .expect("bob takes a@x");
+    assert!(matches!(
+        docs.check(
+            &state,
+            &create("people", "cy", json!({"name": "Cy", "email": "b@x"}))
+        ),
+        Err(DocError::UniqueViolation { .. })
+    ));
+    let q = Query::filter(Filter::Eq("email".into(), json!("a@x")));
+    let page = Docs::query(&state, "people", &q).expect("query");
+    assert_eq!(page.docs.len(), 1);
+    assert_eq!(page.docs[0].0, "bob");
+    let plan = Docs::explain(&state, "people", &q).expect("plan");
+    assert!(
+        matches!(plan.scan, Scan::Index { lookup, .. } if lookup == "eq"),
+        "{plan}"
+    );
+    docs.apply_local(
+        &mut state,
+        &DocOp::Delete {
+            collection: "people".into(),
+            id: "bob".into(),
+        },
+    )
+    .expect("delete");
+    assert!(
+        Docs::query(&state, "people", &q)
+            .expect("query")
+            .docs
+            .is_empty()
+    );
+}
+
+// ---- The differential property test ----
+
+/// A naive, independent evaluation: the documents, filtered one by one, sorted with a
+/// plain comparison, then cut.
+mod naive {
+    use super::*;
+
+    pub(super) fn at<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
+        path.split('.').try_fold(doc, |v, s| v.get(s))
+    }
+
+    fn kind(v: &Value) -> u8 {
+        match v {
+            Value::Null => 0,
+            Value::Bool(_) => 1,
+            Value::Number(_) => 2,
+            Value::String(_) => 3,
+            Value::Array(_) => 4,
+            Value::Object(_) => 5,
+        }
+    }
+
+    pub(super) fn cmp(a: &Value, b: &Value) -> Ordering {
+        match (a, b) {
+            (Value::Number(x), Value::Number(y)) => x
+                .as_f64()
+                .unwrap_or(0.0)
+                .total_cmp(&y.as_f64().unwrap_or(0.0)),
+            (Value::String(x), Value::String(y)) => x.cmp(y),
+            (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+            _ => kind(a).cmp(&kind(b)),
+        }
+    }
+
+    pub(super) fn matches(f: &Filter, doc: &Value) -> bool {
+        let same = |p: &str, v: &Value, want: &[Ordering]| {
+            at(doc, p).is_some_and(|x| kind(x) == kind(v) && want.contains(&cmp(x, v)))
+        };
+        match f {
+            Filter::Eq(p, v) => same(p, v, &[Ordering::Equal]),
+            Filter::Ne(p, v) => !same(p, v, &[Ordering::Equal]),
+            Filter::Gt(p, v) => same(p, v, &[Ordering::Greater]),
+            Filter::Ge(p, v) => same(p, v, &[Ordering::Greater, Ordering::Equal]),
+            Filter::Lt(p, v) => same(p, v, &[Ordering::Less]),
+            Filter::Le(p, v) => same(p, v, &[Ordering::Less, Ordering::Equal]),
+            Filter::In(p, vs) => vs.iter().any(|v| same(p, v, &[Ordering::Equal])),
+            Filter::Exists(p, e) => at(doc, p).is_some() == *e,
+            Filter::Prefix(p, s) => at(doc, p)
+                .and_then(Value::as_str)
+                .is_some_and(|x| x.starts_with(s.as_str())),
+            Filter::And(fs) => fs.iter().all(|f| matches(f, doc)),
+            Filter::Or(fs) => fs.iter().any(|f| matches(f, doc)),
+        }
+    }
+
+    pub(super) fn run(docs: &[(String, Value)], q: &Query) -> Vec<String> {
+        let mut hits: Vec<&(String, Value)> = docs
+            .iter()
+            .filter(|(_, d)| q.filter.as_ref().is_none_or(|f| matches(f, d)))
+            .collect();
+        hits.sort_by(|(ia, a), (ib, b)| {
+            for s in &q.sort {
+                let o = match (at(a, &s.path), at(b, &s.path)) {
+                    (None, None) => Ordering::Equal,
+                    (None, Some(_)) => Ordering::Less,
+                    (Some(_), None) => Ordering::Greater,
+                    (Some(x), Some(y)) => cmp(x, y),
+                };
+                let o = if s.desc { o.reverse() } else { o };
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            ia.cmp(ib)
+        });
+        hits.into_iter()
+            .skip(q.offset)
+            .take(q.limit.unwrap_or(usize::MAX))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}
+
+fn field_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        3 => (0i64..6).prop_map(|n| json!(n)),
+        1 => (0i64..6).prop_map(|n| json!(n as f64 + 0.5)),
+        3 => "[ab]{0,2}".prop_map(Value::String),
+        1 => any::<bool>().prop_map(Value::Bool),
+        1 => Just(Value::Null),
+    ]
+}
+
+fn document() -> impl Strategy<Value = Value> {
+    (
+        prop::option::of(field_value()),
+        prop::option::of(field_value()),
+        prop::option::of(field_value()),
+    )
+        .prop_map(|(a, b, c)| {
+            let mut m = serde_json::Map::new();
+            for (k, v) in [("a", a), ("b", b), ("c", c)] {
+                if let Some(v) = v {
+                    m.insert(k.to_owned(), v);
+                }
+            }
+            Value::Object(m)
+        })
+}
+
+fn path() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("a".to_owned()),
+        Just("b".to_owned()),
+        Just("c".to_owned())
+    ]
+}
+
+fn leaf() -> impl Strategy<Value = Filter> {
+    prop_oneof![
+        (path(), field_value()).prop_map(|(p, v)| Filter::Eq(p, v)),
+        (path(), field_value()).prop_map(|(p, v)| Filter::Ne(p, v)),
+        (path(), field_value()).prop_map(|(p, v)| Filter::Gt(p, v)),
+        (path(), field_value()).prop_map(|(p, v)| Filter::Ge(p, v)),
+        (path(), field_value()).prop_map(|(p, v)| Filter::Lt(p, v)),
+        (path(), field_value()).prop_map(|(p, v)| Filter::Le(p, v)),
+        (path(), prop::collection::vec(field_value(), 1..3)).prop_map(|(p, v)| Filter::In(p, v)),
+        (path(), any::<bool>()).prop_map(|(p, e)| Filter::Exists(p, e)),
+        (path(), "[ab]{0,1}").prop_map(|(p, s)| Filter::Prefix(p, s)),
+    ]
+}
+
+fn filter() -> impl Strategy<Value = Filter> {
+    leaf().prop_recursive(2, 8, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 1..4).prop_map(Filter::And),
+            prop::collection::vec(inner, 1..3).prop_map(Filter::Or),
+        ]
+    })
+}
+
+fn query() -> impl Strategy<Value = Query> {
+    (
+        prop::option::of(filter()),
+        prop::collection::vec((path(), any::<bool>()), 0..3),
+        prop::option::of(0usize..8),
+        0usize..4,
+    )
+        .prop_map(|(filter, sort, limit, offset)| {
+            let mut q = Query {
+                filter,
+                limit,
+                offset,
+                ..Query::default()
+            };
+            for (p, desc) in sort {
+                q = q.sort(p, desc);
+            }
+            q
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// On random documents and queries, the store (through whatever index it picks) returns
+    /// exactly what a naive evaluator returns, in the same order; walking the pages with
+    /// cursors gives the same documents as one unlimited query.
+    #[test]
+    fn queries_equal_a_naive_evaluator(
+        documents in prop::collection::vec(document(), 0..25),
+        queries in prop::collection::vec(query(), 1..6),
+        unique_b in any::<bool>(),
+    ) {
+        let docs = Docs::default();
+        let mut state = State::new();
+        docs.apply_local(&mut state, &DocOp::CreateCollection {
+            name: "t".into(),
+            schema: json!({"type": "object"}).to_string(),
+        }).expect("collection");
+        for (name, path) in [("ia", "a"), ("ic", "c")] {
+            let spec = IndexSpec { name: name.into(), path: path.into(), unique: false };
+            docs.apply_local(&mut state, &DocOp::AddIndex { collection: "t".into(), spec }).expect("index");
+        }
+        let mut stored = Vec::new();
+        for (i, doc) in documents.into_iter().enumerate() {
+            let id = format!("d{i:02}");
+            if docs.apply_local(&mut state, &create("t", &id, doc.clone())).is_ok() {
+                stored.push((id, doc));
+            }
+        }
+        // A unique index added afterwards is refused when values repeat, and used otherwise.
+        if unique_b {
+            let spec = IndexSpec { name: "ub".into(), path: "b".into(), unique: true };
+            let op = DocOp::AddIndex { collection: "t".into(), spec };
+            let mut values: Vec<Vec<u8>> = stored
+                .iter()
+                .filter_map(|(_, d)| naive::at(d, "b").and_then(threads_db::json::encode_scalar))
+                .collect();
+            let n = values.len();
+            values.sort();
+            values.dedup();
+            prop_assert_eq!(docs.apply_local(&mut state, &op).is_ok(), values.len() == n);
+        }
+        for q in queries {
+            let expected = naive::run(&stored, &q);
+            let page = Docs::query(&state, "t", &q).expect("query");
+            let got: Vec<String> = page.docs.iter().map(|(id, _)| id.clone()).collect();
+            prop_assert_eq!(&got, &expected, "query {:?} via {}", &q, Docs::explain(&state, "t", &q).expect("plan"));
+
+            // Pages of two, walked with cursors, cover the unlimited result.
+            let mut all = Query { limit: None, offset: 0, ..q.clone() };
+            let whole = naive::run(&stored, &all);
+            all.limit = Some(2);
+            let mut walked = Vec::new();
+            loop {
+                let page = Docs::query(&state, "t", &all).expect("page");
+                walked.extend(page.docs.iter().map(|(id, _)| id.clone()));
+                match page.next {
+                    Some(cursor) => all.after = Some(cursor),
+                    None => break,
+                }
+                prop_assert!(walked.len() <= whole.len());
+            }
+            prop_assert_eq!(walked, whole);
+        }
+    }
+}
