@@ -216,11 +216,7 @@ impl Query {
     }
 
     /// Compares two (sort key, id) pairs in the query's order.
-    pub(crate) fn cmp_keys(
-        &self,
-        a: &SortKey,
-        b: &SortKey,
-    ) -> Ordering {
+    pub(crate) fn cmp_keys(&self, a: &SortKey, b: &SortKey) -> Ordering {
         for (i, sort) in self.sort.iter().enumerate() {
             let order = match (&a.0[i], &b.0[i]) {
                 (None, None) => Ordering::Equal,

@@ -1,0 +1,271 @@
+//! Documents and automerge collections converge: replicas that receive the same events in
+//! random orders and batches, with catch-ups in between, end with byte-identical views
+//! (equal to one that applied everything at once). Live queries report their result set's
+//! changes.
+
+use std::sync::Arc;
+
+use automerge::transaction::Transactable;
+use automerge::{ActorId, AutoCommit, ROOT};
+use proptest::prelude::*;
+use serde_json::json;
+use threads_crypto::{Identity, ThreadKey};
+use threads_db::{Crdt, DocOp, Docs, Filter, IndexSpec, LiveQuery, Query, ResultChange, Source};
+use threads_id::{ThreadId, Variant};
+use threads_log::{Appended, Hlc, Writer, skip_target};
+use threads_store::{LogBook, MemoryStore, ThreadBook};
+use threads_views::{Batch, Reducer, State, ViewConfig, Views};
+
+#[derive(Debug, Clone)]
+enum Op {
+    Create(u8, u8),
+    Save(u8, u8),
+    Delete(u8),
+    Edit(u8, u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u8..4, 0u8..3).prop_map(|(id, v)| Op::Create(id, v)),
+        (0u8..4, 0u8..3).prop_map(|(id, v)| Op::Save(id, v)),
+        (0u8..4).prop_map(Op::Delete),
+        (0u8..3, any::<u8>()).prop_map(|(id, v)| Op::Edit(id, v)),
+    ]
+}
+
+fn doc(id: u8, v: u8) -> String {
+    // "u" is under a unique index; "n" must be a number by the schema (v == 2 breaks it).
+    let n = if v == 2 {
+        json!("not a number")
+    } else {
+        json!(v)
+    };
+    json!({"u": format!("u{}", v), "n": n, "id": id}).to_string()
+}
+
+struct Log {
+    writer: Writer,
+    entries: Vec<Appended>,
+    am: Vec<AutoCommit>,
+}
+
+impl Log {
+    fn push(&mut self, time: u64, batch: &Batch) {
+        let prev = self.entries.last().map(|a| a.record.head());
+        let counter = self.entries.len() as u64 + 1;
+        let skip = skip_target(counter).map(|t| *self.entries[t as usize - 1].record.cid());
+        let appended = self
+            .writer
+            .append(prev.as_ref(), skip, &batch.encode(), Hlc::new(time, 0))
+            .expect("append");
+        self.entries.push(appended);
+    }
+}
+
+fn reducers() -> Vec<Arc<dyn Reducer>> {
+    vec![Arc::new(Docs::default()), Arc::new(Crdt::default())]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn documents_and_automerge_converge(
+        events in prop::collection::vec((0usize..3, prop::collection::vec(op(), 1..3), 0u64..3), 1..24),
+        schedules in prop::collection::vec(prop::collection::vec(0usize..3, 0..40), 2),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        rt.block_on(async {
+            let thread = ThreadId::from_parts(Variant::Raw, [3; 32]);
+            let key = ThreadKey::generate();
+            let mut logs: Vec<Log> = (0..3u8)
+                .map(|i| Log {
+                    writer: Writer::new(Identity::from_secret_bytes(&[i + 10; 32]), thread, &key)
+                        .expect("writer"),
+                    entries: Vec::new(),
+                    am: (0..3u8)
+                        .map(|_| AutoCommit::new().with_actor(ActorId::from(vec![i + 1])))
+                        .collect(),
+                })
+                .collect();
+            // The first writer sets the collection up at time 2: events of others ordered
+            // before it are refused the same way everywhere.
+            let setup = Batch::new()
+                .with("docs", DocOp::CreateCollection {
+                    name: "c".into(),
+                    schema: json!({"type": "object", "properties": {"n": {"type": "number"}}}).to_string(),
+                }.encode())
+                .with("docs", DocOp::AddIndex {
+                    collection: "c".into(),
+                    spec: IndexSpec { name: "u".into(), path: "u".into(), unique: true },
+                }.encode());
+            logs[0].push(2, &setup);
+            let mut clocks = [2u64; 3];
+            for (who, ops, lag) in events {
+                let mut batch = Batch::new();
+                for op in ops {
+                    match op {
+                        Op::Create(id, v) => batch.push("docs", DocOp::Create {
+                            collection: "c".into(), id: format!("d{id}"), doc: doc(id, v),
+                        }.encode()),
+                        Op::Save(id, v) => batch.push("docs", DocOp::Save {
+                            collection: "c".into(), id: format!("d{id}"), doc: doc(id, v),
+                        }.encode()),
+                        Op::Delete(id) => batch.push("docs", DocOp::Delete {
+                            collection: "c".into(), id: format!("d{id}"),
+                        }.encode()),
+                        Op::Edit(id, v) => {
+                            let am = &mut logs[who].am[id as usize];
+                            am.put(ROOT, "shared", i64::from(v)).expect("put");
+                            am.put(ROOT, format!("by{who}"), i64::from(v)).expect("put");
+                            am.commit();
+                            let change = am.get_last_local_change().expect("a change").clone();
+                            batch.push("crdt", Crdt::change("notes", &format!("n{id}"), &change));
+                        }
+                    }
+                }
+                let time = (clocks.iter().max().copied().unwrap_or(0) + 1).saturating_sub(lag).max(clocks[who] + 1);
+                clocks[who] = time;
+                logs[who].push(time, &batch);
+            }
+
+            let replica = |order: Option<&Vec<usize>>| {
+                let logs = &logs;
+                let key = key.clone();
+                let order = order.cloned();
+                async move {
+                    let store = Arc::new(MemoryStore::new());
+                    store.put_thread(thread, &key).await.expect("thread");
+                    let mut views = Views::open(Arc::clone(&store), thread, reducers(), ViewConfig::new().with_snapshot_every(3).with_amortized_snapshots(false))
+                        .await
+                        .expect("open");
+                    let mut have = [0usize; 3];
+                    for who in order.unwrap_or_default() {
+                        if have[who] < logs[who].entries.len() {
+                            let log = logs[who].writer.log_id();
+                            let head = store.head(thread, log).await.expect("head");
+                            store.append(thread, log, head, &logs[who].entries[have[who]..=have[who]]).await.expect("deliver");
+                            have[who] += 1;
+                            views.catch_up().await.expect("catch up");
+                        }
+                    }
+                    for (who, log) in logs.iter().enumerate() {
+                        if have[who] < log.entries.len() {
+                            let id = log.writer.log_id();
+                            let head = store.head(thread, id).await.expect("head");
+                            store.append(thread, id, head, &log.entries[have[who]..]).await.expect("deliver");
+                        }
+                    }
+                    views.catch_up().await.expect("catch up");
+                    views
+                }
+            };
+            let reference = replica(None).await;
+            for schedule in &schedules {
+                let views = replica(Some(schedule)).await;
+                prop_assert_eq!(views.digest(), reference.digest());
+                prop_assert_eq!(views.rejections(), reference.rejections());
+            }
+            // The automerge documents are the merge of every writer's changes.
+            let state = reference.state("crdt").expect("crdt");
+            for page_doc in Crdt::query(state, "notes", &Query::all()).expect("query").docs {
+                let (id, value) = page_doc;
+                let merged = Crdt::document(state, "notes", &id).expect("document");
+                let json = serde_json::to_value(automerge::AutoSerde::from(&merged)).expect("json");
+                prop_assert_eq!(value, json);
+            }
+            Ok(())
+        })?;
+    }
+}
+
+#[test]
+fn live_queries_report_changes_to_their_result_set() {
+    let docs = Docs::default();
+    let mut state = State::new();
+    let op = |s: &mut State, op: DocOp| docs.apply_local(s, &op).expect("applies");
+    op(
+        &mut state,
+        DocOp::CreateCollection {
+            name: "t".into(),
+            schema: json!({"type": "object"}).to_string(),
+        },
+    );
+    let mut live = LiveQuery::new(
+        Source::Documents,
+        "t",
+        Query::filter(Filter::Ge("n".into(), json!(5))),
+    )
+    .expect("live");
+    assert_eq!(live.refresh(&state).expect("refresh"), []);
+    for (id, n) in [("a", 1), ("b", 7)] {
+        op(
+            &mut state,
+            DocOp::Create {
+                collection: "t".into(),
+                id: id.into(),
+                doc: json!({"n": n}).to_string(),
+            },
+        );
+    }
+    assert_eq!(
+        live.refresh(&state).expect("refresh"),
+        [ResultChange::Added {
+            id: "b".into(),
+            doc: json!({"n": 7})
+        }]
+    );
+    op(
+        &mut state,
+        DocOp::Save {
+            collection: "t".into(),
+            id: "a".into(),
+            doc: json!({"n": 9}).to_string(),
+        },
+    );
+    op(
+        &mut state,
+        DocOp::Save {
+            collection: "t".into(),
+            id: "b".into(),
+            doc: json!({"n": 8}).to_string(),
+        },
+    );
+    assert_eq!(
+        live.refresh(&state).expect("refresh"),
+        [
+            ResultChange::Added {
+                id: "a".into(),
+                doc: json!({"n": 9})
+            },
+            ResultChange::Updated {
+                id: "b".into(),
+                doc: json!({"n": 8})
+            }
+        ]
+    );
+    op(
+        &mut state,
+        DocOp::Save {
+            collection: "t".into(),
+            id: "a".into(),
+            doc: json!({"n": 2}).to_string(),
+        },
+    );
+    op(
+        &mut state,
+        DocOp::Delete {
+            collection: "t".into(),
+            id: "b".into(),
+        },
+    );
+    assert_eq!(
+        live.refresh(&state).expect("refresh"),
+        [
+            ResultChange::Removed { id: "a".into() },
+            ResultChange::Removed { id: "b".into() }
+        ]
+    );
+    assert!(live.current().is_empty());
+    assert_eq!(live.refresh(&state).expect("refresh"), []);
+}
