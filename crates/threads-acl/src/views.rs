@@ -396,6 +396,11 @@ impl<S: Store + 'static> AclViews<S> {
         &self.views
     }
 
+    /// The greatest place in the order applied by the ACL or the views.
+    pub fn last_order(&self) -> Option<EventOrder> {
+        self.views.last_order().max(self.acl_views.last_order())
+    }
+
     /// Every operation the views refused (the ACL's refusals included: an operation whose
     /// author lacked the role), in the order of the events.
     pub fn rejections(&self) -> Vec<Rejection> {

@@ -11,6 +11,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod crdt;
+mod db;
 mod docs;
 mod error;
 pub mod json;
@@ -18,6 +19,7 @@ mod live;
 mod query;
 
 pub use crdt::{CRDT_VIEW, Crdt};
+pub use db::{Db, DbConfig, DbError, KV_VIEW, Transaction};
 pub use docs::{Collection, DOCS_VIEW, DocOp, Docs, IndexSpec, Plan, Scan};
 pub use error::DocError;
 pub use live::{LiveQuery, ResultChange, Source};

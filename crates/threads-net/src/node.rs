@@ -326,6 +326,7 @@ impl<S: Store + 'static> Node<S> {
             Arc::clone(&health),
             Arc::clone(&config.admission),
             config.max_inbound_tasks,
+            events.clone(),
             cancel.clone(),
         ));
         let node = Node {
@@ -811,6 +812,7 @@ async fn run<S: Store + 'static>(
     health: Arc<Health>,
     admission: Arc<dyn Admission>,
     max_inbound: usize,
+    events: broadcast::Sender<NetEvent>,
     cancel: CancellationToken,
 ) {
     let mut pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, NetError>>> =
@@ -852,8 +854,16 @@ async fn run<S: Store + 'static>(
                         let store = Arc::clone(&store);
                         let health = Arc::clone(&health);
                         let admission = Arc::clone(&admission);
+                        let events = events.clone();
                         inbound.spawn(async move {
+                            let pushed = match &request {
+                                Request::PushRecords { thread, log, .. } => Some((*thread, *log)),
+                                _ => None,
+                            };
                             let response = serve(&*store, &health, &*admission, local, peer, request).await;
+                            if let (Some((thread, log)), Response::Pushed { counter }) = (pushed, &response) {
+                                let _ = events.send(NetEvent::Stored { thread, log, counter: *counter });
+                            }
                             (channel, response)
                         });
                     }

@@ -468,6 +468,12 @@ impl<S: Store + 'static> Views<S> {
             .collect()
     }
 
+    /// The greatest place in the order applied so far: a writer's clock should move past
+    /// its time.
+    pub const fn last_order(&self) -> Option<EventOrder> {
+        self.mark.last
+    }
+
     /// How far each log has been applied.
     pub fn cursor(&self) -> Cursor {
         Cursor::from_counters(self.applied_tx.borrow().clone())

@@ -1,0 +1,593 @@
+//! `threads daemon`: a peer with an HTTP JSON API on 127.0.0.1 (see docs/openapi.yaml).
+//!
+//! Every request needs `Authorization: Bearer <token>` (the token is in `<data>/token`).
+//! Errors are JSON `{"error": {"code": "...", "message": "..."}}` with a stable code and a
+//! 4xx status for bad input; no request can stop the daemon.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query as UrlQuery, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use threads_acl::Role;
+use threads_crypto::Identity;
+use threads_db::{Db, DbConfig, DbError, DocError, DocOp, Query};
+use threads_id::{LogId, Multiaddr, ThreadId, Variant};
+use threads_store::SqliteStore;
+use threads_views::Cursor;
+
+/// The largest request body accepted.
+pub(crate) const MAX_BODY: usize = 1 << 20;
+
+/// How the daemon runs.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    /// The data directory (store, identity, token).
+    pub(crate) data: PathBuf,
+    /// The libp2p listen address.
+    pub(crate) listen: Multiaddr,
+    /// The HTTP address (127.0.0.1 only).
+    pub(crate) http: SocketAddr,
+}
+
+/// An API error: an HTTP status, a stable code and a message.
+#[derive(Debug)]
+pub(crate) struct ApiError(StatusCode, &'static str, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            Json(json!({"error": {"code": self.1, "message": self.2}})),
+        )
+            .into_response()
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> ApiError {
+        let message = e.to_string();
+        let (status, code) = match &e {
+            DbError::UnknownThread(_) => (StatusCode::NOT_FOUND, "unknown_thread"),
+            DbError::CannotWrite(_) => (StatusCode::FORBIDDEN, "cannot_write"),
+            DbError::Doc(d) => match d {
+                DocError::UnknownCollection(_) => (StatusCode::NOT_FOUND, "unknown_collection"),
+                DocError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+                DocError::Exists { .. }
+                | DocError::CollectionExists(_)
+                | DocError::IndexExists(_) => (StatusCode::CONFLICT, "exists"),
+                DocError::UniqueViolation { .. } => (StatusCode::CONFLICT, "unique_violation"),
+                DocError::SchemaViolation { .. } => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "schema_violation")
+                }
+                DocError::BadQuery(_) => (StatusCode::BAD_REQUEST, "bad_query"),
+                _ => (StatusCode::BAD_REQUEST, "bad_document"),
+            },
+            DbError::Acl(_) | DbError::Key(_) => (StatusCode::BAD_REQUEST, "bad_invite"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiError(status, code, message)
+    }
+}
+
+fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, code, message.into())
+}
+
+type Api = Arc<AppState>;
+
+/// What the handlers share.
+#[derive(Debug)]
+pub(crate) struct AppState {
+    db: Db<SqliteStore>,
+    token: String,
+}
+
+fn thread_id(text: &str) -> Result<ThreadId, ApiError> {
+    text.parse().map_err(|e| bad("bad_thread", format!("{e}")))
+}
+
+/// Loads the identity from `<data>/identity` (created on first run, mode 0600).
+pub(crate) fn identity(data: &Path) -> Result<Identity> {
+    let path = data.join("identity");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let (_, bytes) = multibase::decode(text.trim()).context("identity file")?;
+        return Identity::from_secret_slice(&bytes).map_err(|e| anyhow::anyhow!("identity: {e}"));
+    }
+    let identity = Identity::generate();
+    write_secret(
+        &path,
+        &multibase::encode(multibase::Base::Base32Lower, *identity.secret_bytes()),
+    )?;
+    Ok(identity)
+}
+
+fn write_secret(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("write {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Loads or creates the API token (`<data>/token`, mode 0600).
+pub(crate) fn token(data: &Path) -> Result<String> {
+    let path = data.join("token");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return Ok(text.trim().to_owned());
+    }
+    let bytes: [u8; 24] = rand::random();
+    let token = multibase::encode(multibase::Base::Base32Lower, bytes);
+    write_secret(&path, &token)?;
+    Ok(token)
+}
+
+/// Runs the daemon until Ctrl-C (or SIGTERM).
+pub(crate) async fn run(options: Options) -> Result<()> {
+    std::fs::create_dir_all(&options.data)?;
+    let me = identity(&options.data)?;
+    let token = token(&options.data)?;
+    let config = DbConfig::default()
+        .with_listen(vec![options.listen.clone()])
+        .with_sync_interval(Duration::from_secs(1));
+    let db = Db::open_sqlite(options.data.join("threads.db"), me, config).await?;
+    let state = Arc::new(AppState {
+        db: db.clone(),
+        token,
+    });
+    let listener = tokio::net::TcpListener::bind(options.http).await?;
+    let local = listener.local_addr()?;
+    std::fs::write(options.data.join("api"), format!("http://{local}"))?;
+    println!(
+        "threads daemon: peer {} , API on http://{local}",
+        db.identity().log_id()
+    );
+    for addr in db.node().listen_addrs() {
+        println!("listening on {addr}");
+    }
+    let app = router(state);
+    let shutdown = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("a SIGTERM handler");
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    db.shutdown().await;
+    println!("threads daemon stopped");
+    Ok(())
+}
+
+/// The API's routes.
+pub(crate) fn router(state: Api) -> Router {
+    let api = Router::new()
+        .route("/v1/identity", get(get_identity))
+        .route("/v1/threads", get(list_threads).post(create_thread))
+        .route("/v1/threads/{thread}/invites", post(invite))
+        .route("/v1/join", post(join))
+        .route("/v1/health", get(health))
+        .route("/v1/threads/{thread}/kv", get(kv_list))
+        .route(
+            "/v1/threads/{thread}/kv/{key}",
+            put(kv_put).get(kv_get).delete(kv_del),
+        )
+        .route("/v1/threads/{thread}/collections", post(create_collection))
+        .route(
+            "/v1/threads/{thread}/docs/{collection}/{id}",
+            put(doc_put).get(doc_get).delete(doc_delete),
+        )
+        .route("/v1/threads/{thread}/query/{collection}", post(doc_query))
+        .route("/v1/threads/{thread}/events", get(events))
+        .route("/v1/threads/{thread}/rejections", get(rejections))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), auth))
+        .layer(DefaultBodyLimit::max(MAX_BODY));
+    api.fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no_route", "no such route".into()) })
+        .with_state(state)
+}
+
+async fn auth(State(state): State<Api>, request: Request, next: Next) -> Response {
+    let ok = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| constant_time_eq(t.as_bytes(), state.token.as_bytes()));
+    if !ok {
+        return ApiError(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is needed".into(),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A JSON body, with JSON errors for bad JSON.
+pub(crate) struct Body<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("bodies are limited to {MAX_BODY} bytes"),
+            )),
+            Err(e) => Err(bad("bad_json", e.body_text())),
+        }
+    }
+}
+
+async fn get_identity(State(s): State<Api>) -> Json<Value> {
+    let addrs: Vec<String> =
+        s.db.node()
+            .listen_addrs()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+    Json(json!({"id": s.db.identity().log_id().to_string(), "addrs": addrs}))
+}
+
+async fn list_threads(State(s): State<Api>) -> Json<Value> {
+    let threads: Vec<String> =
+        s.db.threads()
+            .await
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+    Json(json!({"threads": threads}))
+}
+
+#[derive(Deserialize)]
+struct NewThread {
+    #[serde(default)]
+    access_controlled: bool,
+}
+
+async fn create_thread(
+    State(s): State<Api>,
+    Body(body): Body<NewThread>,
+) -> Result<Json<Value>, ApiError> {
+    let variant = if body.access_controlled {
+        Variant::AccessControlled
+    } else {
+        Variant::Raw
+    };
+    let thread = s.db.create_thread(variant).await?;
+    Ok(Json(json!({"thread": thread.to_string()})))
+}
+
+#[derive(Deserialize)]
+struct NewInvite {
+    member: String,
+    role: String,
+}
+
+async fn invite(
+    State(s): State<Api>,
+    UrlPath(thread): UrlPath<String>,
+    Body(body): Body<NewInvite>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = thread_id(&thread)?;
+    let member: LogId = body
+        .member
+        .parse()
+        .map_err(|e| bad("bad_member", format!("{e}")))?;
+    let role: Role = body
+        .role
+        .parse()
+        .map_err(|e| bad("bad_role", format!("{e}")))?;
+    let invite = s.db.invite(thread, member, role).await?;
+    Ok(Json(json!({"invite": invite})))
+}
+
+#[derive(Deserialize)]
+struct Join {
+    invite: String,
+}
+
+async fn join(State(s): State<Api>, Body(body): Body<Join>) -> Result<Json<Value>, ApiError> {
+    let thread = s.db.join(&body.invite).await?;
+    Ok(Json(json!({"thread": thread.to_string()})))
+}
+
+async fn health(State(s): State<Api>) -> Result<Json<Value>, ApiError> {
+    let rows: Vec<Value> =
+        s.db.health()
+            .await?
+            .into_iter()
+            .map(|r| {
+                json!({
+                    "thread": r.thread.to_string(),
+                    "log": r.log.to_string(),
+                    "peer": r.peer.to_string(),
+                    "local_counter": r.local_counter,
+                    "peer_counter": r.peer_counter,
+                    "lag": r.lag,
+                    "accepted": r.health.accepted,
+                    "rejected": r.health.rejected(),
+                    "last_error": r.health.last_error,
+                })
+            })
+            .collect();
+    Ok(Json(json!({"health": rows})))
+}
+
+#[derive(Deserialize)]
+struct Prefix {
+    #[serde(default)]
+    prefix: String,
+}
+
+async fn kv_list(
+    State(s): State<Api>,
+    UrlPath(thread): UrlPath<String>,
+    UrlQuery(q): UrlQuery<Prefix>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = thread_id(&thread)?;
+    let items: Vec<Value> = s
+        .db
+        .list(thread, q.prefix.as_bytes())
+        .await?
+        .into_iter()
+        .map(|(k, v)| json!({"key": String::from_utf8_lossy(&k), "value": String::from_utf8_lossy(&v)}))
+        .collect();
+    Ok(Json(json!({"items": items})))
+}
+
+#[derive(Deserialize)]
+struct KvValue {
+    value: String,
+}
+
+async fn kv_put(
+    State(s): State<Api>,
+    UrlPath((thread, key)): UrlPath<(String, String)>,
+    Body(body): Body<KvValue>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = thread_id(&thread)?;
+    let counter =
+        s.db.transaction(thread)
+            .put(key.as_bytes(), body.value.as_bytes())
+            .commit()
+            .await?;
+    Ok(Json(json!({"counter": counter})))
+}
+
+async fn kv_get(
+    State(s): State<Api>,
+    UrlPath((thread, key)): UrlPath<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = thread_id(&thread)?;
+    match s.db.get(thread, key.as_bytes()).await? {
+        Some(v) => Ok(Json(
+            json!({"key": key, "value": String::from_utf8_lossy(&v)}),
+        )),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no key {key:?}"),
+        )),
+    }
+}
+
+async fn kv_del(
+    State(s): State<Api>,
+    UrlPath((thread, key)): UrlPath<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = thread_id(&thread)?;
+    let counter =
+        s.db.transaction(thread)
+            .del(key.as_bytes())
+            .commit()
+            .await?;
+    Ok(Json(json!({"counter": counter})))
+}
+
+#[derive(Deserialize)]
+struct NewCollection {
+    name: String,
+    schema: Value,
+}
+
+async fn create_collection(
+    State(s): State<Api>,
+    UrlPath(thread): UrlPath<String>,
+    Body(body): Body<NewCollection>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = thread_id(&thread)?;
+    let counter =
+        s.db.transaction(thread)
+            .create_collection(&body.name, &body.schema)
+            .commit()
+            .await?;
+    Ok(Json(json!({"counter": counter})))
+}
+
+async fn doc_put(
+    State(s): State<Api>,
+    UrlPath((thread, collection, id)): UrlPath<(String, String, String)>,
+    Body(doc): Body<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = thread_id(&thread)?;
+    let exists = s.db.doc(thread, &collection, &id).await?.is_some();
+    let op = if exists {
+        DocOp::Save {
+            collection,
+            id,
+            doc: doc.to_string(),
+        }
+    } else {
+        DocOp::Create {
+            collection,
+            id,
+            doc: doc.to_string(),
+        }
+    };
+    let counter = s.db.transaction(thread).doc(op).commit().await?;
+    Ok(Json(json!({"counter": counter})))
+}
+
+async fn doc_get(
+    State(s): State<Api>,
+    UrlPath((thread, collection, id)): UrlPath<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = thread_id(&thread)?;
+    match s.db.doc(thread, &collection, &id).await? {
+        Some(doc) => Ok(Json(json!({"id": id, "doc": doc}))),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no document {id:?}"),
+        )),
+    }
+}
+
+async fn doc_delete(
+    State(s): State<Api>,
+    UrlPath((thread, collection, id)): UrlPath<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = thread_id(&thread)?;
+    let counter =
+        s.db.transaction(thread)
+            .doc(DocOp::Delete { collection, id })
+            .commit()
+            .await?;
+    Ok(Json(json!({"counter": counter})))
+}
+
+async fn doc_query(
+    State(s): State<Api>,
+    UrlPath((thread, collection)): UrlPath<(String, String)>,
+    Body(query): Body<Query>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = thread_id(&thread)?;
+    let page = s.db.query(thread, &collection, &query).await?;
+    let docs: Vec<Value> = page
+        .docs
+        .into_iter()
+        .map(|(id, doc)| json!({"id": id, "doc": doc}))
+        .collect();
+    Ok(Json(json!({"docs": docs, "next": page.next})))
+}
+
+async fn rejections(
+    State(s): State<Api>,
+    UrlPath(thread): UrlPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = thread_id(&thread)?;
+    let rows: Vec<Value> = s
+        .db
+        .rejections(thread)
+        .await?
+        .into_iter()
+        .map(|r| json!({"author": r.author().to_string(), "counter": r.order.counter, "view": r.view, "reason": r.reason}))
+        .collect();
+    Ok(Json(json!({"rejections": rows})))
+}
+
+#[derive(Deserialize)]
+struct Since {
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+async fn events(
+    State(s): State<Api>,
+    UrlPath(thread): UrlPath<String>,
+    UrlQuery(from): UrlQuery<Since>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let thread = thread_id(&thread)?;
+    let cursor = match from.cursor {
+        Some(text) => {
+            let (_, bytes) =
+                multibase::decode(&text).map_err(|_| bad("bad_cursor", "not multibase"))?;
+            Cursor::from_bytes(&bytes).map_err(|e| bad("bad_cursor", e.to_string()))?
+        }
+        None => Cursor::default(),
+    };
+    let mut subscription = s.db.subscribe(thread, cursor).await?;
+    let stream = async_stream(move |tx| async move {
+        while let Ok(Some(delivered)) = subscription.next().await {
+            let payload = delivered
+                .payload
+                .as_deref()
+                .and_then(threads_views::Batch::decode);
+            let ops: Vec<Value> = payload
+                .map(|b| {
+                    b.ops()
+                        .iter()
+                        .map(|(view, op)| json!({"view": view, "bytes": op.len()}))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let data = json!({
+                "author": delivered.order.log.to_string(),
+                "counter": delivered.order.counter,
+                "time": delivered.order.time.physical_ms(),
+                "ops": ops,
+                "cursor": multibase::encode(multibase::Base::Base32Lower, delivered.cursor.to_bytes()),
+            });
+            if tx
+                .send(Ok(Event::default().data(data.to_string())))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// A stream fed by a task through a bounded channel (backpressure: a slow client slows the
+/// task, which reads from the store).
+fn async_stream<T, F, Fut>(f: F) -> impl Stream<Item = T>
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(f(tx));
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

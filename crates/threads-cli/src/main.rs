@@ -1,0 +1,484 @@
+//! `threads`: the threads-rs binary. A daemon with an HTTP JSON API, commands that talk to
+//! it, an always-on follower, and a demo.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod client;
+mod daemon;
+mod demo;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+use client::Client;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "threads",
+    version,
+    about = "threads-rs: an encrypted, replicated, event-sourced database"
+)]
+struct Cli {
+    /// The data directory of the daemon (its store, identity, API token and address).
+    #[arg(long, global = true, env = "THREADS_DATA", default_value = ".threads")]
+    data: PathBuf,
+    /// Print JSON (for scripts).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Three peers on loopback in one process: the README's walk-through.
+    Demo,
+    /// Runs a peer with the HTTP API on 127.0.0.1.
+    Daemon {
+        /// The libp2p listen address.
+        #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0")]
+        listen: String,
+        /// The HTTP address.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        http: std::net::SocketAddr,
+    },
+    /// Runs an always-on follower: joins the threads of the given invites with the keys
+    /// they carry (a follower's invite has the service key only) and replicates them.
+    Follower {
+        /// The libp2p listen address.
+        #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0")]
+        listen: String,
+        /// Invites to join (already joined threads are kept).
+        #[arg(long)]
+        invite: Vec<String>,
+    },
+    /// This peer's identity.
+    Id,
+    /// Threads.
+    #[command(subcommand)]
+    Thread(ThreadCmd),
+    /// Sync health per thread, log and peer.
+    Health,
+    /// The key-value view.
+    #[command(subcommand)]
+    Kv(KvCmd),
+    /// Documents.
+    #[command(subcommand)]
+    Doc(DocCmd),
+    /// Prints a thread's events as they are applied (from the start, or a cursor).
+    Watch {
+        thread: String,
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<usize>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ThreadCmd {
+    /// Creates a thread.
+    Create {
+        /// Access-controlled (roles, revocation) instead of raw.
+        #[arg(long)]
+        acl: bool,
+    },
+    /// An invite for a member (its id, `12D3KooW...`) with a role.
+    Invite {
+        thread: String,
+        member: String,
+        #[arg(default_value = "write")]
+        role: String,
+    },
+    /// Joins a thread from an invite.
+    Join { invite: String },
+    /// The threads of this peer.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+enum KvCmd {
+    Put {
+        thread: String,
+        key: String,
+        value: String,
+    },
+    Get {
+        thread: String,
+        key: String,
+    },
+    Del {
+        thread: String,
+        key: String,
+    },
+    List {
+        thread: String,
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DocCmd {
+    /// Creates a collection with a JSON Schema (JSON text).
+    Collection {
+        thread: String,
+        name: String,
+        schema: String,
+    },
+    /// Creates or replaces a document (JSON text).
+    Put {
+        thread: String,
+        collection: String,
+        id: String,
+        doc: String,
+    },
+    Get {
+        thread: String,
+        collection: String,
+        id: String,
+    },
+    /// Runs a query (its JSON form, e.g. '{"filter": {"eq": ["done", false]}}').
+    Query {
+        thread: String,
+        collection: String,
+        #[arg(default_value = "{}")]
+        query: String,
+    },
+}
+
+fn client(data: &std::path::Path) -> Result<Client> {
+    let api = std::fs::read_to_string(data.join("api")).with_context(|| {
+        format!(
+            "no daemon address in {} (start `threads daemon` first)",
+            data.display()
+        )
+    })?;
+    let token = std::fs::read_to_string(data.join("token")).context("no API token")?;
+    Ok(Client {
+        addr: api.trim().trim_start_matches("http://").to_owned(),
+        token: token.trim().to_owned(),
+    })
+}
+
+fn json_arg(text: &str, what: &str) -> Result<Value> {
+    serde_json::from_str(text).with_context(|| format!("{what} is not JSON"))
+}
+
+fn print(json_out: bool, value: &Value, human: impl FnOnce(&Value) -> String) {
+    if json_out {
+        println!("{value}");
+    } else {
+        println!("{}", human(value));
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(error) = run(Cli::parse()).await {
+        eprintln!("threads: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let out = cli.json;
+    match cli.command {
+        Command::Demo => demo::run().await,
+        Command::Daemon { listen, http } => {
+            daemon::run(daemon::Options {
+                data: cli.data,
+                listen: listen.parse().context("listen address")?,
+                http,
+            })
+            .await
+        }
+        Command::Follower { listen, invite } => follower(cli.data, &listen, invite).await,
+        Command::Id => {
+            let v = client(&cli.data)?.ok("GET", "/v1/identity", None).await?;
+            print(out, &v, |v| v["id"].as_str().unwrap_or_default().to_owned());
+            Ok(())
+        }
+        Command::Health => {
+            let v = client(&cli.data)?.ok("GET", "/v1/health", None).await?;
+            print(out, &v, |v| {
+                let rows = v["health"].as_array().cloned().unwrap_or_default();
+                if rows.is_empty() {
+                    return "no peers heard from yet".to_owned();
+                }
+                rows.iter()
+                    .map(|r| {
+                        format!(
+                            "{} log {} peer {}: local {} peer {} lag {} accepted {} rejected {}",
+                            r["thread"].as_str().unwrap_or(""),
+                            r["log"].as_str().unwrap_or(""),
+                            r["peer"].as_str().unwrap_or(""),
+                            r["local_counter"],
+                            r["peer_counter"],
+                            r["lag"],
+                            r["accepted"],
+                            r["rejected"]
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            Ok(())
+        }
+        Command::Thread(cmd) => {
+            let c = client(&cli.data)?;
+            match cmd {
+                ThreadCmd::Create { acl } => {
+                    let v = c
+                        .ok(
+                            "POST",
+                            "/v1/threads",
+                            Some(&json!({"access_controlled": acl})),
+                        )
+                        .await?;
+                    print(out, &v, |v| {
+                        v["thread"].as_str().unwrap_or_default().to_owned()
+                    });
+                }
+                ThreadCmd::Invite {
+                    thread,
+                    member,
+                    role,
+                } => {
+                    let v = c
+                        .ok(
+                            "POST",
+                            &format!("/v1/threads/{thread}/invites"),
+                            Some(&json!({"member": member, "role": role})),
+                        )
+                        .await?;
+                    print(out, &v, |v| {
+                        v["invite"].as_str().unwrap_or_default().to_owned()
+                    });
+                }
+                ThreadCmd::Join { invite } => {
+                    let v = c
+                        .ok("POST", "/v1/join", Some(&json!({"invite": invite})))
+                        .await?;
+                    print(out, &v, |v| {
+                        v["thread"].as_str().unwrap_or_default().to_owned()
+                    });
+                }
+                ThreadCmd::List => {
+                    let v = c.ok("GET", "/v1/threads", None).await?;
+                    print(out, &v, |v| {
+                        v["threads"]
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(Value::as_str)
+                                    .collect::<Vec<_>>()
+                                    .join("\n")
+                            })
+                            .unwrap_or_default()
+                    });
+                }
+            }
+            Ok(())
+        }
+        Command::Kv(cmd) => {
+            let c = client(&cli.data)?;
+            match cmd {
+                KvCmd::Put { thread, key, value } => {
+                    let v = c
+                        .ok(
+                            "PUT",
+                            &format!("/v1/threads/{thread}/kv/{key}"),
+                            Some(&json!({"value": value})),
+                        )
+                        .await?;
+                    print(out, &v, |_| "ok".to_owned());
+                }
+                KvCmd::Get { thread, key } => {
+                    let v = c
+                        .ok("GET", &format!("/v1/threads/{thread}/kv/{key}"), None)
+                        .await?;
+                    print(out, &v, |v| {
+                        v["value"].as_str().unwrap_or_default().to_owned()
+                    });
+                }
+                KvCmd::Del { thread, key } => {
+                    let v = c
+                        .ok("DELETE", &format!("/v1/threads/{thread}/kv/{key}"), None)
+                        .await?;
+                    print(out, &v, |_| "ok".to_owned());
+                }
+                KvCmd::List { thread, prefix } => {
+                    let v = c
+                        .ok(
+                            "GET",
+                            &format!("/v1/threads/{thread}/kv?prefix={prefix}"),
+                            None,
+                        )
+                        .await?;
+                    print(out, &v, |v| {
+                        v["items"]
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .map(|i| {
+                                        format!(
+                                            "{}\t{}",
+                                            i["key"].as_str().unwrap_or(""),
+                                            i["value"].as_str().unwrap_or("")
+                                        )
+                                    })
+                                    .collect::<Vec<_>>()
+                                    .join("\n")
+                            })
+                            .unwrap_or_default()
+                    });
+                }
+            }
+            Ok(())
+        }
+        Command::Doc(cmd) => {
+            let c = client(&cli.data)?;
+            match cmd {
+                DocCmd::Collection {
+                    thread,
+                    name,
+                    schema,
+                } => {
+                    let schema = json_arg(&schema, "the schema")?;
+                    let v = c
+                        .ok(
+                            "POST",
+                            &format!("/v1/threads/{thread}/collections"),
+                            Some(&json!({"name": name, "schema": schema})),
+                        )
+                        .await?;
+                    print(out, &v, |_| "ok".to_owned());
+                }
+                DocCmd::Put {
+                    thread,
+                    collection,
+                    id,
+                    doc,
+                } => {
+                    let doc = json_arg(&doc, "the document")?;
+                    let v = c
+                        .ok(
+                            "PUT",
+                            &format!("/v1/threads/{thread}/docs/{collection}/{id}"),
+                            Some(&doc),
+                        )
+                        .await?;
+                    print(out, &v, |_| "ok".to_owned());
+                }
+                DocCmd::Get {
+                    thread,
+                    collection,
+                    id,
+                } => {
+                    let v = c
+                        .ok(
+                            "GET",
+                            &format!("/v1/threads/{thread}/docs/{collection}/{id}"),
+                            None,
+                        )
+                        .await?;
+                    print(out, &v, |v| v["doc"].to_string());
+                }
+                DocCmd::Query {
+                    thread,
+                    collection,
+                    query,
+                } => {
+                    let query = json_arg(&query, "the query")?;
+                    let v = c
+                        .ok(
+                            "POST",
+                            &format!("/v1/threads/{thread}/query/{collection}"),
+                            Some(&query),
+                        )
+                        .await?;
+                    print(out, &v, |v| {
+                        v["docs"]
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .map(|d| {
+                                        format!("{}\t{}", d["id"].as_str().unwrap_or(""), d["doc"])
+                                    })
+                                    .collect::<Vec<_>>()
+                                    .join("\n")
+                            })
+                            .unwrap_or_default()
+                    });
+                }
+            }
+            Ok(())
+        }
+        Command::Watch {
+            thread,
+            cursor,
+            count,
+        } => {
+            let c = client(&cli.data)?;
+            let path = match cursor {
+                Some(cursor) => format!("/v1/threads/{thread}/events?cursor={cursor}"),
+                None => format!("/v1/threads/{thread}/events"),
+            };
+            let mut seen = 0usize;
+            c.events(&path, |data| {
+                if out {
+                    println!("{data}");
+                } else if let Ok(v) = serde_json::from_str::<Value>(data) {
+                    println!(
+                        "{} #{} {} op(s)",
+                        v["author"].as_str().unwrap_or(""),
+                        v["counter"],
+                        v["ops"].as_array().map_or(0, Vec::len)
+                    );
+                }
+                seen += 1;
+                count.is_none_or(|n| seen < n)
+            })
+            .await
+        }
+    }
+}
+
+async fn follower(data: PathBuf, listen: &str, invites: Vec<String>) -> Result<()> {
+    std::fs::create_dir_all(&data)?;
+    let me = daemon::identity(&data)?;
+    let config = threads_db::DbConfig::default()
+        .with_listen(vec![listen.parse().context("listen address")?])
+        .with_sync_interval(Duration::from_secs(1));
+    let db = threads_db::Db::open_sqlite(data.join("threads.db"), me, config).await?;
+    println!("threads follower: peer {}", db.identity().log_id());
+    for addr in db.node().listen_addrs() {
+        println!("listening on {addr}");
+    }
+    for invite in invites {
+        match db.join(&invite).await {
+            Ok(thread) => println!("following {thread}"),
+            Err(e) => bail!("cannot join: {e}"),
+        }
+    }
+    let mut last = 0u64;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            () = tokio::time::sleep(Duration::from_secs(5)) => {
+                let total: u64 = db.health().await.map(|rows| rows.iter().map(|r| r.health.accepted).sum()).unwrap_or(0);
+                if total != last {
+                    println!("replicated {total} entries so far");
+                    last = total;
+                }
+            }
+        }
+    }
+    db.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,745 @@
+//! [`Db`]: a peer of the Threads network with its threads, their views and sync.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde_json::Value;
+use threads_acl::{ACL_VIEW, AclAdmission, AclError, AclInvite, AclOp, AclViews, Role, new_thread};
+use threads_crypto::{Identity, KeySet, PublicKey, ThreadKey};
+use threads_id::{LogId, Multiaddr, ThreadAddr, ThreadId, Variant};
+use threads_log::{Clock, Writer};
+use threads_net::{Invite, NetConfig, NetError, NetEvent, Node, SyncStatus};
+use threads_store::{MemoryStore, SqliteStore, Store, StoreError};
+use threads_views::{Batch, Cursor, Kv, Reducer, Subscription, ViewConfig, ViewError};
+use tokio::sync::Mutex as AsyncMutex;
+use tokio::task::JoinHandle;
+
+use crate::crdt::{CRDT_VIEW, Crdt};
+use crate::docs::{DOCS_VIEW, DocOp, Docs};
+use crate::error::DocError;
+use crate::query::{Query, QueryPage};
+
+/// The name of every thread's key-value view.
+pub const KV_VIEW: &str = "kv";
+
+/// What can go wrong in a [`Db`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    /// The thread is not one of this peer's.
+    #[error("unknown thread {0}")]
+    UnknownThread(ThreadId),
+    /// A document operation or query was refused.
+    #[error(transparent)]
+    Doc(#[from] DocError),
+    /// This peer may not write: it holds no read key of the current epoch (a follower, or
+    /// left out by a rotation).
+    #[error("this peer cannot write to thread {0}: it holds no current read key")]
+    CannotWrite(ThreadId),
+    /// The network layer failed.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The views failed.
+    #[error(transparent)]
+    Views(#[from] ViewError),
+    /// Access control failed (a bad invite, say).
+    #[error(transparent)]
+    Acl(#[from] AclError),
+    /// The clock refused a time.
+    #[error("clock: {0}")]
+    Clock(String),
+    /// An invalid key.
+    #[error("key: {0}")]
+    Key(String),
+}
+
+/// How a [`Db`] runs.
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    /// Where the node listens (default: a free TCP port on 127.0.0.1).
+    pub listen: Vec<Multiaddr>,
+    /// How often the node syncs with its peers (default: 2 s).
+    pub sync_interval: Duration,
+    /// How the views run.
+    pub views: ViewConfig,
+}
+
+impl Default for DbConfig {
+    fn default() -> DbConfig {
+        DbConfig {
+            listen: vec![
+                "/ip4/127.0.0.1/tcp/0"
+                    .parse()
+                    .unwrap_or_else(|_| unreachable!("a valid address")),
+            ],
+            sync_interval: Duration::from_secs(2),
+            views: ViewConfig::new(),
+        }
+    }
+}
+
+impl DbConfig {
+    /// Listens on `addrs` instead.
+    #[must_use]
+    pub fn with_listen(mut self, addrs: Vec<Multiaddr>) -> DbConfig {
+        self.listen = addrs;
+        self
+    }
+
+    /// Syncs every `interval` instead.
+    #[must_use]
+    pub const fn with_sync_interval(mut self, interval: Duration) -> DbConfig {
+        self.sync_interval = interval;
+        self
+    }
+}
+
+type ThreadViews<S> = Arc<AsyncMutex<AclViews<S>>>;
+
+struct Inner<S: Store + 'static> {
+    me: Identity,
+    node: Node<S>,
+    admission: AclAdmission,
+    clock: Mutex<Clock>,
+    config: DbConfig,
+    threads: tokio::sync::RwLock<HashMap<ThreadId, ThreadViews<S>>>,
+    background: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A peer: its identity, its store, its node on the network, and every thread it holds,
+/// with views (a key-value view, documents, automerge collections) kept up to date as
+/// entries arrive.
+///
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// use threads_db::{Db, DbConfig, Query};
+/// use threads_crypto::Identity;
+/// use threads_id::Variant;
+/// use serde_json::json;
+///
+/// let db = Db::open_memory(Identity::generate(), DbConfig::default()).await?;
+/// let thread = db.create_thread(Variant::Raw).await?;
+/// db.transaction(thread)
+///     .put(b"greeting", b"hello")
+///     .create_collection("notes", &json!({"type": "object", "required": ["text"]}))
+///     .create("notes", "n1", &json!({"text": "first"}))
+///     .commit()
+///     .await?;
+/// assert_eq!(db.get(thread, b"greeting").await?, Some(b"hello".to_vec()));
+/// let page = db.query(thread, "notes", &Query::all()).await?;
+/// assert_eq!(page.docs[0].1, json!({"text": "first"}));
+/// db.shutdown().await;
+/// # Ok::<(), threads_db::DbError>(())
+/// # }).unwrap();
+/// ```
+pub struct Db<S: Store + 'static> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S: Store + 'static> Clone for Db<S> {
+    /// Another handle to the same database.
+    fn clone(&self) -> Db<S> {
+        Db {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<S: Store + 'static> std::fmt::Debug for Db<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("peer", &self.inner.node.peer_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Db<MemoryStore> {
+    /// A database in memory (lost when dropped): for tests and demos.
+    ///
+    /// # Errors
+    /// As [`Db::open`].
+    pub async fn open_memory(me: Identity, config: DbConfig) -> Result<Db<MemoryStore>, DbError> {
+        Db::open(me, Arc::new(MemoryStore::new()), config).await
+    }
+}
+
+impl Db<SqliteStore> {
+    /// A database in a SQLite file (created if missing).
+    ///
+    /// # Errors
+    /// As [`Db::open`], or the file cannot be opened.
+    pub async fn open_sqlite(
+        path: impl AsRef<Path>,
+        me: Identity,
+        config: DbConfig,
+    ) -> Result<Db<SqliteStore>, DbError> {
+        let store = SqliteStore::open(path.as_ref()).await?;
+        Db::open(me, Arc::new(store), config).await
+    }
+}
+
+fn reducers() -> Vec<Arc<dyn Reducer>> {
+    vec![
+        Arc::new(Kv::new(KV_VIEW)),
+        Arc::new(Docs::new(DOCS_VIEW)),
+        Arc::new(Crdt::new(CRDT_VIEW)),
+    ]
+}
+
+impl<S: Store + 'static> Db<S> {
+    /// Opens a database over `store` as `me`: starts the node, opens the views of every
+    /// thread the store holds (catching them up), and starts syncing.
+    ///
+    /// # Errors
+    /// A store, network or view error.
+    pub async fn open(me: Identity, store: Arc<S>, config: DbConfig) -> Result<Db<S>, DbError> {
+        let admission = AclAdmission::new();
+        let net = NetConfig::new(config.listen.clone()).with_admission(admission.clone());
+        let node = Node::start(&me, Arc::clone(&store), net).await?;
+        let inner = Arc::new(Inner {
+            me,
+            node,
+            admission,
+            clock: Mutex::new(Clock::system()),
+            config,
+            threads: tokio::sync::RwLock::new(HashMap::new()),
+            background: Mutex::new(None),
+        });
+        for thread in store.threads().await? {
+            open_thread(&inner, thread).await?;
+            inner.node.watch(thread).await?;
+            for addr in stored_peers(&*store, thread).await? {
+                inner.node.add_peer(addr);
+            }
+        }
+        inner.node.start_sync(inner.config.sync_interval);
+        let mut events = inner.node.subscribe();
+        let weak = Arc::downgrade(&inner);
+        let background = tokio::spawn(async move {
+            loop {
+                let thread = match events.recv().await {
+                    Ok(NetEvent::Stored { thread, .. }) => Some(thread),
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                let Some(inner) = weak.upgrade() else { return };
+                let targets: Vec<ThreadViews<S>> = match thread {
+                    Some(thread) => inner
+                        .threads
+                        .read()
+                        .await
+                        .get(&thread)
+                        .cloned()
+                        .into_iter()
+                        .collect(),
+                    None => inner.threads.read().await.values().cloned().collect(),
+                };
+                for views in targets {
+                    if let Err(error) = views.lock().await.catch_up().await {
+                        tracing::warn!(%error, "views could not catch up");
+                    }
+                }
+            }
+        });
+        *inner
+            .background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(background);
+        Ok(Db { inner })
+    }
+
+    /// Remembers `addr` as a peer of its thread, here and across restarts: pushes go there
+    /// and pulls come from there.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn add_peer(&self, addr: ThreadAddr) -> Result<(), DbError> {
+        let thread = addr.thread_id();
+        let store = self.inner.node.store();
+        let mut peers = stored_peers(&**store, thread).await?;
+        if !peers.contains(&addr) {
+            peers.push(addr.clone());
+            let text: Vec<String> = peers.iter().map(ToString::to_string).collect();
+            store
+                .put_meta(thread, PEERS_META, text.join("\n").as_bytes())
+                .await?;
+        }
+        self.inner.node.add_peer(addr);
+        Ok(())
+    }
+
+    /// This peer's identity.
+    pub fn identity(&self) -> &Identity {
+        &self.inner.me
+    }
+
+    /// The node (its addresses, health, the store).
+    pub fn node(&self) -> &Node<S> {
+        &self.inner.node
+    }
+
+    /// The threads this peer holds.
+    pub async fn threads(&self) -> Vec<ThreadId> {
+        let mut out: Vec<ThreadId> = self.inner.threads.read().await.keys().copied().collect();
+        out.sort();
+        out
+    }
+
+    async fn views(&self, thread: ThreadId) -> Result<ThreadViews<S>, DbError> {
+        self.inner
+            .threads
+            .read()
+            .await
+            .get(&thread)
+            .cloned()
+            .ok_or(DbError::UnknownThread(thread))
+    }
+
+    /// Creates a thread: `Raw` (every member with the keys may write) or
+    /// `AccessControlled` (this peer owns its ACL; others get roles with
+    /// [`Db::invite`]).
+    ///
+    /// # Errors
+    /// A store, network or view error.
+    pub async fn create_thread(&self, variant: Variant) -> Result<ThreadId, DbError> {
+        let node = &self.inner.node;
+        let thread = match variant {
+            Variant::Raw => node.create_thread(Variant::Raw).await?.0,
+            Variant::AccessControlled => {
+                let (thread, salt) = new_thread(&self.inner.me.log_id());
+                node.store()
+                    .put_thread(thread, &ThreadKey::generate())
+                    .await?;
+                node.watch(thread).await?;
+                open_thread(&self.inner, thread).await?;
+                let init = Batch::new().with(ACL_VIEW, AclOp::Init { salt }.encode());
+                self.write(thread, init).await?;
+                thread
+            }
+            other => {
+                return Err(DbError::Key(format!("unknown thread variant {other}")));
+            }
+        };
+        open_thread(&self.inner, thread).await?;
+        Ok(thread)
+    }
+
+    /// An invite for `member` with `role` (as text). In an access-controlled thread this
+    /// also writes the ACL change that gives the role (and hands over read keys). A
+    /// follower's invite carries no read key.
+    ///
+    /// # Errors
+    /// [`DbError::UnknownThread`], or the ACL change cannot be written.
+    pub async fn invite(
+        &self,
+        thread: ThreadId,
+        member: LogId,
+        role: Role,
+    ) -> Result<String, DbError> {
+        let addrs: Vec<_> = self.inner.node.thread_addr(thread).into_iter().collect();
+        let views = self.views(thread).await?;
+        if thread.variant() == Variant::AccessControlled {
+            let batch = views.lock().await.set_role(member, role).await?;
+            self.write(thread, batch).await?;
+            let invite = views.lock().await.invite(addrs, &member, role)?;
+            return Ok(invite.to_text().to_string());
+        }
+        let key = self
+            .inner
+            .node
+            .store()
+            .thread_key(thread)
+            .await?
+            .ok_or(DbError::UnknownThread(thread))?;
+        let key = if role.can_read() {
+            key
+        } else {
+            key.to_follower()
+        };
+        let public = PublicKey::from_log_id(&member).map_err(|e| DbError::Key(e.to_string()))?;
+        let invite = Invite::sealed(addrs, &KeySet::new(thread, key), &public);
+        Ok(AclInvite::new(role, invite).to_text().to_string())
+    }
+
+    /// Joins a thread from an invite's text: stores its keys, pulls it from the inviter,
+    /// and opens its views. Returns the thread.
+    ///
+    /// # Errors
+    /// A bad invite, or no address answered.
+    pub async fn join(&self, invite: &str) -> Result<ThreadId, DbError> {
+        let invite: AclInvite = invite.parse()?;
+        let (addrs, _) = invite.open(&self.inner.me)?;
+        let (thread, _) = self
+            .inner
+            .node
+            .join(invite.invite(), &self.inner.me)
+            .await?;
+        for addr in addrs {
+            self.add_peer(addr).await?;
+        }
+        open_thread(&self.inner, thread).await?;
+        self.catch_up(thread).await?;
+        Ok(thread)
+    }
+
+    /// Applies whatever the store holds for `thread` that the views have not applied yet
+    /// (the background task does this as entries arrive).
+    ///
+    /// # Errors
+    /// A view error.
+    pub async fn catch_up(&self, thread: ThreadId) -> Result<(), DbError> {
+        self.views(thread).await?.lock().await.catch_up().await?;
+        Ok(())
+    }
+
+    /// A transaction: writes collected and written as one event.
+    pub fn transaction(&self, thread: ThreadId) -> Transaction<'_, S> {
+        Transaction {
+            db: self,
+            thread,
+            batch: Batch::new(),
+            docs: Vec::new(),
+        }
+    }
+
+    /// Writes `batch` as one event of this peer's log (ACL batches with the ACL key, others
+    /// with the current read key), pushes it to peers, and applies it to the views. Returns
+    /// the event's counter in this peer's log once it is stored.
+    ///
+    /// # Errors
+    /// [`DbError::CannotWrite`] for a follower, or a store, network or view error.
+    pub async fn write(&self, thread: ThreadId, batch: Batch) -> Result<u64, DbError> {
+        let views = self.views(thread).await?;
+        let mut views = views.lock().await;
+        let acl = batch.ops().iter().any(|(view, _)| view == ACL_VIEW);
+        let key = if acl {
+            views.acl_key()
+        } else {
+            views.write_key().ok_or(DbError::CannotWrite(thread))?
+        };
+        let writer = Writer::new(self.inner.me.clone(), thread, &key)
+            .map_err(|e| DbError::Key(e.to_string()))?;
+        let time = {
+            let mut clock = self
+                .inner
+                .clock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let seen = views.last_order().map(|o| o.time);
+            match seen {
+                Some(seen) => clock.update(seen).or_else(|_| clock.now()),
+                None => clock.now(),
+            }
+            .map_err(|e| DbError::Clock(e.to_string()))?
+        };
+        let appended = self
+            .inner
+            .node
+            .write(&writer, &batch.encode(), time)
+            .await?;
+        views.catch_up().await?;
+        Ok(appended.record.counter())
+    }
+
+    /// The value of `key` in the thread's key-value view.
+    ///
+    /// # Errors
+    /// [`DbError::UnknownThread`].
+    pub async fn get(&self, thread: ThreadId, key: &[u8]) -> Result<Option<Vec<u8>>, DbError> {
+        let views = self.views(thread).await?;
+        let views = views.lock().await;
+        Ok(Kv::get(views.state(KV_VIEW)?, key).map(<[u8]>::to_vec))
+    }
+
+    /// The live keys starting with `prefix` and their values.
+    ///
+    /// # Errors
+    /// [`DbError::UnknownThread`].
+    pub async fn list(
+        &self,
+        thread: ThreadId,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DbError> {
+        let views = self.views(thread).await?;
+        let views = views.lock().await;
+        Ok(Kv::scan(views.state(KV_VIEW)?, prefix)
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect())
+    }
+
+    /// A document.
+    ///
+    /// # Errors
+    /// [`DbError::UnknownThread`].
+    pub async fn doc(
+        &self,
+        thread: ThreadId,
+        collection: &str,
+        id: &str,
+    ) -> Result<Option<Value>, DbError> {
+        let views = self.views(thread).await?;
+        let views = views.lock().await;
+        Ok(Docs::get(views.state(DOCS_VIEW)?, collection, id).map(|(d, _)| d))
+    }
+
+    /// Runs a query over a document collection.
+    ///
+    /// # Errors
+    /// [`DocError::UnknownCollection`], [`DocError::BadQuery`].
+    pub async fn query(
+        &self,
+        thread: ThreadId,
+        collection: &str,
+        query: &Query,
+    ) -> Result<QueryPage, DbError> {
+        let views = self.views(thread).await?;
+        let views = views.lock().await;
+        Ok(Docs::query(views.state(DOCS_VIEW)?, collection, query)?)
+    }
+
+    /// An automerge document as JSON.
+    ///
+    /// # Errors
+    /// [`DbError::UnknownThread`].
+    pub async fn crdt(
+        &self,
+        thread: ThreadId,
+        collection: &str,
+        id: &str,
+    ) -> Result<Option<Value>, DbError> {
+        let views = self.views(thread).await?;
+        let views = views.lock().await;
+        Ok(Crdt::get(views.state(CRDT_VIEW)?, collection, id))
+    }
+
+    /// Changes an automerge document: `edit` makes changes on the current document, which
+    /// are written as one event.
+    ///
+    /// # Errors
+    /// [`DbError::UnknownThread`], a write error, or [`DocError::Automerge`].
+    pub async fn change_crdt(
+        &self,
+        thread: ThreadId,
+        collection: &str,
+        id: &str,
+        edit: impl FnOnce(&mut automerge::AutoCommit) -> Result<(), automerge::AutomergeError>,
+    ) -> Result<u64, DbError> {
+        let mut doc = {
+            let views = self.views(thread).await?;
+            let views = views.lock().await;
+            Crdt::document(views.state(CRDT_VIEW)?, collection, id)?
+        };
+        doc.set_actor(automerge::ActorId::from(self.inner.me.log_id().to_bytes()));
+        edit(&mut doc).map_err(|e| DocError::Automerge(e.to_string()))?;
+        doc.commit();
+        let Some(change) = doc.get_last_local_change() else {
+            return Err(DocError::Automerge("the edit changed nothing".to_owned()).into());
+        };
+        self.write(
+            thread,
+            Batch::new().with(CRDT_VIEW, Crdt::change(collection, id, &change)),
+        )
+        .await
+    }
+
+    /// A lossless subscription to the thread's events in its order, from `from`.
+    ///
+    /// # Errors
+    /// [`DbError::UnknownThread`].
+    pub async fn subscribe(
+        &self,
+        thread: ThreadId,
+        from: Cursor,
+    ) -> Result<Subscription<S>, DbError> {
+        let views = self.views(thread).await?;
+        let views = views.lock().await;
+        Ok(views.views().subscribe(from))
+    }
+
+    /// Every operation refused in the thread, with author and reason.
+    ///
+    /// # Errors
+    /// [`DbError::UnknownThread`].
+    pub async fn rejections(
+        &self,
+        thread: ThreadId,
+    ) -> Result<Vec<threads_views::Rejection>, DbError> {
+        Ok(self.views(thread).await?.lock().await.rejections())
+    }
+
+    /// Sync health per thread, log and peer.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn health(&self) -> Result<Vec<SyncStatus>, DbError> {
+        Ok(self.inner.node.sync_status().await?)
+    }
+
+    /// Stops syncing and the node. Everything acknowledged is already stored (each write
+    /// and each view commit is one transaction), so nothing is lost.
+    pub async fn shutdown(&self) {
+        let task = self
+            .inner
+            .background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            task.abort();
+            // Wait until it stopped, so no catch-up runs after this returns.
+            let _ = task.await;
+        }
+        self.inner.node.shutdown();
+    }
+}
+
+/// The thread meta key under which a thread's peers are remembered.
+const PEERS_META: &str = "threads-db.peers";
+
+async fn stored_peers<S: Store>(store: &S, thread: ThreadId) -> Result<Vec<ThreadAddr>, DbError> {
+    let Some(bytes) = store.meta(thread, PEERS_META).await? else {
+        return Ok(Vec::new());
+    };
+    Ok(String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter_map(|line| line.parse().ok())
+        .collect())
+}
+
+async fn open_thread<S: Store + 'static>(
+    inner: &Arc<Inner<S>>,
+    thread: ThreadId,
+) -> Result<(), DbError> {
+    if inner.threads.read().await.contains_key(&thread) {
+        return Ok(());
+    }
+    let mut views = AclViews::open(
+        Arc::clone(inner.node.store()),
+        thread,
+        &inner.me,
+        reducers(),
+        inner.config.views,
+    )
+    .await?;
+    views.catch_up().await?;
+    inner.admission.register(views.shared_acl());
+    inner
+        .threads
+        .write()
+        .await
+        .entry(thread)
+        .or_insert_with(|| Arc::new(AsyncMutex::new(views)));
+    Ok(())
+}
+
+/// Writes collected to be written as one event ([`Db::transaction`]).
+#[must_use = "a transaction does nothing until committed"]
+pub struct Transaction<'a, S: Store + 'static> {
+    db: &'a Db<S>,
+    thread: ThreadId,
+    batch: Batch,
+    docs: Vec<DocOp>,
+}
+
+impl<S: Store + 'static> std::fmt::Debug for Transaction<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("thread", &self.thread)
+            .field("operations", &self.batch.ops().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store + 'static> Transaction<'_, S> {
+    /// Sets `key` to `value` in the key-value view.
+    pub fn put(mut self, key: &[u8], value: &[u8]) -> Self {
+        self.batch.push(KV_VIEW, Kv::put(key, value));
+        self
+    }
+
+    /// Deletes `key` from the key-value view.
+    pub fn del(mut self, key: &[u8]) -> Self {
+        self.batch.push(KV_VIEW, Kv::del(key));
+        self
+    }
+
+    /// A document operation.
+    pub fn doc(mut self, op: DocOp) -> Self {
+        self.batch.push(DOCS_VIEW, op.encode());
+        self.docs.push(op);
+        self
+    }
+
+    /// Creates a collection with a JSON Schema.
+    pub fn create_collection(self, name: &str, schema: &Value) -> Self {
+        self.doc(DocOp::CreateCollection {
+            name: name.to_owned(),
+            schema: schema.to_string(),
+        })
+    }
+
+    /// Creates a document.
+    pub fn create(self, collection: &str, id: &str, doc: &Value) -> Self {
+        self.doc(DocOp::Create {
+            collection: collection.to_owned(),
+            id: id.to_owned(),
+            doc: doc.to_string(),
+        })
+    }
+
+    /// Replaces a document.
+    pub fn save(self, collection: &str, id: &str, doc: &Value) -> Self {
+        self.doc(DocOp::Save {
+            collection: collection.to_owned(),
+            id: id.to_owned(),
+            doc: doc.to_string(),
+        })
+    }
+
+    /// Deletes a document.
+    pub fn delete(self, collection: &str, id: &str) -> Self {
+        self.doc(DocOp::Delete {
+            collection: collection.to_owned(),
+            id: id.to_owned(),
+        })
+    }
+
+    /// Checks the document operations against the current state (a schema violation, an
+    /// unknown collection, a taken unique value are refused here, and nothing is written),
+    /// then writes everything as one event. Returns its counter in this peer's log.
+    ///
+    /// # Errors
+    /// A [`DocError`], or as [`Db::write`].
+    pub async fn commit(self) -> Result<u64, DbError> {
+        {
+            let views = self.db.views(self.thread).await?;
+            let views = views.lock().await;
+            let state = views.state(DOCS_VIEW)?;
+            let checker = Docs::default();
+            let created: Vec<&str> = self
+                .docs
+                .iter()
+                .filter_map(|op| match op {
+                    DocOp::CreateCollection { name, .. } => Some(name.as_str()),
+                    _ => None,
+                })
+                .collect();
+            for op in &self.docs {
+                match checker.check(state, op) {
+                    Ok(()) => {}
+                    // An operation on a collection this transaction creates is checked
+                    // when it applies.
+                    Err(DocError::UnknownCollection(name)) if created.contains(&name.as_str()) => {}
+                    Err(error) => return Err(error.into()),
+                }
+            }
+        }
+        self.db.write(self.thread, self.batch).await
+    }
+}
