@@ -317,6 +317,9 @@ fn a_killed_daemon_loses_no_acknowledged_write() {
     }
 }
 
+/// A request (method, path, token, body) and the status and error code it must get.
+type Case<'a> = (&'a str, String, Option<&'a str>, Vec<u8>, u16, &'a str);
+
 #[test]
 fn malformed_requests_get_4xx_and_the_daemon_keeps_serving() {
     let dir = tempfile::tempdir().expect("dir");
@@ -328,7 +331,7 @@ fn malformed_requests_get_4xx_and_the_daemon_keeps_serving() {
     let token = daemon.token.clone();
     let unknown = "bafkqaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     let big = vec![b'x'; 2 << 20];
-    let cases: Vec<(&str, String, Option<&str>, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "POST",
             "/v1/threads".into(),
