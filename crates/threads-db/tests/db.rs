@@ -1,0 +1,182 @@
+//! The database facade: two peers in one process sync a thread over libp2p; transactions
+//! are one event and a refused one writes nothing; a follower replicates but cannot read or
+//! write; listeners are lossless; a database reopened from its file resumes.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use threads_acl::Role;
+use threads_crypto::Identity;
+use threads_db::{Db, DbConfig, DbError, DocError, Query};
+use threads_id::Variant;
+use threads_views::Cursor;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn config() -> DbConfig {
+    DbConfig::default().with_sync_interval(Duration::from_millis(200))
+}
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < LIMIT, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_sync_transactions_followers_and_listeners() {
+    let alice = Db::open_memory(Identity::from_secret_bytes(&[1; 32]), config())
+        .await
+        .expect("alice");
+    let bob = Db::open_memory(Identity::from_secret_bytes(&[2; 32]), config())
+        .await
+        .expect("bob");
+    let follower = Db::open_memory(Identity::from_secret_bytes(&[3; 32]), config())
+        .await
+        .expect("follower");
+    let thread = alice
+        .create_thread(Variant::AccessControlled)
+        .await
+        .expect("thread");
+    let schema = json!({"type": "object", "required": ["title"]});
+    let first = alice
+        .transaction(thread)
+        .create_collection("notes", &schema)
+        .create("notes", "a", &json!({"title": "one"}))
+        .put(b"k", b"v")
+        .commit()
+        .await
+        .expect("one event");
+
+    // A refused transaction writes nothing, and says why.
+    let refused = alice
+        .transaction(thread)
+        .put(b"k", b"other")
+        .create("notes", "b", &json!({"no": "title"}))
+        .commit()
+        .await;
+    assert!(matches!(
+        refused,
+        Err(DbError::Doc(DocError::SchemaViolation { .. }))
+    ));
+    assert_eq!(alice.get(thread, b"k").await.expect("get"), Some(b"v".to_vec()));
+    let unknown = alice
+        .transaction(thread)
+        .create("nothing", "x", &json!({}))
+        .commit()
+        .await;
+    assert!(matches!(
+        unknown,
+        Err(DbError::Doc(DocError::UnknownCollection(_)))
+    ));
+    let head = alice
+        .node()
+        .store()
+        .head(thread, alice.identity().log_id())
+        .await
+        .expect("head")
+        .expect("some");
+    assert_eq!(head.counter, first);
+
+    let invite = alice
+        .invite(thread, bob.identity().log_id(), Role::Write)
+        .await
+        .expect("invite");
+    assert_eq!(bob.join(&invite).await.expect("join"), thread);
+    assert_eq!(
+        bob.doc(thread, "notes", "a").await.expect("doc"),
+        Some(json!({"title": "one"}))
+    );
+    let to_follower = alice
+        .invite(thread, follower.identity().log_id(), Role::Follow)
+        .await
+        .expect("invite");
+    follower.join(&to_follower).await.expect("join");
+
+    // Bob writes; alice sees it (pushed), and so does a listener from the start.
+    bob.transaction(thread)
+        .create("notes", "b", &json!({"title": "two"}))
+        .commit()
+        .await
+        .expect("bob writes");
+    eventually("alice to see bob's note", || async {
+        alice.doc(thread, "notes", "b").await.ok().flatten().is_some()
+    })
+    .await;
+    let mut listener = alice
+        .subscribe(thread, Cursor::default())
+        .await
+        .expect("subscribe");
+    let mut authors = Vec::new();
+    while let Ok(Some(event)) = listener.try_next().await {
+        authors.push(event.order.log);
+    }
+    assert!(authors.contains(&bob.identity().log_id()));
+    assert!(authors.len() >= 4, "{authors:?}");
+
+    // The follower holds the records but cannot read or write.
+    eventually("the follower to replicate bob's log", || async {
+        follower
+            .node()
+            .store()
+            .head(thread, bob.identity().log_id())
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    })
+    .await;
+    assert!(matches!(
+        follower.query(thread, "notes", &Query::all()).await,
+        Err(DbError::Doc(DocError::UnknownCollection(_)))
+    ));
+    assert!(matches!(
+        follower.transaction(thread).put(b"x", b"y").commit().await,
+        Err(DbError::CannotWrite(_))
+    ));
+    for db in [&alice, &bob, &follower] {
+        db.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_reopened_from_its_file_resumes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("db.sqlite");
+    let me = Identity::from_secret_bytes(&[9; 32]);
+    let thread = {
+        let db = Db::open_sqlite(&path, me.clone(), config()).await.expect("open");
+        let thread = db.create_thread(Variant::Raw).await.expect("thread");
+        db.transaction(thread)
+            .put(b"a", b"1")
+            .create_collection("c", &json!({"type": "object"}))
+            .create("c", "x", &json!({"n": 1}))
+            .commit()
+            .await
+            .expect("write");
+        db.change_crdt(thread, "notes", "n", |doc| {
+            use automerge::transaction::Transactable;
+            doc.put(automerge::ROOT, "text", "hello")?;
+            Ok(())
+        })
+        .await
+        .expect("automerge");
+        db.shutdown().await;
+        thread
+    };
+    let db = Db::open_sqlite(&path, me, config()).await.expect("reopen");
+    assert_eq!(db.threads().await, [thread]);
+    assert_eq!(db.get(thread, b"a").await.expect("get"), Some(b"1".to_vec()));
+    assert_eq!(db.doc(thread, "c", "x").await.expect("doc"), Some(json!({"n": 1})));
+    assert_eq!(
+        db.crdt(thread, "notes", "n").await.expect("crdt"),
+        Some(json!({"text": "hello"}))
+    );
+    db.shutdown().await;
+}
