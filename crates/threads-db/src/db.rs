@@ -11,7 +11,7 @@ use threads_crypto::{Identity, KeySet, PublicKey, ThreadKey};
 use threads_id::{LogId, Multiaddr, ThreadAddr, ThreadId, Variant};
 use threads_log::{Clock, Writer};
 use threads_net::{Invite, NetConfig, NetError, NetEvent, Node, SyncStatus};
-use threads_store::{MemoryStore, SqliteStore, Store, StoreError};
+use threads_store::{MemoryStore, PostgresStore, SqliteStore, Store, StoreError};
 use threads_views::{Batch, Cursor, Kv, Reducer, Subscription, ViewConfig, ViewError};
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinHandle;
@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use crate::crdt::{CRDT_VIEW, Crdt};
 use crate::docs::{DOCS_VIEW, DocOp, Docs};
 use crate::error::DocError;
+use crate::live::{LiveQuery, ResultChange, Source};
 use crate::query::{Query, QueryPage};
 
 /// The name of every thread's key-value view.
@@ -109,6 +110,8 @@ struct Inner<S: Store + 'static> {
     config: DbConfig,
     threads: tokio::sync::RwLock<HashMap<ThreadId, ThreadViews<S>>>,
     background: Mutex<Option<JoinHandle<()>>>,
+    /// Told the thread whose views changed, after every catch-up.
+    changed: tokio::sync::broadcast::Sender<ThreadId>,
 }
 
 /// A peer: its identity, its store, its node on the network, and every thread it holds,
@@ -168,6 +171,22 @@ impl Db<MemoryStore> {
     }
 }
 
+impl Db<PostgresStore> {
+    /// A database in PostgreSQL (for servers), at `url`
+    /// (`postgres://user@host:port/database`).
+    ///
+    /// # Errors
+    /// As [`Db::open`], or the server cannot be reached.
+    pub async fn open_postgres(
+        url: &str,
+        me: Identity,
+        config: DbConfig,
+    ) -> Result<Db<PostgresStore>, DbError> {
+        let store = PostgresStore::connect(url).await?;
+        Db::open(me, Arc::new(store), config).await
+    }
+}
+
 impl Db<SqliteStore> {
     /// A database in a SQLite file (created if missing).
     ///
@@ -209,6 +228,7 @@ impl<S: Store + 'static> Db<S> {
             config,
             threads: tokio::sync::RwLock::new(HashMap::new()),
             background: Mutex::new(None),
+            changed: tokio::sync::broadcast::channel(256).0,
         });
         for thread in store.threads().await? {
             open_thread(&inner, thread).await?;
@@ -241,8 +261,12 @@ impl<S: Store + 'static> Db<S> {
                     None => inner.threads.read().await.values().cloned().collect(),
                 };
                 for views in targets {
-                    if let Err(error) = views.lock().await.catch_up().await {
-                        tracing::warn!(%error, "views could not catch up");
+                    let mut views = views.lock().await;
+                    match views.catch_up().await {
+                        Ok(_) => {
+                            let _ = inner.changed.send(views.thread());
+                        }
+                        Err(error) => tracing::warn!(%error, "views could not catch up"),
                     }
                 }
             }
@@ -444,6 +468,7 @@ impl<S: Store + 'static> Db<S> {
             .write(&writer, &batch.encode(), time)
             .await?;
         views.catch_up().await?;
+        let _ = self.inner.changed.send(thread);
         Ok(appended.record.counter())
     }
 
@@ -546,6 +571,59 @@ impl<S: Store + 'static> Db<S> {
             Batch::new().with(CRDT_VIEW, Crdt::change(collection, id, &change)),
         )
         .await
+    }
+
+    /// A live query: the changes to the result set of `query` over `collection`, sent
+    /// after every change of the thread's views (the first message holds the whole result
+    /// set as added). Dropping the receiver ends it.
+    ///
+    /// # Errors
+    /// [`DbError::UnknownThread`], or [`DocError::BadQuery`].
+    pub async fn live_query(
+        &self,
+        thread: ThreadId,
+        source: Source,
+        collection: &str,
+        query: Query,
+    ) -> Result<tokio::sync::mpsc::Receiver<Vec<ResultChange>>, DbError> {
+        let views = self.views(thread).await?;
+        let mut live = LiveQuery::new(source, collection, query)?;
+        let mut changed = self.inner.changed.subscribe();
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let view = match source {
+            Source::Documents => DOCS_VIEW,
+            Source::Automerge => CRDT_VIEW,
+        };
+        tokio::spawn(async move {
+            loop {
+                let changes = {
+                    let views = views.lock().await;
+                    match views.state(view) {
+                        Ok(state) => live.refresh(state),
+                        Err(_) => return,
+                    }
+                };
+                // Nothing new, or a collection that does not exist yet: wait.
+                if let Ok(changes) = changes
+                    && !changes.is_empty()
+                    && tx.send(changes).await.is_err()
+                {
+                    return;
+                }
+                loop {
+                    match changed.recv().await {
+                        Ok(t) if t == thread => break,
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+                if tx.is_closed() {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
     }
 
     /// A lossless subscription to the thread's events in its order, from `from`.

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use threads_acl::Role;
 use threads_crypto::Identity;
-use threads_db::{Db, DbConfig, DbError, DocError, Query};
+use threads_db::{Db, DbConfig, DbError, DocError, Query, ResultChange, Source};
 use threads_id::Variant;
+use threads_store::LogBook;
 use threads_views::Cursor;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -65,7 +66,10 @@ async fn peers_sync_transactions_followers_and_listeners() {
         refused,
         Err(DbError::Doc(DocError::SchemaViolation { .. }))
     ));
-    assert_eq!(alice.get(thread, b"k").await.expect("get"), Some(b"v".to_vec()));
+    assert_eq!(
+        alice.get(thread, b"k").await.expect("get"),
+        Some(b"v".to_vec())
+    );
     let unknown = alice
         .transaction(thread)
         .create("nothing", "x", &json!({}))
@@ -99,6 +103,23 @@ async fn peers_sync_transactions_followers_and_listeners() {
         .expect("invite");
     follower.join(&to_follower).await.expect("join");
 
+    // A live query on alice: first the whole result set, then each change.
+    let mut live = alice
+        .live_query(thread, Source::Documents, "notes", Query::all())
+        .await
+        .expect("live query");
+    let first = tokio::time::timeout(LIMIT, live.recv())
+        .await
+        .expect("in time")
+        .expect("a message");
+    assert_eq!(
+        first,
+        [ResultChange::Added {
+            id: "a".into(),
+            doc: json!({"title": "one"})
+        }]
+    );
+
     // Bob writes; alice sees it (pushed), and so does a listener from the start.
     bob.transaction(thread)
         .create("notes", "b", &json!({"title": "two"}))
@@ -106,9 +127,25 @@ async fn peers_sync_transactions_followers_and_listeners() {
         .await
         .expect("bob writes");
     eventually("alice to see bob's note", || async {
-        alice.doc(thread, "notes", "b").await.ok().flatten().is_some()
+        alice
+            .doc(thread, "notes", "b")
+            .await
+            .ok()
+            .flatten()
+            .is_some()
     })
     .await;
+    let next = tokio::time::timeout(LIMIT, live.recv())
+        .await
+        .expect("in time")
+        .expect("a message");
+    assert_eq!(
+        next,
+        [ResultChange::Added {
+            id: "b".into(),
+            doc: json!({"title": "two"})
+        }]
+    );
     let mut listener = alice
         .subscribe(thread, Cursor::default())
         .await
@@ -151,7 +188,9 @@ async fn a_database_reopened_from_its_file_resumes() {
     let path = dir.path().join("db.sqlite");
     let me = Identity::from_secret_bytes(&[9; 32]);
     let thread = {
-        let db = Db::open_sqlite(&path, me.clone(), config()).await.expect("open");
+        let db = Db::open_sqlite(&path, me.clone(), config())
+            .await
+            .expect("open");
         let thread = db.create_thread(Variant::Raw).await.expect("thread");
         db.transaction(thread)
             .put(b"a", b"1")
@@ -172,8 +211,14 @@ async fn a_database_reopened_from_its_file_resumes() {
     };
     let db = Db::open_sqlite(&path, me, config()).await.expect("reopen");
     assert_eq!(db.threads().await, [thread]);
-    assert_eq!(db.get(thread, b"a").await.expect("get"), Some(b"1".to_vec()));
-    assert_eq!(db.doc(thread, "c", "x").await.expect("doc"), Some(json!({"n": 1})));
+    assert_eq!(
+        db.get(thread, b"a").await.expect("get"),
+        Some(b"1".to_vec())
+    );
+    assert_eq!(
+        db.doc(thread, "c", "x").await.expect("doc"),
+        Some(json!({"n": 1}))
+    );
     assert_eq!(
         db.crdt(thread, "notes", "n").await.expect("crdt"),
         Some(json!({"text": "hello"}))
