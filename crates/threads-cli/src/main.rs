@@ -261,9 +261,24 @@ async fn run(cli: Cli) -> Result<()> {
                     });
                 }
                 ThreadCmd::Join { invite } => {
-                    let v = c
-                        .ok("POST", "/v1/join", Some(&json!({"invite": invite})))
-                        .await?;
+                    let body = json!({"invite": invite});
+                    let join = c.ok("POST", "/v1/join", Some(&body));
+                    tokio::pin!(join);
+                    // Progress on stderr while a large thread comes in.
+                    let before = accepted(&c).await;
+                    let mut tick = tokio::time::interval(Duration::from_millis(500));
+                    tick.tick().await;
+                    let v = loop {
+                        tokio::select! {
+                            v = &mut join => break v?,
+                            _ = tick.tick() => {
+                                let now = accepted(&c).await;
+                                eprintln!("catching up: {} entries received", now.saturating_sub(before));
+                            }
+                        }
+                    };
+                    let total = accepted(&c).await.saturating_sub(before);
+                    eprintln!("caught up: {total} entries received");
                     print(out, &v, |v| {
                         v["thread"].as_str().unwrap_or_default().to_owned()
                     });
@@ -447,6 +462,19 @@ async fn run(cli: Cli) -> Result<()> {
             .await
         }
     }
+}
+
+/// Entries accepted from peers so far, over every thread (0 if the daemon does not say).
+async fn accepted(c: &Client) -> u64 {
+    c.ok("GET", "/v1/health", None)
+        .await
+        .ok()
+        .and_then(|v| {
+            v["health"]
+                .as_array()
+                .map(|rows| rows.iter().filter_map(|r| r["accepted"].as_u64()).sum())
+        })
+        .unwrap_or(0)
 }
 
 async fn follower(data: PathBuf, listen: &str, invites: Vec<String>) -> Result<()> {

@@ -150,7 +150,29 @@ fn two_daemons_sync_a_document_collection_and_keep_it_across_restarts() {
         .as_str()
         .expect("invite")
         .to_owned();
-    assert_eq!(b.cli(&["thread", "join", &invite])["thread"], json!(thread));
+    let joined = Command::new(BIN)
+        .args([
+            "--data",
+            dir_b.path().to_str().expect("utf-8"),
+            "--json",
+            "thread",
+            "join",
+            &invite,
+        ])
+        .output()
+        .expect("join");
+    assert!(joined.status.success());
+    let out: Value = serde_json::from_slice(&joined.stdout).expect("JSON");
+    assert_eq!(out["thread"], json!(thread));
+    // Progress goes to stderr: the entries received (here the ACL's founding and grant).
+    let progress = String::from_utf8_lossy(&joined.stderr);
+    let received: u64 = progress
+        .lines()
+        .find_map(|l| l.strip_prefix("caught up: "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("a progress line");
+    assert!(received >= 2, "{progress}");
     a.cli(&[
         "doc",
         "collection",
