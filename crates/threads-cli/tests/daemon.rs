@@ -477,3 +477,95 @@ fn the_demo_runs() {
         "{text}"
     );
 }
+
+#[test]
+fn a_follower_replicates_with_the_service_key_only() {
+    let dir_a = tempfile::tempdir().expect("dir");
+    let dir_f = tempfile::tempdir().expect("dir");
+    let a = Daemon::start(dir_a.path());
+    let thread = a.cli(&["thread", "create", "--acl"])["thread"]
+        .as_str()
+        .expect("thread")
+        .to_owned();
+    // The follower's identity, as `threads follower` keeps it in its data directory.
+    let follower = threads_crypto::Identity::from_secret_bytes(&[7; 32]);
+    std::fs::write(
+        dir_f.path().join("identity"),
+        multibase::encode(multibase::Base::Base32Lower, [7u8; 32]),
+    )
+    .expect("identity");
+    let invite = a.cli(&[
+        "thread",
+        "invite",
+        &thread,
+        &follower.log_id().to_string(),
+        "follow",
+    ])["invite"]
+        .as_str()
+        .expect("invite")
+        .to_owned();
+    let mut child = Command::new(BIN)
+        .args([
+            "--data",
+            dir_f.path().to_str().expect("utf-8"),
+            "follower",
+            "--invite",
+            &invite,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the follower");
+    a.cli(&["doc", "collection", &thread, "c", r#"{"type":"object"}"#]);
+    a.cli(&[
+        "doc",
+        "put",
+        &thread,
+        "c",
+        "x",
+        r#"{"secret":"only readers see this"}"#,
+    ]);
+    let me = a.cli(&["id"])["id"].as_str().expect("id").to_owned();
+    let log: threads_id::LogId = me.parse().expect("log id");
+    let thread_id: threads_id::ThreadId = thread.parse().expect("thread id");
+    // Wait until the follower pulled all four of the owner's events (ACL founding, the
+    // grant, the collection, the document); then stop it and look at its store.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let path = dir_f.path().join("threads.db");
+    let started = Instant::now();
+    loop {
+        let counter = rt.block_on(async {
+            let store = threads_store::SqliteStore::open(&path).await.ok()?;
+            use threads_store::LogBook;
+            store
+                .head(thread_id, log)
+                .await
+                .ok()
+                .flatten()
+                .map(|h| h.counter)
+        });
+        if counter == Some(4) {
+            break;
+        }
+        assert!(
+            started.elapsed() < LIMIT,
+            "the follower did not replicate ({counter:?})"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("reaped");
+    let key = rt.block_on(async {
+        use threads_store::ThreadBook;
+        let store = threads_store::SqliteStore::open(&path).await.expect("open");
+        store
+            .thread_key(thread_id)
+            .await
+            .expect("key")
+            .expect("the thread")
+    });
+    assert!(!key.can_read(), "a follower holds the service key only");
+}

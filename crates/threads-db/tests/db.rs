@@ -2,6 +2,9 @@
 //! are one event and a refused one writes nothing; a follower replicates but cannot read or
 //! write; listeners are lossless; a database reopened from its file resumes.
 
+#[path = "../../threads-store/tests/support/pg_server.rs"]
+mod pg_server;
+
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -222,6 +225,41 @@ async fn a_database_reopened_from_its_file_resumes() {
     assert_eq!(
         db.crdt(thread, "notes", "n").await.expect("crdt"),
         Some(json!({"text": "hello"}))
+    );
+    db.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_on_postgresql_resumes() {
+    let server = pg_server::PgServer::start();
+    let url = server.fresh_database().await;
+    let me = Identity::from_secret_bytes(&[8; 32]);
+    let thread = {
+        let db = Db::open_postgres(&url, me.clone(), config())
+            .await
+            .expect("open");
+        let thread = db
+            .create_thread(Variant::AccessControlled)
+            .await
+            .expect("thread");
+        db.transaction(thread)
+            .put(b"k", b"v")
+            .create_collection("c", &json!({"type": "object"}))
+            .create("c", "x", &json!({"n": 2}))
+            .commit()
+            .await
+            .expect("write");
+        db.shutdown().await;
+        thread
+    };
+    let db = Db::open_postgres(&url, me, config()).await.expect("reopen");
+    assert_eq!(
+        db.get(thread, b"k").await.expect("get"),
+        Some(b"v".to_vec())
+    );
+    assert_eq!(
+        db.doc(thread, "c", "x").await.expect("doc"),
+        Some(json!({"n": 2}))
     );
     db.shutdown().await;
 }
