@@ -25,7 +25,7 @@ use threads_acl::Role;
 use threads_crypto::Identity;
 use threads_db::{Db, DbConfig, DbError, DocError, DocOp, Query};
 use threads_id::{LogId, Multiaddr, ThreadId, Variant};
-use threads_store::SqliteStore;
+use threads_store::Store;
 use threads_views::Cursor;
 
 /// The largest request body accepted.
@@ -40,6 +40,8 @@ pub(crate) struct Options {
     pub(crate) listen: Multiaddr,
     /// The HTTP address (127.0.0.1 only).
     pub(crate) http: SocketAddr,
+    /// A PostgreSQL URL to keep the data in instead of SQLite.
+    pub(crate) postgres: Option<String>,
 }
 
 /// An API error: an HTTP status, a stable code and a message.
@@ -86,12 +88,12 @@ fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, code, message.into())
 }
 
-type Api = Arc<AppState>;
+type Api<S> = Arc<AppState<S>>;
 
 /// What the handlers share.
 #[derive(Debug)]
-pub(crate) struct AppState {
-    db: Db<SqliteStore>,
+pub(crate) struct AppState<S: Store + 'static> {
+    db: Db<S>,
     token: String,
 }
 
@@ -142,22 +144,34 @@ pub(crate) fn token(data: &Path) -> Result<String> {
     Ok(token)
 }
 
-/// Runs the daemon until Ctrl-C (or SIGTERM).
+/// Runs the daemon until Ctrl-C (or SIGTERM): on SQLite in the data directory, or on
+/// PostgreSQL when `options.postgres` is set.
 pub(crate) async fn run(options: Options) -> Result<()> {
     std::fs::create_dir_all(&options.data)?;
     let me = identity(&options.data)?;
-    let token = token(&options.data)?;
     let config = DbConfig::default()
         .with_listen(vec![options.listen.clone()])
         .with_sync_interval(Duration::from_secs(1));
-    let db = Db::open_sqlite(options.data.join("threads.db"), me, config).await?;
+    match &options.postgres {
+        Some(url) => serve(Db::open_postgres(url, me, config).await?, &options).await,
+        None => {
+            serve(
+                Db::open_sqlite(options.data.join("threads.db"), me, config).await?,
+                &options,
+            )
+            .await
+        }
+    }
+}
+
+async fn serve<S: Store + 'static>(db: Db<S>, options: &Options) -> Result<()> {
+    let token = token(&options.data)?;
     let state = Arc::new(AppState {
         db: db.clone(),
         token,
     });
     let listener = tokio::net::TcpListener::bind(options.http).await?;
     let local = listener.local_addr()?;
-    std::fs::write(options.data.join("api"), format!("http://{local}"))?;
     println!(
         "threads daemon: peer {} , API on http://{local}",
         db.identity().log_id()
@@ -181,6 +195,8 @@ pub(crate) async fn run(options: Options) -> Result<()> {
         #[cfg(not(unix))]
         let _ = ctrl_c.await;
     };
+    // The address file is written last: once it exists, the API answers.
+    std::fs::write(options.data.join("api"), format!("http://{local}"))?;
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
@@ -190,33 +206,49 @@ pub(crate) async fn run(options: Options) -> Result<()> {
 }
 
 /// The API's routes.
-pub(crate) fn router(state: Api) -> Router {
+pub(crate) fn router<S: Store + 'static>(state: Api<S>) -> Router {
     let api = Router::new()
-        .route("/v1/identity", get(get_identity))
-        .route("/v1/threads", get(list_threads).post(create_thread))
-        .route("/v1/threads/{thread}/invites", post(invite))
-        .route("/v1/join", post(join))
-        .route("/v1/health", get(health))
-        .route("/v1/threads/{thread}/kv", get(kv_list))
+        .route("/v1/identity", get(get_identity::<S>))
+        .route(
+            "/v1/threads",
+            get(list_threads::<S>).post(create_thread::<S>),
+        )
+        .route("/v1/threads/{thread}/invites", post(invite::<S>))
+        .route("/v1/join", post(join::<S>))
+        .route("/v1/health", get(health::<S>))
+        .route("/v1/threads/{thread}/kv", get(kv_list::<S>))
         .route(
             "/v1/threads/{thread}/kv/{key}",
-            put(kv_put).get(kv_get).delete(kv_del),
+            put(kv_put::<S>).get(kv_get::<S>).delete(kv_del::<S>),
         )
-        .route("/v1/threads/{thread}/collections", post(create_collection))
+        .route(
+            "/v1/threads/{thread}/collections",
+            post(create_collection::<S>),
+        )
         .route(
             "/v1/threads/{thread}/docs/{collection}/{id}",
-            put(doc_put).get(doc_get).delete(doc_delete),
+            put(doc_put::<S>).get(doc_get::<S>).delete(doc_delete::<S>),
         )
-        .route("/v1/threads/{thread}/query/{collection}", post(doc_query))
-        .route("/v1/threads/{thread}/events", get(events))
-        .route("/v1/threads/{thread}/rejections", get(rejections))
-        .layer(middleware::from_fn_with_state(Arc::clone(&state), auth))
+        .route(
+            "/v1/threads/{thread}/query/{collection}",
+            post(doc_query::<S>),
+        )
+        .route("/v1/threads/{thread}/events", get(events::<S>))
+        .route("/v1/threads/{thread}/rejections", get(rejections::<S>))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::<S>,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY));
     api.fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no_route", "no such route".into()) })
         .with_state(state)
 }
 
-async fn auth(State(state): State<Api>, request: Request, next: Next) -> Response {
+async fn auth<S: Store + 'static>(
+    State(state): State<Api<S>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let ok = request
         .headers()
         .get("authorization")
@@ -257,7 +289,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     }
 }
 
-async fn get_identity(State(s): State<Api>) -> Json<Value> {
+async fn get_identity<S: Store + 'static>(State(s): State<Api<S>>) -> Json<Value> {
     let addrs: Vec<String> =
         s.db.node()
             .listen_addrs()
@@ -267,7 +299,7 @@ async fn get_identity(State(s): State<Api>) -> Json<Value> {
     Json(json!({"id": s.db.identity().log_id().to_string(), "addrs": addrs}))
 }
 
-async fn list_threads(State(s): State<Api>) -> Json<Value> {
+async fn list_threads<S: Store + 'static>(State(s): State<Api<S>>) -> Json<Value> {
     let threads: Vec<String> =
         s.db.threads()
             .await
@@ -283,8 +315,8 @@ struct NewThread {
     access_controlled: bool,
 }
 
-async fn create_thread(
-    State(s): State<Api>,
+async fn create_thread<S: Store + 'static>(
+    State(s): State<Api<S>>,
     Body(body): Body<NewThread>,
 ) -> Result<Json<Value>, ApiError> {
     let variant = if body.access_controlled {
@@ -302,8 +334,8 @@ struct NewInvite {
     role: String,
 }
 
-async fn invite(
-    State(s): State<Api>,
+async fn invite<S: Store + 'static>(
+    State(s): State<Api<S>>,
     UrlPath(thread): UrlPath<String>,
     Body(body): Body<NewInvite>,
 ) -> Result<Json<Value>, ApiError> {
@@ -325,12 +357,15 @@ struct Join {
     invite: String,
 }
 
-async fn join(State(s): State<Api>, Body(body): Body<Join>) -> Result<Json<Value>, ApiError> {
+async fn join<S: Store + 'static>(
+    State(s): State<Api<S>>,
+    Body(body): Body<Join>,
+) -> Result<Json<Value>, ApiError> {
     let thread = s.db.join(&body.invite).await?;
     Ok(Json(json!({"thread": thread.to_string()})))
 }
 
-async fn health(State(s): State<Api>) -> Result<Json<Value>, ApiError> {
+async fn health<S: Store + 'static>(State(s): State<Api<S>>) -> Result<Json<Value>, ApiError> {
     let rows: Vec<Value> =
         s.db.health()
             .await?
@@ -358,8 +393,8 @@ struct Prefix {
     prefix: String,
 }
 
-async fn kv_list(
-    State(s): State<Api>,
+async fn kv_list<S: Store + 'static>(
+    State(s): State<Api<S>>,
     UrlPath(thread): UrlPath<String>,
     UrlQuery(q): UrlQuery<Prefix>,
 ) -> Result<Json<Value>, ApiError> {
@@ -379,8 +414,8 @@ struct KvValue {
     value: String,
 }
 
-async fn kv_put(
-    State(s): State<Api>,
+async fn kv_put<S: Store + 'static>(
+    State(s): State<Api<S>>,
     UrlPath((thread, key)): UrlPath<(String, String)>,
     Body(body): Body<KvValue>,
 ) -> Result<Json<Value>, ApiError> {
@@ -393,8 +428,8 @@ async fn kv_put(
     Ok(Json(json!({"counter": counter})))
 }
 
-async fn kv_get(
-    State(s): State<Api>,
+async fn kv_get<S: Store + 'static>(
+    State(s): State<Api<S>>,
     UrlPath((thread, key)): UrlPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let thread = thread_id(&thread)?;
@@ -410,8 +445,8 @@ async fn kv_get(
     }
 }
 
-async fn kv_del(
-    State(s): State<Api>,
+async fn kv_del<S: Store + 'static>(
+    State(s): State<Api<S>>,
     UrlPath((thread, key)): UrlPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let thread = thread_id(&thread)?;
@@ -429,8 +464,8 @@ struct NewCollection {
     schema: Value,
 }
 
-async fn create_collection(
-    State(s): State<Api>,
+async fn create_collection<S: Store + 'static>(
+    State(s): State<Api<S>>,
     UrlPath(thread): UrlPath<String>,
     Body(body): Body<NewCollection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -443,8 +478,8 @@ async fn create_collection(
     Ok(Json(json!({"counter": counter})))
 }
 
-async fn doc_put(
-    State(s): State<Api>,
+async fn doc_put<S: Store + 'static>(
+    State(s): State<Api<S>>,
     UrlPath((thread, collection, id)): UrlPath<(String, String, String)>,
     Body(doc): Body<Value>,
 ) -> Result<Json<Value>, ApiError> {
@@ -467,8 +502,8 @@ async fn doc_put(
     Ok(Json(json!({"counter": counter})))
 }
 
-async fn doc_get(
-    State(s): State<Api>,
+async fn doc_get<S: Store + 'static>(
+    State(s): State<Api<S>>,
     UrlPath((thread, collection, id)): UrlPath<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let thread = thread_id(&thread)?;
@@ -482,8 +517,8 @@ async fn doc_get(
     }
 }
 
-async fn doc_delete(
-    State(s): State<Api>,
+async fn doc_delete<S: Store + 'static>(
+    State(s): State<Api<S>>,
     UrlPath((thread, collection, id)): UrlPath<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let thread = thread_id(&thread)?;
@@ -495,8 +530,8 @@ async fn doc_delete(
     Ok(Json(json!({"counter": counter})))
 }
 
-async fn doc_query(
-    State(s): State<Api>,
+async fn doc_query<S: Store + 'static>(
+    State(s): State<Api<S>>,
     UrlPath((thread, collection)): UrlPath<(String, String)>,
     Body(query): Body<Query>,
 ) -> Result<Json<Value>, ApiError> {
@@ -510,8 +545,8 @@ async fn doc_query(
     Ok(Json(json!({"docs": docs, "next": page.next})))
 }
 
-async fn rejections(
-    State(s): State<Api>,
+async fn rejections<S: Store + 'static>(
+    State(s): State<Api<S>>,
     UrlPath(thread): UrlPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let thread = thread_id(&thread)?;
@@ -531,8 +566,8 @@ struct Since {
     cursor: Option<String>,
 }
 
-async fn events(
-    State(s): State<Api>,
+async fn events<S: Store + 'static>(
+    State(s): State<Api<S>>,
     UrlPath(thread): UrlPath<String>,
     UrlQuery(from): UrlQuery<Since>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {

@@ -44,6 +44,10 @@ enum Command {
         /// The HTTP address.
         #[arg(long, default_value = "127.0.0.1:0")]
         http: std::net::SocketAddr,
+        /// Keep the data in PostgreSQL (`postgres://user@host:port/db`) instead of SQLite in
+        /// the data directory.
+        #[arg(long, env = "THREADS_POSTGRES")]
+        postgres: Option<String>,
     },
     /// Runs an always-on follower: joins the threads of the given invites with the keys
     /// they carry (a follower's invite has the service key only) and replicates them.
@@ -189,11 +193,16 @@ async fn run(cli: Cli) -> Result<()> {
     let out = cli.json;
     match cli.command {
         Command::Demo => demo::run().await,
-        Command::Daemon { listen, http } => {
+        Command::Daemon {
+            listen,
+            http,
+            postgres,
+        } => {
             daemon::run(daemon::Options {
                 data: cli.data,
                 listen: listen.parse().context("listen address")?,
                 http,
+                postgres,
             })
             .await
         }

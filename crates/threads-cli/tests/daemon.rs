@@ -3,6 +3,9 @@
 //! data; a daemon killed with SIGKILL while writing loses no acknowledged write; malformed
 //! requests get 4xx answers and the daemon keeps serving.
 
+#[path = "../../threads-store/tests/support/pg_server.rs"]
+mod pg_server;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -23,9 +26,14 @@ struct Daemon {
 
 impl Daemon {
     fn start(data: &Path) -> Daemon {
+        Daemon::start_with(data, &[])
+    }
+
+    fn start_with(data: &Path, extra: &[&str]) -> Daemon {
         let _ = std::fs::remove_file(data.join("api"));
         let child = Command::new(BIN)
             .args(["--data", data.to_str().expect("utf-8 path"), "daemon"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -568,4 +576,29 @@ fn a_follower_replicates_with_the_service_key_only() {
             .expect("the thread")
     });
     assert!(!key.can_read(), "a follower holds the service key only");
+}
+
+#[test]
+fn a_daemon_keeps_its_data_in_postgresql() {
+    let server = pg_server::PgServer::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let url = rt.block_on(server.fresh_database());
+    let dir = tempfile::tempdir().expect("dir");
+    let daemon = Daemon::start_with(dir.path(), &["--postgres", &url]);
+    let thread = daemon.cli(&["thread", "create"])["thread"]
+        .as_str()
+        .expect("thread")
+        .to_owned();
+    daemon.cli(&["kv", "put", &thread, "where", "postgres"]);
+    daemon.stop();
+    // Nothing of the data is in the directory's SQLite file: it is in the server.
+    assert!(!dir.path().join("threads.db").exists());
+    let daemon = Daemon::start_with(dir.path(), &["--postgres", &url]);
+    assert_eq!(
+        daemon.cli(&["kv", "get", &thread, "where"])["value"],
+        json!("postgres")
+    );
 }

@@ -462,14 +462,24 @@ impl<S: Store + 'static> Db<S> {
             }
             .map_err(|e| DbError::Clock(e.to_string()))?
         };
-        let appended = self
-            .inner
-            .node
-            .write(&writer, &batch.encode(), time)
-            .await?;
+        // Stored first (one transaction: the write is acknowledged from here on), then
+        // applied; peers get it by a push in the background (a slow or unreachable peer
+        // never delays a write: it pulls later).
+        let appended =
+            threads_store::write_local(&**self.inner.node.store(), &writer, &batch.encode(), time)
+                .await?;
         views.catch_up().await?;
+        drop(views);
         let _ = self.inner.changed.send(thread);
-        Ok(appended.record.counter())
+        let node = self.inner.node.clone();
+        let entry = appended.entry.clone();
+        let counter = appended.record.counter();
+        let log = self.inner.me.log_id();
+        tokio::spawn(async move {
+            let _ = node.push(thread, log, std::slice::from_ref(&entry)).await;
+            let _ = node.announce(thread, log, counter).await;
+        });
+        Ok(counter)
     }
 
     /// The value of `key` in the thread's key-value view.
