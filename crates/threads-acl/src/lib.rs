@@ -9,6 +9,11 @@
 //!   at its place is ignored by every view and recorded as a rejection).
 //! - [`AclAdmission`]: threads-net's admission hook, serving a thread only to peers with at
 //!   least the follow role.
+//! - Revoking read starts a new read-key epoch ([`AclViews::set_role`] adds an
+//!   [`AclOp::Rotate`]): the new key is sealed to each remaining reader, and a revoked
+//!   reader keeps what it could read but cannot open later events. ACL events themselves are
+//!   sealed with [`acl_key`], which every member holds (followers enforce admission from it).
+//! - [`AclInvite`]: an invite with its role; a follower's carries no read key.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {

@@ -20,6 +20,11 @@
 //! view needs any more, keeping their signed records. [`Views::subscribe`] gives a
 //! lossless, resumable stream of applied events.
 //!
+//! A [`Gate`] (access control, see threads-acl) decides per operation whether it applies;
+//! [`Views::regate`] recomputes the views when its rules change. [`Views::add_read_key`]
+//! adds the read key of a later key epoch; an event this peer cannot read holds its log
+//! back ([`Views::blocked`]) until a key that opens it arrives.
+//!
 //! A custom view in a few lines, an order-sensitive running total:
 //!
 //! ```
