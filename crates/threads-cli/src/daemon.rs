@@ -183,13 +183,16 @@ async fn serve<S: Store + 'static>(db: Db<S>, options: &Options) -> Result<()> {
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
-        {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("a SIGTERM handler");
-            tokio::select! {
-                _ = ctrl_c => {},
-                _ = term.recv() => {},
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            // No SIGTERM handler: Ctrl-C still stops the daemon cleanly.
+            Err(_) => {
+                let _ = ctrl_c.await;
             }
         }
         #[cfg(not(unix))]

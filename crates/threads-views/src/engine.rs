@@ -659,22 +659,12 @@ impl<S: Store + 'static> Views<S> {
         let mut streams = Vec::with_capacity(logs.len());
         for log in logs {
             if !self.verifiers.contains_key(&log) {
-                let mut verifier =
-                    Verifier::new(self.thread, log, &self.key).map_err(|source| {
-                        ViewError::Unreadable {
-                            log,
-                            counter: 0,
-                            source,
-                        }
-                    })?;
-                for key in self
+                let epochs = self
                     .epochs
                     .read()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .iter()
-                {
-                    verifier.add_read_key(key.clone());
-                }
+                    .clone();
+                let verifier = verifier(self.thread, log, &self.key, &epochs)?;
                 self.verifiers.insert(log, verifier);
             }
             let mark = from.logs.get(&log);
@@ -1069,6 +1059,24 @@ impl<S: Store + 'static> Views<S> {
             self.reducers[view].superseded(&self.states[view], &op)
         })
     }
+}
+
+/// A verifier of `log` that reads with the thread key and the read keys of later epochs.
+pub(crate) fn verifier(
+    thread: ThreadId,
+    log: LogId,
+    key: &ThreadKey,
+    epochs: &[ReadKey],
+) -> Result<Verifier> {
+    let mut verifier = Verifier::new(thread, log, key).map_err(|source| ViewError::Unreadable {
+        log,
+        counter: 0,
+        source,
+    })?;
+    for epoch in epochs {
+        verifier.add_read_key(epoch.clone());
+    }
+    Ok(verifier)
 }
 
 /// One operation of a batch with its index in the batch.

@@ -11,7 +11,7 @@ use threads_log::{EventOrder, Verifier};
 use threads_store::{Page, Store};
 use tokio::sync::watch;
 
-use crate::engine::ViewConfig;
+use crate::engine::{ViewConfig, verifier};
 use crate::error::{Result, ViewError};
 
 /// How far a reader has come in each log of a thread: the last counter seen per log.
@@ -196,17 +196,7 @@ impl<S: Store> Subscription<S> {
                 .entries_after(self.thread, log, after, Page::new(want, 16 << 20))
                 .await?;
             if !self.verifiers.contains_key(&log) {
-                let mut verifier =
-                    Verifier::new(self.thread, log, &self.key).map_err(|source| {
-                        ViewError::Unreadable {
-                            log,
-                            counter: 0,
-                            source,
-                        }
-                    })?;
-                for key in &epochs {
-                    verifier.add_read_key(key.clone());
-                }
+                let verifier = verifier(self.thread, log, &self.key, &epochs)?;
                 self.verifiers.insert(log, verifier);
             }
             let verifier = &self.verifiers[&log];
