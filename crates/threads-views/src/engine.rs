@@ -699,24 +699,15 @@ impl<S: Store + 'static> Views<S> {
         }
         let verifier = &self.verifiers[&stream.log];
         for stored in entries {
-            let read = match verifier.read_stored(&stored.entry) {
-                Ok(read) => read,
+            let (time, monotone, payload) = match verifier.read_stored(&stored.entry) {
+                Ok(read) => match stream.last_time {
+                    Some(last) if read.time <= last => (last, false, read.payload),
+                    _ => (read.time, true, read.payload),
+                },
+                // Passed over: it counts as applied with nothing to apply, placed right
+                // after the log's previous event.
                 Err(_) if self.config.skip_unreadable => {
-                    // Passed over: it counts as applied with nothing to apply, placed right
-                    // after the log's previous event.
-                    let time = stream.last_time.unwrap_or(Hlc::new(0, 0));
-                    stream.last_time = Some(time);
-                    stream.after = stored.counter;
-                    stream.buffer.push_back(Decoded {
-                        order: EventOrder {
-                            time,
-                            log: stream.log,
-                            counter: stored.counter,
-                        },
-                        payload: None,
-                        monotone: true,
-                    });
-                    continue;
+                    (stream.last_time.unwrap_or(Hlc::new(0, 0)), true, None)
                 }
                 Err(source) => {
                     // Not readable with the keys held: the log waits here (events of a log
@@ -727,10 +718,6 @@ impl<S: Store + 'static> Views<S> {
                     break;
                 }
             };
-            let (time, monotone) = match stream.last_time {
-                Some(last) if read.time <= last => (last, false),
-                _ => (read.time, true),
-            };
             stream.last_time = Some(time);
             stream.after = stored.counter;
             stream.buffer.push_back(Decoded {
@@ -739,7 +726,7 @@ impl<S: Store + 'static> Views<S> {
                     log: stream.log,
                     counter: stored.counter,
                 },
-                payload: read.payload,
+                payload,
                 monotone,
             });
         }
