@@ -232,10 +232,8 @@ impl<S: Store + 'static> Db<S> {
         });
         for thread in store.threads().await? {
             open_thread(&inner, thread).await?;
+            // Also loads the thread's persisted peers.
             inner.node.watch(thread).await?;
-            for addr in stored_peers(&*store, thread).await? {
-                inner.node.add_peer(addr);
-            }
         }
         inner.node.start_sync(inner.config.sync_interval);
         let mut events = inner.node.subscribe();
@@ -284,17 +282,7 @@ impl<S: Store + 'static> Db<S> {
     /// # Errors
     /// A store error.
     pub async fn add_peer(&self, addr: ThreadAddr) -> Result<(), DbError> {
-        let thread = addr.thread_id();
-        let store = self.inner.node.store();
-        let mut peers = stored_peers(&**store, thread).await?;
-        if !peers.contains(&addr) {
-            peers.push(addr.clone());
-            let text: Vec<String> = peers.iter().map(ToString::to_string).collect();
-            store
-                .put_meta(thread, PEERS_META, text.join("\n").as_bytes())
-                .await?;
-        }
-        self.inner.node.add_peer(addr);
+        self.inner.node.remember_peer(addr).await?;
         Ok(())
     }
 
@@ -463,23 +451,16 @@ impl<S: Store + 'static> Db<S> {
             .map_err(|e| DbError::Clock(e.to_string()))?
         };
         // Stored first (one transaction: the write is acknowledged from here on), then
-        // applied; peers get it by a push in the background (a slow or unreachable peer
-        // never delays a write: it pulls later).
+        // applied; the node's push queue sends it to peers in log order (a slow or
+        // unreachable peer never delays a write).
         let appended =
             threads_store::write_local(&**self.inner.node.store(), &writer, &batch.encode(), time)
                 .await?;
         views.catch_up().await?;
         drop(views);
         let _ = self.inner.changed.send(thread);
-        let node = self.inner.node.clone();
-        let entry = appended.entry.clone();
-        let counter = appended.record.counter();
-        let log = self.inner.me.log_id();
-        tokio::spawn(async move {
-            let _ = node.push(thread, log, std::slice::from_ref(&entry)).await;
-            let _ = node.announce(thread, log, counter).await;
-        });
-        Ok(counter)
+        self.inner.node.publish(thread, self.inner.me.log_id());
+        Ok(appended.record.counter())
     }
 
     /// The value of `key` in the thread's key-value view.
@@ -683,21 +664,8 @@ impl<S: Store + 'static> Db<S> {
             // Wait until it stopped, so no catch-up runs after this returns.
             let _ = task.await;
         }
-        self.inner.node.shutdown();
+        self.inner.node.shutdown().await;
     }
-}
-
-/// The thread meta key under which a thread's peers are remembered.
-const PEERS_META: &str = "threads-db.peers";
-
-async fn stored_peers<S: Store>(store: &S, thread: ThreadId) -> Result<Vec<ThreadAddr>, DbError> {
-    let Some(bytes) = store.meta(thread, PEERS_META).await? else {
-        return Ok(Vec::new());
-    };
-    Ok(String::from_utf8_lossy(&bytes)
-        .lines()
-        .filter_map(|line| line.parse().ok())
-        .collect())
 }
 
 async fn open_thread<S: Store + 'static>(

@@ -166,7 +166,7 @@ async fn catch_up(n: usize, dir: &std::path::Path) -> (f64, f64, u64) {
     assert_eq!(parts[1].parse::<usize>().expect("count"), n);
     let seconds: f64 = parts[2].parse().expect("seconds");
     let rss: u64 = parts[3].parse().expect("rss");
-    sender.shutdown();
+    sender.shutdown().await;
     (n as f64 / seconds, verify, rss)
 }
 
@@ -221,8 +221,8 @@ async fn push_latency() -> (f64, f64) {
     }
     assert_eq!(b.store().head(thread, log).await.expect("head"), head);
     samples.sort_by(f64::total_cmp);
-    a.shutdown();
-    b.shutdown();
+    a.shutdown().await;
+    b.shutdown().await;
     (
         samples[samples.len() / 2],
         samples[samples.len() * 99 / 100],

@@ -58,6 +58,9 @@ pub struct SyncStatus {
     pub peer_counter: Option<u64>,
     /// How many entries the peer has that this node lacks (0 if unknown or none).
     pub lag: u64,
+    /// How many entries this node has that the peer lacks, as last heard (0 if unknown or
+    /// none): what the push queue and the periodic sync still have to deliver.
+    pub peer_lacks: u64,
     /// What the peer did.
     pub health: PeerLogHealth,
 }
@@ -73,6 +76,7 @@ impl SyncStatus {
             local_counter,
             peer_counter,
             lag: peer_counter.map_or(0, |p| p.saturating_sub(local_counter)),
+            peer_lacks: peer_counter.map_or(0, |p| local_counter.saturating_sub(p)),
             health: row.health,
         }
     }
@@ -119,6 +123,12 @@ impl Health {
         self.update(thread, log, peer, |h| h.peer_counter = Some(counter));
     }
 
+    /// The counter of the log `peer` has, as last heard.
+    pub fn peer_counter(&self, thread: ThreadId, log: LogId, peer: PeerId) -> Option<u64> {
+        let rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        rows.get(&(thread, log, peer)).and_then(|h| h.peer_counter)
+    }
+
     /// Records an error talking to `peer` about a log (a failed request, a refusal).
     pub fn error(&self, thread: ThreadId, log: LogId, peer: PeerId, error: String) {
         self.update(thread, log, peer, |h| h.last_error = Some(error));
@@ -159,7 +169,9 @@ mod tests {
             (25, Some(40), 15)
         );
         assert_eq!(status.health.accepted, 25);
-        // Ahead of the peer: no lag.
-        assert_eq!(SyncStatus::new(row, 50).lag, 0);
+        assert_eq!(status.peer_lacks, 0);
+        // Ahead of the peer: no lag, and the peer lacks what we have beyond its counter.
+        let ahead = SyncStatus::new(row, 50);
+        assert_eq!((ahead.lag, ahead.peer_lacks), (0, 10));
     }
 }

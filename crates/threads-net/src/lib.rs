@@ -2,13 +2,16 @@
 //!
 //! - [`Node`]: a libp2p host (TCP + Noise + Yamux; QUIC with the `quic` feature; identify,
 //!   ping, gossipsub, mDNS when asked) and the handle to it: create and [`join`](Node::join)
-//!   threads, [`write`](Node::write) (store, push, announce), [`pull`](Node::pull) in pages,
-//!   background sync with [`start_sync`](Node::start_sync), [`sync_status`](Node::sync_status).
+//!   threads, [`write`](Node::write) (store, then push in log order and announce from a
+//!   queue), [`pull`](Node::pull) in pages, background sync with
+//!   [`start_sync`](Node::start_sync) (pulls what we lack, pushes what peers lack,
+//!   exchanges peer lists), [`sync_status`](Node::sync_status) (lag both ways).
+//! - [`Faults`]: dropped and reordered pushes and partitions, for tests of replication.
 //! - [`message`]: the protocol's requests and responses and their limits; [`AuthProof`]:
 //!   proof of holding a thread's service key without sending it; [`gossip`]: topic names that
 //!   reveal nothing without the key.
 //! - [`ingest`]: verifying received entries completely before storing any of them, with a
-//!   typed [`Rejection`]; [`serve`]: answering requests from the store.
+//!   typed [`Rejection`].
 //! - [`Invite`]: sealed (to one identity) and link invites; [`Health`]: per thread, log and
 //!   peer counts of accepted and rejected entries, what the peer has, the last error.
 //!
@@ -36,7 +39,7 @@
 //! // Bob joins from the invite's text and has Alice's entry, verified.
 //! let (_, stored) = bob.join(&invite.to_text().parse().unwrap(), &bob_id).await?;
 //! assert_eq!(stored, 1);
-//! # alice.shutdown(); bob.shutdown();
+//! # alice.shutdown().await; bob.shutdown().await;
 //! # Ok::<(), threads_net::NetError>(())
 //! # }).unwrap();
 //! ```
@@ -44,18 +47,23 @@
 
 mod admission;
 mod auth;
+mod faults;
 pub mod gossip;
 mod health;
 mod ingest;
 mod invite;
 pub mod message;
 mod node;
+mod peers;
+mod push;
 mod serve;
+mod sync;
 
 pub use admission::{Admission, AdmitAll};
 pub use auth::AuthProof;
+pub use faults::Faults;
 pub use health::{Health, HealthRow, PeerLogHealth, SyncStatus};
 pub use ingest::{Ingested, Rejection, ingest};
 pub use invite::{Invite, InviteError, MAX_INVITE_ADDRS};
 pub use node::{NetConfig, NetError, NetEvent, Node, SYNC_PROTOCOL};
-pub use serve::serve;
+pub use peers::{MAX_EXCHANGED_ADDRS, MAX_THREAD_PEERS};

@@ -131,6 +131,18 @@ pub enum Request {
         /// One edge per thread.
         edges: Vec<Edge>,
     },
+    /// Tell a peer of the thread where the requester and the peers it knows can be
+    /// reached, and ask for the peers the responder knows.
+    ExchangePeers {
+        /// The thread.
+        thread: ThreadId,
+        /// Proof of the service key.
+        proof: AuthProof,
+        /// Binary multiaddrs ending in `/p2p/<peer>`: the requester's own addresses first,
+        /// then peers of the thread it knows (at most
+        /// [`MAX_EXCHANGED_ADDRS`](crate::MAX_EXCHANGED_ADDRS) are read).
+        addrs: Vec<serde_bytes::ByteBuf>,
+    },
 }
 
 /// Why a request was refused.
@@ -164,6 +176,9 @@ pub enum Response {
     /// For each edge of the request, in order: the responder's digest if it holds the
     /// thread, else `None`.
     Edges(Vec<Option<EdgeDigest>>),
+    /// The peers of the thread the responder knows, and its own addresses (binary
+    /// multiaddrs ending in `/p2p/<peer>`).
+    Peers(Vec<serde_bytes::ByteBuf>),
     /// The request was refused.
     Refused(Refusal),
 }

@@ -1,12 +1,17 @@
 //! The libp2p host: a swarm (TCP + Noise + Yamux, identify, ping, the sync protocol over
 //! request-response) run by one task, and [`Node`], a cheap handle that sends it commands.
 //!
-//! Inbound requests are answered by [`serve`] in tasks of a bounded set, so a slow store
+//! Inbound requests are answered by `serve` in tasks of a bounded set, so a slow store
 //! never stalls the swarm; outbound requests get their responses through `oneshot`
-//! channels. Every channel is bounded.
+//! channels. Every channel is bounded, and every task the node starts (the swarm, the
+//! announcement listener, the periodic sync, one pusher per peer) is tracked and joined by
+//! [`Node::shutdown`].
+//!
+//! Pulling and the periodic sync live in `sync.rs`, the push queue in `push.rs`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -18,23 +23,20 @@ use libp2p::{
 };
 use threads_crypto::{Identity, ThreadKey};
 use threads_id::{LogId, ThreadAddr, ThreadId};
-use threads_log::{Appended, Entry, Hlc, Writer};
+use threads_log::{Appended, Hlc, Writer};
 use threads_store::Store;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::{Admission, AdmitAll};
-use crate::auth::AuthProof;
+use crate::faults::Faults;
 use crate::gossip::{decode_announcement, encode_announcement, topic_name};
 use crate::health::{Health, SyncStatus};
-use crate::ingest::ingest;
-use crate::invite::Invite;
-use crate::message::{
-    Edge, MAX_PAGE_BYTES, MAX_PAGE_ENTRIES, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, Refusal,
-    Request, Response, WireEntry,
-};
-use crate::serve::serve;
+use crate::message::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, Refusal, Request, Response};
+use crate::peers::PeerBook;
+use crate::push::PushQueues;
+use crate::serve::{Responder, serve};
 
 /// The sync protocol's name on the wire.
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/threads-rs/sync/1");
@@ -107,6 +109,7 @@ pub struct NetConfig {
     max_inbound_tasks: usize,
     mdns: bool,
     admission: Arc<dyn Admission>,
+    faults: Faults,
 }
 
 impl std::fmt::Debug for NetConfig {
@@ -129,6 +132,7 @@ impl NetConfig {
             max_inbound_tasks: 64,
             mdns: false,
             admission: Arc::new(AdmitAll),
+            faults: Faults::new(),
         }
     }
 
@@ -149,6 +153,13 @@ impl NetConfig {
     /// Whether mDNS is on.
     pub fn mdns(&self) -> bool {
         self.mdns
+    }
+
+    /// Injects `faults` (dropped or reordered pushes, partitions): for tests of
+    /// replication. Keep the [`Faults`] handle to change them while the node runs.
+    pub fn with_faults(mut self, faults: Faults) -> NetConfig {
+        self.faults = faults;
+        self
     }
 
     /// How long a request may take.
@@ -185,39 +196,49 @@ enum Command {
 
 /// A running node. Cloning is cheap; the node stops when [`Node::shutdown`] is called.
 pub struct Node<S> {
-    store: Arc<S>,
-    peer: PeerId,
-    addrs: Vec<Multiaddr>,
-    commands: mpsc::Sender<Command>,
-    events: broadcast::Sender<NetEvent>,
-    health: Arc<Health>,
-    peers: Arc<std::sync::Mutex<HashMap<ThreadId, Vec<ThreadAddr>>>>,
-    topics: Arc<std::sync::Mutex<HashMap<gossipsub::TopicHash, ThreadId>>>,
-    admission: Arc<dyn Admission>,
-    cancel: CancellationToken,
+    pub(crate) inner: Arc<Shared<S>>,
 }
 
-/// A head announcement received over gossipsub.
-struct Heard {
-    topic: gossipsub::TopicHash,
-    from: PeerId,
-    data: Vec<u8>,
+/// What a node's handles and tasks share.
+pub(crate) struct Shared<S> {
+    pub(crate) store: Arc<S>,
+    pub(crate) peer: PeerId,
+    pub(crate) addrs: Vec<Multiaddr>,
+    commands: mpsc::Sender<Command>,
+    pub(crate) events: broadcast::Sender<NetEvent>,
+    pub(crate) health: Arc<Health>,
+    pub(crate) peers: Arc<PeerBook>,
+    topics: Mutex<HashMap<gossipsub::TopicHash, ThreadId>>,
+    pub(crate) admission: Arc<dyn Admission>,
+    pub(crate) faults: Faults,
+    pub(crate) pushes: PushQueues,
+    /// Peers the periodic sync waits for after failures: (failures, until when). An inbound
+    /// request from a peer clears its entry (it is back).
+    pub(crate) backoff: Arc<Mutex<HashMap<PeerId, (u32, tokio::time::Instant)>>>,
+    pub(crate) cancel: CancellationToken,
+    /// Every task the node started; taken and joined by [`Node::shutdown`].
+    tasks: Mutex<Option<JoinSet<()>>>,
+}
+
+/// Something the swarm's task hands to the node's listener: a head announcement heard over
+/// gossipsub, or a push refused for a gap (the pusher has entries we lack: pull them).
+pub(crate) enum Wake {
+    Heard {
+        topic: gossipsub::TopicHash,
+        from: PeerId,
+        data: Vec<u8>,
+    },
+    Gap {
+        thread: ThreadId,
+        from: PeerId,
+    },
 }
 
 // Written by hand: a derive would ask `S: Clone`, but only the `Arc` is cloned.
 impl<S> Clone for Node<S> {
     fn clone(&self) -> Node<S> {
         Node {
-            store: Arc::clone(&self.store),
-            peer: self.peer,
-            addrs: self.addrs.clone(),
-            commands: self.commands.clone(),
-            events: self.events.clone(),
-            health: Arc::clone(&self.health),
-            peers: Arc::clone(&self.peers),
-            topics: Arc::clone(&self.topics),
-            admission: Arc::clone(&self.admission),
-            cancel: self.cancel.clone(),
+            inner: Arc::clone(&self.inner),
         }
     }
 }
@@ -225,8 +246,8 @@ impl<S> Clone for Node<S> {
 impl<S> std::fmt::Debug for Node<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
-            .field("peer", &self.peer)
-            .field("addrs", &self.addrs)
+            .field("peer", &self.inner.peer)
+            .field("addrs", &self.inner.addrs)
             .finish_non_exhaustive()
     }
 }
@@ -314,71 +335,87 @@ impl<S: Store + 'static> Node<S> {
         }
         let (commands, command_rx) = mpsc::channel(256);
         let (events, _) = broadcast::channel(1024);
-        let health = Arc::new(Health::new());
-        let cancel = CancellationToken::new();
         let peer = *swarm.local_peer_id();
-        let (heard_tx, mut heard_rx) = mpsc::channel::<Heard>(1024);
-        tokio::spawn(run(
-            swarm,
-            command_rx,
-            heard_tx,
-            Arc::clone(&store),
-            Arc::clone(&health),
-            Arc::clone(&config.admission),
-            config.max_inbound_tasks,
-            events.clone(),
-            cancel.clone(),
-        ));
+        let (wake_tx, mut wake_rx) = mpsc::channel::<Wake>(1024);
         let node = Node {
-            store,
-            peer,
-            addrs,
-            commands,
-            events,
-            health,
-            peers: Arc::default(),
-            topics: Arc::default(),
-            admission: Arc::clone(&config.admission),
-            cancel,
+            inner: Arc::new(Shared {
+                store,
+                peer,
+                addrs,
+                commands,
+                events,
+                health: Arc::new(Health::new()),
+                peers: Arc::default(),
+                topics: Mutex::default(),
+                admission: Arc::clone(&config.admission),
+                faults: config.faults.clone(),
+                pushes: PushQueues::default(),
+                backoff: Arc::default(),
+                cancel: CancellationToken::new(),
+                tasks: Mutex::new(Some(JoinSet::new())),
+            }),
         };
-        // Announcements are handled one at a time: each may start a pull.
+        node.spawn(run(node.clone(), swarm, command_rx, wake_tx, config));
+        // Announcements and gaps are handled one at a time: each may start a pull.
         let listener = node.clone();
-        tokio::spawn(async move {
+        node.spawn(async move {
             loop {
-                let heard = tokio::select! {
-                    () = listener.cancel.cancelled() => break,
-                    heard = heard_rx.recv() => match heard {
-                        Some(heard) => heard,
+                let wake = tokio::select! {
+                    () = listener.inner.cancel.cancelled() => break,
+                    wake = wake_rx.recv() => match wake {
+                        Some(wake) => wake,
                         None => break,
                     },
                 };
-                listener.on_announcement(heard).await;
+                listener.on_wake(wake).await;
             }
         });
+        node.start_pushing();
         Ok(node)
     }
 
-    async fn on_announcement(&self, heard: Heard) {
-        let thread = {
-            let topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
-            topics.get(&heard.topic).copied()
-        };
-        let (Some(thread), Some((log, counter))) = (thread, decode_announcement(&heard.data))
-        else {
-            return;
-        };
-        self.health.peer_has(thread, log, heard.from, counter);
-        let ours = self
-            .store
-            .head(thread, log)
-            .await
-            .ok()
-            .flatten()
-            .map_or(0, |h| h.counter);
-        if ours < counter
-            && let Err(e) = self.pull_peer(thread, heard.from, Vec::new()).await
+    /// Starts `task` in the node's task set (not at all once the node is shut down).
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let mut tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tasks) = tasks.as_mut()
+            && !self.inner.cancel.is_cancelled()
         {
-            self.health.error(thread, log, heard.from, e.to_string());
+            tasks.spawn(task);
+        }
+    }
+
+    async fn on_wake(&self, wake: Wake) {
+        match wake {
+            Wake::Heard { topic, from, data } => {
+                let thread = {
+                    let topics = self.inner.topics.lock().unwrap_or_else(|p| p.into_inner());
+                    topics.get(&topic).copied()
+                };
+                let (Some(thread), Some((log, counter))) = (thread, decode_announcement(&data))
+                else {
+                    return;
+                };
+                self.inner.health.peer_has(thread, log, from, counter);
+                let ours = self
+                    .inner
+                    .store
+                    .head(thread, log)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map_or(0, |h| h.counter);
+                if ours < counter
+                    && let Err(e) = self.pull_peer(thread, from, Vec::new()).await
+                {
+                    self.inner.health.error(thread, log, from, e.to_string());
+                }
+            }
+            Wake::Gap { thread, from } => {
+                let dial = self.inner.peers.dial(thread, from);
+                if let Err(error) = self.pull_peer(thread, from, dial).await {
+                    tracing::debug!(%from, %thread, %error, "pull after a gap failed");
+                }
+            }
         }
     }
 
@@ -390,21 +427,27 @@ impl<S: Store + 'static> Node<S> {
     ) -> Result<(ThreadId, ThreadKey), NetError> {
         let thread = ThreadId::new(variant);
         let key = ThreadKey::generate();
-        self.store.put_thread(thread, &key).await?;
+        self.inner.store.put_thread(thread, &key).await?;
         self.watch(thread).await?;
         Ok((thread, key))
     }
 
-    /// Subscribes to `thread`'s head announcements; peers that announce a head past ours
-    /// are pulled from at once.
+    /// Subscribes to `thread`'s head announcements (peers that announce a head past ours
+    /// are pulled from at once) and loads the thread's persisted peers.
     pub async fn watch(&self, thread: ThreadId) -> Result<(), NetError> {
         let key = self.key(thread).await?;
+        self.inner
+            .peers
+            .load(&*self.inner.store, thread, self.inner.peer)
+            .await?;
         let topic = gossipsub::IdentTopic::new(topic_name(key.service(), &thread));
-        self.topics
+        self.inner
+            .topics
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(topic.hash(), thread);
-        self.commands
+        self.inner
+            .commands
             .send(Command::Subscribe(topic))
             .await
             .map_err(|_| NetError::Shutdown)
@@ -422,7 +465,8 @@ impl<S: Store + 'static> Node<S> {
         let topic = gossipsub::IdentTopic::new(topic_name(key.service(), &thread));
         let (reply, answer) = oneshot::channel();
         let data = encode_announcement(&log, counter);
-        self.commands
+        self.inner
+            .commands
             .send(Command::Publish { topic, data, reply })
             .await
             .map_err(|_| NetError::Shutdown)?;
@@ -431,14 +475,15 @@ impl<S: Store + 'static> Node<S> {
 
     /// This node's peer id.
     pub fn peer_id(&self) -> PeerId {
-        self.peer
+        self.inner.peer
     }
 
     /// The addresses this node listens on (with `/p2p/<peer>`).
     pub fn listen_addrs(&self) -> Vec<Multiaddr> {
-        self.addrs
+        self.inner
+            .addrs
             .iter()
-            .map(|a| a.clone().with_p2p(self.peer).unwrap_or_else(|a| a))
+            .map(|a| a.clone().with_p2p(self.inner.peer).unwrap_or_else(|a| a))
             .collect()
     }
 
@@ -451,20 +496,28 @@ impl<S: Store + 'static> Node<S> {
 
     /// The store.
     pub fn store(&self) -> &Arc<S> {
-        &self.store
+        &self.inner.store
     }
 
     /// The sync health.
     pub fn health(&self) -> &Arc<Health> {
-        &self.health
+        &self.inner.health
+    }
+
+    /// The faults this node injects (none unless configured with
+    /// [`NetConfig::with_faults`]).
+    pub fn faults(&self) -> &Faults {
+        &self.inner.faults
     }
 
     /// The sync status of every (thread, log, peer) this node has dealt with: the health
-    /// counters with this node's counter and its lag behind the peer.
+    /// counters with this node's counter, its lag behind the peer, and how far the peer
+    /// lags behind it.
     pub async fn sync_status(&self) -> Result<Vec<SyncStatus>, NetError> {
         let mut out = Vec::new();
-        for row in self.health.report() {
+        for row in self.inner.health.report() {
             let local = self
+                .inner
                 .store
                 .head(row.thread, row.log)
                 .await?
@@ -476,25 +529,27 @@ impl<S: Store + 'static> Node<S> {
 
     /// Events of this node, from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<NetEvent> {
-        self.events.subscribe()
+        self.inner.events.subscribe()
     }
 
     /// Remembers `addr` as a peer of its thread: pushes go there, pulls come from there.
-    pub fn add_peer(&self, addr: ThreadAddr) {
-        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        let list = peers.entry(addr.thread_id()).or_default();
-        if !list.contains(&addr) {
-            list.push(addr);
-        }
+    /// The thread's peers are persisted at the next sync round (or at once with
+    /// [`Node::remember_peer`]). Returns whether the address was new.
+    pub fn add_peer(&self, addr: ThreadAddr) -> bool {
+        self.inner.peers.add(addr, self.inner.peer)
     }
 
-    fn peers_of(&self, thread: ThreadId) -> Vec<ThreadAddr> {
-        self.peers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&thread)
-            .cloned()
-            .unwrap_or_default()
+    /// [`Node::add_peer`], persisted before it returns.
+    pub async fn remember_peer(&self, addr: ThreadAddr) -> Result<bool, NetError> {
+        let thread = addr.thread_id();
+        let added = self.add_peer(addr);
+        self.inner.peers.save(&*self.inner.store, thread).await?;
+        Ok(added)
+    }
+
+    /// The known peers of `thread` (from invites, [`Node::add_peer`] and peer exchange).
+    pub fn peers_of(&self, thread: ThreadId) -> Vec<ThreadAddr> {
+        self.inner.peers.of(thread)
     }
 
     /// Sends `request` to `peer` (dialing `addrs` if not connected) and waits for the answer.
@@ -507,8 +562,15 @@ impl<S: Store + 'static> Node<S> {
         addrs: Vec<Multiaddr>,
         request: Request,
     ) -> Result<Response, NetError> {
+        if self.inner.faults.is_blocked(&peer) {
+            return Err(NetError::Request {
+                peer,
+                reason: "unreachable (partitioned by fault injection)".to_owned(),
+            });
+        }
         let (reply, answer) = oneshot::channel();
-        self.commands
+        self.inner
+            .commands
             .send(Command::Request {
                 peer,
                 addrs,
@@ -524,301 +586,72 @@ impl<S: Store + 'static> Node<S> {
         }
     }
 
-    async fn key(&self, thread: ThreadId) -> Result<ThreadKey, NetError> {
-        self.store
+    pub(crate) async fn key(&self, thread: ThreadId) -> Result<ThreadKey, NetError> {
+        self.inner
+            .store
             .thread_key(thread)
             .await?
             .ok_or(NetError::Refused {
-                peer: self.peer,
+                peer: self.inner.peer,
                 refusal: Refusal::UnknownThread,
             })
     }
 
-    /// Pulls every log of `thread` from the peer at `addr`, page by page, verifying and
-    /// storing each page before asking for the next, until the peer has nothing more.
-    /// Returns the number of entries stored.
-    ///
-    /// # Cancel safety
-    /// Each stored page is complete; dropping the future stops between pages.
-    pub async fn pull(&self, addr: &ThreadAddr) -> Result<usize, NetError> {
-        self.pull_peer(
-            addr.thread_id(),
-            addr.peer_id(),
-            vec![addr.transport_addr()],
-        )
-        .await
-    }
-
-    /// [`Node::pull`] from `peer`, dialing `dial` if not connected.
-    async fn pull_peer(
-        &self,
-        thread: ThreadId,
-        peer: PeerId,
-        dial: Vec<Multiaddr>,
-    ) -> Result<usize, NetError> {
-        let key = self.key(thread).await?;
-        let proof = AuthProof::new(key.service(), &thread, &self.peer, &peer);
-        let Response::Logs(logs) = self
-            .request(peer, dial.clone(), Request::GetLogs { thread, proof })
-            .await?
-        else {
-            return Err(NetError::Unexpected(peer));
-        };
-        let mut stored = 0;
-        for remote in logs {
-            self.health
-                .peer_has(thread, remote.log, peer, remote.counter);
-            let mut after = self
-                .store
-                .head(thread, remote.log)
-                .await?
-                .map_or(0, |h| h.counter);
-            while after < remote.counter {
-                let request = Request::GetRecords {
-                    thread,
-                    proof,
-                    log: remote.log,
-                    after,
-                    max_entries: MAX_PAGE_ENTRIES,
-                    max_bytes: MAX_PAGE_BYTES,
-                };
-                let Response::Records(page) = self.request(peer, dial.clone(), request).await?
-                else {
-                    return Err(NetError::Unexpected(peer));
-                };
-                if page.is_empty() {
-                    break;
-                }
-                match ingest(&*self.store, thread, remote.log, &key, page).await {
-                    Ok(done) => {
-                        self.health.accepted(thread, remote.log, peer, done.stored);
-                        stored += done.stored;
-                        if done.counter <= after {
-                            break;
-                        }
-                        after = done.counter;
-                        let _ = self.events.send(NetEvent::Stored {
-                            thread,
-                            log: remote.log,
-                            counter: after,
-                        });
-                    }
-                    Err(rejection) => {
-                        self.health.rejected(thread, remote.log, peer, &rejection);
-                        return Err(NetError::Rejected { peer, rejection });
-                    }
-                }
-            }
-        }
-        Ok(stored)
-    }
-
-    /// Joins a thread from an invite: stores its keys, remembers its addresses as peers, and
-    /// pulls it from the first address that answers. Returns the thread and the number of
-    /// entries stored.
-    pub async fn join(
-        &self,
-        invite: &Invite,
-        me: &Identity,
-    ) -> Result<(ThreadId, usize), NetError> {
-        let (addrs, keys) = invite
-            .open(me)
-            .map_err(|e| NetError::Invite(e.to_string()))?;
-        let thread = keys.thread_id();
-        self.store.put_thread(thread, keys.thread_key()).await?;
-        self.watch(thread).await?;
-        for addr in &addrs {
-            self.add_peer(addr.clone());
-        }
-        let mut last = None;
-        for addr in &addrs {
-            match self.pull(addr).await {
-                Ok(stored) => return Ok((thread, stored)),
-                Err(e) => last = Some(e),
-            }
-        }
-        match last {
-            Some(e) => Err(e),
-            None => Ok((thread, 0)),
-        }
-    }
-
     /// Writes `payload` to `writer`'s log: appends after the stored head (with the skip
-    /// link the counter needs), stores the entry, pushes it to the thread's known peers at
-    /// once and announces the new head. Push failures are recorded in the health report;
-    /// the entry is stored either way and peers pull it later.
+    /// link the counter needs), stores the entry, and queues it for every known peer of
+    /// the thread and for a head announcement ([`Node::publish`]). Returns once the entry
+    /// is stored; the push goes out in the background, in log order, retried until the
+    /// peer has it.
     ///
     /// # Cancel safety
-    /// The entry is stored or not (one transaction); if the future is dropped after that,
-    /// the push may not have happened, and peers pull the entry later.
+    /// The entry is stored or not (one transaction); once stored, it is published whether
+    /// or not the future is dropped (the periodic sync covers a drop in between).
     pub async fn write(
         &self,
         writer: &Writer,
         payload: &[u8],
         time: Hlc,
     ) -> Result<Appended, NetError> {
-        let (thread, log) = (writer.thread_id(), writer.log_id());
-        let appended = threads_store::write_local(&*self.store, writer, payload, time).await?;
-        self.push(thread, log, std::slice::from_ref(&appended.entry))
-            .await?;
-        let _ = self.announce(thread, log, appended.record.counter()).await;
+        let appended =
+            threads_store::write_local(&*self.inner.store, writer, payload, time).await?;
+        self.publish(writer.thread_id(), writer.log_id());
         Ok(appended)
     }
 
-    /// Pushes `entries` (new entries of `log`, oldest first) to every known peer of
-    /// `thread`. Failures are recorded in the health report; returns how many peers took
-    /// them.
-    pub async fn push(
-        &self,
-        thread: ThreadId,
-        log: LogId,
-        entries: &[Entry],
-    ) -> Result<usize, NetError> {
-        let key = self.key(thread).await?;
-        let wire: Vec<WireEntry> = entries.iter().map(WireEntry::from_entry).collect();
-        let mut ok = 0;
-        for addr in self.peers_of(thread) {
-            let peer = addr.peer_id();
-            if !self.admission.admits(thread, peer) {
-                continue;
-            }
-            let proof = AuthProof::new(key.service(), &thread, &self.peer, &peer);
-            let request = Request::PushRecords {
-                thread,
-                proof,
-                log,
-                entries: wire.clone(),
-            };
-            match self
-                .request(peer, vec![addr.transport_addr()], request)
-                .await
-            {
-                Ok(Response::Pushed { counter }) => {
-                    self.health.peer_has(thread, log, peer, counter);
-                    ok += 1;
-                }
-                Ok(_) => self
-                    .health
-                    .error(thread, log, peer, "unexpected response".to_owned()),
-                Err(e) => self.health.error(thread, log, peer, e.to_string()),
-            }
+    /// Stops the node and waits until every task it started has ended (the swarm, which
+    /// closes its listeners; the sync; the pushers). Entries queued for pushing and not
+    /// yet sent stay in the store, and peers pull them later.
+    pub async fn shutdown(&self) {
+        self.inner.cancel.cancel();
+        let tasks = self
+            .inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(mut tasks) = tasks {
+            while tasks.join_next().await.is_some() {}
         }
-        Ok(ok)
     }
 
-    /// Starts pulling every known peer of every thread every `interval` (with ±25%
-    /// jitter, so peers do not fall into step). A peer that fails is retried after a delay
-    /// that doubles up to 64 intervals; errors go to the health report. Stops with the node.
-    pub fn start_sync(&self, interval: Duration) {
-        let node = self.clone();
-        tokio::spawn(async move {
-            let mut backoff: HashMap<PeerId, (u32, tokio::time::Instant)> = HashMap::new();
-            loop {
-                let jitter = 0.75 + rand::random::<f64>() * 0.5;
-                tokio::select! {
-                    () = node.cancel.cancelled() => break,
-                    () = tokio::time::sleep(interval.mul_f64(jitter)) => {}
-                }
-                // Group the known addresses by peer: one ExchangeEdges per peer covers all
-                // the threads shared with it, and only threads whose heads differ are pulled.
-                let mut by_peer: HashMap<PeerId, Vec<ThreadAddr>> = HashMap::new();
-                {
-                    let peers = node.peers.lock().unwrap_or_else(|p| p.into_inner());
-                    for addr in peers.values().flatten() {
-                        by_peer
-                            .entry(addr.peer_id())
-                            .or_default()
-                            .push(addr.clone());
-                    }
-                }
-                for (peer, addrs) in by_peer {
-                    let now = tokio::time::Instant::now();
-                    if backoff.get(&peer).is_some_and(|(_, until)| *until > now) {
-                        continue;
-                    }
-                    match node.sync_with(peer, &addrs).await {
-                        Ok(()) => {
-                            backoff.remove(&peer);
-                        }
-                        Err(e) => {
-                            tracing::debug!(%peer, error = %e, "sync failed");
-                            let failures = backoff.get(&peer).map_or(0, |(n, _)| *n) + 1;
-                            let delay = interval * 2u32.saturating_pow(failures.min(6));
-                            backoff.insert(peer, (failures, now + delay));
-                        }
-                    }
-                }
-            }
-        });
-    }
-
-    /// Compares every thread shared with `peer` in one `ExchangeEdges` request and pulls
-    /// the threads whose heads differ.
-    async fn sync_with(&self, peer: PeerId, addrs: &[ThreadAddr]) -> Result<(), NetError> {
-        let mut edges = Vec::with_capacity(addrs.len());
-        for addr in addrs {
-            let thread = addr.thread_id();
-            let key = self.key(thread).await?;
-            let digest = self.store.heads_digest(thread).await?;
-            edges.push(Edge {
-                thread,
-                proof: AuthProof::new(key.service(), &thread, &self.peer, &peer),
-                digest: digest.0,
-            });
-        }
-        let dial: Vec<Multiaddr> = addrs.iter().map(ThreadAddr::transport_addr).collect();
-        let Response::Edges(answers) = self
-            .request(
-                peer,
-                dial,
-                Request::ExchangeEdges {
-                    edges: edges.clone(),
-                },
-            )
-            .await?
-        else {
-            return Err(NetError::Unexpected(peer));
-        };
-        if answers.len() != edges.len() {
-            return Err(NetError::Unexpected(peer));
-        }
-        for ((addr, edge), answer) in addrs.iter().zip(&edges).zip(answers) {
-            match answer {
-                Some(theirs) if theirs.0 == edge.digest => {}
-                Some(_) => {
-                    self.pull(addr).await?;
-                }
-                None => {
-                    tracing::debug!(%peer, thread = %edge.thread, "peer does not share the thread")
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Stops the node's tasks.
-    pub fn shutdown(&self) {
-        self.cancel.cancel();
+    /// Whether [`Node::shutdown`] was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.cancel.is_cancelled()
     }
 }
 
 /// The swarm's task: drives the swarm, sends requests, answers inbound ones.
-#[allow(clippy::too_many_arguments)]
 async fn run<S: Store + 'static>(
+    node: Node<S>,
     mut swarm: libp2p::Swarm<Behaviour>,
     mut commands: mpsc::Receiver<Command>,
-    heard: mpsc::Sender<Heard>,
-    store: Arc<S>,
-    health: Arc<Health>,
-    admission: Arc<dyn Admission>,
-    max_inbound: usize,
-    events: broadcast::Sender<NetEvent>,
-    cancel: CancellationToken,
+    wake: mpsc::Sender<Wake>,
+    config: NetConfig,
 ) {
     let mut pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, NetError>>> =
         HashMap::new();
     let mut inbound: JoinSet<(ResponseChannel<Response>, Response)> = JoinSet::new();
-    let local = *swarm.local_peer_id();
+    let cancel = node.inner.cancel.clone();
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
@@ -847,22 +680,39 @@ async fn run<S: Store + 'static>(
             event = swarm.select_next_some() => match event {
                 SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. })) => match message {
                     request_response::Message::Request { request, channel, .. } => {
-                        if inbound.len() >= max_inbound {
+                        if inbound.len() >= config.max_inbound_tasks || node.inner.faults.is_blocked(&peer) {
                             let _ = swarm.behaviour_mut().sync.send_response(channel, Response::Refused(Refusal::Unavailable));
                             continue;
                         }
-                        let store = Arc::clone(&store);
-                        let health = Arc::clone(&health);
-                        let admission = Arc::clone(&admission);
-                        let events = events.clone();
+                        // The peer is back: the periodic sync stops waiting for it.
+                        node.inner.backoff.lock().unwrap_or_else(|p| p.into_inner()).remove(&peer);
+                        let node = node.clone();
+                        let wake = wake.clone();
                         inbound.spawn(async move {
                             let pushed = match &request {
                                 Request::PushRecords { thread, log, .. } => Some((*thread, *log)),
                                 _ => None,
                             };
-                            let response = serve(&*store, &health, &*admission, local, peer, request).await;
-                            if let (Some((thread, log)), Response::Pushed { counter }) = (pushed, &response) {
-                                let _ = events.send(NetEvent::Stored { thread, log, counter: *counter });
+                            let addrs = node.listen_addrs();
+                            let responder = Responder {
+                                store: &*node.inner.store,
+                                health: &node.inner.health,
+                                admission: &*node.inner.admission,
+                                peers: &node.inner.peers,
+                                local: node.inner.peer,
+                                addrs: &addrs,
+                            };
+                            let response = serve(&responder, peer, request).await;
+                            match (pushed, &response) {
+                                (Some((thread, log)), Response::Pushed { counter }) => {
+                                    let _ = node.inner.events.send(NetEvent::Stored { thread, log, counter: *counter });
+                                }
+                                // The pusher has entries we lack before its batch: pull them
+                                // (a full queue drops the wake; the periodic sync catches up).
+                                (Some((thread, _)), Response::Refused(Refusal::Rejected(code))) if code == "gap" => {
+                                    let _ = wake.try_send(Wake::Gap { thread, from: peer });
+                                }
+                                _ => {}
                             }
                             (channel, response)
                         });
@@ -886,7 +736,7 @@ async fn run<S: Store + 'static>(
                 SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message { propagation_source, message, .. })) => {
                     let from = message.source.unwrap_or(propagation_source);
                     // A full queue drops the announcement: the periodic pull catches up.
-                    let _ = heard.try_send(Heard { topic: message.topic, from, data: message.data });
+                    let _ = wake.try_send(Wake::Heard { topic: message.topic, from, data: message.data });
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Sync(request_response::Event::InboundFailure { peer, error, .. })) => {
                     tracing::debug!(%peer, %error, "inbound sync request failed");

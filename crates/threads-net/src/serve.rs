@@ -13,19 +13,37 @@ use crate::ingest::ingest;
 use crate::message::{
     EdgeDigest, LogHead, MAX_PAGE_BYTES, MAX_PAGE_ENTRIES, Refusal, Request, Response, WireEntry,
 };
+use crate::peers::{MAX_EXCHANGED_ADDRS, PeerBook, parse_exchanged};
 
-/// The answer of `local` to `request` from `remote`.
+/// What a responder answers from: its store, health, admission rule, peer book and
+/// identity.
+pub(crate) struct Responder<'a, S> {
+    pub(crate) store: &'a S,
+    pub(crate) health: &'a Arc<Health>,
+    pub(crate) admission: &'a dyn Admission,
+    pub(crate) peers: &'a PeerBook,
+    pub(crate) local: PeerId,
+    /// This node's own addresses, with `/p2p/<local>`.
+    pub(crate) addrs: &'a [libp2p::Multiaddr],
+}
+
+/// The answer of the responder to `request` from `remote`.
 ///
 /// # Cancel safety
 /// Dropping the future leaves the store as it was or with a whole pushed batch stored.
-pub async fn serve<S: Store>(
-    store: &S,
-    health: &Arc<Health>,
-    admission: &dyn Admission,
-    local: PeerId,
+pub(crate) async fn serve<S: Store>(
+    responder: &Responder<'_, S>,
     remote: PeerId,
     request: Request,
 ) -> Response {
+    let Responder {
+        store,
+        health,
+        admission,
+        peers,
+        local,
+        addrs,
+    } = *responder;
     // The peer is checked against the admission rule and the proof against the thread's
     // key; an unknown thread, a peer not admitted and a bad proof all get the same answer.
     async fn authorized<S: Store>(
@@ -144,5 +162,48 @@ pub async fn serve<S: Store>(
             }
             Response::Edges(out)
         }
+        Request::ExchangePeers {
+            thread,
+            proof,
+            addrs: theirs,
+        } => {
+            if authorized(store, admission, thread, &proof, local, remote)
+                .await
+                .is_none()
+            {
+                return Response::Refused(Refusal::UnknownThread);
+            }
+            if theirs.len() > MAX_EXCHANGED_ADDRS {
+                return Response::Refused(Refusal::TooLarge);
+            }
+            let mut learned = false;
+            for addr in parse_exchanged(thread, &theirs) {
+                learned |= peers.add(addr, local);
+            }
+            if learned && let Err(error) = peers.save(store, thread).await {
+                tracing::debug!(%error, "peers could not be persisted");
+            }
+            Response::Peers(exchanged(addrs, &peers.of(thread), Some(remote)))
+        }
     }
+}
+
+/// The addresses to send in an `ExchangePeers` message: `own` first, then known peers
+/// other than `to`, at most [`MAX_EXCHANGED_ADDRS`] in all.
+pub(crate) fn exchanged(
+    own: &[libp2p::Multiaddr],
+    known: &[threads_id::ThreadAddr],
+    to: Option<PeerId>,
+) -> Vec<serde_bytes::ByteBuf> {
+    own.iter()
+        .cloned()
+        .chain(
+            known
+                .iter()
+                .filter(|a| Some(a.peer_id()) != to)
+                .map(|a| a.peer_addr().clone()),
+        )
+        .take(MAX_EXCHANGED_ADDRS)
+        .map(|a| serde_bytes::ByteBuf::from(a.to_vec()))
+        .collect()
 }

@@ -228,6 +228,6 @@ async fn a_misbehaving_member_is_rejected_and_counted() {
     .expect("pull");
     assert_eq!(pulled, 10);
     for n in [&honest, &mallory, &friend, &outsider] {
-        n.shutdown();
+        n.shutdown().await;
     }
 }

@@ -71,8 +71,8 @@ async fn two_peers_writing_at_once_converge() {
     let wb = Writer::new(Identity::from_secret_bytes(&[61; 32]), thread, &key).expect("writer");
     tokio::join!(write(&a, &wa, 40), write(&b, &wb, 40));
     converged(&[a.clone(), b.clone()], thread, 2, 40).await;
-    a.shutdown();
-    b.shutdown();
+    a.shutdown().await;
+    b.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,7 +105,7 @@ async fn five_peers_in_a_chain_converge() {
     }
     converged(&nodes, thread, 5, 10).await;
     for n in &nodes {
-        n.shutdown();
+        n.shutdown().await;
     }
 }
 
@@ -148,6 +148,6 @@ async fn a_partition_heals() {
     link(&nodes[1], &nodes[2]);
     converged(&nodes, thread, 4, 15).await;
     for n in &nodes {
-        n.shutdown();
+        n.shutdown().await;
     }
 }

@@ -59,6 +59,6 @@ async fn nodes_sync_over_quic() {
             .expect("head"),
         Some(first.record.head())
     );
-    alice.shutdown();
-    bob.shutdown();
+    alice.shutdown().await;
+    bob.shutdown().await;
 }

@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{entries, node, write};
+use support::{entries, node, wait_counter, write};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,7 +135,7 @@ async fn pull_push_follower_and_refusal() {
     );
 
     for n in [&alice, &bob, &follower, &stranger] {
-        n.shutdown();
+        n.shutdown().await;
     }
 }
 
@@ -173,7 +173,7 @@ async fn join_by_invites_and_read_through_a_follower_while_the_writer_is_offline
     assert_eq!((joined, stored), (thread, 30));
 
     // The writer goes offline.
-    alice.shutdown();
+    alice.shutdown().await;
 
     // A link invite pointing at the follower: the reader gets everything from it.
     let link = Invite::link(
@@ -207,8 +207,8 @@ async fn join_by_invites_and_read_through_a_follower_while_the_writer_is_offline
         .expect("read")
         .expect("key");
     assert!(!follower_key.can_read());
-    follower.shutdown();
-    reader.shutdown();
+    follower.shutdown().await;
+    reader.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,8 +237,8 @@ async fn a_peer_offline_for_a_thousand_writes_catches_up() {
     assert_eq!(health[0].health.peer_counter, Some(1_000));
     let status = bob.sync_status().await.expect("status");
     assert_eq!((status[0].local_counter, status[0].lag), (1_000, 0));
-    alice.shutdown();
-    bob.shutdown();
+    alice.shutdown().await;
+    bob.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,8 +285,8 @@ async fn a_head_announcement_makes_a_peer_pull_at_once() {
         entries(&bob, thread, &writer).await,
         entries(&alice, thread, &writer).await
     );
-    alice.shutdown();
-    bob.shutdown();
+    alice.shutdown().await;
+    bob.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -338,12 +338,12 @@ async fn exchange_edges_compares_many_threads_in_one_request() {
         answer,
         Response::Edges(vec![Some(threads_net::message::EdgeDigest(theirs.0)), None])
     );
-    alice.shutdown();
-    bob.shutdown();
+    alice.shutdown().await;
+    bob.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_write_is_pushed_to_known_peers_at_once() {
+async fn a_write_is_pushed_to_known_peers_in_the_background() {
     let thread = ThreadId::from_parts(Variant::Raw, [9; 32]);
     let key = ThreadKey::generate();
     // mDNS is available but off unless asked for.
@@ -370,7 +370,8 @@ async fn a_write_is_pushed_to_known_peers_at_once() {
         .await
         .expect("in time")
         .expect("write");
-        // Stored on Bob by the time the write returns: no pull, no sync task.
+        // Pushed to Bob from Alice's queue: Bob pulls nothing and runs no sync task.
+        wait_counter(&bob, thread, writer.log_id(), i).await;
         assert_eq!(
             bob.store()
                 .head(thread, writer.log_id())
@@ -383,8 +384,8 @@ async fn a_write_is_pushed_to_known_peers_at_once() {
         entries(&bob, thread, &writer).await,
         entries(&alice, thread, &writer).await
     );
-    alice.shutdown();
-    bob.shutdown();
+    alice.shutdown().await;
+    bob.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -414,6 +415,7 @@ async fn the_admission_hook_keeps_records_from_peers_it_refuses() {
         .await
         .expect("write");
     // Pushed to Carol, not to Bob, although Bob holds the key.
+    wait_counter(&carol, thread, writer.log_id(), 1).await;
     assert!(
         carol
             .store()
@@ -446,6 +448,6 @@ async fn the_admission_hook_keeps_records_from_peers_it_refuses() {
     );
     assert!(bob.store().logs(thread).await.expect("logs").is_empty());
     for n in [&alice, &bob, &carol] {
-        n.shutdown();
+        n.shutdown().await;
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use threads_crypto::Identity;
-use threads_id::ThreadId;
+use threads_id::{LogId, ThreadId};
 use threads_log::{Appended, Entry, Hlc, Writer, skip_target};
 use threads_net::{NetConfig, Node};
 use threads_store::{LogBook, MemoryStore, Page};
@@ -62,4 +62,28 @@ pub async fn entries(node: &Node<MemoryStore>, thread: ThreadId, writer: &Writer
         .into_iter()
         .map(|e| e.entry)
         .collect()
+}
+
+/// Waits (at most 30 s) until `node` stores `counter` entries of `log`: woken by its
+/// `Stored` events, never by a fixed sleep. Panics on timeout.
+pub async fn wait_counter(node: &Node<MemoryStore>, thread: ThreadId, log: LogId, counter: u64) {
+    let mut events = node.subscribe();
+    let reached = async {
+        loop {
+            let head = node.store().head(thread, log).await.expect("head");
+            if head.is_some_and(|h| h.counter >= counter) {
+                return;
+            }
+            // A lagged receiver or an event of another log: look at the store again.
+            let _ = events.recv().await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), reached)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} did not reach counter {counter} of {log}",
+                node.peer_id()
+            )
+        });
 }

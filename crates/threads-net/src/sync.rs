@@ -1,0 +1,385 @@
+//! Pulling and the periodic sync: what makes replication complete.
+//!
+//! The guarantee (docs/ARCHITECTURE.md, "Replication completes"): every entry a peer
+//! stores reaches every peer of the thread that it can reach, whatever pushes were lost,
+//! reordered or refused. Pushes are the fast path (`push.rs`); this file is the repair
+//! path. Every round of the periodic sync, for each peer:
+//! - one `ExchangeEdges` compares every shared thread's heads digest;
+//! - for a thread whose digests differ, `GetLogs` tells both counters of every log: what
+//!   we lack is pulled page by page, what the peer lacks is queued for the pusher;
+//! - peer lists are exchanged (`ExchangePeers`) when ours changed since we last told that
+//!   peer, and every few rounds anyway, so members learn each other's addresses.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use threads_crypto::Identity;
+use threads_id::{PeerId, ThreadAddr, ThreadId};
+use threads_store::Store;
+
+use crate::auth::AuthProof;
+use crate::ingest::ingest;
+use crate::invite::Invite;
+use crate::message::{Edge, LogHead, MAX_PAGE_BYTES, MAX_PAGE_ENTRIES, Request, Response};
+use crate::node::{NetError, NetEvent, Node};
+use crate::peers::parse_exchanged;
+use crate::serve::exchanged;
+
+/// Peer lists are exchanged with every peer at least once in this many sync rounds.
+const EXCHANGE_EVERY: u64 = 8;
+
+/// A peer that keeps failing is retried after at most this many sync intervals.
+const MAX_BACKOFF_INTERVALS: u32 = 8;
+
+impl<S: Store + 'static> Node<S> {
+    /// Pulls every log of `thread` from the peer at `addr`, page by page, verifying and
+    /// storing each page before asking for the next, until the peer has nothing more.
+    /// Returns the number of entries stored.
+    ///
+    /// A log whose entries are rejected does not stop the others: they are pulled, and the
+    /// first rejection is returned at the end (every one is in the health report).
+    ///
+    /// # Cancel safety
+    /// Each stored page is complete; dropping the future stops between pages.
+    pub async fn pull(&self, addr: &ThreadAddr) -> Result<usize, NetError> {
+        self.pull_peer(
+            addr.thread_id(),
+            addr.peer_id(),
+            vec![addr.transport_addr()],
+        )
+        .await
+    }
+
+    /// Asks `peer` for its heads of `thread` and records them in the health report; a log
+    /// we have that the peer does not list is recorded at counter 0 (the peer lacks all
+    /// of it).
+    pub(crate) async fn learn_heads(
+        &self,
+        thread: ThreadId,
+        peer: PeerId,
+        dial: Vec<Multiaddr>,
+    ) -> Result<Vec<LogHead>, NetError> {
+        let key = self.key(thread).await?;
+        let proof = AuthProof::new(key.service(), &thread, &self.inner.peer, &peer);
+        let Response::Logs(logs) = self
+            .request(peer, dial, Request::GetLogs { thread, proof })
+            .await?
+        else {
+            return Err(NetError::Unexpected(peer));
+        };
+        let health = &self.inner.health;
+        for remote in &logs {
+            health.peer_has(thread, remote.log, peer, remote.counter);
+        }
+        for ours in self.inner.store.logs(thread).await? {
+            if !logs.iter().any(|l| l.log == ours) {
+                health.peer_has(thread, ours, peer, 0);
+            }
+        }
+        Ok(logs)
+    }
+
+    /// [`Node::pull`] from `peer`, dialing `dial` if not connected.
+    pub(crate) async fn pull_peer(
+        &self,
+        thread: ThreadId,
+        peer: PeerId,
+        dial: Vec<Multiaddr>,
+    ) -> Result<usize, NetError> {
+        let key = self.key(thread).await?;
+        let proof = AuthProof::new(key.service(), &thread, &self.inner.peer, &peer);
+        let logs = self.learn_heads(thread, peer, dial.clone()).await?;
+        let (store, health) = (&self.inner.store, &self.inner.health);
+        let mut stored = 0;
+        let mut first_error = None;
+        for remote in logs {
+            let mut after = store
+                .head(thread, remote.log)
+                .await?
+                .map_or(0, |h| h.counter);
+            while after < remote.counter {
+                let request = Request::GetRecords {
+                    thread,
+                    proof,
+                    log: remote.log,
+                    after,
+                    max_entries: MAX_PAGE_ENTRIES,
+                    max_bytes: MAX_PAGE_BYTES,
+                };
+                let Response::Records(page) = self.request(peer, dial.clone(), request).await?
+                else {
+                    return Err(NetError::Unexpected(peer));
+                };
+                if page.is_empty() {
+                    break;
+                }
+                match ingest(&**store, thread, remote.log, &key, page).await {
+                    Ok(done) => {
+                        health.accepted(thread, remote.log, peer, done.stored);
+                        stored += done.stored;
+                        if done.counter <= after {
+                            break;
+                        }
+                        after = done.counter;
+                        let _ = self.inner.events.send(NetEvent::Stored {
+                            thread,
+                            log: remote.log,
+                            counter: after,
+                        });
+                    }
+                    Err(rejection) => {
+                        health.rejected(thread, remote.log, peer, &rejection);
+                        first_error.get_or_insert(NetError::Rejected { peer, rejection });
+                        break;
+                    }
+                }
+            }
+        }
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(stored),
+        }
+    }
+
+    /// Joins a thread from an invite: stores its keys, remembers its addresses as peers,
+    /// pulls it from the first address that answers and tells that peer where this node
+    /// can be reached (so the inviter can push and pull to it from now on). Returns the
+    /// thread and the number of entries stored.
+    pub async fn join(
+        &self,
+        invite: &Invite,
+        me: &Identity,
+    ) -> Result<(ThreadId, usize), NetError> {
+        let (addrs, keys) = invite
+            .open(me)
+            .map_err(|e| NetError::Invite(e.to_string()))?;
+        let thread = keys.thread_id();
+        self.inner
+            .store
+            .put_thread(thread, keys.thread_key())
+            .await?;
+        self.watch(thread).await?;
+        for addr in &addrs {
+            self.add_peer(addr.clone());
+        }
+        self.inner.peers.save(&*self.inner.store, thread).await?;
+        let mut last = None;
+        for addr in &addrs {
+            match self.pull(addr).await {
+                Ok(stored) => {
+                    if let Err(error) = self
+                        .exchange_peers(thread, addr.peer_id(), vec![addr.transport_addr()])
+                        .await
+                    {
+                        tracing::debug!(%error, "peer exchange after joining failed");
+                    }
+                    return Ok((thread, stored));
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        match last {
+            Some(e) => Err(e),
+            None => Ok((thread, 0)),
+        }
+    }
+
+    /// Tells `peer` where this node and the thread's other known peers can be reached, and
+    /// learns the peers it knows. Returns how many addresses were new.
+    pub(crate) async fn exchange_peers(
+        &self,
+        thread: ThreadId,
+        peer: PeerId,
+        dial: Vec<Multiaddr>,
+    ) -> Result<usize, NetError> {
+        let key = self.key(thread).await?;
+        let proof = AuthProof::new(key.service(), &thread, &self.inner.peer, &peer);
+        let addrs = exchanged(
+            &self.listen_addrs(),
+            &self.inner.peers.of(thread),
+            Some(peer),
+        );
+        let Response::Peers(theirs) = self
+            .request(
+                peer,
+                dial,
+                Request::ExchangePeers {
+                    thread,
+                    proof,
+                    addrs,
+                },
+            )
+            .await?
+        else {
+            return Err(NetError::Unexpected(peer));
+        };
+        let mut learned = 0;
+        for addr in parse_exchanged(thread, &theirs) {
+            if self.add_peer(addr) {
+                learned += 1;
+            }
+        }
+        if learned > 0 {
+            self.inner.peers.save(&*self.inner.store, thread).await?;
+        }
+        Ok(learned)
+    }
+
+    /// Queues for `peer` every log of `thread` of which we have more entries than the
+    /// peer has, as last heard.
+    pub(crate) async fn push_missing(
+        &self,
+        thread: ThreadId,
+        peer: PeerId,
+    ) -> Result<(), NetError> {
+        let store = &self.inner.store;
+        for log in store.logs(thread).await? {
+            let ours = store.head(thread, log).await?.map_or(0, |h| h.counter);
+            let theirs = self.inner.health.peer_counter(thread, log, peer);
+            if theirs.is_some_and(|theirs| theirs < ours) {
+                self.queue_push(peer, thread, log);
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts syncing with every known peer of every thread every `interval` (with ±25%
+    /// jitter, so peers do not fall into step): pulls what we lack, queues pushes of what
+    /// the peer lacks, exchanges peer lists. A peer that fails is retried after a delay
+    /// that doubles up to 8 intervals, or as soon as it sends us a request; errors go to
+    /// the health report. Stops with the node.
+    pub fn start_sync(&self, interval: Duration) {
+        let node = self.clone();
+        self.spawn(async move {
+            // (peer, thread) -> the version of our peer list last told to that peer.
+            let mut told: HashMap<(PeerId, ThreadId), u64> = HashMap::new();
+            let mut round: u64 = 0;
+            loop {
+                let jitter = 0.75 + rand::random::<f64>() * 0.5;
+                tokio::select! {
+                    () = node.inner.cancel.cancelled() => break,
+                    () = tokio::time::sleep(interval.mul_f64(jitter)) => {}
+                }
+                round += 1;
+                for thread in node.inner.peers.dirty() {
+                    if let Err(error) = node.inner.peers.save(&*node.inner.store, thread).await {
+                        tracing::debug!(%error, "peers could not be persisted");
+                    }
+                }
+                // Group the known addresses by peer: one ExchangeEdges per peer covers all
+                // the threads shared with it.
+                let mut by_peer: HashMap<PeerId, Vec<ThreadAddr>> = HashMap::new();
+                for addr in node.inner.peers.all() {
+                    by_peer.entry(addr.peer_id()).or_default().push(addr);
+                }
+                for (peer, addrs) in by_peer {
+                    let now = tokio::time::Instant::now();
+                    let waiting = node
+                        .inner
+                        .backoff
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&peer)
+                        .is_some_and(|(_, until)| *until > now);
+                    if waiting {
+                        continue;
+                    }
+                    let result = tokio::select! {
+                        () = node.inner.cancel.cancelled() => return,
+                        result = node.sync_with(peer, &addrs, round, &mut told) => result,
+                    };
+                    let mut backoff = node.inner.backoff.lock().unwrap_or_else(|p| p.into_inner());
+                    match result {
+                        Ok(()) => {
+                            backoff.remove(&peer);
+                        }
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "sync failed");
+                            let failures = backoff.get(&peer).map_or(0, |(n, _)| *n) + 1;
+                            let factor = 2u32
+                                .saturating_pow(failures.min(6))
+                                .min(MAX_BACKOFF_INTERVALS);
+                            backoff.insert(peer, (failures, now + interval * factor));
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// One sync round with `peer`: compares every shared thread in one `ExchangeEdges`
+    /// request; for each thread whose heads differ, pulls what we lack and queues pushes of
+    /// what the peer lacks; exchanges peer lists where due. Fails only if the peer cannot
+    /// be reached; errors about one thread go to the health report and the others go on.
+    async fn sync_with(
+        &self,
+        peer: PeerId,
+        addrs: &[ThreadAddr],
+        round: u64,
+        told: &mut HashMap<(PeerId, ThreadId), u64>,
+    ) -> Result<(), NetError> {
+        let mut edges = Vec::with_capacity(addrs.len());
+        let mut threads = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            let thread = addr.thread_id();
+            if threads.contains(&thread) {
+                continue;
+            }
+            let key = self.key(thread).await?;
+            let digest = self.inner.store.heads_digest(thread).await?;
+            edges.push(Edge {
+                thread,
+                proof: AuthProof::new(key.service(), &thread, &self.inner.peer, &peer),
+                digest: digest.0,
+            });
+            threads.push(thread);
+        }
+        let dial: Vec<Multiaddr> = addrs.iter().map(ThreadAddr::transport_addr).collect();
+        let Response::Edges(answers) = self
+            .request(
+                peer,
+                dial.clone(),
+                Request::ExchangeEdges {
+                    edges: edges.clone(),
+                },
+            )
+            .await?
+        else {
+            return Err(NetError::Unexpected(peer));
+        };
+        if answers.len() != edges.len() {
+            return Err(NetError::Unexpected(peer));
+        }
+        for (edge, answer) in edges.iter().zip(answers) {
+            let thread = edge.thread;
+            match answer {
+                Some(theirs) if theirs.0 == edge.digest => {}
+                Some(_) => {
+                    // Pull what we lack (this also learns the peer's counters), then queue
+                    // what the peer lacks.
+                    if let Err(error) = self.pull_peer(thread, peer, dial.clone()).await {
+                        tracing::debug!(%peer, %thread, %error, "pull failed");
+                    }
+                    if let Err(error) = self.push_missing(thread, peer).await {
+                        tracing::debug!(%peer, %thread, %error, "push queueing failed");
+                    }
+                }
+                None => {
+                    tracing::debug!(%peer, %thread, "peer does not share the thread");
+                    continue;
+                }
+            }
+            let version = self.inner.peers.version(thread);
+            if told.get(&(peer, thread)) != Some(&version) || round % EXCHANGE_EVERY == 0 {
+                match self.exchange_peers(thread, peer, dial.clone()).await {
+                    Ok(_) => {
+                        told.insert((peer, thread), version);
+                    }
+                    Err(error) => tracing::debug!(%peer, %thread, %error, "peer exchange failed"),
+                }
+            }
+        }
+        Ok(())
+    }
+}
