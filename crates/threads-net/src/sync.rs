@@ -371,7 +371,7 @@ impl<S: Store + 'static> Node<S> {
                 }
             }
             let version = self.inner.peers.version(thread);
-            if told.get(&(peer, thread)) != Some(&version) || round % EXCHANGE_EVERY == 0 {
+            if told.get(&(peer, thread)) != Some(&version) || round.is_multiple_of(EXCHANGE_EVERY) {
                 match self.exchange_peers(thread, peer, dial.clone()).await {
                     Ok(_) => {
                         told.insert((peer, thread), version);
