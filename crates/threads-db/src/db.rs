@@ -10,7 +10,7 @@ use threads_acl::{ACL_VIEW, AclAdmission, AclError, AclInvite, AclOp, AclViews, 
 use threads_crypto::{Identity, KeySet, PublicKey, ThreadKey};
 use threads_id::{LogId, Multiaddr, ThreadAddr, ThreadId, Variant};
 use threads_log::{Clock, Writer};
-use threads_net::{Invite, NetConfig, NetError, NetEvent, Node, SyncStatus};
+use threads_net::{Faults, Invite, NetConfig, NetError, NetEvent, Node, SyncStatus};
 use threads_store::{MemoryStore, PostgresStore, SqliteStore, Store, StoreError};
 use threads_views::{Batch, Cursor, Kv, Reducer, Subscription, ViewConfig, ViewError};
 use tokio::sync::Mutex as AsyncMutex;
@@ -68,6 +68,8 @@ pub struct DbConfig {
     pub sync_interval: Duration,
     /// How the views run.
     pub views: ViewConfig,
+    /// Faults the node injects (none by default): for tests of replication.
+    pub faults: Faults,
 }
 
 impl Default for DbConfig {
@@ -80,6 +82,7 @@ impl Default for DbConfig {
             ],
             sync_interval: Duration::from_secs(2),
             views: ViewConfig::new(),
+            faults: Faults::new(),
         }
     }
 }
@@ -89,6 +92,14 @@ impl DbConfig {
     #[must_use]
     pub fn with_listen(mut self, addrs: Vec<Multiaddr>) -> DbConfig {
         self.listen = addrs;
+        self
+    }
+
+    /// Injects `faults` into the node's pushes and requests (for tests; keep the handle to
+    /// change them while the database runs).
+    #[must_use]
+    pub fn with_faults(mut self, faults: Faults) -> DbConfig {
+        self.faults = faults;
         self
     }
 
@@ -218,7 +229,9 @@ impl<S: Store + 'static> Db<S> {
     /// A store, network or view error.
     pub async fn open(me: Identity, store: Arc<S>, config: DbConfig) -> Result<Db<S>, DbError> {
         let admission = AclAdmission::new();
-        let net = NetConfig::new(config.listen.clone()).with_admission(admission.clone());
+        let net = NetConfig::new(config.listen.clone())
+            .with_admission(admission.clone())
+            .with_faults(config.faults.clone());
         let node = Node::start(&me, Arc::clone(&store), net).await?;
         let inner = Arc::new(Inner {
             me,

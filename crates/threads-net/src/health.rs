@@ -123,6 +123,13 @@ impl Health {
         self.update(thread, log, peer, |h| h.peer_counter = Some(counter));
     }
 
+    /// Records that `peer` has at least `counter` entries of the log (it pushed them).
+    pub fn peer_has_at_least(&self, thread: ThreadId, log: LogId, peer: PeerId, counter: u64) {
+        self.update(thread, log, peer, |h| {
+            h.peer_counter = Some(h.peer_counter.map_or(counter, |c| c.max(counter)));
+        });
+    }
+
     /// The counter of the log `peer` has, as last heard.
     pub fn peer_counter(&self, thread: ThreadId, log: LogId, peer: PeerId) -> Option<u64> {
         let rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());

@@ -131,6 +131,7 @@ pub(crate) async fn serve<S: Store>(
             match ingest(store, thread, log, &key, entries).await {
                 Ok(done) => {
                     health.accepted(thread, log, remote, done.stored);
+                    health.peer_has_at_least(thread, log, remote, done.counter);
                     Response::Pushed {
                         counter: done.counter,
                     }
