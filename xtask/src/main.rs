@@ -11,6 +11,8 @@
 //! - `proptest [--cases N]`: all tests with `PROPTEST_CASES=N`.
 //! - `bench`: the criterion benchmarks; their figures go to docs/BENCHMARKS.md by hand.
 //! - `crash [--rounds N]`: the SIGKILL crash test of the store with N rounds (default 200).
+//! - `soak [--rounds N]`: the replication convergence test (peers writing under dropped and
+//!   reordered pushes, restarts and partitions) with N rounds (default 200).
 //! - `tidy`: source hygiene (every `.rs` file starts with `//!`); also runs as a test.
 
 use std::path::{Path, PathBuf};
@@ -43,7 +45,7 @@ const FUZZ_TARGETS: [&str; 6] = [
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((command, rest)) = args.split_first() else {
-        bail!("usage: cargo xtask <ci|layering|fuzz|proptest|bench|crash|tidy> [options]");
+        bail!("usage: cargo xtask <ci|layering|fuzz|proptest|bench|crash|soak|tidy> [options]");
     };
     match command.as_str() {
         "ci" => ci(),
@@ -52,6 +54,7 @@ fn main() -> Result<()> {
         "proptest" => proptest(rest),
         "bench" => bench(rest),
         "crash" => crash(rest),
+        "soak" => soak(rest),
         "tidy" => tidy(),
         other => bail!("unknown command {other:?}"),
     }
@@ -333,6 +336,24 @@ fn crash(args: &[String]) -> Result<()> {
         "store_crash",
     ])
     .env("THREADS_CRASH_ROUNDS", rounds.to_string());
+    run(cmd)
+}
+
+fn soak(args: &[String]) -> Result<()> {
+    let rounds = flag_value(args, "--rounds")?.unwrap_or(200);
+    let mut cmd = cargo();
+    cmd.args([
+        "test",
+        "--locked",
+        "-p",
+        "threads-tests",
+        "--test",
+        "replication_converge",
+        "--",
+        "replication_completes",
+        "--nocapture",
+    ])
+    .env("THREADS_SOAK_ROUNDS", rounds.to_string());
     run(cmd)
 }
 

@@ -381,6 +381,7 @@ async fn health<S: Store + 'static>(State(s): State<Api<S>>) -> Result<Json<Valu
                     "local_counter": r.local_counter,
                     "peer_counter": r.peer_counter,
                     "lag": r.lag,
+                    "peer_lacks": r.peer_lacks,
                     "accepted": r.health.accepted,
                     "rejected": r.health.rejected(),
                     "last_error": r.health.last_error,

@@ -222,13 +222,14 @@ async fn run(cli: Cli) -> Result<()> {
                 rows.iter()
                     .map(|r| {
                         format!(
-                            "{} log {} peer {}: local {} peer {} lag {} accepted {} rejected {}",
+                            "{} log {} peer {}: local {} peer {} lag {} peer lacks {} accepted {} rejected {}",
                             r["thread"].as_str().unwrap_or(""),
                             r["log"].as_str().unwrap_or(""),
                             r["peer"].as_str().unwrap_or(""),
                             r["local_counter"],
                             r["peer_counter"],
                             r["lag"],
+                            r["peer_lacks"],
                             r["accepted"],
                             r["rejected"]
                         )
