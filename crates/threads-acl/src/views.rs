@@ -9,7 +9,7 @@ use threads_log::{EventOrder, Verifier};
 use threads_net::Invite;
 use threads_store::{Page, Store};
 use threads_views::{
-    Batch, Progress, Reducer, Rejection, Stamp, State, ViewConfig, ViewError, Views,
+    Batch, Progress, Reducer, Refused, Rejection, Stamp, State, ViewConfig, ViewError, Views,
 };
 
 use crate::acl::Acl;
@@ -394,6 +394,40 @@ impl<S: Store + 'static> AclViews<S> {
     /// The views behind the ACL.
     pub const fn views(&self) -> &Views<S> {
         &self.views
+    }
+
+    /// What the ACL and the views would refuse of `batch` written by this peer as the event
+    /// at `order`, given the current state ([`Views::check`]): ACL operations other than
+    /// `Init` need this peer to be an editor of the ACL at `order`; the others go through
+    /// the gate (the author's role) and their reducers. Nothing changes.
+    pub fn check(&mut self, order: EventOrder, batch: &Batch) -> Vec<Refused> {
+        let mut refused = Vec::new();
+        let author = self.me.log_id();
+        for (index, (view, data)) in batch.ops().iter().enumerate() {
+            if view != ACL_VIEW {
+                continue;
+            }
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            match AclOp::decode(data) {
+                Ok(AclOp::Init { .. }) => {}
+                Ok(_) if Self::read(&self.acl).is_editor(&author, &order) => {}
+                Ok(_) => refused.push(Refused {
+                    index,
+                    view: view.clone(),
+                    reason: format!("{author} may not change the ACL"),
+                    forbidden: true,
+                }),
+                Err(e) => refused.push(Refused {
+                    index,
+                    view: view.clone(),
+                    reason: e.to_string(),
+                    forbidden: false,
+                }),
+            }
+        }
+        refused.extend(self.views.check(order, batch));
+        refused.sort_by_key(|r| r.index);
+        refused
     }
 
     /// The greatest place in the order applied by the ACL or the views.

@@ -64,6 +64,8 @@ impl From<DbError> for ApiError {
         let (status, code) = match &e {
             DbError::UnknownThread(_) => (StatusCode::NOT_FOUND, "unknown_thread"),
             DbError::CannotWrite(_) => (StatusCode::FORBIDDEN, "cannot_write"),
+            DbError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+            DbError::Rejected { .. } => (StatusCode::CONFLICT, "rejected"),
             DbError::Doc(d) => match d {
                 DocError::UnknownCollection(_) => (StatusCode::NOT_FOUND, "unknown_collection"),
                 DocError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),

@@ -9,10 +9,12 @@ use serde_json::Value;
 use threads_acl::{ACL_VIEW, AclAdmission, AclError, AclInvite, AclOp, AclViews, Role, new_thread};
 use threads_crypto::{Identity, KeySet, PublicKey, ThreadKey};
 use threads_id::{LogId, Multiaddr, ThreadAddr, ThreadId, Variant};
-use threads_log::{Clock, Writer};
+use threads_log::{Clock, EventOrder, Writer};
 use threads_net::{Faults, Invite, NetConfig, NetError, NetEvent, Node, SyncStatus};
 use threads_store::{MemoryStore, PostgresStore, SqliteStore, Store, StoreError};
-use threads_views::{Batch, Cursor, Kv, Reducer, Subscription, ViewConfig, ViewError};
+use threads_views::{
+    Batch, Cursor, Kv, Reducer, Refused, Subscription, ViewConfig, ViewError,
+};
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinHandle;
 
@@ -39,6 +41,25 @@ pub enum DbError {
     /// left out by a rotation).
     #[error("this peer cannot write to thread {0}: it holds no current read key")]
     CannotWrite(ThreadId),
+    /// Access control refuses the write (a reader writing, a member without the role on a
+    /// document, a non-editor changing roles or inviting): nothing was stored.
+    #[error("forbidden in thread {thread}: {}", describe(refused))]
+    Forbidden {
+        /// The thread.
+        thread: ThreadId,
+        /// Every refused operation, with why.
+        refused: Vec<Refused>,
+    },
+    /// The views would refuse operations of the write (a document that exists, a unique
+    /// value taken, also by an earlier operation of the same transaction): nothing was
+    /// stored.
+    #[error("refused in thread {thread}: {}", describe(refused))]
+    Rejected {
+        /// The thread.
+        thread: ThreadId,
+        /// Every refused operation, with why.
+        refused: Vec<Refused>,
+    },
     /// The network layer failed.
     #[error(transparent)]
     Net(#[from] NetError),
@@ -57,6 +78,14 @@ pub enum DbError {
     /// An invalid key.
     #[error("key: {0}")]
     Key(String),
+}
+
+fn describe(refused: &[Refused]) -> String {
+    let parts: Vec<String> = refused
+        .iter()
+        .map(|r| format!("operation {} ({}): {}", r.index, r.view, r.reason))
+        .collect();
+    parts.join("; ")
 }
 
 /// How a [`Db`] runs.
@@ -463,6 +492,28 @@ impl<S: Store + 'static> Db<S> {
             }
             .map_err(|e| DbError::Clock(e.to_string()))?
         };
+        // Checked first: an operation the ACL or the views would refuse makes the whole
+        // write fail before anything is stored.
+        let me = self.inner.me.log_id();
+        let next = self
+            .inner
+            .node
+            .store()
+            .head(thread, me)
+            .await?
+            .map_or(1, |h| h.counter + 1);
+        let order = EventOrder {
+            time,
+            log: me,
+            counter: next,
+        };
+        let refused = views.check(order, &batch);
+        if refused.iter().any(|r| r.forbidden) {
+            return Err(DbError::Forbidden { thread, refused });
+        }
+        if !refused.is_empty() {
+            return Err(DbError::Rejected { thread, refused });
+        }
         // Stored first (one transaction: the write is acknowledged from here on), then
         // applied; the node's push queue sends it to peers in log order (a slow or
         // unreachable peer never delays a write).

@@ -61,3 +61,4 @@ pub use docs::{Collection, DOCS_VIEW, DocOp, Docs, IndexSpec, Plan, Scan};
 pub use error::DocError;
 pub use live::{LiveQuery, ResultChange, Source};
 pub use query::{Filter, Query, QueryPage, Sort};
+pub use threads_views::Refused;

@@ -263,3 +263,124 @@ async fn a_database_on_postgresql_resumes() {
     );
     db.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_is_checked_operation_after_operation_and_refused_whole() {
+    let db = Db::open_memory(Identity::from_secret_bytes(&[40; 32]), config())
+        .await
+        .expect("db");
+    let thread = db.create_thread(Variant::Raw).await.expect("thread");
+    db.transaction(thread)
+        .create_collection("notes", &json!({"type": "object"}))
+        .commit()
+        .await
+        .expect("collection");
+    let head = |db: &Db<threads_store::MemoryStore>| {
+        let db = db.clone();
+        async move {
+            db.node()
+                .store()
+                .head(thread, db.identity().log_id())
+                .await
+                .expect("head")
+                .map(|h| h.counter)
+        }
+    };
+    let before = head(&db).await;
+    // Each operation is valid against the state before the transaction; the second
+    // conflicts with the first.
+    let refused = db
+        .transaction(thread)
+        .put(b"k", b"v")
+        .create("notes", "x", &json!({"n": 1}))
+        .create("notes", "x", &json!({"n": 2}))
+        .commit()
+        .await;
+    match refused {
+        Err(DbError::Rejected { refused, .. }) => {
+            assert_eq!(refused.len(), 1, "{refused:?}");
+            assert_eq!((refused[0].index, refused[0].view.as_str()), (2, "docs"));
+            assert!(!refused[0].forbidden);
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    // Nothing of it was stored or applied: not the key, not the first document.
+    assert_eq!(head(&db).await, before);
+    assert_eq!(db.get(thread, b"k").await.expect("get"), None);
+    assert_eq!(db.doc(thread, "notes", "x").await.expect("doc"), None);
+    // The views' rows were not changed by the check either.
+    db.transaction(thread)
+        .create("notes", "x", &json!({"n": 3}))
+        .commit()
+        .await
+        .expect("the same document alone is fine");
+    assert_eq!(
+        db.doc(thread, "notes", "x").await.expect("doc"),
+        Some(json!({"n": 3}))
+    );
+    db.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_the_acl_refuses_are_forbidden_before_they_are_stored() {
+    let owner = Db::open_memory(Identity::from_secret_bytes(&[41; 32]), config())
+        .await
+        .expect("owner");
+    let reader = Db::open_memory(Identity::from_secret_bytes(&[42; 32]), config())
+        .await
+        .expect("reader");
+    let writer = Db::open_memory(Identity::from_secret_bytes(&[43; 32]), config())
+        .await
+        .expect("writer");
+    let thread = owner
+        .create_thread(Variant::AccessControlled)
+        .await
+        .expect("thread");
+    for (db, role) in [(&reader, Role::Read), (&writer, Role::Write)] {
+        let invite = owner
+            .invite(thread, db.identity().log_id(), role)
+            .await
+            .expect("invite");
+        db.join(&invite).await.expect("join");
+    }
+    let stored = |db: &Db<threads_store::MemoryStore>| {
+        let db = db.clone();
+        async move {
+            db.node()
+                .store()
+                .head(thread, db.identity().log_id())
+                .await
+                .expect("head")
+        }
+    };
+    // A reader's write.
+    let write = reader.transaction(thread).put(b"k", b"v").commit().await;
+    assert!(
+        matches!(&write, Err(DbError::Forbidden { refused, .. }) if refused[0].forbidden),
+        "{write:?}"
+    );
+    assert_eq!(stored(&reader).await, None, "nothing stored");
+    // A writer (not an editor of the ACL) inviting someone, or changing a role.
+    let invite = writer
+        .invite(thread, Identity::generate().log_id(), Role::Write)
+        .await;
+    assert!(
+        matches!(&invite, Err(DbError::Forbidden { refused, .. }) if refused[0].view == "acl"),
+        "{invite:?}"
+    );
+    assert_eq!(stored(&writer).await, None, "nothing stored");
+    // The writer's own writes go through.
+    writer
+        .transaction(thread)
+        .put(b"k", b"w")
+        .commit()
+        .await
+        .expect("a writer writes");
+    assert_eq!(
+        writer.get(thread, b"k").await.expect("get"),
+        Some(b"w".to_vec())
+    );
+    for db in [owner, reader, writer] {
+        db.shutdown().await;
+    }
+}

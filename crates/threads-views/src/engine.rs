@@ -163,16 +163,16 @@ enum Restart {
 /// grown, and read the views' [`State`]s. See the crate documentation for an example.
 pub struct Views<S> {
     store: Arc<S>,
-    thread: ThreadId,
+    pub(crate) thread: ThreadId,
     scope: String,
     key: ThreadKey,
-    reducers: Vec<Arc<dyn Reducer>>,
-    gate: Option<Arc<dyn Gate>>,
+    pub(crate) reducers: Vec<Arc<dyn Reducer>>,
+    pub(crate) gate: Option<Arc<dyn Gate>>,
     /// Read keys of later key epochs, in the order they were added.
     epochs: Arc<std::sync::RwLock<Vec<ReadKey>>>,
     blocked: BTreeMap<LogId, u64>,
-    by_name: HashMap<String, usize>,
-    states: Vec<State>,
+    pub(crate) by_name: HashMap<String, usize>,
+    pub(crate) states: Vec<State>,
     rejections: State,
     mark: Mark,
     config: ViewConfig,

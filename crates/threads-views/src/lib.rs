@@ -80,6 +80,7 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod check;
 mod engine;
 mod error;
 mod event;
@@ -89,6 +90,7 @@ mod reducer;
 mod state;
 mod subscribe;
 
+pub use check::Refused;
 pub use engine::{EVENT_LEVEL, Progress, Rejection, ViewConfig, Views};
 pub use error::{Result, ViewError};
 pub use event::{
