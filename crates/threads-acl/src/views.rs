@@ -430,6 +430,11 @@ impl<S: Store + 'static> AclViews<S> {
         refused
     }
 
+    /// The time of the latest applied event of `log`, in the ACL or the views.
+    pub fn log_time(&self, log: &LogId) -> Option<threads_log::Hlc> {
+        self.views.log_time(log).max(self.acl_views.log_time(log))
+    }
+
     /// The greatest place in the order applied by the ACL or the views.
     pub fn last_order(&self) -> Option<EventOrder> {
         self.views.last_order().max(self.acl_views.last_order())

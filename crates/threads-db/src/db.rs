@@ -9,12 +9,10 @@ use serde_json::Value;
 use threads_acl::{ACL_VIEW, AclAdmission, AclError, AclInvite, AclOp, AclViews, Role, new_thread};
 use threads_crypto::{Identity, KeySet, PublicKey, ThreadKey};
 use threads_id::{LogId, Multiaddr, ThreadAddr, ThreadId, Variant};
-use threads_log::{Clock, EventOrder, Writer};
+use threads_log::{Clock, EventOrder, TimeSource, WallClock, Writer};
 use threads_net::{Faults, Invite, NetConfig, NetError, NetEvent, Node, SyncStatus};
 use threads_store::{MemoryStore, PostgresStore, SqliteStore, Store, StoreError};
-use threads_views::{
-    Batch, Cursor, Kv, Reducer, Refused, Subscription, ViewConfig, ViewError,
-};
+use threads_views::{Batch, Cursor, Kv, Reducer, Refused, Subscription, ViewConfig, ViewError};
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinHandle;
 
@@ -99,6 +97,36 @@ pub struct DbConfig {
     pub views: ViewConfig,
     /// Faults the node injects (none by default): for tests of replication.
     pub faults: Faults,
+    /// Where the clock reads the physical time (the system's wall clock by default).
+    pub time: TimeFn,
+}
+
+/// A source of physical time for a [`Db`]'s clock ([`DbConfig::with_time`]).
+#[derive(Clone)]
+pub struct TimeFn(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl TimeFn {
+    /// Milliseconds since the Unix epoch from `now`.
+    pub fn new(now: impl Fn() -> u64 + Send + Sync + 'static) -> TimeFn {
+        TimeFn(Arc::new(now))
+    }
+
+    /// The system's wall clock.
+    pub fn wall() -> TimeFn {
+        TimeFn::new(|| WallClock.now_ms())
+    }
+}
+
+impl TimeSource for TimeFn {
+    fn now_ms(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for TimeFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TimeFn")
+    }
 }
 
 impl Default for DbConfig {
@@ -112,6 +140,7 @@ impl Default for DbConfig {
             sync_interval: Duration::from_secs(2),
             views: ViewConfig::new(),
             faults: Faults::new(),
+            time: TimeFn::wall(),
         }
     }
 }
@@ -132,6 +161,14 @@ impl DbConfig {
         self
     }
 
+    /// Reads physical time from `time` instead of the wall clock (for tests of clocks that
+    /// move back).
+    #[must_use]
+    pub fn with_time(mut self, time: TimeFn) -> DbConfig {
+        self.time = time;
+        self
+    }
+
     /// Syncs every `interval` instead.
     #[must_use]
     pub const fn with_sync_interval(mut self, interval: Duration) -> DbConfig {
@@ -146,7 +183,7 @@ struct Inner<S: Store + 'static> {
     me: Identity,
     node: Node<S>,
     admission: AclAdmission,
-    clock: Mutex<Clock>,
+    clock: Mutex<Clock<TimeFn>>,
     config: DbConfig,
     threads: tokio::sync::RwLock<HashMap<ThreadId, ThreadViews<S>>>,
     background: Mutex<Option<JoinHandle<()>>>,
@@ -266,7 +303,7 @@ impl<S: Store + 'static> Db<S> {
             me,
             node,
             admission,
-            clock: Mutex::new(Clock::system()),
+            clock: Mutex::new(Clock::new(config.time.clone())),
             config,
             threads: tokio::sync::RwLock::new(HashMap::new()),
             background: Mutex::new(None),
@@ -748,6 +785,15 @@ async fn open_thread<S: Store + 'static>(
     )
     .await?;
     views.catch_up().await?;
+    // The clock resumes after this peer's own latest event, so a wall clock that moved
+    // back across a restart cannot date a new event before it (its log would refuse it).
+    if let Some(last) = views.log_time(&inner.me.log_id()) {
+        inner
+            .clock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .resume(last);
+    }
     inner.admission.register(views.shared_acl());
     inner
         .threads

@@ -384,3 +384,43 @@ async fn writes_the_acl_refuses_are_forbidden_before_they_are_stored() {
         db.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_set_back_across_a_restart_keeps_writes_valid() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("db.sqlite");
+    let me = Identity::from_secret_bytes(&[44; 32]);
+    let now = Arc::new(AtomicU64::new(1_800_000_000_000));
+    let time = {
+        let now = Arc::clone(&now);
+        threads_db::TimeFn::new(move || now.load(Ordering::SeqCst))
+    };
+    let open = || Db::open_sqlite(&path, me.clone(), config().with_time(time.clone()));
+    let db = open().await.expect("open");
+    let thread = db.create_thread(Variant::Raw).await.expect("thread");
+    db.transaction(thread)
+        .put(b"before", b"1")
+        .commit()
+        .await
+        .expect("write");
+    db.shutdown().await;
+    // The wall clock moves back ten minutes while the peer is down.
+    now.fetch_sub(10 * 60 * 1_000, Ordering::SeqCst);
+    let db = open().await.expect("reopen");
+    for i in 0..3u8 {
+        db.transaction(thread)
+            .put(&[b'k', i], b"after")
+            .commit()
+            .await
+            .expect("write after the clock moved back");
+    }
+    // Every event applied: none refused for going back in time in its log.
+    assert_eq!(db.rejections(thread).await.expect("rejections"), vec![]);
+    assert_eq!(
+        db.get(thread, b"k\x02").await.expect("get"),
+        Some(b"after".to_vec())
+    );
+    db.shutdown().await;
+}

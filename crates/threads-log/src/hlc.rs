@@ -150,6 +150,13 @@ impl<T: TimeSource> Clock<T> {
         self
     }
 
+    /// Resumes after `last` in place (a time this peer used before, say before a restart):
+    /// later times are larger, whatever the wall clock says, and no drift check applies,
+    /// since the time was this peer's own.
+    pub fn resume(&mut self, last: Hlc) {
+        self.last = self.last.max(last);
+    }
+
     /// The same clock with another maximum drift for remote times.
     pub fn with_max_drift_ms(mut self, max_drift_ms: u64) -> Clock<T> {
         self.max_drift_ms = max_drift_ms;

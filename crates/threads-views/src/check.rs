@@ -49,9 +49,12 @@ impl<S: Store + 'static> Views<S> {
             };
             if let Some(gate) = &self.gate {
                 let resource = reducer.resource(&op);
-                if let Err(reject) =
-                    gate.admits(reducer.name(), reducer.access(&op), resource.as_deref(), &op)
-                {
+                if let Err(reject) = gate.admits(
+                    reducer.name(),
+                    reducer.access(&op),
+                    resource.as_deref(),
+                    &op,
+                ) {
                     refused.push(Refused {
                         index,
                         view: name.clone(),

@@ -453,6 +453,11 @@ impl<S: Store + 'static> Views<S> {
         hasher.finalize().into()
     }
 
+    /// The time of the latest applied event of `log` (`None` if none was applied).
+    pub fn log_time(&self, log: &LogId) -> Option<Hlc> {
+        self.mark.logs.get(log).map(|m| m.time)
+    }
+
     /// Every rejection, in the order of the events.
     pub fn rejections(&self) -> Vec<Rejection> {
         self.rejections
