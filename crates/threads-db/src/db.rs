@@ -187,6 +187,8 @@ struct Inner<S: Store + 'static> {
     config: DbConfig,
     threads: tokio::sync::RwLock<HashMap<ThreadId, ThreadViews<S>>>,
     background: Mutex<Option<JoinHandle<()>>>,
+    /// Live queries' tasks; aborted and joined by [`Db::shutdown`].
+    tasks: Mutex<Option<tokio::task::JoinSet<()>>>,
     /// Told the thread whose views changed, after every catch-up.
     changed: tokio::sync::broadcast::Sender<ThreadId>,
 }
@@ -307,6 +309,7 @@ impl<S: Store + 'static> Db<S> {
             config,
             threads: tokio::sync::RwLock::new(HashMap::new()),
             background: Mutex::new(None),
+            tasks: Mutex::new(Some(tokio::task::JoinSet::new())),
             changed: tokio::sync::broadcast::channel(256).0,
         });
         for thread in store.threads().await? {
@@ -686,7 +689,7 @@ impl<S: Store + 'static> Db<S> {
             Source::Documents => DOCS_VIEW,
             Source::Automerge => CRDT_VIEW,
         };
-        tokio::spawn(async move {
+        let task = async move {
             loop {
                 let changes = {
                     let views = views.lock().await;
@@ -714,7 +717,17 @@ impl<S: Store + 'static> Db<S> {
                     return;
                 }
             }
-        });
+        };
+        // Tracked, so that shutdown stops it; finished tasks are reaped here.
+        let mut tasks = self
+            .inner
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(tasks) = tasks.as_mut() {
+            while tasks.try_join_next().is_some() {}
+            tasks.spawn(task);
+        }
         Ok(rx)
     }
 
@@ -751,9 +764,21 @@ impl<S: Store + 'static> Db<S> {
         Ok(self.inner.node.sync_status().await?)
     }
 
-    /// Stops syncing and the node. Everything acknowledged is already stored (each write
-    /// and each view commit is one transaction), so nothing is lost.
+    /// Stops syncing, live queries and the node, and returns once every task the
+    /// database started has ended. Everything acknowledged is already stored (each write
+    /// and each view commit is one transaction), so nothing is lost. Live queries' receivers
+    /// then see their channel closed.
     pub async fn shutdown(&self) {
+        let tasks = self
+            .inner
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(mut tasks) = tasks {
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
         let task = self
             .inner
             .background

@@ -424,3 +424,57 @@ async fn a_clock_set_back_across_a_restart_keeps_writes_valid() {
     );
     db.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_leaves_no_task_running() {
+    let alive = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let before = alive();
+    let alice = Db::open_memory(Identity::from_secret_bytes(&[45; 32]), config())
+        .await
+        .expect("alice");
+    let bob = Db::open_memory(Identity::from_secret_bytes(&[46; 32]), config())
+        .await
+        .expect("bob");
+    let thread = alice
+        .create_thread(Variant::AccessControlled)
+        .await
+        .expect("thread");
+    alice
+        .transaction(thread)
+        .create_collection("notes", &json!({"type": "object"}))
+        .commit()
+        .await
+        .expect("collection");
+    let invite = alice
+        .invite(thread, bob.identity().log_id(), Role::Write)
+        .await
+        .expect("invite");
+    bob.join(&invite).await.expect("join");
+    // Pushes, sync rounds, a live query whose receiver is still held.
+    let mut live = alice
+        .live_query(thread, Source::Documents, "notes", Query::all())
+        .await
+        .expect("live query");
+    for i in 0..5 {
+        bob.transaction(thread)
+            .create("notes", &format!("n{i}"), &json!({"i": i}))
+            .commit()
+            .await
+            .expect("write");
+    }
+    assert!(alive() > before, "the databases run tasks");
+    alice.shutdown().await;
+    bob.shutdown().await;
+    // A task that has returned is released by the runtime just after its joiner is told,
+    // so the count may take a moment to settle; a task still running never lets it.
+    eventually("every task to end with shutdown", || async {
+        alive() == before
+    })
+    .await;
+    // The live query's channel is closed (after what it had sent).
+    while let Ok(Some(_)) = tokio::time::timeout(LIMIT, live.recv()).await {}
+}

@@ -216,8 +216,9 @@ pub(crate) struct Shared<S> {
     /// request from a peer clears its entry (it is back).
     pub(crate) backoff: Arc<Mutex<HashMap<PeerId, (u32, tokio::time::Instant)>>>,
     pub(crate) cancel: CancellationToken,
-    /// Every task the node started; taken and joined by [`Node::shutdown`].
-    tasks: Mutex<Option<JoinSet<()>>>,
+    /// Every task the node started, the swarm's connection tasks included; taken and
+    /// joined by [`Node::shutdown`].
+    tasks: Arc<Mutex<Option<JoinSet<()>>>>,
 }
 
 /// Something the swarm's task hands to the node's listener: a head announcement heard over
@@ -261,6 +262,7 @@ impl<S: Store + 'static> Node<S> {
         config: NetConfig,
     ) -> Result<Node<S>, NetError> {
         let keypair = identity.to_libp2p();
+        let tasks: Arc<Mutex<Option<JoinSet<()>>>> = Arc::new(Mutex::new(Some(JoinSet::new())));
         let codec = request_response::cbor::codec::Codec::<Request, Response>::default()
             .set_request_size_maximum(MAX_REQUEST_BYTES as u64)
             .set_response_size_maximum(MAX_RESPONSE_BYTES as u64);
@@ -315,7 +317,19 @@ impl<S: Store + 'static> Node<S> {
                 .unwrap_or_else(|_| unreachable!("signed gossipsub with a key")),
             })
             .map_err(|e| NetError::Transport(e.to_string()))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .with_swarm_config(|_| {
+                // Connection tasks go into the node's task set, so shutdown joins them.
+                let tasks = Arc::clone(&tasks);
+                libp2p::swarm::Config::with_executor(
+                    move |task: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>| {
+                        let mut tasks = tasks.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Some(tasks) = tasks.as_mut() {
+                            tasks.spawn(task);
+                        }
+                    },
+                )
+                .with_idle_connection_timeout(Duration::from_secs(60))
+            })
             .build();
         for addr in &config.listen {
             swarm
@@ -352,7 +366,7 @@ impl<S: Store + 'static> Node<S> {
                 pushes: PushQueues::default(),
                 backoff: Arc::default(),
                 cancel: CancellationToken::new(),
-                tasks: Mutex::new(Some(JoinSet::new())),
+                tasks,
             }),
         };
         node.spawn(run(node.clone(), swarm, command_rx, wake_tx, config));
@@ -746,4 +760,18 @@ async fn run<S: Store + 'static>(
         }
     }
     inbound.shutdown().await;
+    // Close every connection and wait (at most a second) until their tasks report closed,
+    // so that no connection task of this node outlives the shutdown.
+    let connected: Vec<PeerId> = swarm.connected_peers().copied().collect();
+    for peer in connected {
+        let _ = swarm.disconnect_peer_id(peer);
+    }
+    let deadline = tokio::time::sleep(Duration::from_secs(1));
+    tokio::pin!(deadline);
+    while swarm.connected_peers().next().is_some() {
+        tokio::select! {
+            () = &mut deadline => break,
+            _ = swarm.select_next_some() => {}
+        }
+    }
 }
