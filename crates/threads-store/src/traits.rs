@@ -206,6 +206,48 @@ pub trait Store:
 
 impl<T: BlockStore + ThreadBook + LogBook + KeyBook + AddrBook + MetaBook + ViewBook> Store for T {}
 
+/// Writes several entries to one log in one transaction (group commit): each of `writes`
+/// is (writer, payload, time), all writers of the same thread and log (they may seal with
+/// different keys), built one after the other after the stored head with the skip links
+/// their counters need. Returns the entries in order.
+///
+/// # Errors
+/// As [`write_local`]; on an error nothing is stored.
+pub async fn write_local_batch<S: LogBook + ?Sized>(
+    store: &S,
+    writes: &[(&threads_log::Writer, &[u8], threads_log::Hlc)],
+) -> Result<Vec<Appended>> {
+    let Some((first, _, _)) = writes.first() else {
+        return Ok(Vec::new());
+    };
+    let (thread, log) = (first.thread_id(), first.log_id());
+    let stored = store.head(thread, log).await?;
+    let mut head = stored;
+    let mut out: Vec<Appended> = Vec::with_capacity(writes.len());
+    for (writer, payload, time) in writes {
+        if (writer.thread_id(), writer.log_id()) != (thread, log) {
+            return Err(StoreError::Corrupt(
+                "a batch of local writes spans several logs".to_owned(),
+            ));
+        }
+        let counter = head.map_or(1, |h| h.counter + 1);
+        let skip = match threads_log::skip_target(counter) {
+            None => None,
+            Some(target) => match out.iter().find(|a| a.record.counter() == target) {
+                Some(a) => Some(*a.record.cid()),
+                None => Some(store.record_cid(thread, log, target).await?.ok_or_else(
+                    || StoreError::Corrupt(format!("record {target} of {log} is missing")),
+                )?),
+            },
+        };
+        let appended = writer.append(head.as_ref(), skip, payload, *time)?;
+        head = Some(appended.record.head());
+        out.push(appended);
+    }
+    store.append(thread, log, stored, &out).await?;
+    Ok(out)
+}
+
 /// Writes `payload` as the next entry of `writer`'s log: builds it after the stored head,
 /// with the skip link its counter needs, and appends it (one transaction). This is a local
 /// write; publishing it to peers is the network layer's work.

@@ -8,6 +8,7 @@ use threads_store::Store;
 
 use crate::engine::Views;
 use crate::event::{Batch, Event};
+use crate::state::State;
 
 /// One operation of a batch that the views would refuse.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,8 +34,37 @@ impl<S: Store + 'static> Views<S> {
     /// Only the checked views' rows are touched, and only as the batch touches them: the
     /// cost is the batch's, not the views'.
     pub fn check(&mut self, order: EventOrder, batch: &Batch) -> Vec<Refused> {
-        let mut refused = Vec::new();
+        self.check_many(&[(order, batch)]).remove(0)
+    }
+
+    /// [`Views::check`] for several events written one after the other (a group commit):
+    /// each event is checked against the state as changed by the earlier events that would
+    /// apply; an event with a refused operation changes nothing for the later ones. Returns
+    /// the refusals of each event, in order. Nothing changes.
+    pub fn check_many(&mut self, events: &[(EventOrder, &Batch)]) -> Vec<Vec<Refused>> {
         let mut begun = vec![false; self.states.len()];
+        let mut out = Vec::with_capacity(events.len());
+        for (order, batch) in events {
+            let points: Vec<usize> = self.states.iter().map(State::savepoint).collect();
+            let refused = self.check_event(*order, batch, &mut begun);
+            if !refused.is_empty() {
+                // The event would not apply at all: later events see none of it.
+                for (state, point) in self.states.iter_mut().zip(points) {
+                    state.roll_back_to(point);
+                }
+            }
+            out.push(refused);
+        }
+        for (state, begun) in self.states.iter_mut().zip(begun) {
+            if begun {
+                state.roll_back();
+            }
+        }
+        out
+    }
+
+    fn check_event(&mut self, order: EventOrder, batch: &Batch, begun: &mut [bool]) -> Vec<Refused> {
+        let mut refused = Vec::new();
         for (index, (name, data)) in batch.ops().iter().enumerate() {
             let Some(&view) = self.by_name.get(name) else {
                 continue;
@@ -49,12 +79,9 @@ impl<S: Store + 'static> Views<S> {
             };
             if let Some(gate) = &self.gate {
                 let resource = reducer.resource(&op);
-                if let Err(reject) = gate.admits(
-                    reducer.name(),
-                    reducer.access(&op),
-                    resource.as_deref(),
-                    &op,
-                ) {
+                if let Err(reject) =
+                    gate.admits(reducer.name(), reducer.access(&op), resource.as_deref(), &op)
+                {
                     refused.push(Refused {
                         index,
                         view: name.clone(),
@@ -76,11 +103,6 @@ impl<S: Store + 'static> Views<S> {
                     reason: reject.0,
                     forbidden: false,
                 });
-            }
-        }
-        for (state, begun) in self.states.iter_mut().zip(begun) {
-            if begun {
-                state.roll_back();
             }
         }
         refused

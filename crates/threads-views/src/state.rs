@@ -122,6 +122,25 @@ impl State {
         self.undo = None;
     }
 
+    /// A point inside the scope opened by [`State::begin`] that
+    /// [`State::roll_back_to`] can return to.
+    pub(crate) fn savepoint(&self) -> usize {
+        self.undo.as_ref().map_or(0, Vec::len)
+    }
+
+    /// Undoes the changes made since `point`, keeping the scope open.
+    pub(crate) fn roll_back_to(&mut self, point: usize) {
+        if let Some(undo) = &mut self.undo {
+            while undo.len() > point {
+                let Some((key, old)) = undo.pop() else { break };
+                match old {
+                    Some(value) => self.rows.insert(key, value),
+                    None => self.rows.remove(&key),
+                };
+            }
+        }
+    }
+
     /// Undoes every change since [`State::begin`]. Keys stay marked dirty; writing their
     /// old value back is harmless.
     pub(crate) fn roll_back(&mut self) {
