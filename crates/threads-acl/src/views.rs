@@ -401,33 +401,53 @@ impl<S: Store + 'static> AclViews<S> {
     /// `Init` need this peer to be an editor of the ACL at `order`; the others go through
     /// the gate (the author's role) and their reducers. Nothing changes.
     pub fn check(&mut self, order: EventOrder, batch: &Batch) -> Vec<Refused> {
-        let mut refused = Vec::new();
+        self.check_many(&[(order, batch)]).remove(0)
+    }
+
+    /// [`AclViews::check`] for several events written one after the other (a group
+    /// commit), each seeing the effects of the earlier ones on the views
+    /// ([`Views::check_many`]). ACL operations of an earlier event of the group are not
+    /// taken into account for the later ones (they apply when the group is applied, as
+    /// always).
+    pub fn check_many(&mut self, events: &[(EventOrder, &Batch)]) -> Vec<Vec<Refused>> {
         let author = self.me.log_id();
-        for (index, (view, data)) in batch.ops().iter().enumerate() {
-            if view != ACL_VIEW {
-                continue;
+        let mut acl_refused: Vec<Vec<Refused>> = Vec::with_capacity(events.len());
+        for (order, batch) in events {
+            let mut refused = Vec::new();
+            for (index, (view, data)) in batch.ops().iter().enumerate() {
+                if view != ACL_VIEW {
+                    continue;
+                }
+                let index = u32::try_from(index).unwrap_or(u32::MAX);
+                match AclOp::decode(data) {
+                    Ok(AclOp::Init { .. }) => {}
+                    Ok(_) if Self::read(&self.acl).is_editor(&author, order) => {}
+                    Ok(_) => refused.push(Refused {
+                        index,
+                        view: view.clone(),
+                        reason: format!("{author} may not change the ACL"),
+                        forbidden: true,
+                    }),
+                    Err(e) => refused.push(Refused {
+                        index,
+                        view: view.clone(),
+                        reason: e.to_string(),
+                        forbidden: false,
+                    }),
+                }
             }
-            let index = u32::try_from(index).unwrap_or(u32::MAX);
-            match AclOp::decode(data) {
-                Ok(AclOp::Init { .. }) => {}
-                Ok(_) if Self::read(&self.acl).is_editor(&author, &order) => {}
-                Ok(_) => refused.push(Refused {
-                    index,
-                    view: view.clone(),
-                    reason: format!("{author} may not change the ACL"),
-                    forbidden: true,
-                }),
-                Err(e) => refused.push(Refused {
-                    index,
-                    view: view.clone(),
-                    reason: e.to_string(),
-                    forbidden: false,
-                }),
-            }
+            acl_refused.push(refused);
         }
-        refused.extend(self.views.check(order, batch));
-        refused.sort_by_key(|r| r.index);
-        refused
+        let views_refused = self.views.check_many(events);
+        acl_refused
+            .into_iter()
+            .zip(views_refused)
+            .map(|(mut acl, views)| {
+                acl.extend(views);
+                acl.sort_by_key(|r| r.index);
+                acl
+            })
+            .collect()
     }
 
     /// The time of the latest applied event of `log`, in the ACL or the views.

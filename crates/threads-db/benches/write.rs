@@ -36,14 +36,12 @@ fn median(samples: &mut [Duration]) -> Duration {
 
 /// Bare sqlx: BEGIN, one INSERT of a signed entry's blocks, COMMIT, per entry.
 async fn yardstick(dir: &std::path::Path, n: usize) -> (f64, Duration) {
-    let options = SqliteConnectOptions::from_str(&format!(
-        "sqlite://{}",
-        dir.join("yardstick.db").display()
-    ))
-    .expect("options")
-    .create_if_missing(true)
-    .journal_mode(SqliteJournalMode::Wal)
-    .synchronous(SqliteSynchronous::Normal);
+    let options =
+        SqliteConnectOptions::from_str(&format!("sqlite://{}", dir.join("yardstick.db").display()))
+            .expect("options")
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal);
     let pool = SqlitePoolOptions::new()
         .max_connections(1)
         .connect_with(options)
@@ -119,7 +117,11 @@ async fn sequential(dir: &std::path::Path, n: usize, docs: bool) -> (f64, Durati
         let t = Instant::now();
         let tx = db.transaction(thread);
         let tx = if docs {
-            tx.create("notes", &format!("n{i}"), &json!({"text": "a note", "i": i}))
+            tx.create(
+                "notes",
+                &format!("n{i}"),
+                &json!({"text": "a note", "i": i}),
+            )
         } else {
             tx.put(format!("key{i}").as_bytes(), b"a value")
         };

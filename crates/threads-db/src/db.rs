@@ -9,7 +9,7 @@ use serde_json::Value;
 use threads_acl::{ACL_VIEW, AclAdmission, AclError, AclInvite, AclOp, AclViews, Role, new_thread};
 use threads_crypto::{Identity, KeySet, PublicKey, ThreadKey};
 use threads_id::{LogId, Multiaddr, ThreadAddr, ThreadId, Variant};
-use threads_log::{Clock, EventOrder, TimeSource, WallClock, Writer};
+use threads_log::{Clock, TimeSource, WallClock};
 use threads_net::{Faults, Invite, NetConfig, NetError, NetEvent, Node, SyncStatus};
 use threads_store::{MemoryStore, PostgresStore, SqliteStore, Store, StoreError};
 use threads_views::{Batch, Cursor, Kv, Reducer, Refused, Subscription, ViewConfig, ViewError};
@@ -70,6 +70,15 @@ pub enum DbError {
     /// Access control failed (a bad invite, say).
     #[error(transparent)]
     Acl(#[from] AclError),
+    /// The write was interrupted: the task committing its group stopped (it was cancelled,
+    /// or the database shut down). The write may or may not have been stored.
+    #[error("a write to thread {0} was interrupted; it may or may not have been stored")]
+    Interrupted(ThreadId),
+    /// The group commit this write was part of failed; nothing of the group was stored
+    /// unless the failure came after the store (then the entries apply at the next
+    /// catch-up).
+    #[error("group commit failed: {0}")]
+    Group(String),
     /// The clock refused a time.
     #[error("clock: {0}")]
     Clock(String),
@@ -179,18 +188,20 @@ impl DbConfig {
 
 type ThreadViews<S> = Arc<AsyncMutex<AclViews<S>>>;
 
-struct Inner<S: Store + 'static> {
-    me: Identity,
-    node: Node<S>,
+pub(crate) struct Inner<S: Store + 'static> {
+    pub(crate) me: Identity,
+    pub(crate) node: Node<S>,
     admission: AclAdmission,
-    clock: Mutex<Clock<TimeFn>>,
+    pub(crate) clock: Mutex<Clock<TimeFn>>,
     config: DbConfig,
+    /// Writes waiting for their group, per thread (see `write.rs`).
+    pub(crate) queues: Mutex<HashMap<ThreadId, crate::write::Queue>>,
     threads: tokio::sync::RwLock<HashMap<ThreadId, ThreadViews<S>>>,
     background: Mutex<Option<JoinHandle<()>>>,
     /// Live queries' tasks; aborted and joined by [`Db::shutdown`].
     tasks: Mutex<Option<tokio::task::JoinSet<()>>>,
     /// Told the thread whose views changed, after every catch-up.
-    changed: tokio::sync::broadcast::Sender<ThreadId>,
+    pub(crate) changed: tokio::sync::broadcast::Sender<ThreadId>,
 }
 
 /// A peer: its identity, its store, its node on the network, and every thread it holds,
@@ -220,7 +231,7 @@ struct Inner<S: Store + 'static> {
 /// # }).unwrap();
 /// ```
 pub struct Db<S: Store + 'static> {
-    inner: Arc<Inner<S>>,
+    pub(crate) inner: Arc<Inner<S>>,
 }
 
 impl<S: Store + 'static> Clone for Db<S> {
@@ -306,6 +317,7 @@ impl<S: Store + 'static> Db<S> {
             node,
             admission,
             clock: Mutex::new(Clock::new(config.time.clone())),
+            queues: Mutex::default(),
             config,
             threads: tokio::sync::RwLock::new(HashMap::new()),
             background: Mutex::new(None),
@@ -385,7 +397,7 @@ impl<S: Store + 'static> Db<S> {
         out
     }
 
-    async fn views(&self, thread: ThreadId) -> Result<ThreadViews<S>, DbError> {
+    pub(crate) async fn views(&self, thread: ThreadId) -> Result<ThreadViews<S>, DbError> {
         self.inner
             .threads
             .read()
@@ -500,71 +512,6 @@ impl<S: Store + 'static> Db<S> {
             batch: Batch::new(),
             docs: Vec::new(),
         }
-    }
-
-    /// Writes `batch` as one event of this peer's log (ACL batches with the ACL key, others
-    /// with the current read key), pushes it to peers, and applies it to the views. Returns
-    /// the event's counter in this peer's log once it is stored.
-    ///
-    /// # Errors
-    /// [`DbError::CannotWrite`] for a follower, or a store, network or view error.
-    pub async fn write(&self, thread: ThreadId, batch: Batch) -> Result<u64, DbError> {
-        let views = self.views(thread).await?;
-        let mut views = views.lock().await;
-        let acl = batch.ops().iter().any(|(view, _)| view == ACL_VIEW);
-        let key = if acl {
-            views.acl_key()
-        } else {
-            views.write_key().ok_or(DbError::CannotWrite(thread))?
-        };
-        let writer = Writer::new(self.inner.me.clone(), thread, &key)
-            .map_err(|e| DbError::Key(e.to_string()))?;
-        let time = {
-            let mut clock = self
-                .inner
-                .clock
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let seen = views.last_order().map(|o| o.time);
-            match seen {
-                Some(seen) => clock.update(seen).or_else(|_| clock.now()),
-                None => clock.now(),
-            }
-            .map_err(|e| DbError::Clock(e.to_string()))?
-        };
-        // Checked first: an operation the ACL or the views would refuse makes the whole
-        // write fail before anything is stored.
-        let me = self.inner.me.log_id();
-        let next = self
-            .inner
-            .node
-            .store()
-            .head(thread, me)
-            .await?
-            .map_or(1, |h| h.counter + 1);
-        let order = EventOrder {
-            time,
-            log: me,
-            counter: next,
-        };
-        let refused = views.check(order, &batch);
-        if refused.iter().any(|r| r.forbidden) {
-            return Err(DbError::Forbidden { thread, refused });
-        }
-        if !refused.is_empty() {
-            return Err(DbError::Rejected { thread, refused });
-        }
-        // Stored first (one transaction: the write is acknowledged from here on), then
-        // applied; the node's push queue sends it to peers in log order (a slow or
-        // unreachable peer never delays a write).
-        let appended =
-            threads_store::write_local(&**self.inner.node.store(), &writer, &batch.encode(), time)
-                .await?;
-        views.catch_up().await?;
-        drop(views);
-        let _ = self.inner.changed.send(thread);
-        self.inner.node.publish(thread, self.inner.me.log_id());
-        Ok(appended.record.counter())
     }
 
     /// The value of `key` in the thread's key-value view.

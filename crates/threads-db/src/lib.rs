@@ -54,6 +54,7 @@ mod error;
 pub mod json;
 mod live;
 mod query;
+mod write;
 
 pub use crdt::{CRDT_VIEW, Crdt};
 pub use db::{Db, DbConfig, DbError, KV_VIEW, TimeFn, Transaction};

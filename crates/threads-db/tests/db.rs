@@ -478,3 +478,74 @@ async fn shutdown_leaves_no_task_running() {
     // The live query's channel is closed (after what it had sent).
     while let Ok(Some(_)) = tokio::time::timeout(LIMIT, live.recv()).await {}
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_commits_and_each_gets_an_honest_answer() {
+    let db = Db::open_memory(Identity::from_secret_bytes(&[47; 32]), config())
+        .await
+        .expect("db");
+    let thread = db.create_thread(Variant::Raw).await.expect("thread");
+    db.transaction(thread)
+        .create_collection("notes", &json!({"type": "object"}))
+        .commit()
+        .await
+        .expect("collection");
+    let before = db
+        .node()
+        .store()
+        .head(thread, db.identity().log_id())
+        .await
+        .expect("head")
+        .map_or(0, |h| h.counter);
+    // 32 tasks create the same document, 32 others one each, all at once.
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..64 {
+        let db = db.clone();
+        tasks.spawn(async move {
+            let id = if i % 2 == 0 {
+                "same".to_owned()
+            } else {
+                format!("own{i}")
+            };
+            let result = db
+                .transaction(thread)
+                .create("notes", &id, &json!({"by": i}))
+                .commit()
+                .await;
+            if let Ok(counter) = result {
+                // Acknowledged only once applied: the document is there.
+                assert_eq!(
+                    db.doc(thread, "notes", &id).await.expect("doc").map(|d| d["by"].clone()),
+                    Some(json!(i))
+                );
+                Some(counter)
+            } else {
+                // Refused by the transaction's own check if the document was there
+                // already, or by the group's check if it came in the same group.
+                assert!(
+                    matches!(&result, Err(DbError::Rejected { refused, .. }) if refused[0].index == 0)
+                        || matches!(&result, Err(DbError::Doc(DocError::Exists { .. }))),
+                    "{result:?}"
+                );
+                None
+            }
+        });
+    }
+    let mut counters = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        if let Some(counter) = done.expect("task") {
+            counters.push(counter);
+        }
+    }
+    // One creation of "same" and the 32 others, each with its own counter, no gaps.
+    counters.sort_unstable();
+    let expected: Vec<u64> = (before + 1..=before + 33).collect();
+    assert_eq!(counters, expected);
+    assert_eq!(db.rejections(thread).await.expect("rejections"), vec![]);
+    let all = db
+        .query(thread, "notes", &Query::all())
+        .await
+        .expect("query");
+    assert_eq!(all.docs.len(), 33);
+    db.shutdown().await;
+}

@@ -231,15 +231,16 @@ pub async fn write_local_batch<S: LogBook + ?Sized>(
             ));
         }
         let counter = head.map_or(1, |h| h.counter + 1);
-        let skip = match threads_log::skip_target(counter) {
-            None => None,
-            Some(target) => match out.iter().find(|a| a.record.counter() == target) {
-                Some(a) => Some(*a.record.cid()),
-                None => Some(store.record_cid(thread, log, target).await?.ok_or_else(
-                    || StoreError::Corrupt(format!("record {target} of {log} is missing")),
-                )?),
-            },
-        };
+        let skip =
+            match threads_log::skip_target(counter) {
+                None => None,
+                Some(target) => match out.iter().find(|a| a.record.counter() == target) {
+                    Some(a) => Some(*a.record.cid()),
+                    None => Some(store.record_cid(thread, log, target).await?.ok_or_else(
+                        || StoreError::Corrupt(format!("record {target} of {log} is missing")),
+                    )?),
+                },
+            };
         let appended = writer.append(head.as_ref(), skip, payload, *time)?;
         head = Some(appended.record.head());
         out.push(appended);

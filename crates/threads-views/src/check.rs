@@ -63,7 +63,12 @@ impl<S: Store + 'static> Views<S> {
         out
     }
 
-    fn check_event(&mut self, order: EventOrder, batch: &Batch, begun: &mut [bool]) -> Vec<Refused> {
+    fn check_event(
+        &mut self,
+        order: EventOrder,
+        batch: &Batch,
+        begun: &mut [bool],
+    ) -> Vec<Refused> {
         let mut refused = Vec::new();
         for (index, (name, data)) in batch.ops().iter().enumerate() {
             let Some(&view) = self.by_name.get(name) else {
@@ -79,9 +84,12 @@ impl<S: Store + 'static> Views<S> {
             };
             if let Some(gate) = &self.gate {
                 let resource = reducer.resource(&op);
-                if let Err(reject) =
-                    gate.admits(reducer.name(), reducer.access(&op), resource.as_deref(), &op)
-                {
+                if let Err(reject) = gate.admits(
+                    reducer.name(),
+                    reducer.access(&op),
+                    resource.as_deref(),
+                    &op,
+                ) {
                     refused.push(Refused {
                         index,
                         view: name.clone(),
