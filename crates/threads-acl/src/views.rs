@@ -200,6 +200,24 @@ impl<S: Store + 'static> AclViews<S> {
         Ok(progress)
     }
 
+    /// Applies this peer's own events, just stored, from the payloads in hand
+    /// ([`Views::apply_local`]) when none of them carries an ACL operation; otherwise (the
+    /// ACL may change) this is [`AclViews::catch_up`]. The ACL scope passes over the content
+    /// events at its next catch-up.
+    ///
+    /// # Errors
+    /// As [`AclViews::catch_up`].
+    pub async fn apply_local(&mut self, events: &[(EventOrder, &[u8])]) -> Result<Progress> {
+        let acl = events.iter().any(|(_, payload)| {
+            Batch::decode(payload)
+                .is_none_or(|batch| batch.ops().iter().any(|(view, _)| view == ACL_VIEW))
+        });
+        if acl {
+            return self.catch_up().await;
+        }
+        Ok(self.views.apply_local(events).await?)
+    }
+
     /// The earliest place where the two ACLs may admit an event differently.
     async fn since(&self, old: &Acl, new: &Acl) -> Result<Since> {
         let mut earliest: Option<EventOrder> = None;

@@ -196,12 +196,38 @@ pub(crate) struct Inner<S: Store + 'static> {
     config: DbConfig,
     /// Writes waiting for their group, per thread (see `write.rs`).
     pub(crate) queues: Mutex<HashMap<ThreadId, crate::write::Queue>>,
+    /// Per thread, the node's arrival count read before the views' latest catch-up: while
+    /// it is still the count, every entry from peers is applied, and a write can be
+    /// applied from the batch in hand.
+    caught_up: Mutex<HashMap<ThreadId, u64>>,
     threads: tokio::sync::RwLock<HashMap<ThreadId, ThreadViews<S>>>,
     background: Mutex<Option<JoinHandle<()>>>,
     /// Live queries' tasks; aborted and joined by [`Db::shutdown`].
     tasks: Mutex<Option<tokio::task::JoinSet<()>>>,
     /// Told the thread whose views changed, after every catch-up.
     pub(crate) changed: tokio::sync::broadcast::Sender<ThreadId>,
+}
+
+impl<S: Store + 'static> Inner<S> {
+    /// Records that `thread`'s views caught up with everything stored when the node's
+    /// arrival count was `arrivals`.
+    pub(crate) fn caught_up(&self, thread: ThreadId, arrivals: u64) {
+        let mut map = self
+            .caught_up
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let seen = map.entry(thread).or_insert(arrivals);
+        *seen = (*seen).max(arrivals);
+    }
+
+    /// Whether `thread`'s views hold every entry from peers stored so far.
+    pub(crate) fn is_caught_up(&self, thread: ThreadId) -> bool {
+        let map = self
+            .caught_up
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.get(&thread) == Some(&self.node.arrivals())
+    }
 }
 
 /// A peer: its identity, its store, its node on the network, and every thread it holds,
@@ -318,6 +344,7 @@ impl<S: Store + 'static> Db<S> {
             admission,
             clock: Mutex::new(Clock::new(config.time.clone())),
             queues: Mutex::default(),
+            caught_up: Mutex::default(),
             config,
             threads: tokio::sync::RwLock::new(HashMap::new()),
             background: Mutex::new(None),
@@ -354,8 +381,10 @@ impl<S: Store + 'static> Db<S> {
                 };
                 for views in targets {
                     let mut views = views.lock().await;
+                    let arrivals = inner.node.arrivals();
                     match views.catch_up().await {
                         Ok(_) => {
+                            inner.caught_up(views.thread(), arrivals);
                             let _ = inner.changed.send(views.thread());
                         }
                         Err(error) => tracing::warn!(%error, "views could not catch up"),
@@ -500,7 +529,11 @@ impl<S: Store + 'static> Db<S> {
     /// # Errors
     /// A view error.
     pub async fn catch_up(&self, thread: ThreadId) -> Result<(), DbError> {
-        self.views(thread).await?.lock().await.catch_up().await?;
+        let views = self.views(thread).await?;
+        let mut views = views.lock().await;
+        let arrivals = self.inner.node.arrivals();
+        views.catch_up().await?;
+        self.inner.caught_up(thread, arrivals);
         Ok(())
     }
 
@@ -756,7 +789,9 @@ async fn open_thread<S: Store + 'static>(
         inner.config.views,
     )
     .await?;
+    let arrivals = inner.node.arrivals();
     views.catch_up().await?;
+    inner.caught_up(thread, arrivals);
     // The clock resumes after this peer's own latest event, so a wall clock that moved
     // back across a restart cannot date a new event before it (its log would refuse it).
     if let Some(last) = views.log_time(&inner.me.log_id()) {

@@ -196,9 +196,32 @@ async fn commit_group<S: Store + 'static>(
         Ok(appended) => appended,
         Err(e) => return fail_all(ready, &DbError::from(e)),
     };
-    // Stored: acknowledged from here on. Applied next; a view error is reported, and the
-    // entries are applied at the next catch-up.
-    let applied = views.catch_up().await;
+    // Stored: acknowledged from here on. Applied next, from the batches in hand when the
+    // views hold everything from peers (else with a catch-up, so that entries that arrived
+    // first apply first); a view error is reported, and the entries are applied at the
+    // next catch-up.
+    let applied = if inner.is_caught_up(thread) {
+        let events: Vec<(EventOrder, &[u8])> = appended
+            .iter()
+            .zip(&ready)
+            .map(|(a, r)| {
+                let order = EventOrder {
+                    time: r.time,
+                    log: me,
+                    counter: a.record.counter(),
+                };
+                (order, r.payload.as_slice())
+            })
+            .collect();
+        views.apply_local(&events).await
+    } else {
+        let arrivals = inner.node.arrivals();
+        let applied = views.catch_up().await;
+        if applied.is_ok() {
+            inner.caught_up(thread, arrivals);
+        }
+        applied
+    };
     let _ = inner.changed.send(thread);
     inner.node.publish(thread, me);
     match applied {

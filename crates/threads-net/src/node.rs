@@ -216,6 +216,8 @@ pub(crate) struct Shared<S> {
     /// request from a peer clears its entry (it is back).
     pub(crate) backoff: Arc<Mutex<HashMap<PeerId, (u32, tokio::time::Instant)>>>,
     pub(crate) cancel: CancellationToken,
+    /// How many times entries received from peers were stored (see [`Node::arrivals`]).
+    pub(crate) arrivals: std::sync::atomic::AtomicU64,
     /// Every task the node started, the swarm's connection tasks included; taken and
     /// joined by [`Node::shutdown`].
     tasks: Arc<Mutex<Option<JoinSet<()>>>>,
@@ -366,6 +368,7 @@ impl<S: Store + 'static> Node<S> {
                 pushes: PushQueues::default(),
                 backoff: Arc::default(),
                 cancel: CancellationToken::new(),
+                arrivals: std::sync::atomic::AtomicU64::new(0),
                 tasks,
             }),
         };
@@ -539,6 +542,16 @@ impl<S: Store + 'static> Node<S> {
             out.push(SyncStatus::new(row, local));
         }
         Ok(out)
+    }
+
+    /// How many times entries received from peers (pulled or pushed) were stored since the
+    /// node started. It is counted before the [`NetEvent::Stored`] event is sent, so a
+    /// reader that saw the same count before and after its own work knows no entry arrived
+    /// meanwhile.
+    pub fn arrivals(&self) -> u64 {
+        self.inner
+            .arrivals
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Events of this node, from now on.
@@ -719,6 +732,7 @@ async fn run<S: Store + 'static>(
                             let response = serve(&responder, peer, request).await;
                             match (pushed, &response) {
                                 (Some((thread, log)), Response::Pushed { counter }) => {
+                                    node.inner.arrivals.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                                     let _ = node.inner.events.send(NetEvent::Stored { thread, log, counter: *counter });
                                 }
                                 // The pusher has entries we lack before its batch: pull them

@@ -122,6 +122,11 @@ impl<S: Store + 'static> Node<S> {
                             break;
                         }
                         after = done.counter;
+                        if done.stored > 0 {
+                            self.inner
+                                .arrivals
+                                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
                         let _ = self.inner.events.send(NetEvent::Stored {
                             thread,
                             log: remote.log,

@@ -517,6 +517,59 @@ impl<S: Store + 'static> Views<S> {
         result
     }
 
+    /// Applies this peer's own events, just stored, from the payloads in hand instead of
+    /// reading them back: `events` are consecutive events of one log, oldest first, with
+    /// their order and payload. They apply exactly as [`Views::catch_up`] would apply them
+    /// when they are the next events of their log and sort after everything applied; else
+    /// (or if the views are stale, or the log waits at an unreadable entry) this is
+    /// [`Views::catch_up`]. Entries of other logs stored meanwhile are left to the next
+    /// catch-up.
+    ///
+    /// # Errors
+    /// As [`Views::catch_up`].
+    pub async fn apply_local(&mut self, events: &[(EventOrder, &[u8])]) -> Result<Progress> {
+        let Some((first, _)) = events.first() else {
+            return Ok(Progress::default());
+        };
+        let mark = self.mark.logs.get(&first.log);
+        let follows = mark.map_or(0, |m| m.counter) + 1 == first.counter
+            && mark.is_none_or(|m| first.time > m.time);
+        let consecutive = events.windows(2).all(|pair| {
+            let (a, b) = (pair[0].0, pair[1].0);
+            a.log == b.log && a.counter + 1 == b.counter && a.time < b.time
+        });
+        let ordered = self.reducers.iter().any(|r| r.kind() == ViewKind::Ordered);
+        let late = ordered && self.mark.last.is_some_and(|last| *first < last);
+        if self.stale || !follows || !consecutive || late || self.blocked.contains_key(&first.log) {
+            return self.catch_up().await;
+        }
+        let mut progress = Progress::default();
+        for (order, payload) in events {
+            let event = Decoded {
+                order: *order,
+                payload: Some(payload.to_vec()),
+                monotone: true,
+            };
+            self.apply_event(&event, false);
+            self.mark.logs.insert(
+                order.log,
+                LogMark {
+                    counter: order.counter,
+                    time: order.time,
+                },
+            );
+            self.mark.last = Some(self.mark.last.map_or(*order, |l| l.max(*order)));
+            self.mark.since_snapshot += 1;
+            progress.applied += 1;
+        }
+        if let Err(e) = self.commit().await {
+            // The rows in memory are ahead of the store: reload before the next use.
+            self.stale = true;
+            return Err(e);
+        }
+        Ok(progress)
+    }
+
     async fn catch_up_inner(&mut self) -> Result<Progress> {
         let mut streams = self.streams(&self.mark.clone()).await?;
         let Some(first) = self.peek_min(&mut streams).await? else {
