@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use threads_acl::{ACL_VIEW, AclViews};
 use threads_crypto::ThreadKey;
 use threads_id::ThreadId;
-use threads_log::{EventOrder, Hlc, Writer};
+use threads_log::{EventOrder, Head, Hlc, Writer};
 use threads_store::Store;
 use threads_views::{Batch, Refused};
 use tokio::sync::oneshot;
@@ -33,8 +33,17 @@ pub(crate) struct Pending {
     reply: oneshot::Sender<Result<u64, DbError>>,
 }
 
-/// The writes queued on one thread.
-pub(crate) type Queue = Arc<Mutex<Vec<Pending>>>;
+/// The writes queued on one thread, and this peer's head of its own log there as last
+/// written (`None` until read: this peer is the only writer of its log, so after the first
+/// read the head is known without asking the store; a compare-and-set conflict drops it).
+#[derive(Default)]
+pub(crate) struct ThreadWrites {
+    queue: Mutex<Vec<Pending>>,
+    head: Mutex<Option<Option<Head>>>,
+}
+
+/// [`ThreadWrites`], shared.
+pub(crate) type Queue = Arc<ThreadWrites>;
 
 impl<S: Store + 'static> Db<S> {
     /// Writes `batch` as one event of this peer's log (ACL batches with the ACL key, others
@@ -53,17 +62,19 @@ impl<S: Store + 'static> Db<S> {
     /// being committed, it is written or not as a whole with the group.
     pub async fn write(&self, thread: ThreadId, batch: Batch) -> Result<u64, DbError> {
         let views = self.views(thread).await?;
-        let queue = self.queue(thread);
+        let writes = self.queue(thread);
         let (reply, answer) = oneshot::channel();
-        queue
+        writes
+            .queue
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(Pending { batch, reply });
         {
             let mut views = views.lock().await;
-            let group = std::mem::take(&mut *queue.lock().unwrap_or_else(PoisonError::into_inner));
+            let group =
+                std::mem::take(&mut *writes.queue.lock().unwrap_or_else(PoisonError::into_inner));
             if !group.is_empty() {
-                commit_group(&self.inner, thread, &mut views, group).await;
+                commit_group(&self.inner, thread, &writes, &mut views, group).await;
             }
         }
         answer.await.unwrap_or(Err(DbError::Interrupted(thread)))
@@ -90,6 +101,7 @@ struct Ready {
 async fn commit_group<S: Store + 'static>(
     inner: &Inner<S>,
     thread: ThreadId,
+    writes: &ThreadWrites,
     views: &mut AclViews<S>,
     group: Vec<Pending>,
 ) {
@@ -135,10 +147,15 @@ async fn commit_group<S: Store + 'static>(
             payload,
         });
     }
-    let next = match store.head(thread, me).await {
-        Ok(head) => head.map_or(1, |h| h.counter + 1),
-        Err(e) => return fail_all(ready, &DbError::from(e)),
+    let known = *writes.head.lock().unwrap_or_else(PoisonError::into_inner);
+    let head = match known {
+        Some(head) => head,
+        None => match store.head(thread, me).await {
+            Ok(head) => head,
+            Err(e) => return fail_all(ready, &DbError::from(e)),
+        },
     };
+    let next = head.map_or(1, |h| h.counter + 1);
     // Check until every remaining write passes with the counters it will really get (a
     // refused write moves the later ones' counters down; roles can depend on counters).
     loop {
@@ -187,15 +204,21 @@ async fn commit_group<S: Store + 'static>(
         };
         which.push(index);
     }
-    let writes: Vec<(&Writer, &[u8], Hlc)> = ready
+    let built: Vec<(&Writer, &[u8], Hlc)> = ready
         .iter()
         .zip(&which)
         .map(|(r, &w)| (&writers[w].1, r.payload.as_slice(), r.time))
         .collect();
-    let appended = match threads_store::write_local_batch(&**store, &writes).await {
+    let appended = match threads_store::write_local_batch_after(&**store, head, &built).await {
         Ok(appended) => appended,
-        Err(e) => return fail_all(ready, &DbError::from(e)),
+        Err(e) => {
+            // The head may be stale (another writer of this log): read it next time.
+            *writes.head.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            return fail_all(ready, &DbError::from(e));
+        }
     };
+    *writes.head.lock().unwrap_or_else(PoisonError::into_inner) =
+        Some(appended.last().map(|a| a.record.head()));
     // Stored: acknowledged from here on. Applied next, from the batches in hand when the
     // views hold everything from peers (else with a catch-up, so that entries that arrived
     // first apply first); a view error is reported, and the entries are applied at the

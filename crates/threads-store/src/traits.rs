@@ -220,8 +220,25 @@ pub async fn write_local_batch<S: LogBook + ?Sized>(
     let Some((first, _, _)) = writes.first() else {
         return Ok(Vec::new());
     };
+    let stored = store.head(first.thread_id(), first.log_id()).await?;
+    write_local_batch_after(store, stored, writes).await
+}
+
+/// [`write_local_batch`] after `stored`, the log's head as the caller knows it (a writer
+/// that owns its log keeps it, and saves a read). A stale head is refused by the store's
+/// compare-and-set ([`StoreError::Conflict`]) and nothing is stored.
+///
+/// # Errors
+/// As [`write_local_batch`].
+pub async fn write_local_batch_after<S: LogBook + ?Sized>(
+    store: &S,
+    stored: Option<threads_log::Head>,
+    writes: &[(&threads_log::Writer, &[u8], threads_log::Hlc)],
+) -> Result<Vec<Appended>> {
+    let Some((first, _, _)) = writes.first() else {
+        return Ok(Vec::new());
+    };
     let (thread, log) = (first.thread_id(), first.log_id());
-    let stored = store.head(thread, log).await?;
     let mut head = stored;
     let mut out: Vec<Appended> = Vec::with_capacity(writes.len());
     for (writer, payload, time) in writes {
