@@ -433,12 +433,13 @@ impl LogBook for SqliteStore {
         // IMMEDIATE takes the write lock up front, so the head read below cannot change
         // before the transaction commits.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if !SqliteStore::thread_known(&mut tx, thread).await? {
-            return Err(StoreError::UnknownThread(thread));
-        }
+        // A known log means a known thread (a foreign key); only a new log needs the check.
         let (log_row, current) = match SqliteStore::log_row(&mut tx, thread, log).await? {
             Some(row) => row,
             None => {
+                if !SqliteStore::thread_known(&mut tx, thread).await? {
+                    return Err(StoreError::UnknownThread(thread));
+                }
                 let id: i64 =
                     sqlx::query_scalar("INSERT INTO logs (thread, log) VALUES (?, ?) RETURNING id")
                         .bind(&thread.to_bytes()[..])
