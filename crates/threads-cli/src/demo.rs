@@ -144,6 +144,46 @@ pub(crate) async fn run() -> Result<()> {
             t.elapsed()
         ),
     );
+    // The write path: one write awaited after another, then many tasks at once (their
+    // writes share store transactions).
+    let t = Instant::now();
+    const AWAITED: usize = 500;
+    for n in 0..AWAITED {
+        alice
+            .transaction(thread)
+            .put(format!("counter/{n}").as_bytes(), b"1")
+            .commit()
+            .await?;
+    }
+    let awaited = AWAITED as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    const TASKS: usize = 64;
+    const EACH: usize = 20;
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..TASKS {
+        let alice = alice.clone();
+        tasks.spawn(async move {
+            for n in 0..EACH {
+                alice
+                    .transaction(thread)
+                    .put(format!("task/{task}/{n}").as_bytes(), b"1")
+                    .commit()
+                    .await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    let grouped = (TASKS * EACH) as f64 / t.elapsed().as_secs_f64();
+    say(
+        started,
+        &format!(
+            "alice wrote {AWAITED} keys one after another at {awaited:.0} writes/s, then {} from {TASKS} tasks at once at {grouped:.0} writes/s (group commit)",
+            TASKS * EACH
+        ),
+    );
     let all = Query::all();
     let t = Instant::now();
     until(Duration::from_secs(30), || async {
