@@ -2,8 +2,8 @@
 //!
 //! - `ci`: everything CI checks, in order: formatting, tidy, layering, PostgreSQL present
 //!   (installed with apt-get if missing), clippy with warnings denied, all tests (with
-//!   nextest when installed), doc tests, the QUIC transport's test (feature `quic`), and the
-//!   docs with broken intra-doc links denied.
+//!   nextest when installed), doc tests, the QUIC transport's test (feature `quic`), the
+//!   runnable examples in `examples/`, and the docs with broken intra-doc links denied.
 //! - `layering`: the library crates depend only on crates below them (the order is
 //!   `LAYERS`).
 //! - `fuzz <target>|--all [--seconds N]`: runs cargo-fuzz (nightly) and keeps any crashing
@@ -31,6 +31,9 @@ const LAYERS: [&str; 8] = [
     "threads-acl",
     "threads-db",
 ];
+
+/// The runnable examples in `examples/`.
+const EXAMPLES: [&str; 1] = ["custom_view"];
 
 /// The fuzz targets in `fuzz/fuzz_targets/`.
 const FUZZ_TARGETS: [&str; 6] = [
@@ -135,6 +138,19 @@ fn ci() -> Result<()> {
         "net_quic",
     ]);
     run(quic)?;
+    // The runnable examples at the workspace root run to their end.
+    for example in EXAMPLES {
+        let mut cmd = cargo();
+        cmd.args([
+            "run",
+            "--locked",
+            "-p",
+            "threads-examples",
+            "--example",
+            example,
+        ]);
+        run(cmd)?;
+    }
     let mut doc = cargo();
     doc.args(["doc", "--workspace", "--no-deps", "--locked"])
         .env(

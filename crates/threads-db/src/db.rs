@@ -79,6 +79,9 @@ pub enum DbError {
     /// catch-up).
     #[error("group commit failed: {0}")]
     Group(String),
+    /// A custom view's name is taken (by a built-in view or another custom view).
+    #[error("the view name {0:?} is taken")]
+    ViewName(String),
     /// The clock refused a time.
     #[error("clock: {0}")]
     Clock(String),
@@ -108,6 +111,20 @@ pub struct DbConfig {
     pub faults: Faults,
     /// Where the clock reads the physical time (the system's wall clock by default).
     pub time: TimeFn,
+    /// Views of the application's own beside the built-in ones ([`DbConfig::with_view`]).
+    pub custom: CustomViews,
+}
+
+/// The application's own reducers, in the order added ([`DbConfig::with_view`]).
+#[derive(Clone, Default)]
+pub struct CustomViews(Vec<Arc<dyn Reducer>>);
+
+impl std::fmt::Debug for CustomViews {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|r| r.name().to_owned()))
+            .finish()
+    }
 }
 
 /// A source of physical time for a [`Db`]'s clock ([`DbConfig::with_time`]).
@@ -150,6 +167,7 @@ impl Default for DbConfig {
             views: ViewConfig::new(),
             faults: Faults::new(),
             time: TimeFn::wall(),
+            custom: CustomViews::default(),
         }
     }
 }
@@ -167,6 +185,17 @@ impl DbConfig {
     #[must_use]
     pub fn with_faults(mut self, faults: Faults) -> DbConfig {
         self.faults = faults;
+        self
+    }
+
+    /// Adds the application's own view, computed from the thread's events like the
+    /// built-in ones on every peer, persisted and caught up the same way: write to it with
+    /// [`Db::write`] (a [`Batch`] with operations addressed to its name), read it with
+    /// [`Db::read_view`]. Its name must differ from the built-in views' (`kv`, `docs`,
+    /// `crdt`, `acl`) and from the other custom views' ([`Db::open`] refuses it otherwise).
+    #[must_use]
+    pub fn with_view(mut self, reducer: impl Reducer + 'static) -> DbConfig {
+        self.custom.0.push(Arc::new(reducer));
         self
     }
 
@@ -318,12 +347,27 @@ impl Db<SqliteStore> {
     }
 }
 
-fn reducers() -> Vec<Arc<dyn Reducer>> {
-    vec![
+fn reducers(custom: &CustomViews) -> Vec<Arc<dyn Reducer>> {
+    let mut all: Vec<Arc<dyn Reducer>> = vec![
         Arc::new(Kv::new(KV_VIEW)),
         Arc::new(Docs::new(DOCS_VIEW)),
         Arc::new(Crdt::new(CRDT_VIEW)),
-    ]
+    ];
+    all.extend(custom.0.iter().cloned());
+    all
+}
+
+/// Refuses custom views whose names are taken.
+fn check_custom(custom: &CustomViews) -> Result<(), DbError> {
+    let mut names = vec![KV_VIEW, DOCS_VIEW, CRDT_VIEW, ACL_VIEW];
+    for reducer in &custom.0 {
+        let name = reducer.name();
+        if names.contains(&name) {
+            return Err(DbError::ViewName(name.to_owned()));
+        }
+        names.push(name);
+    }
+    Ok(())
 }
 
 impl<S: Store + 'static> Db<S> {
@@ -333,6 +377,7 @@ impl<S: Store + 'static> Db<S> {
     /// # Errors
     /// A store, network or view error.
     pub async fn open(me: Identity, store: Arc<S>, config: DbConfig) -> Result<Db<S>, DbError> {
+        check_custom(&config.custom)?;
         let admission = AclAdmission::new();
         let net = NetConfig::new(config.listen.clone())
             .with_admission(admission.clone())
@@ -603,6 +648,23 @@ impl<S: Store + 'static> Db<S> {
         Ok(Docs::query(views.state(DOCS_VIEW)?, collection, query)?)
     }
 
+    /// Reads a view of the thread (a custom one added with [`DbConfig::with_view`], or a
+    /// built-in one) with `read`, under the thread's views lock: the state is the one
+    /// of the latest applied event, consistent across the view's rows.
+    ///
+    /// # Errors
+    /// [`DbError::UnknownThread`], or a view error if no view has that name.
+    pub async fn read_view<T>(
+        &self,
+        thread: ThreadId,
+        view: &str,
+        read: impl FnOnce(&threads_views::State) -> T,
+    ) -> Result<T, DbError> {
+        let views = self.views(thread).await?;
+        let views = views.lock().await;
+        Ok(read(views.state(view)?))
+    }
+
     /// An automerge document as JSON.
     ///
     /// # Errors
@@ -785,7 +847,7 @@ async fn open_thread<S: Store + 'static>(
         Arc::clone(inner.node.store()),
         thread,
         &inner.me,
-        reducers(),
+        reducers(&inner.config.custom),
         inner.config.views,
     )
     .await?;

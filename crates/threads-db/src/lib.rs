@@ -57,7 +57,7 @@ mod query;
 mod write;
 
 pub use crdt::{CRDT_VIEW, Crdt};
-pub use db::{Db, DbConfig, DbError, KV_VIEW, TimeFn, Transaction};
+pub use db::{CustomViews, Db, DbConfig, DbError, KV_VIEW, TimeFn, Transaction};
 pub use docs::{Collection, DOCS_VIEW, DocOp, Docs, IndexSpec, Plan, Scan};
 pub use error::DocError;
 pub use live::{LiveQuery, ResultChange, Source};

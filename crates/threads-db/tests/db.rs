@@ -549,3 +549,48 @@ async fn concurrent_writes_share_commits_and_each_gets_an_honest_answer() {
     assert_eq!(all.docs.len(), 33);
     db.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_view_with_a_taken_name_is_refused() {
+    let taken = Db::open_memory(
+        Identity::generate(),
+        config().with_view(threads_views::Kv::new("docs")),
+    )
+    .await;
+    assert!(matches!(taken, Err(DbError::ViewName(name)) if name == "docs"));
+    let twice = Db::open_memory(
+        Identity::generate(),
+        config()
+            .with_view(threads_views::Kv::new("mine"))
+            .with_view(threads_views::Kv::new("mine")),
+    )
+    .await;
+    assert!(matches!(twice, Err(DbError::ViewName(name)) if name == "mine"));
+    // A custom view is written, applied and persisted like the built-in ones.
+    let dir = tempfile::tempdir().expect("dir");
+    let me = Identity::generate();
+    let path = dir.path().join("db.sqlite");
+    let cfg = || config().with_view(threads_views::Kv::new("mine"));
+    let db = Db::open_sqlite(&path, me.clone(), cfg())
+        .await
+        .expect("open");
+    let thread = db.create_thread(Variant::Raw).await.expect("thread");
+    db.write(
+        thread,
+        threads_views::Batch::new().with("mine", threads_views::Kv::put(b"a", b"1")),
+    )
+    .await
+    .expect("write");
+    let read = |db: Db<threads_store::SqliteStore>| async move {
+        db.read_view(thread, "mine", |state| {
+            threads_views::Kv::get(state, b"a").map(<[u8]>::to_vec)
+        })
+        .await
+        .expect("read")
+    };
+    assert_eq!(read(db.clone()).await, Some(b"1".to_vec()));
+    db.shutdown().await;
+    let db = Db::open_sqlite(&path, me, cfg()).await.expect("reopen");
+    assert_eq!(read(db.clone()).await, Some(b"1".to_vec()));
+    db.shutdown().await;
+}
