@@ -10,6 +10,9 @@
 //! ```
 //!
 //! The rows are a set of changes and a function of that set, so the view is commutative.
+//! A change's actor must be its event's author (the author's log id bytes), so the events
+//! that could conflict over one (actor, seq) all come from one log, and apply in its
+//! counter order everywhere.
 
 use automerge::{AutoCommit, AutoSerde, Automerge, Change};
 use serde::{Deserialize, Serialize};
@@ -147,6 +150,16 @@ impl Reducer for Crdt {
         }
         let change = Change::from_bytes(bytes.into_vec())
             .map_err(|e| Reject::new(format!("not an automerge change: {e}")))?;
+        // A change is its author's: its actor is the author's log id. So a writer cannot
+        // forge another's changes, and two changes with one (actor, seq) can only come
+        // from one log, whose events apply in counter order on every peer: the first is
+        // kept and the second refused, the same way everywhere.
+        if change.actor_id().to_bytes() != event.author().to_bytes().as_slice() {
+            return Err(Reject::new(format!(
+                "the change's actor is not its author {}",
+                event.author()
+            )));
+        }
         let mut key = changes_prefix(&collection, &id);
         key.extend_from_slice(&change.hash().0);
         if state.get(&key).is_some() {

@@ -22,6 +22,10 @@ enum Op {
     Save(u8, u8),
     Delete(u8),
     Edit(u8, u8),
+    /// A change whose actor is another writer's (forged): refused everywhere.
+    Forge(u8, u8),
+    /// A change with the same (actor, seq) as the writer's next one (equivocation).
+    Dup(u8, u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -30,6 +34,8 @@ fn op() -> impl Strategy<Value = Op> {
         (0u8..4, 0u8..3).prop_map(|(id, v)| Op::Save(id, v)),
         (0u8..4).prop_map(Op::Delete),
         (0u8..3, any::<u8>()).prop_map(|(id, v)| Op::Edit(id, v)),
+        (0u8..3, any::<u8>()).prop_map(|(id, v)| Op::Forge(id, v)),
+        (0u8..3, any::<u8>()).prop_map(|(id, v)| Op::Dup(id, v)),
     ]
 }
 
@@ -84,7 +90,10 @@ proptest! {
                         .expect("writer"),
                     entries: Vec::new(),
                     am: (0..3u8)
-                        .map(|_| AutoCommit::new().with_actor(ActorId::from(vec![i + 1])))
+                        .map(|_| {
+                            let me = Identity::from_secret_bytes(&[i + 10; 32]).log_id();
+                            AutoCommit::new().with_actor(ActorId::from(me.to_bytes()))
+                        })
                         .collect(),
                 })
                 .collect();
@@ -101,6 +110,7 @@ proptest! {
                 }.encode());
             logs[0].push(2, &setup);
             let mut clocks = [2u64; 3];
+            let mut forged_any = false;
             for (who, ops, lag) in events {
                 let mut batch = Batch::new();
                 for op in ops {
@@ -120,6 +130,25 @@ proptest! {
                             am.put(ROOT, format!("by{who}"), i64::from(v)).expect("put");
                             am.commit();
                             let change = am.get_last_local_change().expect("a change").clone();
+                            batch.push("crdt", Crdt::change("notes", &format!("n{id}"), &change));
+                        }
+                        Op::Forge(id, v) => {
+                            let victim = (who + 1) % 3;
+                            let actor = logs[victim].writer.log_id().to_bytes();
+                            let mut forged = AutoCommit::new().with_actor(ActorId::from(actor));
+                            forged.put(ROOT, "forged", i64::from(v)).expect("put");
+                            forged.commit();
+                            let change = forged.get_last_local_change().expect("a change").clone();
+                            batch.push("crdt", Crdt::change("notes", &format!("n{id}"), &change));
+                            forged_any = true;
+                        }
+                        Op::Dup(id, v) => {
+                            // A twin of the writer's document makes the change its next edit
+                            // will also number.
+                            let mut twin = logs[who].am[id as usize].clone();
+                            twin.put(ROOT, "twin", i64::from(v)).expect("put");
+                            twin.commit();
+                            let change = twin.get_last_local_change().expect("a change").clone();
                             batch.push("crdt", Crdt::change("notes", &format!("n{id}"), &change));
                         }
                     }
@@ -165,6 +194,10 @@ proptest! {
                 let views = replica(Some(schedule)).await;
                 prop_assert_eq!(views.digest(), reference.digest());
                 prop_assert_eq!(views.rejections(), reference.rejections());
+            }
+            // Forged changes are refused (the same way on every replica, checked above).
+            if forged_any {
+                prop_assert!(reference.rejections().iter().any(|r| r.reason.contains("actor")));
             }
             // The automerge documents are the merge of every writer's changes.
             let state = reference.state("crdt").expect("crdt");
