@@ -65,6 +65,7 @@ impl From<DbError> for ApiError {
             DbError::UnknownThread(_) => (StatusCode::NOT_FOUND, "unknown_thread"),
             DbError::CannotWrite(_) => (StatusCode::FORBIDDEN, "cannot_write"),
             DbError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+            DbError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             DbError::Rejected { .. } => (StatusCode::CONFLICT, "rejected"),
             DbError::Doc(d) => match d {
                 DocError::UnknownCollection(_) => (StatusCode::NOT_FOUND, "unknown_collection"),

@@ -79,6 +79,15 @@ pub enum DbError {
     /// catch-up).
     #[error("group commit failed: {0}")]
     Group(String),
+    /// The write is larger than an entry may carry
+    /// ([`threads_log::MAX_PAYLOAD_BYTES`]): nothing was stored.
+    #[error("the write has {size} bytes, more than the {max} an entry may carry")]
+    TooLarge {
+        /// The encoded batch's size.
+        size: usize,
+        /// The most an entry carries.
+        max: usize,
+    },
     /// A custom view's name is taken (by a built-in view or another custom view).
     #[error("the view name {0:?} is taken")]
     ViewName(String),

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use threads_acl::{ACL_VIEW, AclViews};
 use threads_crypto::ThreadKey;
 use threads_id::ThreadId;
-use threads_log::{EventOrder, Head, Hlc, Writer};
+use threads_log::{EventOrder, Head, Hlc, MAX_PAYLOAD_BYTES, Writer};
 use threads_store::Store;
 use threads_views::{Batch, Refused};
 use tokio::sync::oneshot;
@@ -53,6 +53,7 @@ impl<S: Store + 'static> Db<S> {
     /// commit); each still gets its own answer.
     ///
     /// # Errors
+    /// [`DbError::TooLarge`] if the batch is larger than an entry may carry,
     /// [`DbError::Forbidden`] if access control refuses an operation,
     /// [`DbError::Rejected`] if the views would refuse one (nothing is stored in either
     /// case), [`DbError::CannotWrite`] for a follower, or a store or view error.
@@ -61,6 +62,13 @@ impl<S: Store + 'static> Db<S> {
     /// A write dropped before its group is committed is not written; once its group is
     /// being committed, it is written or not as a whole with the group.
     pub async fn write(&self, thread: ThreadId, batch: Batch) -> Result<u64, DbError> {
+        let size = batch.encode().len();
+        if size > MAX_PAYLOAD_BYTES {
+            return Err(DbError::TooLarge {
+                size,
+                max: MAX_PAYLOAD_BYTES,
+            });
+        }
         let views = self.views(thread).await?;
         let writes = self.queue(thread);
         let (reply, answer) = oneshot::channel();

@@ -594,3 +594,37 @@ async fn a_custom_view_with_a_taken_name_is_refused() {
     assert_eq!(read(db.clone()).await, Some(b"1".to_vec()));
     db.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_larger_than_an_entry_is_refused_before_it_is_stored() {
+    let db = Db::open_memory(Identity::from_secret_bytes(&[48; 32]), config())
+        .await
+        .expect("db");
+    let thread = db.create_thread(Variant::Raw).await.expect("thread");
+    let before = db
+        .node()
+        .store()
+        .head(thread, db.identity().log_id())
+        .await
+        .expect("head");
+    let big = vec![1u8; 2 << 20];
+    let write = db.transaction(thread).put(b"big", &big).commit().await;
+    assert!(
+        matches!(write, Err(DbError::TooLarge { size, max }) if size > max),
+        "{write:?}"
+    );
+    let after = db
+        .node()
+        .store()
+        .head(thread, db.identity().log_id())
+        .await
+        .expect("head");
+    assert_eq!(before, after);
+    // Just under the limit is fine.
+    db.transaction(thread)
+        .put(b"big", &vec![1u8; threads_log::MAX_PAYLOAD_BYTES - 1024])
+        .commit()
+        .await
+        .expect("fits");
+    db.shutdown().await;
+}

@@ -62,4 +62,4 @@ pub use record::{Entry, Head, Header, Layer, Record};
 pub use skip::{ProofError, lipmaa, proof_path, skip_target, verify_inclusion};
 pub use traverse::{BlockSource, LogIndex, TraverseError, WalkBack};
 pub use verify::{Decrypted, StoredEvent, Verifier, VerifyError};
-pub use writer::{AppendError, Appended, Writer};
+pub use writer::{AppendError, Appended, MAX_ENTRY_BYTES, MAX_PAYLOAD_BYTES, Writer};

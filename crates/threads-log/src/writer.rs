@@ -31,7 +31,25 @@ pub enum AppendError {
     /// The counter would overflow.
     #[error("log counter overflow")]
     CounterOverflow,
+    /// The entry would be larger than [`MAX_ENTRY_BYTES`]: no peer would take it.
+    #[error("the entry would be {size} bytes, more than the {max} an entry may have")]
+    TooLarge {
+        /// The entry's size (its four blocks).
+        size: usize,
+        /// [`MAX_ENTRY_BYTES`].
+        max: usize,
+    },
 }
+
+/// The most bytes an entry (its four blocks together) may have. A format constant, the
+/// same for every peer: writers refuse to build a larger entry and receivers refuse one
+/// before verifying it, so every entry fits in one page of the sync protocol and no
+/// peer holds an entry others refuse.
+pub const MAX_ENTRY_BYTES: usize = 1 << 20;
+
+/// The largest payload that always fits in an entry: [`MAX_ENTRY_BYTES`] less a margin for
+/// the record, event and header blocks and the seals (together well under 4 KiB).
+pub const MAX_PAYLOAD_BYTES: usize = MAX_ENTRY_BYTES - 4096;
 
 /// The result of an append: the entry's blocks and its decoded record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,14 +195,22 @@ impl Writer {
             counter,
             signature,
         };
-        Ok(Appended {
-            entry: Entry {
-                record: record_block,
-                event,
-                header,
-                body,
-            },
-            record,
-        })
+        let entry = Entry {
+            record: record_block,
+            event,
+            header,
+            body,
+        };
+        let size = entry.record.data().len()
+            + entry.event.data().len()
+            + entry.header.data().len()
+            + entry.body.data().len();
+        if size > MAX_ENTRY_BYTES {
+            return Err(AppendError::TooLarge {
+                size,
+                max: MAX_ENTRY_BYTES,
+            });
+        }
+        Ok(Appended { entry, record })
     }
 }

@@ -7,7 +7,7 @@
 
 use threads_crypto::ThreadKey;
 use threads_id::{LogId, ThreadId};
-use threads_log::{Appended, Head, Verifier, VerifyError, skip_target};
+use threads_log::{Appended, Head, MAX_ENTRY_BYTES, Verifier, VerifyError, skip_target};
 use threads_store::{AppendOutcome, Store, StoreError};
 
 use crate::message::{MAX_PAGE_ENTRIES, WireEntry};
@@ -42,6 +42,14 @@ pub enum Rejection {
     /// The batch has more entries than a page may hold.
     #[error("batch of {0} entries is too large")]
     TooMany(usize),
+    /// An entry is larger than [`MAX_ENTRY_BYTES`]: no honest writer builds one.
+    #[error("entry {index} of the batch has {size} bytes, more than an entry may have")]
+    EntryTooLarge {
+        /// Its position in the batch.
+        index: usize,
+        /// Its size.
+        size: usize,
+    },
     /// The local store failed (not the peer's fault).
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -62,6 +70,7 @@ impl Rejection {
             Rejection::Fork { .. } => "fork",
             Rejection::Gap { .. } => "gap",
             Rejection::TooMany(_) => "too-many",
+            Rejection::EntryTooLarge { .. } => "entry-too-large",
             Rejection::Store(_) => "store",
         }
     }
@@ -97,6 +106,16 @@ pub async fn ingest<S: Store>(
 ) -> Result<Ingested, Rejection> {
     if entries.len() > MAX_PAGE_ENTRIES as usize {
         return Err(Rejection::TooMany(entries.len()));
+    }
+    if let Some((index, entry)) = entries
+        .iter()
+        .enumerate()
+        .find(|(_, e)| e.len() > MAX_ENTRY_BYTES)
+    {
+        return Err(Rejection::EntryTooLarge {
+            index,
+            size: entry.len(),
+        });
     }
     let verifier =
         Verifier::new(thread, log, key).map_err(|source| Rejection::Verify { index: 0, source })?;

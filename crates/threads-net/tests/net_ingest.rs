@@ -192,3 +192,45 @@ async fn every_kind_of_bad_batch_is_rejected_and_counted() {
     .expect("accept");
     assert_eq!(got.counter, 20);
 }
+
+#[tokio::test]
+async fn entries_beyond_the_maximum_size_are_neither_built_nor_taken() {
+    let s = setup();
+    // A writer builds an entry with the largest payload that always fits, and refuses one
+    // that would not fit.
+    let fits = s
+        .writer
+        .append(
+            None,
+            None,
+            &vec![7; threads_log::MAX_PAYLOAD_BYTES],
+            Hlc::new(1, 0),
+        )
+        .expect("the largest payload fits");
+    assert!(WireEntry::from_entry(&fits.entry).len() <= threads_log::MAX_ENTRY_BYTES);
+    let refused = s.writer.append(
+        None,
+        None,
+        &vec![7; threads_log::MAX_ENTRY_BYTES],
+        Hlc::new(1, 0),
+    );
+    assert!(
+        matches!(refused, Err(threads_log::AppendError::TooLarge { max, .. }) if max == threads_log::MAX_ENTRY_BYTES),
+        "{refused:?}"
+    );
+    // A receiver refuses an oversized entry before verifying anything, and stores nothing.
+    let store = MemoryStore::new();
+    store.put_thread(s.thread, &s.key).await.expect("thread");
+    let mut big = wire(&s.log[..1]);
+    big[0].body = vec![0; threads_log::MAX_ENTRY_BYTES];
+    let err = ingest(&store, s.thread, s.writer.log_id(), &s.key, big)
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), "entry-too-large");
+    assert_eq!(stored(&store, &s).await, 0);
+    // The entry that fits is taken.
+    ingest(&store, s.thread, s.writer.log_id(), &s.key, wire(&[fits]))
+        .await
+        .expect("taken");
+    assert_eq!(stored(&store, &s).await, 1);
+}
