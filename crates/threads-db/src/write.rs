@@ -98,12 +98,41 @@ impl<S: Store + 'static> Db<S> {
     }
 }
 
-/// A write of the group with what it needs to be built.
-struct Ready {
-    pending: Pending,
+/// One event of a write: a write is one event, or two when it mixes ACL operations with
+/// others (the ACL's, sealed with the ACL key, first; then the rest with the read key), so
+/// that content is never sealed with a key followers and revoked members hold.
+struct Part {
+    batch: Batch,
+    /// The index in the write's batch of each of this part's operations.
+    indices: Vec<u32>,
     key: ThreadKey,
     time: Hlc,
     payload: Vec<u8>,
+}
+
+/// A write of the group with what it needs to be built.
+struct Ready {
+    pending: Pending,
+    parts: Vec<Part>,
+}
+
+/// Splits `batch` into its ACL operations and the others, with their indices.
+fn split(batch: &Batch) -> Vec<(Batch, Vec<u32>, bool)> {
+    let mut acl = (Batch::new(), Vec::new(), true);
+    let mut content = (Batch::new(), Vec::new(), false);
+    for (index, (view, op)) in batch.ops().iter().enumerate() {
+        let part = if view == ACL_VIEW {
+            &mut acl
+        } else {
+            &mut content
+        };
+        part.0.push(view.clone(), op.clone());
+        part.1.push(u32::try_from(index).unwrap_or(u32::MAX));
+    }
+    [acl, content]
+        .into_iter()
+        .filter(|(_, indices, _)| !indices.is_empty())
+        .collect()
 }
 
 async fn commit_group<S: Store + 'static>(
@@ -116,44 +145,56 @@ async fn commit_group<S: Store + 'static>(
     let me = inner.me.log_id();
     let store = inner.node.store();
     let mut ready: Vec<Ready> = Vec::with_capacity(group.len());
-    for pending in group {
+    'writes: for pending in group {
         // Its writer gave up before the group started: not written.
         if pending.reply.is_closed() {
             continue;
         }
-        let acl = pending.batch.ops().iter().any(|(view, _)| view == ACL_VIEW);
-        let key = if acl {
-            views.acl_key()
-        } else {
-            match views.write_key() {
-                Some(key) => key,
-                None => {
-                    let _ = pending.reply.send(Err(DbError::CannotWrite(thread)));
-                    continue;
+        let mut parts = Vec::with_capacity(2);
+        for (batch, indices, acl) in split(&pending.batch) {
+            let key = if acl {
+                views.acl_key()
+            } else {
+                match views.write_key() {
+                    Some(key) => key,
+                    None => {
+                        let _ = pending.reply.send(Err(DbError::CannotWrite(thread)));
+                        continue 'writes;
+                    }
                 }
-            }
-        };
-        let time = {
-            let mut clock = inner.clock.lock().unwrap_or_else(PoisonError::into_inner);
-            match views.last_order().map(|o| o.time) {
-                Some(seen) => clock.update(seen).or_else(|_| clock.now()),
-                None => clock.now(),
-            }
-        };
-        let time = match time {
-            Ok(time) => time,
-            Err(e) => {
-                let _ = pending.reply.send(Err(DbError::Clock(e.to_string())));
-                continue;
-            }
-        };
-        let payload = pending.batch.encode();
-        ready.push(Ready {
-            pending,
-            key,
-            time,
-            payload,
-        });
+            };
+            let time = {
+                let mut clock = inner.clock.lock().unwrap_or_else(PoisonError::into_inner);
+                match views.last_order().map(|o| o.time) {
+                    Some(seen) => clock.update(seen).or_else(|_| clock.now()),
+                    None => clock.now(),
+                }
+            };
+            let time = match time {
+                Ok(time) => time,
+                Err(e) => {
+                    let _ = pending.reply.send(Err(DbError::Clock(e.to_string())));
+                    continue 'writes;
+                }
+            };
+            let payload = batch.encode();
+            parts.push(Part {
+                batch,
+                indices,
+                key,
+                time,
+                payload,
+            });
+        }
+        if parts.is_empty() {
+            // An empty batch: nothing to write.
+            let _ = pending.reply.send(Err(DbError::Rejected {
+                thread,
+                refused: Vec::new(),
+            }));
+            continue;
+        }
+        ready.push(Ready { pending, parts });
     }
     let known = *writes.head.lock().unwrap_or_else(PoisonError::into_inner);
     let head = match known {
@@ -167,44 +208,56 @@ async fn commit_group<S: Store + 'static>(
     // Check until every remaining write passes with the counters it will really get (a
     // refused write moves the later ones' counters down; roles can depend on counters).
     loop {
-        let events: Vec<(EventOrder, &Batch)> = ready
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let order = EventOrder {
-                    time: r.time,
-                    log: me,
-                    counter: next + i as u64,
-                };
-                (order, &r.pending.batch)
-            })
-            .collect();
-        let verdicts = views.check_many(&events);
-        if verdicts.iter().all(Vec::is_empty) {
-            break;
+        let mut events: Vec<(EventOrder, &Batch)> = Vec::new();
+        for part in ready.iter().flat_map(|r| &r.parts) {
+            let order = EventOrder {
+                time: part.time,
+                log: me,
+                counter: next + events.len() as u64,
+            };
+            events.push((order, &part.batch));
         }
+        let mut verdicts = views.check_many(&events).into_iter();
         let mut kept = Vec::with_capacity(ready.len());
-        for (r, refused) in ready.into_iter().zip(verdicts) {
+        let mut all_passed = true;
+        for r in ready {
+            // A write passes if every part does; refusals name the write's own indices.
+            let mut refused = Vec::new();
+            for part in &r.parts {
+                for mut refusal in verdicts.next().unwrap_or_default() {
+                    refusal.index = part
+                        .indices
+                        .get(refusal.index as usize)
+                        .copied()
+                        .unwrap_or(refusal.index);
+                    refused.push(refusal);
+                }
+            }
             if refused.is_empty() {
                 kept.push(r);
             } else {
+                all_passed = false;
+                refused.sort_by_key(|r| r.index);
                 let _ = r.pending.reply.send(Err(refusal(thread, refused)));
             }
         }
         ready = kept;
+        if all_passed {
+            break;
+        }
     }
     if ready.is_empty() {
         return;
     }
     // One writer per key (the ACL key, the read key of the current epoch).
     let mut writers: Vec<(ThreadKey, Writer)> = Vec::new();
-    let mut which = Vec::with_capacity(ready.len());
-    for r in &ready {
-        let index = match writers.iter().position(|(k, _)| k == &r.key) {
+    let mut which = Vec::new();
+    for part in ready.iter().flat_map(|r| &r.parts) {
+        let index = match writers.iter().position(|(k, _)| k == &part.key) {
             Some(index) => index,
-            None => match Writer::new(inner.me.clone(), thread, &r.key) {
+            None => match Writer::new(inner.me.clone(), thread, &part.key) {
                 Ok(writer) => {
-                    writers.push((r.key.clone(), writer));
+                    writers.push((part.key.clone(), writer));
                     writers.len() - 1
                 }
                 Err(e) => return fail_all(ready, &DbError::Key(e.to_string())),
@@ -214,8 +267,9 @@ async fn commit_group<S: Store + 'static>(
     }
     let built: Vec<(&Writer, &[u8], Hlc)> = ready
         .iter()
+        .flat_map(|r| &r.parts)
         .zip(&which)
-        .map(|(r, &w)| (&writers[w].1, r.payload.as_slice(), r.time))
+        .map(|(part, &w)| (&writers[w].1, part.payload.as_slice(), part.time))
         .collect();
     let appended = match threads_store::write_local_batch_after(&**store, head, &built).await {
         Ok(appended) => appended,
@@ -234,14 +288,14 @@ async fn commit_group<S: Store + 'static>(
     let applied = if inner.is_caught_up(thread) {
         let events: Vec<(EventOrder, &[u8])> = appended
             .iter()
-            .zip(&ready)
-            .map(|(a, r)| {
+            .zip(ready.iter().flat_map(|r| &r.parts))
+            .map(|(a, part)| {
                 let order = EventOrder {
-                    time: r.time,
+                    time: part.time,
                     log: me,
                     counter: a.record.counter(),
                 };
-                (order, r.payload.as_slice())
+                (order, part.payload.as_slice())
             })
             .collect();
         views.apply_local(&events).await
@@ -257,8 +311,11 @@ async fn commit_group<S: Store + 'static>(
     inner.node.publish(thread, me);
     match applied {
         Ok(_) => {
-            for (r, a) in ready.into_iter().zip(appended) {
-                let _ = r.pending.reply.send(Ok(a.record.counter()));
+            // Each write's counter is its last part's.
+            let mut counters = appended.iter().map(|a| a.record.counter());
+            for r in ready {
+                let counter = counters.by_ref().take(r.parts.len()).last().unwrap_or(0);
+                let _ = r.pending.reply.send(Ok(counter));
             }
         }
         Err(e) => fail_all(ready, &DbError::from(e)),

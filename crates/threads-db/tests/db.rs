@@ -628,3 +628,54 @@ async fn a_write_larger_than_an_entry_is_refused_before_it_is_stored() {
         .expect("fits");
     db.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_mixing_acl_and_content_is_written_as_two_events() {
+    use threads_acl::{ACL_VIEW, AclOp};
+    use threads_log::Verifier;
+    use threads_store::{Page, ThreadBook};
+    let owner = Db::open_memory(Identity::from_secret_bytes(&[49; 32]), config())
+        .await
+        .expect("owner");
+    let thread = owner
+        .create_thread(Variant::AccessControlled)
+        .await
+        .expect("thread");
+    let me = owner.identity().log_id();
+    let store = owner.node().store().clone();
+    let before = store
+        .head(thread, me)
+        .await
+        .expect("head")
+        .expect("some")
+        .counter;
+    let batch = threads_views::Batch::new()
+        .with("kv", threads_views::Kv::put(b"secret", b"for readers only"))
+        .with(ACL_VIEW, AclOp::SetDefault { role: Role::Read }.encode());
+    let counter = owner.write(thread, batch).await.expect("write");
+    assert_eq!(counter, before + 2, "two events");
+    assert_eq!(
+        owner.get(thread, b"secret").await.expect("get"),
+        Some(b"for readers only".to_vec())
+    );
+    // The ACL key (which followers derive from the service key) opens the ACL event and
+    // not the content event.
+    let key = store.thread_key(thread).await.expect("key").expect("some");
+    let acl = threads_acl::acl_key(thread, key.service());
+    let verifier = Verifier::new(thread, me, &acl).expect("verifier");
+    let entries = store
+        .entries_after(thread, me, before, Page::new(10, usize::MAX))
+        .await
+        .expect("entries");
+    assert_eq!(entries.len(), 2);
+    assert!(
+        verifier.read_stored(&entries[0].entry).is_ok(),
+        "the ACL part"
+    );
+    assert!(
+        verifier.read_stored(&entries[1].entry).is_err(),
+        "the content part"
+    );
+    let _ = member;
+    owner.shutdown().await;
+}
