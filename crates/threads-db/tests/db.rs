@@ -676,6 +676,5 @@ async fn a_batch_mixing_acl_and_content_is_written_as_two_events() {
         verifier.read_stored(&entries[1].entry).is_err(),
         "the content part"
     );
-    let _ = member;
     owner.shutdown().await;
 }
