@@ -9,6 +9,9 @@ use threads_id::{LogId, PeerId, ThreadId};
 
 use crate::ingest::Rejection;
 
+/// The most (thread, log, peer) rows a node keeps; updates of new rows past it are dropped.
+pub const MAX_HEALTH_ROWS: usize = 100_000;
+
 /// What one peer did for one log.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerLogHealth {
@@ -102,6 +105,10 @@ impl Health {
         f: impl FnOnce(&mut PeerLogHealth),
     ) {
         let mut rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: past the limit, only existing rows change.
+        if rows.len() >= MAX_HEALTH_ROWS && !rows.contains_key(&(thread, log, peer)) {
+            return;
+        }
         f(rows.entry((thread, log, peer)).or_default());
     }
 

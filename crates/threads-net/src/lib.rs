@@ -62,7 +62,7 @@ mod sync;
 pub use admission::{Admission, AdmitAll};
 pub use auth::AuthProof;
 pub use faults::Faults;
-pub use health::{Health, HealthRow, PeerLogHealth, SyncStatus};
+pub use health::{Health, HealthRow, MAX_HEALTH_ROWS, PeerLogHealth, SyncStatus};
 pub use ingest::{Ingested, Rejection, ingest};
 pub use invite::{Invite, InviteError, MAX_INVITE_ADDRS};
 pub use node::{NetConfig, NetError, NetEvent, Node, SYNC_PROTOCOL};

@@ -38,6 +38,9 @@ use crate::peers::PeerBook;
 use crate::push::PushQueues;
 use crate::serve::{Responder, serve};
 
+/// An announcement makes a node pull from its sender at most this often.
+const ANNOUNCE_PULL_GAP: Duration = Duration::from_millis(200);
+
 /// The sync protocol's name on the wire.
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/threads-rs/sync/1");
 
@@ -216,6 +219,8 @@ pub(crate) struct Shared<S> {
     /// request from a peer clears its entry (it is back).
     pub(crate) backoff: Arc<Mutex<HashMap<PeerId, (u32, tokio::time::Instant)>>>,
     pub(crate) cancel: CancellationToken,
+    /// When each (peer, thread) last made us pull by an announcement.
+    announced: Mutex<HashMap<(PeerId, ThreadId), tokio::time::Instant>>,
     /// How many times entries received from peers were stored (see [`Node::arrivals`]).
     pub(crate) arrivals: std::sync::atomic::AtomicU64,
     /// Every task the node started, the swarm's connection tasks included; taken and
@@ -369,6 +374,7 @@ impl<S: Store + 'static> Node<S> {
                 backoff: Arc::default(),
                 cancel: CancellationToken::new(),
                 arrivals: std::sync::atomic::AtomicU64::new(0),
+                announced: Mutex::default(),
                 tasks,
             }),
         };
@@ -412,6 +418,33 @@ impl<S: Store + 'static> Node<S> {
                 else {
                     return;
                 };
+                // Only from a known peer of the thread that the admission rule admits (the
+                // topic name is no secret from a revoked member), and at most one pull per
+                // peer and thread every `ANNOUNCE_PULL_GAP`: the periodic sync covers the rest.
+                if self.inner.peers.dial(thread, from).is_empty()
+                    || !self.inner.admission.admits(thread, from)
+                {
+                    tracing::debug!(%from, %thread, "announcement from an unknown peer ignored");
+                    return;
+                }
+                {
+                    let now = tokio::time::Instant::now();
+                    let mut recent = self
+                        .inner
+                        .announced
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    if recent
+                        .get(&(from, thread))
+                        .is_some_and(|at| now.duration_since(*at) < ANNOUNCE_PULL_GAP)
+                    {
+                        return;
+                    }
+                    if recent.len() >= 10_000 {
+                        recent.retain(|_, at| now.duration_since(*at) < ANNOUNCE_PULL_GAP);
+                    }
+                    recent.insert((from, thread), now);
+                }
                 self.inner.health.peer_has(thread, log, from, counter);
                 let ours = self
                     .inner

@@ -254,7 +254,9 @@ async fn a_head_announcement_makes_a_peer_pull_at_once() {
     let writer =
         Writer::new(Identity::from_secret_bytes(&[132; 32]), thread, &key).expect("writer");
     write(&alice, &writer, 3).await;
-    // Bob connects by pulling once; no periodic sync runs.
+    // Bob knows Alice as a peer of the thread (announcements from unknown peers are
+    // ignored) and connects by pulling once; no periodic sync runs.
+    bob.add_peer(alice.thread_addr(thread).expect("addr"));
     bob.pull(&alice.thread_addr(thread).expect("addr"))
         .await
         .expect("pull");
@@ -450,4 +452,54 @@ async fn the_admission_hook_keeps_records_from_peers_it_refuses() {
     for n in [&alice, &bob, &carol] {
         n.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announcements_from_an_unknown_peer_are_ignored() {
+    let thread = ThreadId::from_parts(Variant::Raw, [16; 32]);
+    let key = ThreadKey::generate();
+    let victim = node(170).await;
+    // A peer that holds the key (a revoked member, say) but is no peer of the victim's.
+    let stranger = node(171).await;
+    for n in [&victim, &stranger] {
+        n.store().put_thread(thread, &key).await.expect("put");
+        n.watch(thread).await.expect("watch");
+    }
+    let writer =
+        Writer::new(Identity::from_secret_bytes(&[172; 32]), thread, &key).expect("writer");
+    write(&stranger, &writer, 3).await;
+    // The stranger connects (its pull is served: it proves the key) and floods.
+    stranger
+        .pull(&victim.thread_addr(thread).expect("addr"))
+        .await
+        .expect("pull");
+    let mut heard = false;
+    for _ in 0..100 {
+        heard |= stranger
+            .announce(thread, writer.log_id(), 3)
+            .await
+            .expect("announce");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(heard, "the victim was subscribed to the topic");
+    // The victim pulled nothing and keeps no row for the stranger's announcements.
+    assert_eq!(
+        victim
+            .store()
+            .head(thread, writer.log_id())
+            .await
+            .expect("head"),
+        None
+    );
+    assert!(
+        victim
+            .health()
+            .report()
+            .iter()
+            .all(|row| row.log != writer.log_id()),
+        "{:?}",
+        victim.health().report()
+    );
+    victim.shutdown().await;
+    stranger.shutdown().await;
 }
