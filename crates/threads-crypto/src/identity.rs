@@ -203,6 +203,47 @@ impl TryFrom<&LogId> for PublicKey {
     }
 }
 
+/// The y coordinates (sign bit cleared) of the eight points of small order, computed once
+/// from a point of order 8.
+static SMALL_ORDER_Y: std::sync::LazyLock<Vec<[u8; 32]>> = std::sync::LazyLock::new(|| {
+    // A point of order 8 (the encoding listed by libsodium and others).
+    let mut bytes = [0u8; 32];
+    hex_into(
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        &mut bytes,
+    );
+    let Some(t) = curve25519_dalek::edwards::CompressedEdwardsY(bytes).decompress() else {
+        return Vec::new();
+    };
+    let mut point = curve25519_dalek::edwards::EdwardsPoint::default();
+    let mut out = Vec::with_capacity(8);
+    for _ in 0..8 {
+        let mut y = point.compress().to_bytes();
+        y[31] &= 0x7f;
+        out.push(y);
+        point += t;
+    }
+    out
+});
+
+fn hex_into(hex: &str, out: &mut [u8; 32]) {
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0);
+    }
+}
+
+/// Whether `bytes` may be a signature's R: a canonical encoding (y below the field's
+/// prime) of a point not of small order. Cheap: comparisons only, no decompression.
+fn canonical_point(bytes: &[u8]) -> bool {
+    let Ok(mut y) = <[u8; 32]>::try_from(bytes) else {
+        return false;
+    };
+    y[31] &= 0x7f;
+    // y >= p = 2^255 - 19: every byte 0xff but the first >= 0xed and the last 0x7f.
+    let non_canonical = y[0] >= 0xed && y[1..31].iter().all(|&b| b == 0xff) && y[31] == 0x7f;
+    !non_canonical && !SMALL_ORDER_Y.contains(&y)
+}
+
 /// Verifies many signatures at once (ed25519 batch verification), all or nothing.
 ///
 /// Returns `Ok` only if every signature is valid. On `Err`, verify one by one with
@@ -213,6 +254,15 @@ pub fn verify_batch(
     keys: &[PublicKey],
 ) -> Result<(), SignatureError> {
     if messages.len() != signatures.len() || messages.len() != keys.len() {
+        return Err(SignatureError);
+    }
+    // Batch verification is cofactorless: a small-order or non-canonically encoded R, or
+    // a weak key, could pass it where strict single verification refuses. Refused here
+    // first, so the batch accepts only what single verification accepts.
+    if !signatures.iter().all(|s| canonical_point(&s.0[..32])) {
+        return Err(SignatureError);
+    }
+    if keys.iter().any(|k| k.verifying_key().is_weak()) {
         return Err(SignatureError);
     }
     let signatures: Vec<ed25519_dalek::Signature> = signatures
@@ -430,6 +480,46 @@ mod tests {
         assert_eq!(verify_batch(&refs[..7], &sigs, &keys), Err(SignatureError));
         sigs[3].0[5] ^= 1;
         assert_eq!(verify_batch(&refs, &sigs, &keys), Err(SignatureError));
+    }
+
+    #[test]
+    fn small_order_and_non_canonical_r_are_refused_before_the_batch() {
+        // The identity (y = 1), the point of order 2 (y = -1), and y = p + 1 (a
+        // non-canonical encoding of the identity).
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut order_two = [0xffu8; 32];
+        order_two[0] = 0xec;
+        order_two[31] = 0x7f;
+        let mut non_canonical = [0xffu8; 32];
+        non_canonical[0] = 0xee;
+        non_canonical[31] = 0x7f;
+        for r in [identity, order_two, non_canonical] {
+            assert!(!canonical_point(&r), "{r:?}");
+        }
+        // The table holds the eight points of small order, each one's y once.
+        assert_eq!(SMALL_ORDER_Y.len(), 8);
+        for y in SMALL_ORDER_Y.iter() {
+            let point = curve25519_dalek::edwards::CompressedEdwardsY(*y)
+                .decompress()
+                .expect("a point");
+            assert!(point.is_small_order());
+            assert!(!canonical_point(y));
+        }
+        let id = Identity::from_secret_bytes(&[3; 32]);
+        let good = id.sign(b"m");
+        assert!(canonical_point(&good.0[..32]));
+        // A batch holding a signature with such an R is refused, whatever else it holds.
+        for r in [identity, order_two, non_canonical] {
+            let mut bad = good;
+            bad.0[..32].copy_from_slice(&r);
+            let messages: [&[u8]; 2] = [b"m", b"m"];
+            assert_eq!(
+                verify_batch(&messages, &[good, bad], &[id.public(), id.public()]),
+                Err(SignatureError)
+            );
+            assert!(id.public().verify(b"m", &bad).is_err(), "strict refuses it too");
+        }
     }
 
     proptest! {
