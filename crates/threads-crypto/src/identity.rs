@@ -518,7 +518,10 @@ mod tests {
                 verify_batch(&messages, &[good, bad], &[id.public(), id.public()]),
                 Err(SignatureError)
             );
-            assert!(id.public().verify(b"m", &bad).is_err(), "strict refuses it too");
+            assert!(
+                id.public().verify(b"m", &bad).is_err(),
+                "strict refuses it too"
+            );
         }
     }
 

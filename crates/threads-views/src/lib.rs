@@ -80,18 +80,23 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod apply;
 mod check;
+mod commit;
+mod config;
 mod engine;
 mod error;
 mod event;
 mod kv;
 mod mark;
 mod reducer;
+mod rewind;
 mod state;
 mod subscribe;
 
 pub use check::Refused;
-pub use engine::{EVENT_LEVEL, Progress, Rejection, ViewConfig, Views};
+pub use config::ViewConfig;
+pub use engine::{EVENT_LEVEL, Progress, Rejection, Views};
 pub use error::{Result, ViewError};
 pub use event::{
     Batch, Event, ORDER_LEN, STAMP_LEN, Stamp, decode_order, decode_stamp, encode_order,

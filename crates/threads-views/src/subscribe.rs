@@ -11,7 +11,8 @@ use threads_log::{EventOrder, Verifier};
 use threads_store::{Page, Store};
 use tokio::sync::watch;
 
-use crate::engine::{ViewConfig, verifier};
+use crate::config::ViewConfig;
+use crate::engine::verifier;
 use crate::error::{Result, ViewError};
 
 /// How far a reader has come in each log of a thread: the last counter seen per log.

@@ -1,0 +1,361 @@
+//! Catching up: reading each log's new entries from the store, merging them in the
+//! thread's order, applying each event to the views (all of a view's operations or none),
+//! and applying this peer's own events from the payloads in hand.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use threads_id::LogId;
+use threads_log::{EventOrder, Hlc};
+use threads_store::{Page, Store};
+
+use crate::engine::{
+    Decoded, EVENT_LEVEL, IndexedOp, LogStream, Progress, Restart, Views, verifier,
+};
+use crate::error::Result;
+use crate::event::{Batch, Event, encode_order};
+use crate::mark::{LogMark, Mark};
+use crate::reducer::ViewKind;
+
+impl<S: Store + 'static> Views<S> {
+    /// Applies every event the store holds that the views have not applied yet.
+    ///
+    /// Commutative views apply new events as they come; if a new event sorts before the
+    /// latest applied one and there are order-sensitive views, those go back to the latest
+    /// snapshot before it and replay. Changes are committed with the cursor every
+    /// [`ViewConfig::commit_every`] events.
+    ///
+    /// # Errors
+    /// A store error or an unreadable entry; the views stay as of the last commit.
+    pub async fn catch_up(&mut self) -> Result<Progress> {
+        self.reload_if_stale().await?;
+        let result = self.catch_up_inner().await;
+        if result.is_err() {
+            self.stale = true;
+        }
+        result
+    }
+
+    /// Applies this peer's own events, just stored, from the payloads in hand instead of
+    /// reading them back: `events` are consecutive events of one log, oldest first, with
+    /// their order and payload. They apply exactly as [`Views::catch_up`] would apply them
+    /// when they are the next events of their log and sort after everything applied; else
+    /// (or if the views are stale, or the log waits at an unreadable entry) this is
+    /// [`Views::catch_up`]. Entries of other logs stored meanwhile are left to the next
+    /// catch-up.
+    ///
+    /// # Errors
+    /// As [`Views::catch_up`].
+    pub async fn apply_local(&mut self, events: &[(EventOrder, &[u8])]) -> Result<Progress> {
+        let Some((first, _)) = events.first() else {
+            return Ok(Progress::default());
+        };
+        let mark = self.mark.logs.get(&first.log);
+        let follows = mark.map_or(0, |m| m.counter) + 1 == first.counter
+            && mark.is_none_or(|m| first.time > m.time);
+        let consecutive = events.windows(2).all(|pair| {
+            let (a, b) = (pair[0].0, pair[1].0);
+            a.log == b.log && a.counter + 1 == b.counter && a.time < b.time
+        });
+        let ordered = self.reducers.iter().any(|r| r.kind() == ViewKind::Ordered);
+        let late = ordered && self.mark.last.is_some_and(|last| *first < last);
+        if self.stale || !follows || !consecutive || late || self.blocked.contains_key(&first.log) {
+            return self.catch_up().await;
+        }
+        let mut progress = Progress::default();
+        for (order, payload) in events {
+            let event = Decoded {
+                order: *order,
+                payload: Some(payload.to_vec()),
+                monotone: true,
+            };
+            self.apply_event(&event, false);
+            self.mark.logs.insert(
+                order.log,
+                LogMark {
+                    counter: order.counter,
+                    time: order.time,
+                },
+            );
+            self.mark.last = Some(self.mark.last.map_or(*order, |l| l.max(*order)));
+            self.mark.since_snapshot += 1;
+            progress.applied += 1;
+        }
+        if let Err(e) = self.commit().await {
+            // The rows in memory are ahead of the store: reload before the next use.
+            self.stale = true;
+            return Err(e);
+        }
+        Ok(progress)
+    }
+
+    pub(crate) async fn catch_up_inner(&mut self) -> Result<Progress> {
+        let mut streams = self.streams(&self.mark.clone()).await?;
+        let Some(first) = self.peek_min(&mut streams).await? else {
+            self.note_blocked(&streams);
+            return Ok(Progress::default());
+        };
+        let ordered = self.reducers.iter().any(|r| r.kind() == ViewKind::Ordered);
+        if ordered && self.mark.last.is_some_and(|last| first < last) {
+            let snapshot = self.snapshot_before(first).await?;
+            return self.restart(snapshot, Restart::Late).await;
+        }
+        self.run(streams, &BTreeMap::new(), Restart::Late).await
+    }
+
+    pub(crate) async fn streams(&mut self, from: &Mark) -> Result<Vec<LogStream>> {
+        let logs = self.store.logs(self.thread).await?;
+        let mut streams = Vec::with_capacity(logs.len());
+        for log in logs {
+            if !self.verifiers.contains_key(&log) {
+                let epochs = self
+                    .epochs
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone();
+                let verifier = verifier(self.thread, log, &self.key, &epochs)?;
+                self.verifiers.insert(log, verifier);
+            }
+            let mark = from.logs.get(&log);
+            streams.push(LogStream {
+                log,
+                after: mark.map_or(0, |m| m.counter),
+                last_time: mark.map(|m| m.time),
+                buffer: VecDeque::new(),
+                done: false,
+                blocked: None,
+            });
+        }
+        Ok(streams)
+    }
+
+    pub(crate) async fn fill(&self, stream: &mut LogStream) -> Result<()> {
+        if !stream.buffer.is_empty() || stream.done {
+            return Ok(());
+        }
+        let entries = self
+            .store
+            .entries_after(
+                self.thread,
+                stream.log,
+                stream.after,
+                Page::new(self.config.page, 16 << 20),
+            )
+            .await?;
+        if entries.is_empty() {
+            stream.done = true;
+            return Ok(());
+        }
+        let verifier = &self.verifiers[&stream.log];
+        for stored in entries {
+            let (time, monotone, payload) = match verifier.read_stored(&stored.entry) {
+                Ok(read) => match stream.last_time {
+                    Some(last) if read.time <= last => (last, false, read.payload),
+                    _ => (read.time, true, read.payload),
+                },
+                // Passed over: it counts as applied with nothing to apply, placed right
+                // after the log's previous event.
+                Err(_) if self.config.skip_unreadable => {
+                    (stream.last_time.unwrap_or(Hlc::new(0, 0)), true, None)
+                }
+                Err(source) => {
+                    // Not readable with the keys held: the log waits here (events of a log
+                    // apply in counter order) until a key that opens it is added.
+                    tracing::debug!(log = %stream.log, counter = stored.counter, %source, "entry not readable");
+                    stream.blocked = Some(stored.counter);
+                    stream.done = true;
+                    break;
+                }
+            };
+            stream.last_time = Some(time);
+            stream.after = stored.counter;
+            stream.buffer.push_back(Decoded {
+                order: EventOrder {
+                    time,
+                    log: stream.log,
+                    counter: stored.counter,
+                },
+                payload,
+                monotone,
+            });
+        }
+        Ok(())
+    }
+
+    /// Fills every stream and returns the smallest next order.
+    pub(crate) async fn peek_min(&self, streams: &mut [LogStream]) -> Result<Option<EventOrder>> {
+        let mut min: Option<EventOrder> = None;
+        for stream in streams.iter_mut() {
+            self.fill(stream).await?;
+            if let Some(next) = stream.buffer.front() {
+                min = Some(min.map_or(next.order, |m| m.min(next.order)));
+            }
+        }
+        Ok(min)
+    }
+
+    pub(crate) async fn run(
+        &mut self,
+        mut streams: Vec<LogStream>,
+        replay_until: &BTreeMap<LogId, u64>,
+        kind: Restart,
+    ) -> Result<Progress> {
+        let mut progress = Progress::default();
+        let mut replay_left: u64 = streams
+            .iter()
+            .map(|s| {
+                replay_until
+                    .get(&s.log)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(s.after)
+            })
+            .sum();
+        let mut pending = 0usize;
+        loop {
+            let mut best: Option<(usize, EventOrder)> = None;
+            for (i, stream) in streams.iter_mut().enumerate() {
+                self.fill(stream).await?;
+                if let Some(next) = stream.buffer.front()
+                    && best.is_none_or(|(_, order)| next.order < order)
+                {
+                    best = Some((i, next.order));
+                }
+            }
+            let Some((i, _)) = best else { break };
+            let Some(event) = streams[i].buffer.pop_front() else {
+                unreachable!("the chosen stream has an event")
+            };
+            let replay =
+                event.order.counter <= replay_until.get(&event.order.log).copied().unwrap_or(0);
+            let ordered_only = replay && kind == Restart::Late;
+            self.apply_event(&event, ordered_only);
+            self.mark.logs.insert(
+                event.order.log,
+                LogMark {
+                    counter: event.order.counter,
+                    time: event.order.time,
+                },
+            );
+            self.mark.last = Some(self.mark.last.map_or(event.order, |l| l.max(event.order)));
+            self.mark.since_snapshot += 1;
+            if replay {
+                replay_left -= 1;
+                progress.replayed += 1;
+            } else {
+                progress.applied += 1;
+            }
+            pending += 1;
+            if pending >= self.config.commit_every && replay_left == 0 {
+                self.commit().await?;
+                pending = 0;
+            }
+        }
+        if pending > 0 || self.drop_snapshots_from.is_some() {
+            self.commit().await?;
+        }
+        self.note_blocked(&streams);
+        Ok(progress)
+    }
+
+    pub(crate) fn note_blocked(&mut self, streams: &[LogStream]) {
+        self.blocked = streams
+            .iter()
+            .filter_map(|s| s.blocked.map(|counter| (s.log, counter)))
+            .collect();
+    }
+
+    pub(crate) fn reject(&mut self, order: &EventOrder, view: &str, reason: &str) {
+        let mut key = encode_order(order).to_vec();
+        key.extend_from_slice(view.as_bytes());
+        tracing::debug!(author = %order.log, counter = order.counter, view, reason, "event refused");
+        self.rejections.put(key, reason.as_bytes().to_vec());
+    }
+
+    /// Applies one event: every operation to its view (to order-sensitive views only when
+    /// `ordered_only`), the operations of one view all or none.
+    pub(crate) fn apply_event(&mut self, event: &Decoded, ordered_only: bool) {
+        // A compacted event changes no view (that is why it was compacted).
+        let Some(payload) = &event.payload else {
+            return;
+        };
+        if !event.monotone {
+            if !ordered_only {
+                self.reject(
+                    &event.order,
+                    EVENT_LEVEL,
+                    "its time does not increase in its log",
+                );
+            }
+            return;
+        }
+        let Some(batch) = Batch::decode(payload) else {
+            if !ordered_only {
+                self.reject(&event.order, EVENT_LEVEL, "the payload is not a view batch");
+            }
+            return;
+        };
+        // Group the operations by view, keeping their indices, in order of first use.
+        let mut groups: Vec<(usize, Vec<IndexedOp<'_>>)> = Vec::new();
+        for (index, (name, data)) in batch.ops().iter().enumerate() {
+            let Some(&view) = self.by_name.get(name) else {
+                continue;
+            };
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            match groups.iter_mut().find(|(v, _)| *v == view) {
+                Some((_, ops)) => ops.push((index, data)),
+                None => groups.push((view, vec![(index, data)])),
+            }
+        }
+        for (view, ops) in groups {
+            let reducer = Arc::clone(&self.reducers[view]);
+            if ordered_only && reducer.kind() != ViewKind::Ordered {
+                continue;
+            }
+            if let Some(gate) = &self.gate {
+                let refused = ops.iter().find_map(|&(index, data)| {
+                    let op = Event {
+                        thread: self.thread,
+                        order: event.order,
+                        index,
+                        data,
+                    };
+                    let resource = reducer.resource(&op);
+                    gate.admits(
+                        reducer.name(),
+                        reducer.access(&op),
+                        resource.as_deref(),
+                        &op,
+                    )
+                    .err()
+                });
+                if let Some(reject) = refused {
+                    self.reject(&event.order, reducer.name(), &reject.0);
+                    continue;
+                }
+            }
+            let state = &mut self.states[view];
+            state.begin();
+            let mut refused = None;
+            for (index, data) in ops {
+                let op = Event {
+                    thread: self.thread,
+                    order: event.order,
+                    index,
+                    data,
+                };
+                if let Err(reject) = reducer.apply(state, &op) {
+                    refused = Some(reject.0);
+                    break;
+                }
+            }
+            match refused {
+                Some(reason) => {
+                    state.roll_back();
+                    self.reject(&event.order, reducer.name(), &reason);
+                }
+                None => state.keep(),
+            }
+        }
+    }
+}
