@@ -23,7 +23,7 @@ impl<S: Store + 'static> Views<S> {
     /// Commutative views apply new events as they come; if a new event sorts before the
     /// latest applied one and there are order-sensitive views, those go back to the latest
     /// snapshot before it and replay. Changes are committed with the cursor every
-    /// [`ViewConfig::commit_every`] events.
+    /// [`ViewConfig::commit_every`](crate::ViewConfig::commit_every) events.
     ///
     /// # Errors
     /// A store error or an unreadable entry; the views stay as of the last commit.

@@ -73,7 +73,7 @@ impl<S: Store + 'static> Views<S> {
     /// Drops the bodies of applied events that no view needs any more (every operation
     /// superseded, say a put overwritten by a later put), keeping their signed records, so
     /// the logs stay verifiable and a rebuild gives the same views. Returns how many
-    /// bodies were dropped. Views behind a [`Gate`] drop nothing.
+    /// bodies were dropped. Views behind a [`Gate`](crate::Gate) drop nothing.
     ///
     /// # Errors
     /// A store error or an unreadable entry.

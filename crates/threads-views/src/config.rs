@@ -16,7 +16,7 @@ pub struct ViewConfig {
     pub page: usize,
     /// What to do with an entry this peer cannot read with the keys it holds: wait for a
     /// key that opens it (`false`, the default: the log stops there, see
-    /// [`Views::blocked`]), or pass over it for good (`true`: for views that only read
+    /// [`Views::blocked`](crate::Views::blocked)), or pass over it for good (`true`: for views that only read
     /// events sealed with one known key, such as the access-control list).
     pub skip_unreadable: bool,
 }
