@@ -388,6 +388,7 @@ async fn health<S: Store + 'static>(State(s): State<Api<S>>) -> Result<Json<Valu
                     "accepted": r.health.accepted,
                     "rejected": r.health.rejected(),
                     "last_error": r.health.last_error,
+                    "quarantined": r.health.quarantined,
                 })
             })
             .collect();

@@ -23,6 +23,10 @@ pub struct PeerLogHealth {
     pub peer_counter: Option<u64>,
     /// The last error, in words.
     pub last_error: Option<String>,
+    /// Why the log is quarantined with this peer, if it is: the peer sent entries of it
+    /// that failed verification, so this node neither pulls that log from the peer nor
+    /// takes pushes of it from the peer (other logs and threads with the peer go on).
+    pub quarantined: Option<String>,
 }
 
 impl PeerLogHealth {
@@ -117,12 +121,36 @@ impl Health {
         self.update(thread, log, peer, |h| h.accepted += entries as u64);
     }
 
-    /// Records a rejected batch from `peer`.
+    /// Records a rejected batch from `peer`; a batch that failed by the peer's fault (not
+    /// a gap, which a stale counter explains, nor a local store failure) quarantines the
+    /// log with the peer.
     pub fn rejected(&self, thread: ThreadId, log: LogId, peer: PeerId, rejection: &Rejection) {
         self.update(thread, log, peer, |h| {
             *h.rejections.entry(rejection.code()).or_default() += 1;
             h.last_error = Some(rejection.to_string());
+            if rejection.is_peer_fault() && rejection.code() != "gap" {
+                h.quarantined = Some(rejection.to_string());
+            }
         });
+    }
+
+    /// Counts a batch from `peer` refused unread, by `code` (a quarantined log).
+    pub fn refused(&self, thread: ThreadId, log: LogId, peer: PeerId, code: &'static str) {
+        self.update(thread, log, peer, |h| {
+            *h.rejections.entry(code).or_default() += 1;
+        });
+    }
+
+    /// Whether `log` is quarantined with `peer`.
+    pub fn is_quarantined(&self, thread: ThreadId, log: LogId, peer: PeerId) -> bool {
+        let rows = self.rows.lock().unwrap_or_else(|p| p.into_inner());
+        rows.get(&(thread, log, peer))
+            .is_some_and(|h| h.quarantined.is_some())
+    }
+
+    /// Lifts the quarantine of `log` with `peer` (an operator's decision).
+    pub fn release(&self, thread: ThreadId, log: LogId, peer: PeerId) {
+        self.update(thread, log, peer, |h| h.quarantined = None);
     }
 
     /// Records how far `peer` has the log.

@@ -128,6 +128,10 @@ pub(crate) async fn serve<S: Store>(
             else {
                 return Response::Refused(Refusal::UnknownThread);
             };
+            if health.is_quarantined(thread, log, remote) {
+                health.refused(thread, log, remote, "quarantined");
+                return Response::Refused(Refusal::Rejected("quarantined".to_owned()));
+            }
             match ingest(store, thread, log, &key, entries).await {
                 Ok(done) => {
                     health.accepted(thread, log, remote, done.stored);

@@ -94,6 +94,9 @@ impl<S: Store + 'static> Node<S> {
         let mut stored = 0;
         let mut first_error = None;
         for remote in logs {
+            if health.is_quarantined(thread, remote.log, peer) {
+                continue;
+            }
             let mut after = store
                 .head(thread, remote.log)
                 .await?

@@ -107,7 +107,28 @@ async fn a_misbehaving_member_is_rejected_and_counted() {
             other => panic!("{code}: expected a rejection, got {other:?}"),
         }
         expected_rejections += 1;
+        // A rejection by mallory's fault quarantines the log with mallory (a gap does
+        // not); lifted here so that the next attack is judged on its own.
+        let quarantined = honest
+            .health()
+            .is_quarantined(thread, log, mallory.peer_id());
+        assert_eq!(quarantined, code != "gap", "{code}");
+        honest.health().release(thread, log, mallory.peer_id());
     }
+    // Quarantined again by one more bad batch: the flood below is refused unread.
+    let answer = mallory
+        .request(target, addrs.clone(), push(wire(&forged[4..6])))
+        .await;
+    assert!(
+        matches!(answer, Err(NetError::Refused { .. })),
+        "{answer:?}"
+    );
+    expected_rejections += 1;
+    assert!(
+        honest
+            .health()
+            .is_quarantined(thread, log, mallory.peer_id())
+    );
 
     // An oversized request never reaches the handler: the stream fails for the sender.
     let huge = vec![
@@ -230,4 +251,92 @@ async fn a_misbehaving_member_is_rejected_and_counted() {
     for n in [&honest, &mallory, &friend, &outsider] {
         n.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_log_is_quarantined_and_the_peers_other_logs_keep_syncing() {
+    let thread = ThreadId::from_parts(Variant::Raw, [5; 32]);
+    let key = ThreadKey::generate();
+    let honest = node(96).await;
+    let mallory = node(97).await;
+    for n in [&honest, &mallory] {
+        n.store().put_thread(thread, &key).await.expect("put");
+    }
+    // Log X: the honest node has its first 4 entries; mallory serves another branch of it
+    // (the same author signed both: an equivocation). Log Y: mallory serves it honestly.
+    let x = Writer::new(Identity::from_secret_bytes(&[98; 32]), thread, &key).expect("writer");
+    let y = Writer::new(Identity::from_secret_bytes(&[99; 32]), thread, &key).expect("writer");
+    let genuine = build(&x, 4);
+    let mut branch: Vec<Appended> = Vec::new();
+    for i in 0..8u64 {
+        let prev = branch.last().map(|a| a.record.head());
+        let skip = skip_target(i + 1).map(|t| *branch[t as usize - 1].record.cid());
+        branch.push(
+            x.append(prev.as_ref(), skip, b"the other branch", Hlc::new(i, 1))
+                .expect("append"),
+        );
+    }
+    honest
+        .store()
+        .append(thread, x.log_id(), None, &genuine)
+        .await
+        .expect("store");
+    mallory
+        .store()
+        .append(thread, x.log_id(), None, &branch)
+        .await
+        .expect("store");
+    let y_log = build(&y, 7);
+    mallory
+        .store()
+        .append(thread, y.log_id(), None, &y_log[..5])
+        .await
+        .expect("store");
+    let from = mallory.thread_addr(thread).expect("addr");
+    let first = honest.pull(&from).await;
+    assert!(matches!(first, Err(NetError::Rejected { .. })), "{first:?}");
+    // Y arrived all the same; X is quarantined with mallory, with its reason.
+    let head = |log| {
+        let honest = honest.clone();
+        async move {
+            honest
+                .store()
+                .head(thread, log)
+                .await
+                .expect("head")
+                .map(|h| h.counter)
+        }
+    };
+    assert_eq!(head(y.log_id()).await, Some(5));
+    assert_eq!(head(x.log_id()).await, Some(4));
+    let row = |log| {
+        honest
+            .health()
+            .report()
+            .into_iter()
+            .find(|r| r.log == log && r.peer == mallory.peer_id())
+            .expect("a row")
+    };
+    assert!(row(x.log_id()).health.quarantined.is_some());
+    assert!(row(y.log_id()).health.quarantined.is_none());
+    // Later pulls skip X with mallory (no new rejection) and still take Y.
+    mallory
+        .store()
+        .append(
+            thread,
+            y.log_id(),
+            Some(y_log[4].record.head()),
+            &y_log[5..],
+        )
+        .await
+        .expect("store");
+    let rejected = row(x.log_id()).health.rejected();
+    honest
+        .pull(&from)
+        .await
+        .expect("the other logs pull cleanly");
+    assert_eq!(row(x.log_id()).health.rejected(), rejected);
+    assert_eq!(head(y.log_id()).await, Some(7));
+    honest.shutdown().await;
+    mallory.shutdown().await;
 }
