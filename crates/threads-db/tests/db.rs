@@ -392,7 +392,11 @@ async fn a_clock_set_back_across_a_restart_keeps_writes_valid() {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("db.sqlite");
     let me = Identity::from_secret_bytes(&[44; 32]);
-    let now = Arc::new(AtomicU64::new(1_800_000_000_000));
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_millis() as u64;
+    let now = Arc::new(AtomicU64::new(wall));
     let time = {
         let now = Arc::clone(&now);
         threads_db::TimeFn::new(move || now.load(Ordering::SeqCst))

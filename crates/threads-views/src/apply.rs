@@ -59,7 +59,16 @@ impl<S: Store + 'static> Views<S> {
         });
         let ordered = self.reducers.iter().any(|r| r.kind() == ViewKind::Ordered);
         let late = ordered && self.mark.last.is_some_and(|last| *first < last);
-        if self.stale || !follows || !consecutive || late || self.blocked.contains_key(&first.log) {
+        // An event dated beyond the allowed drift waits in a catch-up: not applied here.
+        let horizon = now_ms().saturating_add(self.config.max_future_ms);
+        let future = events.iter().any(|(o, _)| o.time.physical_ms() > horizon);
+        if self.stale
+            || !follows
+            || !consecutive
+            || late
+            || future
+            || self.blocked.contains_key(&first.log)
+        {
             return self.catch_up().await;
         }
         let mut progress = Progress::default();
@@ -147,8 +156,17 @@ impl<S: Store + 'static> Views<S> {
             return Ok(());
         }
         let verifier = &self.verifiers[&stream.log];
+        let horizon = now_ms().saturating_add(self.config.max_future_ms);
         for stored in entries {
             let (time, monotone, payload) = match verifier.read_stored(&stored.entry) {
+                Ok(read) if read.time.physical_ms() > horizon => {
+                    // Dated beyond the allowed drift: the log waits here until the clock
+                    // reaches the event (a catch-up after that applies it).
+                    tracing::debug!(log = %stream.log, counter = stored.counter, time = %read.time, "entry dated in the future waits");
+                    stream.blocked = Some(stored.counter);
+                    stream.done = true;
+                    break;
+                }
                 Ok(read) => match stream.last_time {
                     Some(last) if read.time <= last => (last, false, read.payload),
                     _ => (read.time, true, read.payload),
@@ -358,4 +376,11 @@ impl<S: Store + 'static> Views<S> {
             }
         }
     }
+}
+
+/// This peer's wall clock, in milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

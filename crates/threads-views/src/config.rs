@@ -19,6 +19,13 @@ pub struct ViewConfig {
     /// [`Views::blocked`](crate::Views::blocked)), or pass over it for good (`true`: for views that only read
     /// events sealed with one known key, such as the access-control list).
     pub skip_unreadable: bool,
+    /// How far ahead of this peer's wall clock an event's time may be, in milliseconds
+    /// (default [`threads_log::DEFAULT_MAX_DRIFT_MS`], one minute). An event dated further
+    /// ahead waits, with the later events of its log, until the clock reaches it: a writer
+    /// that dates its events in the far future cannot win every last-writer-wins conflict
+    /// or make every later event late, and every honest peer decides the same once its
+    /// clock passes the event.
+    pub max_future_ms: u64,
 }
 
 impl Default for ViewConfig {
@@ -30,6 +37,7 @@ impl Default for ViewConfig {
             commit_every: 1_000,
             page: 512,
             skip_unreadable: false,
+            max_future_ms: threads_log::DEFAULT_MAX_DRIFT_MS,
         }
     }
 }
@@ -66,6 +74,13 @@ impl ViewConfig {
     #[must_use]
     pub fn with_commit_every(mut self, events: usize) -> ViewConfig {
         self.commit_every = events.max(1);
+        self
+    }
+
+    /// Sets [`ViewConfig::max_future_ms`].
+    #[must_use]
+    pub const fn with_max_future_ms(mut self, ms: u64) -> ViewConfig {
+        self.max_future_ms = ms;
         self
     }
 

@@ -312,9 +312,11 @@ impl<S: Store + 'static> Views<S> {
         true
     }
 
-    /// The logs whose next event this peer cannot read with the keys it holds (sealed with
-    /// the read key of an epoch it was not given, or not sealed right), with that event's
-    /// counter, as of the last catch-up. Later events of such a log wait behind it.
+    /// The logs whose next event cannot be applied yet, with that event's counter, as of
+    /// the last catch-up: this peer cannot read it with the keys it holds (sealed with the
+    /// read key of an epoch it was not given, or not sealed right), or it is dated beyond
+    /// [`ViewConfig::max_future_ms`] ahead of this peer's clock. Later events of such a log
+    /// wait behind it.
     pub fn blocked(&self) -> &BTreeMap<LogId, u64> {
         &self.blocked
     }

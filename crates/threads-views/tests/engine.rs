@@ -398,3 +398,66 @@ async fn local_events_applied_in_hand_equal_a_replay() {
         .expect("reopen");
     assert_eq!(reopened.digest(), replay.digest());
 }
+
+/// An event dated beyond the allowed drift waits, with the later events of its log, while
+/// other logs apply; a peer whose clock is past it (here: a larger allowed drift) applies
+/// it.
+#[tokio::test]
+async fn events_dated_in_the_future_wait() {
+    let store = Arc::new(MemoryStore::new());
+    let (thread, key) = thread(11);
+    store.put_thread(thread, &key).await.expect("thread");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_millis() as u64;
+    let honest = writer(thread, &key, 1);
+    let ahead = writer(thread, &key, 2);
+    for i in 0..3u64 {
+        write_local(
+            &*store,
+            &honest,
+            &put("h", &i.to_string()),
+            Hlc::new(now - 1_000 + i, 0),
+        )
+        .await
+        .expect("write");
+    }
+    // A year ahead, then an ordinary event behind it in the same log.
+    let year = 365 * 24 * 3_600 * 1_000;
+    write_local(
+        &*store,
+        &ahead,
+        &put("x", "from the future"),
+        Hlc::new(now + year, 0),
+    )
+    .await
+    .expect("write");
+    write_local(
+        &*store,
+        &ahead,
+        &put("y", "after it"),
+        Hlc::new(now + year + 1, 0),
+    )
+    .await
+    .expect("write");
+    let config = ViewConfig::new();
+    assert_eq!(config.max_future_ms, threads_log::DEFAULT_MAX_DRIFT_MS);
+    let mut views = Views::open(Arc::clone(&store), thread, reducers(), config)
+        .await
+        .expect("open");
+    let progress = views.catch_up().await.expect("catch up");
+    assert_eq!(progress.applied, 3, "only the honest log's events");
+    assert_eq!(views.blocked().get(&ahead.log_id()), Some(&1));
+    let kv = views.state("kv").expect("kv");
+    assert!(Kv::get(kv, b"h").is_some());
+    assert!(Kv::get(kv, b"x").is_none() && Kv::get(kv, b"y").is_none());
+    assert!(views.rejections().is_empty(), "waiting is not refusing");
+    // With a clock past the event (modelled by allowing two years of drift), it applies.
+    let later = ViewConfig::new().with_max_future_ms(2 * year);
+    let mut past = Views::open_scope(Arc::clone(&store), thread, "later", reducers(), later)
+        .await
+        .expect("open");
+    assert_eq!(past.catch_up().await.expect("catch up").applied, 5);
+    assert!(past.blocked().is_empty());
+}
