@@ -204,7 +204,7 @@ impl<S: Store + 'static> Node<S> {
                 Some(theirs) => theirs,
                 None if !refreshed => {
                     refreshed = true;
-                    if let Err(e) = self.learn_heads(thread, peer, dial.clone()).await {
+                    if let Err(e) = self.learn_heads(thread, peer, dial.clone(), proof).await {
                         return failed(e);
                     }
                     continue;
@@ -265,7 +265,7 @@ impl<S: Store + 'static> Node<S> {
                             continue;
                         }
                         refreshed = true;
-                        if let Err(e) = self.learn_heads(thread, peer, dial.clone()).await {
+                        if let Err(e) = self.learn_heads(thread, peer, dial.clone(), proof).await {
                             return failed(e);
                         }
                         advanced = true;

@@ -59,9 +59,8 @@ impl<S: Store + 'static> Node<S> {
         thread: ThreadId,
         peer: PeerId,
         dial: Vec<Multiaddr>,
+        proof: AuthProof,
     ) -> Result<Vec<LogHead>, NetError> {
-        let key = self.key(thread).await?;
-        let proof = AuthProof::new(key.service(), &thread, &self.inner.peer, &peer);
         let Response::Logs(logs) = self
             .request(peer, dial, Request::GetLogs { thread, proof })
             .await?
@@ -89,7 +88,7 @@ impl<S: Store + 'static> Node<S> {
     ) -> Result<usize, NetError> {
         let key = self.key(thread).await?;
         let proof = AuthProof::new(key.service(), &thread, &self.inner.peer, &peer);
-        let logs = self.learn_heads(thread, peer, dial.clone()).await?;
+        let logs = self.learn_heads(thread, peer, dial.clone(), proof).await?;
         let (store, health) = (&self.inner.store, &self.inner.health);
         let mut stored = 0;
         let mut first_error = None;
