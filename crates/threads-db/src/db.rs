@@ -413,13 +413,38 @@ impl<S: Store + 'static> Db<S> {
         inner.node.start_sync(inner.config.sync_interval);
         let mut events = inner.node.subscribe();
         let weak = Arc::downgrade(&inner);
+        let tick_every = inner.config.sync_interval;
         let background = tokio::spawn(async move {
+            // Every sync interval, threads whose views wait (an event dated ahead of the
+            // clock, an entry not readable yet) are caught up again, even when nothing
+            // arrives.
+            let mut tick = tokio::time::interval(tick_every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                let thread = match events.recv().await {
-                    Ok(NetEvent::Stored { thread, .. }) => Some(thread),
-                    Ok(_) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                let thread = tokio::select! {
+                    event = events.recv() => match event {
+                        Ok(NetEvent::Stored { thread, .. }) => Some(thread),
+                        Ok(_) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = tick.tick() => {
+                        let Some(inner) = weak.upgrade() else { return };
+                        let all: Vec<ThreadViews<S>> =
+                            inner.threads.read().await.values().cloned().collect();
+                        for views in all {
+                            let mut views = views.lock().await;
+                            if views.views().blocked().is_empty() {
+                                continue;
+                            }
+                            let arrivals = inner.node.arrivals();
+                            if views.catch_up().await.is_ok() {
+                                inner.caught_up(views.thread(), arrivals);
+                                let _ = inner.changed.send(views.thread());
+                            }
+                        }
+                        continue;
+                    }
                 };
                 let Some(inner) = weak.upgrade() else { return };
                 let targets: Vec<ThreadViews<S>> = match thread {

@@ -144,6 +144,14 @@ async fn commit_group<S: Store + 'static>(
 ) {
     let me = inner.me.log_id();
     let store = inner.node.store();
+    // The views first take in what arrived from peers, so that the writes are checked
+    // against, and timed after, everything this peer holds.
+    if !inner.is_caught_up(thread) {
+        let arrivals = inner.node.arrivals();
+        if views.catch_up().await.is_ok() {
+            inner.caught_up(thread, arrivals);
+        }
+    }
     let mut ready: Vec<Ready> = Vec::with_capacity(group.len());
     'writes: for pending in group {
         // Its writer gave up before the group started: not written.
@@ -281,32 +289,22 @@ async fn commit_group<S: Store + 'static>(
     };
     *writes.head.lock().unwrap_or_else(PoisonError::into_inner) =
         Some(appended.last().map(|a| a.record.head()));
-    // Stored: acknowledged from here on. Applied next, from the batches in hand when the
-    // views hold everything from peers (else with a catch-up, so that entries that arrived
-    // first apply first); a view error is reported, and the entries are applied at the
-    // next catch-up.
-    let applied = if inner.is_caught_up(thread) {
-        let events: Vec<(EventOrder, &[u8])> = appended
-            .iter()
-            .zip(ready.iter().flat_map(|r| &r.parts))
-            .map(|(a, part)| {
-                let order = EventOrder {
-                    time: part.time,
-                    log: me,
-                    counter: a.record.counter(),
-                };
-                (order, part.payload.as_slice())
-            })
-            .collect();
-        views.apply_local(&events).await
-    } else {
-        let arrivals = inner.node.arrivals();
-        let applied = views.catch_up().await;
-        if applied.is_ok() {
-            inner.caught_up(thread, arrivals);
-        }
-        applied
-    };
+    // Stored: acknowledged from here on. Applied next, from the batches in hand
+    // (`apply_local` falls back to a catch-up whenever that would not be exact); a view
+    // error is reported, and the entries are applied at the next catch-up.
+    let events: Vec<(EventOrder, &[u8])> = appended
+        .iter()
+        .zip(ready.iter().flat_map(|r| &r.parts))
+        .map(|(a, part)| {
+            let order = EventOrder {
+                time: part.time,
+                log: me,
+                counter: a.record.counter(),
+            };
+            (order, part.payload.as_slice())
+        })
+        .collect();
+    let applied = views.apply_local(&events).await;
     let _ = inner.changed.send(thread);
     inner.node.publish(thread, me);
     match applied {

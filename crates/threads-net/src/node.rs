@@ -331,6 +331,7 @@ impl<S: Store + 'static> Node<S> {
                     move |task: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>| {
                         let mut tasks = tasks.lock().unwrap_or_else(|p| p.into_inner());
                         if let Some(tasks) = tasks.as_mut() {
+                            while tasks.try_join_next().is_some() {}
                             tasks.spawn(task);
                         }
                     },
@@ -403,6 +404,8 @@ impl<S: Store + 'static> Node<S> {
         if let Some(tasks) = tasks.as_mut()
             && !self.inner.cancel.is_cancelled()
         {
+            // Finished tasks are reaped here, so the set holds only live ones.
+            while tasks.try_join_next().is_some() {}
             tasks.spawn(task);
         }
     }

@@ -333,14 +333,24 @@ impl<S: Store + 'static> Node<S> {
             if threads.contains(&thread) {
                 continue;
             }
-            let key = self.key(thread).await?;
-            let digest = self.inner.store.heads_digest(thread).await?;
+            // A thread this node does not hold (or cannot read now) is left out; the
+            // others shared with the peer go on.
+            let (Ok(key), Ok(digest)) = (
+                self.key(thread).await,
+                self.inner.store.heads_digest(thread).await,
+            ) else {
+                tracing::debug!(%peer, %thread, "thread left out of the sync round");
+                continue;
+            };
             edges.push(Edge {
                 thread,
                 proof: AuthProof::new(key.service(), &thread, &self.inner.peer, &peer),
                 digest: digest.0,
             });
             threads.push(thread);
+        }
+        if edges.is_empty() {
+            return Ok(());
         }
         let dial: Vec<Multiaddr> = addrs.iter().map(ThreadAddr::transport_addr).collect();
         let Response::Edges(answers) = self

@@ -67,7 +67,7 @@ impl<S: Store + 'static> Views<S> {
             || !consecutive
             || late
             || future
-            || self.blocked.contains_key(&first.log)
+            || !self.blocked.is_empty()
         {
             return self.catch_up().await;
         }

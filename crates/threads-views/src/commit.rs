@@ -65,7 +65,12 @@ impl<S: Store + 'static> Views<S> {
             drop_snapshots_below: drop_below,
             snapshot,
         };
+        // The changed rows were taken from the states: if this future is dropped, or the
+        // store fails, before the commit is done, the rows in memory are ahead of the
+        // store, and the views reload before their next use.
+        self.stale = true;
         self.store.view_commit(&commit).await?;
+        self.stale = false;
         self.publish();
         Ok(())
     }
