@@ -62,13 +62,7 @@ impl<S: Store + 'static> Views<S> {
         // An event dated beyond the allowed drift waits in a catch-up: not applied here.
         let horizon = now_ms().saturating_add(self.config.max_future_ms);
         let future = events.iter().any(|(o, _)| o.time.physical_ms() > horizon);
-        if self.stale
-            || !follows
-            || !consecutive
-            || late
-            || future
-            || !self.blocked.is_empty()
-        {
+        if self.stale || !follows || !consecutive || late || future || !self.blocked.is_empty() {
             return self.catch_up().await;
         }
         let mut progress = Progress::default();
