@@ -242,11 +242,46 @@ pub(crate) struct Inner<S: Store + 'static> {
     background: Mutex<Option<JoinHandle<()>>>,
     /// Live queries' tasks; aborted and joined by [`Db::shutdown`].
     tasks: Mutex<Option<tokio::task::JoinSet<()>>>,
+    /// Group commits in flight; joined (not aborted) by [`Db::shutdown`].
+    commits: Mutex<Option<tokio::task::JoinSet<()>>>,
     /// Told the thread whose views changed, after every catch-up.
     pub(crate) changed: tokio::sync::broadcast::Sender<ThreadId>,
 }
 
 impl<S: Store + 'static> Inner<S> {
+    /// Runs `task` in the database's task set (aborted and joined by [`Db::shutdown`]);
+    /// `false` once the database is shut down.
+    pub(crate) fn spawn(
+        &self,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> bool {
+        Self::spawn_in(&self.tasks, task)
+    }
+
+    /// Runs a group commit in its own task, which [`Db::shutdown`] lets finish; `false`
+    /// once the database is shut down.
+    pub(crate) fn spawn_commit(
+        &self,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> bool {
+        Self::spawn_in(&self.commits, task)
+    }
+
+    fn spawn_in(
+        set: &Mutex<Option<tokio::task::JoinSet<()>>>,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> bool {
+        let mut tasks = set.lock().unwrap_or_else(PoisonError::into_inner);
+        match tasks.as_mut() {
+            Some(tasks) => {
+                while tasks.try_join_next().is_some() {}
+                tasks.spawn(task);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Records that `thread`'s views caught up with everything stored when the node's
     /// arrival count was `arrivals`.
     pub(crate) fn caught_up(&self, thread: ThreadId, arrivals: u64) {
@@ -403,6 +438,7 @@ impl<S: Store + 'static> Db<S> {
             threads: tokio::sync::RwLock::new(HashMap::new()),
             background: Mutex::new(None),
             tasks: Mutex::new(Some(tokio::task::JoinSet::new())),
+            commits: Mutex::new(Some(tokio::task::JoinSet::new())),
             changed: tokio::sync::broadcast::channel(256).0,
         });
         for thread in store.threads().await? {
@@ -794,16 +830,8 @@ impl<S: Store + 'static> Db<S> {
                 }
             }
         };
-        // Tracked, so that shutdown stops it; finished tasks are reaped here.
-        let mut tasks = self
-            .inner
-            .tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(tasks) = tasks.as_mut() {
-            while tasks.try_join_next().is_some() {}
-            tasks.spawn(task);
-        }
+        // Tracked, so that shutdown stops it.
+        self.inner.spawn(task);
         Ok(rx)
     }
 
@@ -845,6 +873,16 @@ impl<S: Store + 'static> Db<S> {
     /// and each view commit is one transaction), so nothing is lost. Live queries' receivers
     /// then see their channel closed.
     pub async fn shutdown(&self) {
+        // Group commits in flight finish: their writers get their answers.
+        let commits = self
+            .inner
+            .commits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(mut commits) = commits {
+            while commits.join_next().await.is_some() {}
+        }
         let tasks = self
             .inner
             .tasks

@@ -59,8 +59,9 @@ impl<S: Store + 'static> Db<S> {
     /// case), [`DbError::CannotWrite`] for a follower, or a store or view error.
     ///
     /// # Cancel safety
-    /// A write dropped before its group is committed is not written; once its group is
-    /// being committed, it is written or not as a whole with the group.
+    /// A write dropped before its group starts is not written; once its group has
+    /// started, the group is committed by a task of its own and the write is stored and
+    /// applied (or refused) whether or not the future is still awaited.
     pub async fn write(&self, thread: ThreadId, batch: Batch) -> Result<u64, DbError> {
         let size = batch.encode().len();
         if size > MAX_PAYLOAD_BYTES {
@@ -77,13 +78,22 @@ impl<S: Store + 'static> Db<S> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(Pending { batch, reply });
-        {
-            let mut views = views.lock().await;
-            let group =
-                std::mem::take(&mut *writes.queue.lock().unwrap_or_else(PoisonError::into_inner));
-            if !group.is_empty() {
-                commit_group(&self.inner, thread, &writes, &mut views, group).await;
+        let mut guard = views.lock_owned().await;
+        let group =
+            std::mem::take(&mut *writes.queue.lock().unwrap_or_else(PoisonError::into_inner));
+        if !group.is_empty() {
+            // The group is committed by a task of its own, holding the thread's lock: a
+            // writer that gives up cannot interrupt the others' commit halfway.
+            let inner = Arc::clone(&self.inner);
+            let commit = async move {
+                commit_group(&inner, thread, &writes, &mut guard, group).await;
+            };
+            let spawned = self.inner.spawn_commit(commit);
+            if !spawned {
+                return Err(DbError::Interrupted(thread));
             }
+        } else {
+            drop(guard);
         }
         answer.await.unwrap_or(Err(DbError::Interrupted(thread)))
     }

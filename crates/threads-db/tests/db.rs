@@ -682,3 +682,40 @@ async fn a_batch_mixing_acl_and_content_is_written_as_two_events() {
     );
     owner.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_that_give_up_do_not_interrupt_the_others() {
+    let db = Db::open_memory(Identity::from_secret_bytes(&[50; 32]), config())
+        .await
+        .expect("db");
+    let thread = db.create_thread(Variant::Raw).await.expect("thread");
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..64u32 {
+        let db = db.clone();
+        tasks.spawn(async move {
+            let write = db
+                .transaction(thread)
+                .put(format!("k{i}").as_bytes(), b"v")
+                .commit();
+            if i % 2 == 0 {
+                // Gives up almost at once, often while its group is being committed.
+                let _ = tokio::time::timeout(Duration::from_micros(50), write).await;
+                None
+            } else {
+                Some((i, write.await))
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        if let Some((i, result)) = done.expect("task") {
+            assert!(result.is_ok(), "writer {i}: {result:?}");
+            assert_eq!(
+                db.get(thread, format!("k{i}").as_bytes())
+                    .await
+                    .expect("get"),
+                Some(b"v".to_vec())
+            );
+        }
+    }
+    db.shutdown().await;
+}
