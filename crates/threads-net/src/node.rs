@@ -223,6 +223,8 @@ pub(crate) struct Shared<S> {
     announced: Mutex<HashMap<(PeerId, ThreadId), tokio::time::Instant>>,
     /// How many times entries received from peers were stored (see [`Node::arrivals`]).
     pub(crate) arrivals: std::sync::atomic::AtomicU64,
+    /// Set once [`Node::shutdown`] has joined every task.
+    stopped: tokio::sync::watch::Sender<bool>,
     /// Every task the node started, the swarm's connection tasks included; taken and
     /// joined by [`Node::shutdown`].
     tasks: Arc<Mutex<Option<JoinSet<()>>>>,
@@ -376,6 +378,7 @@ impl<S: Store + 'static> Node<S> {
                 cancel: CancellationToken::new(),
                 arrivals: std::sync::atomic::AtomicU64::new(0),
                 announced: Mutex::default(),
+                stopped: tokio::sync::watch::Sender::new(false),
                 tasks,
             }),
         };
@@ -682,8 +685,9 @@ impl<S: Store + 'static> Node<S> {
     }
 
     /// Stops the node and waits until every task it started has ended (the swarm, which
-    /// closes its listeners; the sync; the pushers). Entries queued for pushing and not
-    /// yet sent stay in the store, and peers pull them later.
+    /// closes its listeners; the sync; the pushers), also when called from several handles
+    /// at once. Entries queued for pushing and not yet sent stay in the store, and peers
+    /// pull them later.
     pub async fn shutdown(&self) {
         self.inner.cancel.cancel();
         let tasks = self
@@ -692,8 +696,16 @@ impl<S: Store + 'static> Node<S> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        if let Some(mut tasks) = tasks {
-            while tasks.join_next().await.is_some() {}
+        match tasks {
+            Some(mut tasks) => {
+                while tasks.join_next().await.is_some() {}
+                self.inner.stopped.send_replace(true);
+            }
+            // Another call is joining the tasks: wait until it is done.
+            None => {
+                let mut stopped = self.inner.stopped.subscribe();
+                let _ = stopped.wait_for(|done| *done).await;
+            }
         }
     }
 
