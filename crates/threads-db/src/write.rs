@@ -30,6 +30,8 @@ use crate::db::{Db, DbError, Inner};
 /// A write waiting for its group.
 pub(crate) struct Pending {
     batch: Batch,
+    /// The batch encoded (once, when the write is queued).
+    payload: Vec<u8>,
     reply: oneshot::Sender<Result<u64, DbError>>,
 }
 
@@ -63,7 +65,8 @@ impl<S: Store + 'static> Db<S> {
     /// started, the group is committed by a task of its own and the write is stored and
     /// applied (or refused) whether or not the future is still awaited.
     pub async fn write(&self, thread: ThreadId, batch: Batch) -> Result<u64, DbError> {
-        let size = batch.encode().len();
+        let payload = batch.encode();
+        let size = payload.len();
         if size > MAX_PAYLOAD_BYTES {
             return Err(DbError::TooLarge {
                 size,
@@ -77,7 +80,11 @@ impl<S: Store + 'static> Db<S> {
             .queue
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(Pending { batch, reply });
+            .push(Pending {
+                batch,
+                payload,
+                reply,
+            });
         let mut guard = views.lock_owned().await;
         let group =
             std::mem::take(&mut *writes.queue.lock().unwrap_or_else(PoisonError::into_inner));
@@ -126,22 +133,33 @@ struct Ready {
     parts: Vec<Part>,
 }
 
-/// Splits `batch` into its ACL operations and the others, with their indices.
-fn split(batch: &Batch) -> Vec<(Batch, Vec<u32>, bool)> {
-    let mut acl = (Batch::new(), Vec::new(), true);
-    let mut content = (Batch::new(), Vec::new(), false);
-    for (index, (view, op)) in batch.ops().iter().enumerate() {
-        let part = if view == ACL_VIEW {
-            &mut acl
-        } else {
-            &mut content
-        };
-        part.0.push(view.clone(), op.clone());
-        part.1.push(u32::try_from(index).unwrap_or(u32::MAX));
+/// Splits `batch` into its ACL operations and the others, each with the indices of its
+/// operations in `batch`, whether it is the ACL part, and its payload. A batch that does
+/// not mix the two is one part, with the payload already encoded; an empty batch, none.
+fn split(batch: Batch, payload: Vec<u8>) -> Vec<(Batch, Vec<u32>, bool, Vec<u8>)> {
+    let is_acl = |(view, _): &(String, Vec<u8>)| view == ACL_VIEW;
+    let index = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
+    if batch.ops().is_empty() {
+        return Vec::new();
     }
-    [acl, content]
+    let acl_ops = batch.ops().iter().filter(|op| is_acl(op)).count();
+    if acl_ops == 0 || acl_ops == batch.ops().len() {
+        let indices = (0..batch.ops().len()).map(index).collect();
+        return vec![(batch, indices, acl_ops > 0, payload)];
+    }
+    let mut acl = (Batch::new(), Vec::new());
+    let mut content = (Batch::new(), Vec::new());
+    for (i, op) in batch.ops().iter().enumerate() {
+        let part = if is_acl(op) { &mut acl } else { &mut content };
+        part.0.push(op.0.clone(), op.1.clone());
+        part.1.push(index(i));
+    }
+    [(acl, true), (content, false)]
         .into_iter()
-        .filter(|(_, indices, _)| !indices.is_empty())
+        .map(|((batch, indices), acl)| {
+            let payload = batch.encode();
+            (batch, indices, acl, payload)
+        })
         .collect()
 }
 
@@ -163,13 +181,15 @@ async fn commit_group<S: Store + 'static>(
         }
     }
     let mut ready: Vec<Ready> = Vec::with_capacity(group.len());
-    'writes: for pending in group {
+    'writes: for mut pending in group {
         // Its writer gave up before the group started: not written.
         if pending.reply.is_closed() {
             continue;
         }
         let mut parts = Vec::with_capacity(2);
-        for (batch, indices, acl) in split(&pending.batch) {
+        let batch = std::mem::take(&mut pending.batch);
+        let payload = std::mem::take(&mut pending.payload);
+        for (batch, indices, acl, payload) in split(batch, payload) {
             let key = if acl {
                 views.acl_key()
             } else {
@@ -195,7 +215,6 @@ async fn commit_group<S: Store + 'static>(
                     continue 'writes;
                 }
             };
-            let payload = batch.encode();
             parts.push(Part {
                 batch,
                 indices,
