@@ -25,8 +25,8 @@ impl AclLog {
         Acl::compute(
             thread,
             state.iter().filter_map(|(key, op)| {
-                let stamp = decode_stamp(key).ok()?;
-                Some((stamp, AclOp::decode(op).map_err(|e| e.to_string())))
+                let stamp = decode_stamp(&key).ok()?;
+                Some((stamp, AclOp::decode(&op).map_err(|e| e.to_string())))
             }),
         )
     }

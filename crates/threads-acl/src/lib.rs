@@ -47,8 +47,8 @@
 //! let mut views = AclViews::open(store, thread, &guest, vec![kv], ViewConfig::new()).await?;
 //! views.catch_up().await?;
 //! assert_eq!(views.acl().role(&guest.log_id()), Role::Read);
-//! assert_eq!(Kv::get(views.state("kv")?, b"k"), None);
-//! assert_eq!(views.rejections()[0].author(), guest.log_id());
+//! assert_eq!(views.read("kv", |state| Kv::get(state, b"k")).await?, None);
+//! assert_eq!(views.rejections().await?[0].author(), guest.log_id());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```

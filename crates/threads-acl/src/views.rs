@@ -157,7 +157,11 @@ impl<S: Store + 'static> AclViews<S> {
     /// Returns the ACL it computed.
     async fn sync_acl(&mut self) -> Result<Acl> {
         self.acl_views.catch_up().await?;
-        let acl = AclLog::acl(self.thread, self.acl_views.state(ACL_VIEW)?);
+        let thread = self.thread;
+        let acl = self
+            .acl_views
+            .read(ACL_VIEW, |state| AclLog::acl(thread, state))
+            .await?;
         for (epoch, key) in acl.keys_for(&self.me) {
             match self.keys.iter_mut().find(|(_, k)| *k == key) {
                 Some(known) => known.0 = known.0.or(epoch),
@@ -168,7 +172,7 @@ impl<S: Store + 'static> AclViews<S> {
         Ok(acl)
     }
 
-    fn read(acl: &SharedAcl) -> std::sync::RwLockReadGuard<'_, Acl> {
+    fn lock_acl(acl: &SharedAcl) -> std::sync::RwLockReadGuard<'_, Acl> {
         acl.read().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -179,13 +183,13 @@ impl<S: Store + 'static> AclViews<S> {
     pub async fn catch_up(&mut self) -> Result<Progress> {
         let next = self.sync_acl().await?;
         if self.thread.variant() != Variant::AccessControlled
-            || next.digest() == Self::read(&self.acl).digest()
+            || next.digest() == Self::lock_acl(&self.acl).digest()
         {
             // The same operations count (the refused ones may differ).
             *self.acl.write().unwrap_or_else(PoisonError::into_inner) = next;
             return Ok(self.views.catch_up().await?);
         }
-        let current = Self::read(&self.acl).clone();
+        let current = Self::lock_acl(&self.acl).clone();
         let since = self.since(&current, &next).await?;
         let digest = next.digest();
         *self.acl.write().unwrap_or_else(PoisonError::into_inner) = next;
@@ -295,7 +299,7 @@ impl<S: Store + 'static> AclViews<S> {
     /// read key was never rotated). `None` if the latest rotation left this member out: it
     /// may no longer read, so it should not write.
     pub fn write_key(&self) -> Option<ThreadKey> {
-        let read = match Self::read(&self.acl).epoch() {
+        let read = match Self::lock_acl(&self.acl).epoch() {
             None => self.keys.first().map(|(_, k)| k.clone())?,
             Some(epoch) => self
                 .keys
@@ -325,10 +329,10 @@ impl<S: Store + 'static> AclViews<S> {
     /// A store error, or [`AclError::Malformed`] for a member whose id is not a key.
     pub async fn set_role(&self, member: LogId, role: Role) -> Result<Batch> {
         let from = self.next_counter(member).await?;
-        let before = Self::read(&self.acl).role(&member);
+        let before = Self::lock_acl(&self.acl).role(&member);
         let mut batch = Batch::new().with(ACL_VIEW, AclOp::SetRole { member, role, from }.encode());
         if before.can_read() && !role.can_read() {
-            let mut readers: Vec<LogId> = Self::read(&self.acl)
+            let mut readers: Vec<LogId> = Self::lock_acl(&self.acl)
                 .members()
                 .into_iter()
                 .filter(|(m, r)| *m != member && r.can_read())
@@ -393,7 +397,7 @@ impl<S: Store + 'static> AclViews<S> {
 
     /// The ACL as applied so far.
     pub fn acl(&self) -> Acl {
-        Self::read(&self.acl).clone()
+        Self::lock_acl(&self.acl).clone()
     }
 
     /// The ACL, shared: register it with [`crate::AclAdmission`] so the network follows it.
@@ -401,12 +405,12 @@ impl<S: Store + 'static> AclViews<S> {
         Arc::clone(&self.acl)
     }
 
-    /// The state of the view named `name`.
+    /// Runs `read` over the view named `name` ([`Views::read`]).
     ///
     /// # Errors
-    /// [`ViewError::UnknownView`].
-    pub fn state(&self, name: &str) -> Result<&State> {
-        Ok(self.views.state(name)?)
+    /// [`ViewError::UnknownView`] or a store error.
+    pub async fn read<T>(&mut self, name: &str, read: impl Fn(&State) -> T) -> Result<T> {
+        Ok(self.views.read(name, read).await?)
     }
 
     /// The views behind the ACL.
@@ -418,8 +422,11 @@ impl<S: Store + 'static> AclViews<S> {
     /// at `order`, given the current state ([`Views::check`]): ACL operations other than
     /// `Init` need this peer to be an editor of the ACL at `order`; the others go through
     /// the gate (the author's role) and their reducers. Nothing changes.
-    pub fn check(&mut self, order: EventOrder, batch: &Batch) -> Vec<Refused> {
-        self.check_many(&[(order, batch)]).remove(0)
+    ///
+    /// # Errors
+    /// A store error while reading rows the views need.
+    pub async fn check(&mut self, order: EventOrder, batch: &Batch) -> Result<Vec<Refused>> {
+        Ok(self.check_many(&[(order, batch)]).await?.remove(0))
     }
 
     /// [`AclViews::check`] for several events written one after the other (a group
@@ -427,7 +434,13 @@ impl<S: Store + 'static> AclViews<S> {
     /// ([`Views::check_many`]). ACL operations of an earlier event of the group are not
     /// taken into account for the later ones (they apply when the group is applied, as
     /// always).
-    pub fn check_many(&mut self, events: &[(EventOrder, &Batch)]) -> Vec<Vec<Refused>> {
+    ///
+    /// # Errors
+    /// A store error while reading rows the views need.
+    pub async fn check_many(
+        &mut self,
+        events: &[(EventOrder, &Batch)],
+    ) -> Result<Vec<Vec<Refused>>> {
         let author = self.me.log_id();
         let mut acl_refused: Vec<Vec<Refused>> = Vec::with_capacity(events.len());
         for (order, batch) in events {
@@ -439,7 +452,7 @@ impl<S: Store + 'static> AclViews<S> {
                 let index = u32::try_from(index).unwrap_or(u32::MAX);
                 match AclOp::decode(data) {
                     Ok(AclOp::Init { .. }) => {}
-                    Ok(_) if Self::read(&self.acl).is_editor(&author, order) => {}
+                    Ok(_) if Self::lock_acl(&self.acl).is_editor(&author, order) => {}
                     Ok(_) => refused.push(Refused {
                         index,
                         view: view.clone(),
@@ -456,8 +469,8 @@ impl<S: Store + 'static> AclViews<S> {
             }
             acl_refused.push(refused);
         }
-        let views_refused = self.views.check_many(events);
-        acl_refused
+        let views_refused = self.views.check_many(events).await?;
+        Ok(acl_refused
             .into_iter()
             .zip(views_refused)
             .map(|(mut acl, views)| {
@@ -465,7 +478,7 @@ impl<S: Store + 'static> AclViews<S> {
                 acl.sort_by_key(|r| r.index);
                 acl
             })
-            .collect()
+            .collect())
     }
 
     /// The time of the latest applied event of `log`, in the ACL or the views.
@@ -480,16 +493,22 @@ impl<S: Store + 'static> AclViews<S> {
 
     /// Every operation the views refused (the ACL's refusals included: an operation whose
     /// author lacked the role), in the order of the events.
-    pub fn rejections(&self) -> Vec<Rejection> {
-        self.views.rejections()
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn rejections(&mut self) -> Result<Vec<Rejection>> {
+        Ok(self.views.rejections().await?)
     }
 
     /// A digest of the ACL and of every view: equal digests, identical ACL and views.
-    pub fn digest(&self) -> [u8; 32] {
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn digest(&mut self) -> Result<[u8; 32]> {
         use sha2::{Digest, Sha256};
         let mut hasher = Sha256::new();
-        hasher.update(Self::read(&self.acl).digest());
-        hasher.update(self.views.digest());
-        hasher.finalize().into()
+        hasher.update(Self::lock_acl(&self.acl).digest());
+        hasher.update(self.views.digest().await?);
+        Ok(hasher.finalize().into())
     }
 }

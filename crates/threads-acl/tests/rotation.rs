@@ -46,10 +46,15 @@ impl Peer {
             .expect("write");
     }
 
-    fn keys(&self) -> Vec<String> {
-        Kv::list(self.views.state("kv").expect("kv"))
-            .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
-            .collect()
+    async fn keys(&mut self) -> Vec<String> {
+        self.views
+            .read("kv", |state| {
+                Kv::list(state)
+                    .map(|(k, _)| String::from_utf8_lossy(&k).into_owned())
+                    .collect()
+            })
+            .await
+            .expect("kv")
     }
 }
 
@@ -136,7 +141,7 @@ async fn revoking_read_rotates_the_key() {
     sync(&mut peers, &key).await;
     peers[w].write(&put("before"), 2).await;
     sync(&mut peers, &key).await;
-    assert_eq!(peers[r].keys(), ["before"]);
+    assert_eq!(peers[r].keys().await, ["before"]);
 
     // The owner takes the read role away: the batch starts a new key epoch.
     let revoke = peers[o]
@@ -163,8 +168,8 @@ async fn revoking_read_rotates_the_key() {
     sync(&mut peers, &key).await;
 
     // The remaining members read the new epoch.
-    assert_eq!(peers[o].keys(), ["after", "before", "owner after"]);
-    assert_eq!(peers[w].keys(), peers[o].keys());
+    assert_eq!(peers[o].keys().await, ["after", "before", "owner after"]);
+    assert_eq!(peers[w].keys().await, peers[o].keys().await);
     // The revoked reader holds every record (it still follows the thread) ...
     for log in [owner.log_id(), writer.log_id()] {
         assert_eq!(
@@ -173,7 +178,7 @@ async fn revoking_read_rotates_the_key() {
         );
     }
     // ... keeps what it read before, and cannot read the new events.
-    assert_eq!(peers[r].keys(), ["before"]);
+    assert_eq!(peers[r].keys().await, ["before"]);
     let blocked = peers[r].views.views().blocked().clone();
     assert_eq!(blocked.get(&writer.log_id()), Some(&2));
     assert_eq!(blocked.get(&owner.log_id()), Some(&3));
@@ -193,10 +198,13 @@ async fn revoking_read_rotates_the_key() {
         .expect("readmit");
     peers[o].write(&readmit, 6).await;
     sync(&mut peers, &key).await;
-    assert_eq!(peers[r].keys(), peers[o].keys());
+    assert_eq!(peers[r].keys().await, peers[o].keys().await);
     assert!(peers[r].views.views().blocked().is_empty());
     assert_eq!(peers[r].views.write_key(), Some(new_key));
-    assert_eq!(peers[r].views.digest(), peers[o].views.digest());
+    assert_eq!(
+        peers[r].views.digest().await.expect("digest"),
+        peers[o].views.digest().await.expect("digest")
+    );
 }
 
 #[tokio::test]

@@ -57,4 +57,4 @@ pub use traits::{
     AddrBook, AppendOutcome, BlockStore, HeadsDigest, KeyBook, LogBook, MetaBook, Page, Result,
     Store, StoredEntry, ThreadBook, write_local, write_local_batch, write_local_batch_after,
 };
-pub use views::{ViewBook, ViewChange, ViewCommit, ViewSnapshot};
+pub use views::{RowRange, ViewBook, ViewChange, ViewCommit};

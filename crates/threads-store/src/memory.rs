@@ -14,10 +14,7 @@ use crate::traits::{
     AddrBook, AppendOutcome, BlockStore, HeadsDigest, KeyBook, LogBook, MetaBook, Page, Result,
     StoredEntry, ThreadBook,
 };
-use crate::views::{ViewBook, ViewCommit};
-
-/// A scope's snapshots: sequence number to (meta, data).
-type Snapshots = BTreeMap<u64, (Vec<u8>, Vec<u8>)>;
+use crate::views::{RowRange, ViewBook, ViewCommit};
 
 #[derive(Default)]
 struct Inner {
@@ -30,7 +27,6 @@ struct Inner {
     meta: HashMap<(ThreadId, String), Vec<u8>>,
     view_cursors: HashMap<String, Vec<u8>>,
     view_rows: BTreeMap<(String, String), BTreeMap<Vec<u8>, Vec<u8>>>,
-    view_snapshots: BTreeMap<String, Snapshots>,
 }
 
 impl Inner {
@@ -314,13 +310,49 @@ impl ViewBook for MemoryStore {
         Ok(self.lock().view_cursors.get(scope).cloned())
     }
 
-    async fn view_rows(&self, scope: &str, view: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    async fn view_get(
+        &self,
+        scope: &str,
+        view: &str,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
         let inner = self.lock();
-        Ok(inner
-            .view_rows
-            .get(&(scope.to_owned(), view.to_owned()))
-            .map(|rows| rows.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default())
+        let rows = inner.view_rows.get(&(scope.to_owned(), view.to_owned()));
+        Ok(keys
+            .iter()
+            .map(|k| rows.and_then(|r| r.get(k)).cloned())
+            .collect())
+    }
+
+    async fn view_range(
+        &self,
+        scope: &str,
+        view: &str,
+        range: &RowRange,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        use std::ops::Bound;
+        let inner = self.lock();
+        let Some(rows) = inner.view_rows.get(&(scope.to_owned(), view.to_owned())) else {
+            return Ok(Vec::new());
+        };
+        let start = if range.after {
+            Bound::Excluded(range.from.as_slice())
+        } else {
+            Bound::Included(range.from.as_slice())
+        };
+        let end = range
+            .to
+            .as_deref()
+            .map_or(Bound::Unbounded, Bound::Excluded);
+        if matches!((start, end), (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b)) if a >= b)
+        {
+            return Ok(Vec::new());
+        }
+        Ok(rows
+            .range::<[u8], _>((start, end))
+            .take(range.limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 
     async fn view_commit(&self, commit: &ViewCommit) -> Result<()> {
@@ -333,6 +365,9 @@ impl ViewBook for MemoryStore {
             if change.reset {
                 rows.clear();
             }
+            if let Some(below) = &change.delete_below {
+                *rows = rows.split_off(below.as_slice());
+            }
             for key in &change.deletes {
                 rows.remove(key);
             }
@@ -340,45 +375,10 @@ impl ViewBook for MemoryStore {
                 rows.insert(key.clone(), value.clone());
             }
         }
-        let snapshots = inner
-            .view_snapshots
-            .entry(commit.scope.clone())
-            .or_default();
-        if let Some(from) = commit.drop_snapshots_from {
-            snapshots.retain(|seq, _| *seq < from);
-        }
-        if let Some(below) = commit.drop_snapshots_below {
-            snapshots.retain(|seq, _| *seq >= below);
-        }
-        if let Some(snapshot) = &commit.snapshot {
-            snapshots.insert(snapshot.seq, (snapshot.meta.clone(), snapshot.data.clone()));
-        }
         inner
             .view_cursors
             .insert(commit.scope.clone(), commit.cursor.clone());
         Ok(())
-    }
-
-    async fn view_snapshots(&self, scope: &str) -> Result<Vec<(u64, Vec<u8>)>> {
-        let inner = self.lock();
-        Ok(inner
-            .view_snapshots
-            .get(scope)
-            .map(|s| {
-                s.iter()
-                    .map(|(seq, (meta, _))| (*seq, meta.clone()))
-                    .collect()
-            })
-            .unwrap_or_default())
-    }
-
-    async fn view_snapshot(&self, scope: &str, seq: u64) -> Result<Option<Vec<u8>>> {
-        let inner = self.lock();
-        Ok(inner
-            .view_snapshots
-            .get(scope)
-            .and_then(|s| s.get(&seq))
-            .map(|(_, data)| data.clone()))
     }
 
     async fn compact_bodies(&self, thread: ThreadId, log: LogId, counters: &[u64]) -> Result<u64> {

@@ -15,13 +15,13 @@ use crate::traits::{
     AddrBook, AppendOutcome, BlockStore, HeadsDigest, KeyBook, LogBook, MetaBook, Page, Result,
     StoredEntry, ThreadBook,
 };
-use crate::views::{ViewBook, ViewCommit};
+use crate::views::{RowRange, ViewBook, ViewCommit};
 
 /// The schema version this build writes and reads.
-pub const POSTGRES_SCHEMA_VERSION: i64 = 3;
+pub const POSTGRES_SCHEMA_VERSION: i64 = 4;
 
 /// Ordered migrations: `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     r#"
 CREATE TABLE threads_v1_threads (
     thread BYTEA PRIMARY KEY,
@@ -95,6 +95,11 @@ CREATE TABLE threads_v1_view_snapshots (
     data BYTEA NOT NULL,
     PRIMARY KEY (scope, seq)
 );
+"#,
+    // Views v2: no snapshots (undo records replace them); cursors of version 1 make the
+    // engine rebuild its views.
+    r#"
+DROP TABLE threads_v1_view_snapshots;
 "#,
 ];
 
@@ -610,15 +615,49 @@ impl ViewBook for PostgresStore {
         )
     }
 
-    async fn view_rows(&self, scope: &str, view: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    async fn view_get(
+        &self,
+        scope: &str,
+        view: &str,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
         let rows = sqlx::query(
-            "SELECT key, value FROM threads_v1_view_rows WHERE scope = $1 AND view = $2 \
-             ORDER BY key",
+            "SELECT key, value FROM threads_v1_view_rows \
+             WHERE scope = $1 AND view = $2 AND key = ANY($3)",
         )
         .bind(scope)
         .bind(view)
+        .bind(keys)
         .fetch_all(&self.pool)
         .await?;
+        let mut found: std::collections::HashMap<Vec<u8>, Vec<u8>> =
+            std::collections::HashMap::with_capacity(rows.len());
+        for row in rows {
+            found.insert(row.try_get(0)?, row.try_get(1)?);
+        }
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+    }
+
+    async fn view_range(
+        &self,
+        scope: &str,
+        view: &str,
+        range: &RowRange,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let start = if range.after { ">" } else { ">=" };
+        let end = if range.to.is_some() { "AND key < $4" } else { "AND $4::bytea IS NOT NULL" };
+        let sql = format!(
+            "SELECT key, value FROM threads_v1_view_rows \
+             WHERE scope = $1 AND view = $2 AND key {start} $3 {end} ORDER BY key LIMIT $5"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(scope)
+            .bind(view)
+            .bind(&range.from)
+            .bind(range.to.as_deref().unwrap_or_default())
+            .bind(i64::try_from(range.limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect()
@@ -635,56 +674,46 @@ impl ViewBook for PostgresStore {
                     .execute(&mut *tx)
                     .await?;
             }
-            for key in &change.deletes {
+            if let Some(below) = &change.delete_below {
                 sqlx::query(
-                    "DELETE FROM threads_v1_view_rows WHERE scope = $1 AND view = $2 AND key = $3",
+                    "DELETE FROM threads_v1_view_rows WHERE scope = $1 AND view = $2 AND key < $3",
                 )
                 .bind(scope)
                 .bind(&change.view)
-                .bind(key)
+                .bind(below)
                 .execute(&mut *tx)
                 .await?;
             }
-            for (key, value) in &change.puts {
+            // Whole arrays per statement: one round trip for many rows.
+            if !change.deletes.is_empty() {
+                sqlx::query(
+                    "DELETE FROM threads_v1_view_rows \
+                     WHERE scope = $1 AND view = $2 AND key = ANY($3)",
+                )
+                .bind(scope)
+                .bind(&change.view)
+                .bind(&change.deletes)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if !change.puts.is_empty() {
+                let (keys, values): (Vec<&[u8]>, Vec<&[u8]>) = change
+                    .puts
+                    .iter()
+                    .map(|(k, v)| (k.as_slice(), v.as_slice()))
+                    .unzip();
                 sqlx::query(
                     "INSERT INTO threads_v1_view_rows (scope, view, key, value) \
-                     VALUES ($1, $2, $3, $4) \
+                     SELECT $1, $2, k, v FROM UNNEST($3::bytea[], $4::bytea[]) AS t (k, v) \
                      ON CONFLICT (scope, view, key) DO UPDATE SET value = EXCLUDED.value",
                 )
                 .bind(scope)
                 .bind(&change.view)
-                .bind(key)
-                .bind(value)
+                .bind(keys)
+                .bind(values)
                 .execute(&mut *tx)
                 .await?;
             }
-        }
-        if let Some(from) = commit.drop_snapshots_from {
-            sqlx::query("DELETE FROM threads_v1_view_snapshots WHERE scope = $1 AND seq >= $2")
-                .bind(scope)
-                .bind(to_i64(from)?)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if let Some(below) = commit.drop_snapshots_below {
-            sqlx::query("DELETE FROM threads_v1_view_snapshots WHERE scope = $1 AND seq < $2")
-                .bind(scope)
-                .bind(to_i64(below)?)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if let Some(snapshot) = &commit.snapshot {
-            sqlx::query(
-                "INSERT INTO threads_v1_view_snapshots (scope, seq, meta, data) \
-                 VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (scope, seq) DO UPDATE SET meta = EXCLUDED.meta, data = EXCLUDED.data",
-            )
-            .bind(scope)
-            .bind(to_i64(snapshot.seq)?)
-            .bind(&snapshot.meta)
-            .bind(&snapshot.data)
-            .execute(&mut *tx)
-            .await?;
         }
         sqlx::query(
             "INSERT INTO threads_v1_view_cursors (scope, cursor) VALUES ($1, $2) \
@@ -696,28 +725,6 @@ impl ViewBook for PostgresStore {
         .await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    async fn view_snapshots(&self, scope: &str) -> Result<Vec<(u64, Vec<u8>)>> {
-        let rows = sqlx::query(
-            "SELECT seq, meta FROM threads_v1_view_snapshots WHERE scope = $1 ORDER BY seq",
-        )
-        .bind(scope)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|row| Ok((to_u64(row.try_get(0)?)?, row.try_get(1)?)))
-            .collect()
-    }
-
-    async fn view_snapshot(&self, scope: &str, seq: u64) -> Result<Option<Vec<u8>>> {
-        Ok(sqlx::query_scalar(
-            "SELECT data FROM threads_v1_view_snapshots WHERE scope = $1 AND seq = $2",
-        )
-        .bind(scope)
-        .bind(to_i64(seq)?)
-        .fetch_optional(&self.pool)
-        .await?)
     }
 
     async fn compact_bodies(&self, thread: ThreadId, log: LogId, counters: &[u64]) -> Result<u64> {

@@ -24,16 +24,16 @@ use crate::traits::{
     AddrBook, AppendOutcome, BlockStore, HeadsDigest, KeyBook, LogBook, MetaBook, Page, Result,
     StoredEntry, ThreadBook,
 };
-use crate::views::{ViewBook, ViewCommit};
+use crate::views::{RowRange, ViewBook, ViewCommit};
 
 /// Rows written by one statement when views commit.
 const ROWS_PER_STATEMENT: usize = 256;
 
 /// The schema version this build writes and reads.
-pub const SQLITE_SCHEMA_VERSION: i64 = 3;
+pub const SQLITE_SCHEMA_VERSION: i64 = 4;
 
 /// Ordered migrations: `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     r#"
 CREATE TABLE threads (
     thread BLOB PRIMARY KEY,
@@ -108,6 +108,11 @@ CREATE TABLE view_snapshots (
     data BLOB NOT NULL,
     PRIMARY KEY (scope, seq)
 );
+"#,
+    // Views v2: no snapshots (undo records replace them); cursors of version 1 make the
+    // engine rebuild its views.
+    r#"
+DROP TABLE view_snapshots;
 "#,
 ];
 
@@ -240,6 +245,7 @@ impl SqliteStore {
                 1 => "PRAGMA user_version = 1",
                 2 => "PRAGMA user_version = 2",
                 3 => "PRAGMA user_version = 3",
+                4 => "PRAGMA user_version = 4",
                 _ => unreachable!("one migration per version"),
             };
             sqlx::query(set).execute(&mut *tx).await?;
@@ -666,14 +672,53 @@ impl ViewBook for SqliteStore {
         )
     }
 
-    async fn view_rows(&self, scope: &str, view: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let rows = sqlx::query(
-            "SELECT key, value FROM view_rows WHERE scope = ? AND view = ? ORDER BY key",
-        )
-        .bind(scope)
-        .bind(view)
-        .fetch_all(&self.pool)
-        .await?;
+    async fn view_get(
+        &self,
+        scope: &str,
+        view: &str,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let mut found: std::collections::HashMap<Vec<u8>, Vec<u8>> =
+            std::collections::HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT key, value FROM view_rows WHERE scope = ?1 AND view = ?2 AND key IN ({})",
+                (0..chunk.len())
+                    .map(|i| format!("?{}", 3 + i))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(scope).bind(view);
+            for key in chunk {
+                query = query.bind(key);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                found.insert(row.try_get(0)?, row.try_get(1)?);
+            }
+        }
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+    }
+
+    async fn view_range(
+        &self,
+        scope: &str,
+        view: &str,
+        range: &RowRange,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let start = if range.after { ">" } else { ">=" };
+        let end = if range.to.is_some() { "AND key < ?4" } else { "" };
+        let sql = format!(
+            "SELECT key, value FROM view_rows WHERE scope = ?1 AND view = ?2 AND key {start} ?3 \
+             {end} ORDER BY key LIMIT ?5"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(scope)
+            .bind(view)
+            .bind(&range.from)
+            .bind(range.to.as_deref().unwrap_or_default())
+            .bind(i64::try_from(range.limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect()
@@ -687,6 +732,14 @@ impl ViewBook for SqliteStore {
                 sqlx::query("DELETE FROM view_rows WHERE scope = ? AND view = ?")
                     .bind(scope)
                     .bind(&change.view)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(below) = &change.delete_below {
+                sqlx::query("DELETE FROM view_rows WHERE scope = ? AND view = ? AND key < ?")
+                    .bind(scope)
+                    .bind(&change.view)
+                    .bind(below)
                     .execute(&mut *tx)
                     .await?;
             }
@@ -724,31 +777,6 @@ impl ViewBook for SqliteStore {
                 query.execute(&mut *tx).await?;
             }
         }
-        if let Some(from) = commit.drop_snapshots_from {
-            sqlx::query("DELETE FROM view_snapshots WHERE scope = ? AND seq >= ?")
-                .bind(scope)
-                .bind(to_i64(from)?)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if let Some(below) = commit.drop_snapshots_below {
-            sqlx::query("DELETE FROM view_snapshots WHERE scope = ? AND seq < ?")
-                .bind(scope)
-                .bind(to_i64(below)?)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if let Some(snapshot) = &commit.snapshot {
-            sqlx::query(
-                "INSERT OR REPLACE INTO view_snapshots (scope, seq, meta, data) VALUES (?, ?, ?, ?)",
-            )
-            .bind(scope)
-            .bind(to_i64(snapshot.seq)?)
-            .bind(&snapshot.meta)
-            .bind(&snapshot.data)
-            .execute(&mut *tx)
-            .await?;
-        }
         sqlx::query("INSERT OR REPLACE INTO view_cursors (scope, cursor) VALUES (?, ?)")
             .bind(scope)
             .bind(&commit.cursor)
@@ -756,26 +784,6 @@ impl ViewBook for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    async fn view_snapshots(&self, scope: &str) -> Result<Vec<(u64, Vec<u8>)>> {
-        let rows = sqlx::query("SELECT seq, meta FROM view_snapshots WHERE scope = ? ORDER BY seq")
-            .bind(scope)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter()
-            .map(|row| Ok((to_u64(row.try_get(0)?)?, row.try_get(1)?)))
-            .collect()
-    }
-
-    async fn view_snapshot(&self, scope: &str, seq: u64) -> Result<Option<Vec<u8>>> {
-        Ok(
-            sqlx::query_scalar("SELECT data FROM view_snapshots WHERE scope = ? AND seq = ?")
-                .bind(scope)
-                .bind(to_i64(seq)?)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
     }
 
     async fn compact_bodies(&self, thread: ThreadId, log: LogId, counters: &[u64]) -> Result<u64> {

@@ -1,8 +1,9 @@
-//! What the view layer keeps in the store: rows of materialized state, a cursor and
-//! snapshots per scope, all written in one transaction per commit.
+//! What the view layer keeps in the store: rows of materialized state and a cursor per
+//! scope, written in one transaction per commit, and read back a key or a key range at a
+//! time (the views are not held whole in memory).
 //!
-//! The store gives these bytes no meaning; threads-views decides what a scope, a view, a
-//! cursor and a snapshot hold (docs/FORMAT.md, "View tables").
+//! The store gives these bytes no meaning; threads-views decides what a scope, a view and
+//! a cursor hold (docs/FORMAT.md, "View tables").
 
 use std::future::Future;
 
@@ -15,26 +16,17 @@ use crate::traits::Result;
 pub struct ViewChange {
     /// The view's name within the scope.
     pub view: String,
-    /// Delete every row of the view before applying `puts` and `deletes`.
+    /// Delete every row of the view before applying the rest.
     pub reset: bool,
+    /// Delete every row whose key sorts before this (applied before `puts`).
+    pub delete_below: Option<Vec<u8>>,
     /// Rows to insert or replace.
     pub puts: Vec<(Vec<u8>, Vec<u8>)>,
     /// Rows to delete.
     pub deletes: Vec<Vec<u8>>,
 }
 
-/// A snapshot to save with a commit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ViewSnapshot {
-    /// Its sequence number in the scope (increasing).
-    pub seq: u64,
-    /// Small data read to choose a snapshot (its position).
-    pub meta: Vec<u8>,
-    /// The snapshot itself.
-    pub data: Vec<u8>,
-}
-
-/// One atomic change to a scope: rows of any of its views, its cursor and its snapshots.
+/// One atomic change to a scope: rows of any of its views and its cursor.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ViewCommit {
     /// The scope (a set of views over one thread).
@@ -43,38 +35,64 @@ pub struct ViewCommit {
     pub cursor: Vec<u8>,
     /// Row changes, per view.
     pub changes: Vec<ViewChange>,
-    /// Snapshots with a sequence number at or above this are deleted (before `snapshot`
-    /// is saved).
-    pub drop_snapshots_from: Option<u64>,
-    /// Snapshots with a sequence number below this are deleted.
-    pub drop_snapshots_below: Option<u64>,
-    /// A snapshot to save.
-    pub snapshot: Option<ViewSnapshot>,
+}
+
+/// A range of a view's keys to read, in key order: keys from `from` (after it when
+/// `after`) up to `to` (excluded; `None`: to the end), at most `limit` rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowRange {
+    /// The first key (or the key to start after).
+    pub from: Vec<u8>,
+    /// Whether `from` itself is excluded.
+    pub after: bool,
+    /// The end of the range, excluded.
+    pub to: Option<Vec<u8>>,
+    /// How many rows to return at most.
+    pub limit: usize,
+}
+
+impl RowRange {
+    /// Every key from `from` up to `to`, at most `limit` rows.
+    pub fn new(from: impl Into<Vec<u8>>, to: Option<Vec<u8>>, limit: usize) -> RowRange {
+        RowRange {
+            from: from.into(),
+            after: false,
+            to,
+            limit,
+        }
+    }
+
+    /// Whether `key` lies in the range (ignoring the limit).
+    pub fn contains(&self, key: &[u8]) -> bool {
+        let above = if self.after {
+            key > self.from.as_slice()
+        } else {
+            key >= self.from.as_slice()
+        };
+        above && self.to.as_deref().is_none_or(|to| key < to)
+    }
 }
 
 /// Persistence for materialized views, in the same database as the logs.
 pub trait ViewBook: Send + Sync {
     /// The cursor of `scope`, if it was ever committed.
     fn view_cursor(&self, scope: &str) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
-    /// Every row of `view` in `scope`, ordered by key bytes.
-    fn view_rows(
+    /// The values of `keys` in `view` of `scope`, in the order of `keys`.
+    fn view_get(
         &self,
         scope: &str,
         view: &str,
+        keys: &[Vec<u8>],
+    ) -> impl Future<Output = Result<Vec<Option<Vec<u8>>>>> + Send;
+    /// The rows of `view` in `scope` within `range`, in key order.
+    fn view_range(
+        &self,
+        scope: &str,
+        view: &str,
+        range: &RowRange,
     ) -> impl Future<Output = Result<Vec<(Vec<u8>, Vec<u8>)>>> + Send;
     /// Applies `commit` in one transaction: all of it or none of it.
     fn view_commit(&self, commit: &ViewCommit) -> impl Future<Output = Result<()>> + Send;
-    /// The snapshots of `scope` as (sequence number, meta), oldest first.
-    fn view_snapshots(
-        &self,
-        scope: &str,
-    ) -> impl Future<Output = Result<Vec<(u64, Vec<u8>)>>> + Send;
-    /// The data of snapshot `seq` of `scope`.
-    fn view_snapshot(
-        &self,
-        scope: &str,
-        seq: u64,
-    ) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
     /// Drops the stored bodies of entries `counters` of a log, keeping their record, event
     /// and header blocks. A compacted entry reads back with an empty body block. Returns
     /// how many bodies were dropped (entries already compacted or absent count nothing).

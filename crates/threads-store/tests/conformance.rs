@@ -11,7 +11,7 @@ use threads_id::{Multiaddr, ThreadId, Variant};
 use threads_log::{Appended, Block, Hlc, Writer, skip_target};
 use threads_store::{
     AppendOutcome, MemoryStore, Page, PostgresStore, SqliteStore, Store, StoreError, ThreadBook,
-    ViewChange, ViewCommit, ViewSnapshot,
+    RowRange, ViewChange, ViewCommit,
 };
 
 fn thread_and_key(seed: u8) -> (ThreadId, ThreadKey) {
@@ -396,8 +396,9 @@ async fn digests<S: Store>(a: &S, b: &S) {
 
 async fn view_book<S: Store>(store: &S) {
     let row = |k: &[u8], v: &[u8]| (k.to_vec(), v.to_vec());
+    let all = RowRange::new(Vec::new(), None, usize::MAX);
     assert_eq!(store.view_cursor("s").await.expect("read"), None);
-    assert!(store.view_rows("s", "kv").await.expect("read").is_empty());
+    assert!(store.view_range("s", "kv", &all).await.expect("read").is_empty());
     let first = ViewCommit {
         scope: "s".to_owned(),
         cursor: b"c1".to_vec(),
@@ -413,12 +414,6 @@ async fn view_book<S: Store>(store: &S) {
                 ..ViewChange::default()
             },
         ],
-        snapshot: Some(ViewSnapshot {
-            seq: 1,
-            meta: b"m1".to_vec(),
-            data: b"d1".to_vec(),
-        }),
-        ..ViewCommit::default()
     };
     store.view_commit(&first).await.expect("commit");
     assert_eq!(
@@ -426,13 +421,40 @@ async fn view_book<S: Store>(store: &S) {
         Some(b"c1".to_vec())
     );
     assert_eq!(
-        store.view_rows("s", "kv").await.expect("read"),
+        store.view_range("s", "kv", &all).await.expect("read"),
         vec![row(b"a", b"1"), row(b"b", b"2"), row(b"c", b"3")],
         "rows come back ordered by key"
     );
+    // Point reads keep the order of the keys asked for; absent keys read as None.
+    assert_eq!(
+        store
+            .view_get("s", "kv", &[b"c".to_vec(), b"zz".to_vec(), b"a".to_vec()])
+            .await
+            .expect("read"),
+        vec![Some(b"3".to_vec()), None, Some(b"1".to_vec())]
+    );
+    // Ranges: bounds, exclusive start, limit.
+    let range = |from: &[u8], after: bool, to: Option<&[u8]>, limit: usize| RowRange {
+        from: from.to_vec(),
+        after,
+        to: to.map(<[u8]>::to_vec),
+        limit,
+    };
+    assert_eq!(
+        store.view_range("s", "kv", &range(b"a", true, Some(b"c"), 10)).await.expect("read"),
+        vec![row(b"b", b"2")]
+    );
+    assert_eq!(
+        store.view_range("s", "kv", &range(b"a", false, None, 2)).await.expect("read"),
+        vec![row(b"a", b"1"), row(b"b", b"2")]
+    );
+    assert!(
+        store.view_range("s", "kv", &range(b"c", false, Some(b"a"), 10)).await.expect("read").is_empty(),
+        "an empty range reads nothing"
+    );
     // Scopes do not see each other.
     assert_eq!(store.view_cursor("t").await.expect("read"), None);
-    assert!(store.view_rows("t", "kv").await.expect("read").is_empty());
+    assert!(store.view_range("t", "kv", &all).await.expect("read").is_empty());
 
     let second = ViewCommit {
         scope: "s".to_owned(),
@@ -451,48 +473,53 @@ async fn view_book<S: Store>(store: &S) {
                 ..ViewChange::default()
             },
         ],
-        snapshot: Some(ViewSnapshot {
-            seq: 2,
-            meta: b"m2".to_vec(),
-            data: b"d2".to_vec(),
-        }),
-        ..ViewCommit::default()
     };
     store.view_commit(&second).await.expect("commit");
     assert_eq!(
-        store.view_rows("s", "kv").await.expect("read"),
+        store.view_range("s", "kv", &all).await.expect("read"),
         vec![row(b"b", b"22"), row(b"c", b"3")]
     );
     assert_eq!(
-        store.view_rows("s", "other").await.expect("read"),
+        store.view_range("s", "other", &all).await.expect("read"),
         vec![row(b"y", b"8")]
     );
-    assert_eq!(
-        store.view_snapshots("s").await.expect("read"),
-        vec![(1, b"m1".to_vec()), (2, b"m2".to_vec())]
-    );
-    assert_eq!(
-        store.view_snapshot("s", 2).await.expect("read"),
-        Some(b"d2".to_vec())
-    );
+    // Deleting below a key (pruning) keeps the key itself and what follows it.
     let prune = ViewCommit {
         scope: "s".to_owned(),
         cursor: b"c3".to_vec(),
-        drop_snapshots_from: Some(2),
-        drop_snapshots_below: Some(1),
-        snapshot: Some(ViewSnapshot {
-            seq: 3,
-            meta: b"m3".to_vec(),
-            data: b"d3".to_vec(),
-        }),
-        ..ViewCommit::default()
+        changes: vec![ViewChange {
+            view: "kv".to_owned(),
+            delete_below: Some(b"c".to_vec()),
+            puts: vec![row(b"a", b"new")],
+            ..ViewChange::default()
+        }],
     };
     store.view_commit(&prune).await.expect("commit");
     assert_eq!(
-        store.view_snapshots("s").await.expect("read"),
-        vec![(1, b"m1".to_vec()), (3, b"m3".to_vec())]
+        store.view_range("s", "kv", &all).await.expect("read"),
+        vec![row(b"a", b"new"), row(b"c", b"3")],
+        "rows below the bound are deleted before the puts"
     );
-    assert_eq!(store.view_snapshot("s", 2).await.expect("read"), None);
+    // Many rows in one commit and one read (more than one statement's worth).
+    let many: Vec<(Vec<u8>, Vec<u8>)> = (0u32..700)
+        .map(|i| (i.to_be_bytes().to_vec(), i.to_le_bytes().to_vec()))
+        .collect();
+    store
+        .view_commit(&ViewCommit {
+            scope: "s".to_owned(),
+            cursor: b"c4".to_vec(),
+            changes: vec![ViewChange {
+                view: "many".to_owned(),
+                puts: many.clone(),
+                ..ViewChange::default()
+            }],
+        })
+        .await
+        .expect("commit");
+    let keys: Vec<Vec<u8>> = many.iter().map(|(k, _)| k.clone()).collect();
+    let values = store.view_get("s", "many", &keys).await.expect("read");
+    assert_eq!(values, many.iter().map(|(_, v)| Some(v.clone())).collect::<Vec<_>>());
+    assert_eq!(store.view_range("s", "many", &all).await.expect("read"), many);
 
     // Compaction drops bodies only, and only once.
     let (thread, key) = thread_and_key(9);

@@ -181,11 +181,14 @@ fn main() {
             let took = started.elapsed();
             assert_eq!(progress.applied as usize, events / LOGS * LOGS);
             rebuild.push(progress.applied as f64 / took.as_secs_f64());
+            let keys = views
+                .read("kv", |state| Kv::list(state).count())
+                .await
+                .expect("read");
             println!(
-                "run {run}: raw read+decrypt+decode {:.0} events/s, KV rebuild {:.0} events/s ({} keys)",
+                "run {run}: raw read+decrypt+decode {:.0} events/s, KV rebuild {:.0} events/s ({keys} keys)",
                 raw[run],
                 rebuild[run],
-                Kv::list(views.state("kv").expect("kv")).count()
             );
             if run == 2 {
                 // Incremental apply of one event on top of the full view.

@@ -10,19 +10,23 @@ use threads_log::{EventOrder, Hlc};
 use threads_store::{Page, Store};
 
 use crate::engine::{
-    Decoded, EVENT_LEVEL, IndexedOp, LogStream, Progress, Restart, Views, verifier,
+    Decoded, EVENT_LEVEL, IndexedOp, LogStream, PendingUndo, Progress, Restart, Views,
+    verifier,
 };
 use crate::error::Result;
-use crate::event::{Batch, Event, encode_order};
+use crate::event::{Batch, Event, ORDER_LEN, encode_order};
 use crate::mark::{LogMark, Mark};
 use crate::reducer::ViewKind;
+use crate::state::{Logged, State};
 
 impl<S: Store + 'static> Views<S> {
     /// Applies every event the store holds that the views have not applied yet.
     ///
     /// Commutative views apply new events as they come; if a new event sorts before the
-    /// latest applied one and there are order-sensitive views, those go back to the latest
-    /// snapshot before it and replay. Changes are committed with the cursor every
+    /// latest applied one and there are order-sensitive views, those undo the events after
+    /// it (from their undo records), apply it, and apply the undone events again; a late
+    /// event older than [`ViewConfig::undo_horizon_ms`](crate::ViewConfig::undo_horizon_ms)
+    /// rebuilds the views instead. Changes are committed with the cursor every
     /// [`ViewConfig::commit_every`](crate::ViewConfig::commit_every) events.
     ///
     /// # Errors
@@ -72,16 +76,10 @@ impl<S: Store + 'static> Views<S> {
                 payload: Some(payload.to_vec()),
                 monotone: true,
             };
-            self.apply_event(&event, false);
-            self.mark.logs.insert(
-                order.log,
-                LogMark {
-                    counter: order.counter,
-                    time: order.time,
-                },
-            );
-            self.mark.last = Some(self.mark.last.map_or(*order, |l| l.max(*order)));
-            self.mark.since_snapshot += 1;
+            if let Err(e) = self.apply(&event, false).await {
+                self.stale = true;
+                return Err(e);
+            }
             progress.applied += 1;
         }
         if let Err(e) = self.commit().await {
@@ -100,8 +98,7 @@ impl<S: Store + 'static> Views<S> {
         };
         let ordered = self.reducers.iter().any(|r| r.kind() == ViewKind::Ordered);
         if ordered && self.mark.last.is_some_and(|last| first < last) {
-            let snapshot = self.snapshot_before(first).await?;
-            return self.restart(snapshot, Restart::Late).await;
+            return self.rewind(first).await;
         }
         self.run(streams, &BTreeMap::new(), Restart::Late).await
     }
@@ -241,16 +238,7 @@ impl<S: Store + 'static> Views<S> {
             let replay =
                 event.order.counter <= replay_until.get(&event.order.log).copied().unwrap_or(0);
             let ordered_only = replay && kind == Restart::Late;
-            self.apply_event(&event, ordered_only);
-            self.mark.logs.insert(
-                event.order.log,
-                LogMark {
-                    counter: event.order.counter,
-                    time: event.order.time,
-                },
-            );
-            self.mark.last = Some(self.mark.last.map_or(event.order, |l| l.max(event.order)));
-            self.mark.since_snapshot += 1;
+            self.apply(&event, ordered_only).await?;
             if replay {
                 replay_left -= 1;
                 progress.replayed += 1;
@@ -258,12 +246,16 @@ impl<S: Store + 'static> Views<S> {
                 progress.applied += 1;
             }
             pending += 1;
-            if pending >= self.config.commit_every && replay_left == 0 {
+            // A rewind commits when its replay is done: committed in the middle, a crash
+            // would resume with commutative views ahead of the cursor. A rebuild replays
+            // every view, so it commits as it goes and its memory stays bounded.
+            if pending >= self.config.commit_every && (replay_left == 0 || kind == Restart::Rebuild)
+            {
                 self.commit().await?;
                 pending = 0;
             }
         }
-        if pending > 0 || self.drop_snapshots_from.is_some() {
+        if pending > 0 || self.has_changes() {
             self.commit().await?;
         }
         self.note_blocked(&streams);
@@ -284,12 +276,95 @@ impl<S: Store + 'static> Views<S> {
         self.rejections.put(key, reason.as_bytes().to_vec());
     }
 
+    /// Applies one event to the views, fetching what they read and the cache misses, then
+    /// moves the cursor past it and keeps its undo record.
+    pub(crate) async fn apply(&mut self, event: &Decoded, ordered_only: bool) -> Result<()> {
+        let prev_log = self.mark.logs.get(&event.order.log).copied();
+        loop {
+            for index in 0..=self.states.len() {
+                self.state_at_mut(index).begin();
+            }
+            let ordered = self.apply_event(event, ordered_only);
+            if self.missed() {
+                // Something read was not in memory: undo this run, fetch, run again.
+                for index in 0..=self.states.len() {
+                    let state = self.state_at_mut(index);
+                    state.roll_back_to(0);
+                    state.end();
+                }
+                self.fetch_missed().await?;
+                continue;
+            }
+            let logs: Vec<Vec<Logged>> = (0..=self.states.len())
+                .map(|index| self.state_at_mut(index).end())
+                .collect();
+            if ordered {
+                self.keep_undo(event.order, prev_log, logs);
+            }
+            break;
+        }
+        self.mark.logs.insert(
+            event.order.log,
+            LogMark {
+                counter: event.order.counter,
+                time: event.order.time,
+            },
+        );
+        self.mark.last = Some(self.mark.last.map_or(event.order, |l| l.max(event.order)));
+        Ok(())
+    }
+
+    pub(crate) fn state_at_mut(&mut self, index: usize) -> &mut State {
+        if index < self.states.len() {
+            &mut self.states[index]
+        } else {
+            &mut self.rejections
+        }
+    }
+
+    /// Keeps the undo record of an event that addressed order-sensitive views: the rows of
+    /// those views (and their rejections) it changed, with their values before.
+    fn keep_undo(
+        &mut self,
+        order: EventOrder,
+        prev_log: Option<LogMark>,
+        logs: Vec<Vec<Logged>>,
+    ) {
+        let mut changes = Vec::new();
+        for (index, log) in logs.into_iter().enumerate() {
+            let rejections = index == self.states.len();
+            if !rejections && self.reducers[index].kind() != ViewKind::Ordered {
+                continue;
+            }
+            let mut seen = std::collections::HashSet::new();
+            for (key, before) in log {
+                if rejections && !self.is_ordered_view(&key[ORDER_LEN.min(key.len())..]) {
+                    continue;
+                }
+                if !seen.insert(key.clone()) {
+                    continue;
+                }
+                let old = match before {
+                    Some(entry) => Some(entry),
+                    None => self.state_at(index).known_committed(&key),
+                };
+                changes.push((index, key, old));
+            }
+        }
+        self.undo_pending.push(PendingUndo {
+            order,
+            prev_log,
+            changes,
+        });
+    }
+
     /// Applies one event: every operation to its view (to order-sensitive views only when
-    /// `ordered_only`), the operations of one view all or none.
-    pub(crate) fn apply_event(&mut self, event: &Decoded, ordered_only: bool) {
+    /// `ordered_only`), the operations of one view all or none. Returns whether the event
+    /// addressed an order-sensitive view.
+    pub(crate) fn apply_event(&mut self, event: &Decoded, ordered_only: bool) -> bool {
         // A compacted event changes no view (that is why it was compacted).
         let Some(payload) = &event.payload else {
-            return;
+            return false;
         };
         if !event.monotone {
             if !ordered_only {
@@ -299,14 +374,15 @@ impl<S: Store + 'static> Views<S> {
                     "its time does not increase in its log",
                 );
             }
-            return;
+            return false;
         }
         let Some(batch) = Batch::decode(payload) else {
             if !ordered_only {
                 self.reject(&event.order, EVENT_LEVEL, "the payload is not a view batch");
             }
-            return;
+            return false;
         };
+        let mut ordered = false;
         // Group the operations by view, keeping their indices, in order of first use.
         let mut groups: Vec<(usize, Vec<IndexedOp<'_>>)> = Vec::new();
         for (index, (name, data)) in batch.ops().iter().enumerate() {
@@ -321,7 +397,9 @@ impl<S: Store + 'static> Views<S> {
         }
         for (view, ops) in groups {
             let reducer = Arc::clone(&self.reducers[view]);
-            if ordered_only && reducer.kind() != ViewKind::Ordered {
+            if reducer.kind() == ViewKind::Ordered {
+                ordered = true;
+            } else if ordered_only {
                 continue;
             }
             if let Some(gate) = &self.gate {
@@ -347,7 +425,7 @@ impl<S: Store + 'static> Views<S> {
                 }
             }
             let state = &mut self.states[view];
-            state.begin();
+            let point = state.savepoint();
             let mut refused = None;
             for (index, data) in ops {
                 let op = Event {
@@ -361,14 +439,12 @@ impl<S: Store + 'static> Views<S> {
                     break;
                 }
             }
-            match refused {
-                Some(reason) => {
-                    state.roll_back();
-                    self.reject(&event.order, reducer.name(), &reason);
-                }
-                None => state.keep(),
+            if let Some(reason) = refused {
+                state.roll_back_to(point);
+                self.reject(&event.order, reducer.name(), &reason);
             }
         }
+        ordered
     }
 }
 

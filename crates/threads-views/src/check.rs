@@ -7,6 +7,7 @@ use threads_log::EventOrder;
 use threads_store::Store;
 
 use crate::engine::Views;
+use crate::error::Result;
 use crate::event::{Batch, Event};
 use crate::state::State;
 
@@ -33,42 +34,50 @@ impl<S: Store + 'static> Views<S> {
     ///
     /// Only the checked views' rows are touched, and only as the batch touches them: the
     /// cost is the batch's, not the views'.
-    pub fn check(&mut self, order: EventOrder, batch: &Batch) -> Vec<Refused> {
-        self.check_many(&[(order, batch)]).remove(0)
+    ///
+    /// # Errors
+    /// A store error while reading rows the views need.
+    pub async fn check(&mut self, order: EventOrder, batch: &Batch) -> Result<Vec<Refused>> {
+        Ok(self.check_many(&[(order, batch)]).await?.remove(0))
     }
 
     /// [`Views::check`] for several events written one after the other (a group commit):
     /// each event is checked against the state as changed by the earlier events that would
     /// apply; an event with a refused operation changes nothing for the later ones. Returns
     /// the refusals of each event, in order. Nothing changes.
-    pub fn check_many(&mut self, events: &[(EventOrder, &Batch)]) -> Vec<Vec<Refused>> {
-        let mut begun = vec![false; self.states.len()];
-        let mut out = Vec::with_capacity(events.len());
-        for (order, batch) in events {
-            let points: Vec<usize> = self.states.iter().map(State::savepoint).collect();
-            let refused = self.check_event(*order, batch, &mut begun);
-            if !refused.is_empty() {
-                // The event would not apply at all: later events see none of it.
-                for (state, point) in self.states.iter_mut().zip(points) {
-                    state.roll_back_to(point);
+    ///
+    /// # Errors
+    /// A store error while reading rows the views need.
+    pub async fn check_many(&mut self, events: &[(EventOrder, &Batch)]) -> Result<Vec<Vec<Refused>>> {
+        self.reload_if_stale().await?;
+        loop {
+            for state in &mut self.states {
+                state.begin();
+            }
+            let mut out = Vec::with_capacity(events.len());
+            for (order, batch) in events {
+                let points: Vec<usize> = self.states.iter().map(State::savepoint).collect();
+                let refused = self.check_event(*order, batch);
+                if !refused.is_empty() {
+                    // The event would not apply at all: later events see none of it.
+                    for (state, point) in self.states.iter_mut().zip(points) {
+                        state.roll_back_to(point);
+                    }
                 }
+                out.push(refused);
             }
-            out.push(refused);
-        }
-        for (state, begun) in self.states.iter_mut().zip(begun) {
-            if begun {
-                state.roll_back();
+            for state in &mut self.states {
+                state.roll_back_to(0);
+                state.end();
             }
+            if !self.missed() {
+                return Ok(out);
+            }
+            self.fetch_missed().await?;
         }
-        out
     }
 
-    fn check_event(
-        &mut self,
-        order: EventOrder,
-        batch: &Batch,
-        begun: &mut [bool],
-    ) -> Vec<Refused> {
+    fn check_event(&mut self, order: EventOrder, batch: &Batch) -> Vec<Refused> {
         let mut refused = Vec::new();
         for (index, (name, data)) in batch.ops().iter().enumerate() {
             let Some(&view) = self.by_name.get(name) else {
@@ -100,10 +109,6 @@ impl<S: Store + 'static> Views<S> {
                 }
             }
             let state = &mut self.states[view];
-            if !begun[view] {
-                state.begin();
-                begun[view] = true;
-            }
             if let Err(reject) = reducer.apply(state, &op) {
                 refused.push(Refused {
                     index,

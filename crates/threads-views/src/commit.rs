@@ -1,76 +1,122 @@
-//! Committing: every changed row, the mark and (when due) a snapshot in one store
-//! transaction; compaction of bodies no view needs any more.
+//! Committing: every changed row, the undo records of the events applied and the mark in
+//! one store transaction; compaction of bodies no view needs any more.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use threads_id::LogId;
-use threads_store::{Store, ViewCommit, ViewSnapshot};
+use threads_log::Hlc;
+use threads_store::{Store, ViewChange, ViewCommit};
 
-use crate::engine::{Decoded, LogStream, REJECTIONS, Views};
+use crate::engine::{Decoded, LogStream, UNDO, Views};
 use crate::error::Result;
-use crate::event::{Batch, Event};
-use crate::mark::{Snapshot, position_meta};
-use crate::state::State;
+use crate::event::{Batch, Event, encode_order};
+use crate::mark::UndoRecord;
 
 impl<S: Store + 'static> Views<S> {
-    /// Writes every changed row, the mark and (when due) a snapshot in one transaction.
+    pub(crate) fn has_changes(&self) -> bool {
+        self.states.iter().any(crate::state::State::has_changes)
+            || self.rejections.has_changes()
+            || !self.undo_pending.is_empty()
+            || !self.undo_done.is_empty()
+            || self.undo_reset
+    }
+
+    /// Writes every changed row, the undo records and the mark in one transaction.
     pub(crate) async fn commit(&mut self) -> Result<()> {
-        let mut changes = Vec::new();
-        for (reducer, state) in self.reducers.iter().zip(&mut self.states) {
-            if state.has_changes() {
-                let mut change = state.take_changes();
-                change.view = reducer.name().to_owned();
-                changes.push(change);
+        // Old values an undo record needs that only the store knows (it still holds the
+        // committed rows): one read per view.
+        let mut wanted: HashMap<usize, Vec<Vec<u8>>> = HashMap::new();
+        for record in &self.undo_pending {
+            for (index, key, old) in &record.changes {
+                if old.is_none() {
+                    wanted.entry(*index).or_default().push(key.clone());
+                }
             }
         }
-        if self.rejections.has_changes() {
-            let mut change = self.rejections.take_changes();
-            change.view = REJECTIONS.to_owned();
-            changes.push(change);
+        let mut fetched: HashMap<(usize, Vec<u8>), Option<Vec<u8>>> = HashMap::new();
+        for (index, keys) in wanted {
+            let name = self.state_name(index).to_owned();
+            let values = self.store.view_get(&self.scope, &name, &keys).await?;
+            for (key, value) in keys.into_iter().zip(values) {
+                fetched.insert((index, key), value);
+            }
         }
-        let mut snapshot = None;
-        let mut drop_below = None;
-        let rows = || self.states.iter().map(State::len).sum::<usize>() + self.rejections.len();
-        let due = self.mark.since_snapshot >= self.config.snapshot_every
-            && (!self.config.amortize_snapshots
-                || self.mark.since_snapshot >= u64::try_from(rows()).unwrap_or(u64::MAX));
-        if due {
-            let seq = self.mark.next_snapshot;
-            self.mark.next_snapshot += 1;
-            self.mark.since_snapshot = 0;
-            let mut states: BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>> = self
-                .reducers
-                .iter()
-                .zip(&self.states)
-                .map(|(r, s)| (r.name().to_owned(), s.rows().clone()))
+        let mut undo = ViewChange {
+            view: UNDO.to_owned(),
+            reset: std::mem::take(&mut self.undo_reset),
+            ..ViewChange::default()
+        };
+        for record in std::mem::take(&mut self.undo_pending) {
+            let changes = record
+                .changes
+                .into_iter()
+                .map(|(index, key, old)| {
+                    let old = old.unwrap_or_else(|| {
+                        fetched.get(&(index, key.clone())).cloned().flatten()
+                    });
+                    (self.state_name(index).to_owned(), key, old)
+                })
                 .collect();
-            states.insert(REJECTIONS.to_owned(), self.rejections.rows().clone());
-            let data = Snapshot {
-                mark: self.mark.clone(),
-                states,
+            let bytes = UndoRecord {
+                prev_log: record.prev_log,
+                changes,
             }
             .encode();
-            snapshot = Some(ViewSnapshot {
-                seq,
-                meta: position_meta(self.mark.last.as_ref()),
-                data,
-            });
-            drop_below = (seq + 1).checked_sub(self.config.keep_snapshots);
+            undo.puts.push((encode_order(&record.order).to_vec(), bytes));
         }
-        let commit = ViewCommit {
+        let put: HashSet<&[u8]> = undo.puts.iter().map(|(k, _)| k.as_slice()).collect();
+        undo.deletes = std::mem::take(&mut self.undo_done)
+            .into_iter()
+            .filter(|k| !put.contains(k.as_slice()))
+            .collect();
+        // Undo records older than the horizon go; a late event before it rebuilds.
+        if let Some(last) = self.mark.last {
+            let horizon = self.config.undo_horizon_ms;
+            let floor_ms = last.time.physical_ms().saturating_sub(horizon);
+            let step = (horizon / 64).max(1);
+            let due = self
+                .mark
+                .undo_floor
+                .map_or(floor_ms > 0, |f| floor_ms >= f.physical_ms().saturating_add(step));
+            if due {
+                let floor = Hlc::new(floor_ms, 0);
+                undo.delete_below = Some(floor_ms.to_be_bytes().to_vec());
+                self.mark.undo_floor = Some(floor);
+            }
+        }
+
+        let mut changes = Vec::new();
+        for index in 0..=self.states.len() {
+            let name = self.state_name(index).to_owned();
+            let state = self.state_at_mut(index);
+            if state.has_changes() {
+                let mut change = state.take_changes();
+                change.view = name;
+                changes.push((index, change));
+            }
+        }
+        let mut commit = ViewCommit {
             scope: self.scope.clone(),
             cursor: self.mark.encode(),
-            changes,
-            drop_snapshots_from: self.drop_snapshots_from.take(),
-            drop_snapshots_below: drop_below,
-            snapshot,
+            changes: changes.iter().map(|(_, c)| c.clone()).collect(),
         };
+        if undo.reset
+            || undo.delete_below.is_some()
+            || !undo.puts.is_empty()
+            || !undo.deletes.is_empty()
+        {
+            commit.changes.push(undo);
+        }
         // The changed rows were taken from the states: if this future is dropped, or the
         // store fails, before the commit is done, the rows in memory are ahead of the
         // store, and the views reload before their next use.
         self.stale = true;
         self.store.view_commit(&commit).await?;
         self.stale = false;
+        for (index, change) in &changes {
+            self.state_at_mut(*index).committed(change);
+        }
+        self.trim_cache();
         self.publish();
         Ok(())
     }
@@ -114,7 +160,14 @@ impl<S: Store + 'static> Views<S> {
                 if event.order.counter > until {
                     break;
                 }
-                if self.removable(&event) {
+                let removable = loop {
+                    let removable = self.removable(&event);
+                    if !self.missed() {
+                        break removable;
+                    }
+                    self.fetch_missed().await?;
+                };
+                if removable {
                     counters.push(event.order.counter);
                 }
             }

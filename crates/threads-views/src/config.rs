@@ -3,13 +3,13 @@
 /// How the engine paces its work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ViewConfig {
-    /// Save a snapshot of every view after this many applied events.
-    pub snapshot_every: u64,
-    /// Also wait, between snapshots, for at least as many events as the views have rows, so
-    /// the cost of snapshots stays proportional to the events applied (on by default).
-    pub amortize_snapshots: bool,
-    /// How many snapshots to keep (the oldest are deleted).
-    pub keep_snapshots: u64,
+    /// How many bytes of committed rows the views of one scope cache in memory (default
+    /// 64 MiB). Rows live in the store; the cache saves round trips to it.
+    pub cache_bytes: usize,
+    /// How long undo records of order-sensitive views are kept, in milliseconds of event
+    /// time behind the latest applied event (default one day). A late event within it
+    /// undoes only the events after it; an older one rebuilds the views.
+    pub undo_horizon_ms: u64,
     /// Commit after this many applied events (and at the end of each catch-up).
     pub commit_every: usize,
     /// How many entries to read from a log at a time.
@@ -31,9 +31,8 @@ pub struct ViewConfig {
 impl Default for ViewConfig {
     fn default() -> ViewConfig {
         ViewConfig {
-            snapshot_every: 10_000,
-            amortize_snapshots: true,
-            keep_snapshots: 3,
+            cache_bytes: 64 << 20,
+            undo_horizon_ms: 24 * 60 * 60 * 1000,
             commit_every: 1_000,
             page: 512,
             skip_unreadable: false,
@@ -43,30 +42,23 @@ impl Default for ViewConfig {
 }
 
 impl ViewConfig {
-    /// The defaults: a snapshot every 10,000 events (amortized), 3 kept, a commit every
+    /// The defaults: a 64 MiB cache, undo records for a day of event time, a commit every
     /// 1,000 events.
     pub fn new() -> ViewConfig {
         ViewConfig::default()
     }
 
-    /// Sets [`ViewConfig::snapshot_every`] (at least 1).
+    /// Sets [`ViewConfig::cache_bytes`].
     #[must_use]
-    pub fn with_snapshot_every(mut self, events: u64) -> ViewConfig {
-        self.snapshot_every = events.max(1);
+    pub const fn with_cache_bytes(mut self, bytes: usize) -> ViewConfig {
+        self.cache_bytes = bytes;
         self
     }
 
-    /// Sets [`ViewConfig::amortize_snapshots`].
+    /// Sets [`ViewConfig::undo_horizon_ms`].
     #[must_use]
-    pub fn with_amortized_snapshots(mut self, amortize: bool) -> ViewConfig {
-        self.amortize_snapshots = amortize;
-        self
-    }
-
-    /// Sets [`ViewConfig::keep_snapshots`] (at least 1).
-    #[must_use]
-    pub fn with_keep_snapshots(mut self, snapshots: u64) -> ViewConfig {
-        self.keep_snapshots = snapshots.max(1);
+    pub const fn with_undo_horizon_ms(mut self, ms: u64) -> ViewConfig {
+        self.undo_horizon_ms = ms;
         self
     }
 

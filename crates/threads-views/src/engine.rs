@@ -1,8 +1,9 @@
 //! The engine's core: [`Views`] (opening and resuming from the store, reading the views,
 //! keys and gates), its progress and rejections. The engine's work is in the files beside
-//! it: `apply.rs` (catching up, applying events), `rewind.rs` (late events, rebuilds,
-//! regating), `commit.rs` (committing rows with the cursor, compaction), `check.rs`
-//! (checking a write before it is stored), `config.rs` (pacing).
+//! it: `apply.rs` (catching up, applying events), `rewind.rs` (late events through undo
+//! records, rebuilds, regating), `commit.rs` (committing rows, undo records and the cursor,
+//! compaction), `read.rs` (reads that fetch what the cache misses), `check.rs` (checking
+//! a write before it is stored), `config.rs` (pacing).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -10,19 +11,22 @@ use std::sync::Arc;
 use threads_crypto::{ReadKey, ThreadKey};
 use threads_id::{LogId, ThreadId};
 use threads_log::{EventOrder, Hlc, Verifier};
-use threads_store::{Store, ViewChange, ViewCommit};
+use threads_store::{RowRange, Store, ViewChange, ViewCommit};
 use tokio::sync::watch;
 
 use crate::config::ViewConfig;
 use crate::error::{Result, ViewError};
 use crate::event::{ORDER_LEN, decode_order};
-use crate::mark::Mark;
-use crate::reducer::{Gate, Reducer, ViewKind};
+use crate::mark::{LogMark, Mark, Signature};
+use crate::reducer::{Gate, Reducer};
 use crate::state::State;
 use crate::subscribe::{Cursor, Subscription};
 
 /// The name under which rejections are kept, next to the views' rows.
 pub(crate) const REJECTIONS: &str = "~rejections";
+/// The name under which undo records of order-sensitive views are kept, keyed by the
+/// event's order.
+pub(crate) const UNDO: &str = "~undo";
 /// The "view" named in rejections of a whole event (not a batch, time going back).
 pub const EVENT_LEVEL: &str = "~event";
 
@@ -33,8 +37,11 @@ pub struct Progress {
     pub applied: u64,
     /// Events applied again after a rewind or for a rebuild.
     pub replayed: u64,
-    /// Whether order-sensitive views rewound to a snapshot because of a late event.
+    /// Whether order-sensitive views undid events because of a late event.
     pub rewound: bool,
+    /// Whether the views were rebuilt from the logs (a late event older than the undo
+    /// horizon, a change of gate, or views that changed).
+    pub rebuilt: bool,
 }
 
 /// An operation (or a whole event) that no view applied, and why. Every honest peer
@@ -78,10 +85,19 @@ pub(crate) struct LogStream {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Restart {
-    /// A late event: order-sensitive views go back to a snapshot.
+    /// A late event: order-sensitive views undo the events after it.
     Late,
-    /// Every view goes back to a snapshot (or to nothing).
+    /// Every view starts from nothing.
     Rebuild,
+}
+
+/// The undo record of an applied event, before its old values are all known: `None` for
+/// a value that is the committed one (read from the store when the commit is written).
+pub(crate) struct PendingUndo {
+    pub(crate) order: EventOrder,
+    pub(crate) prev_log: Option<LogMark>,
+    /// (index of the state, [`Views::states`] then the rejections; key; value before).
+    pub(crate) changes: Vec<(usize, Vec<u8>, Option<Option<Vec<u8>>>)>,
 }
 
 /// The materialized views of one thread.
@@ -104,7 +120,12 @@ pub struct Views<S> {
     pub(crate) mark: Mark,
     pub(crate) config: ViewConfig,
     pub(crate) verifiers: HashMap<LogId, Verifier>,
-    pub(crate) drop_snapshots_from: Option<u64>,
+    /// Undo records of events applied since the last commit.
+    pub(crate) undo_pending: Vec<PendingUndo>,
+    /// Undo records to delete at the next commit (their events were undone).
+    pub(crate) undo_done: Vec<Vec<u8>>,
+    /// Delete every undo record at the next commit (a rebuild).
+    pub(crate) undo_reset: bool,
     pub(crate) stale: bool,
     pub(crate) applied_tx: watch::Sender<BTreeMap<LogId, u64>>,
 }
@@ -189,17 +210,19 @@ impl<S: Store + 'static> Views<S> {
             thread,
             scope: format!("{thread}/{name}"),
             key,
-            states: vec![State::new(); reducers.len()],
+            states: (0..reducers.len()).map(|_| State::stored()).collect(),
             reducers,
             gate: None,
             epochs: Arc::default(),
             blocked: BTreeMap::new(),
             by_name,
-            rejections: State::new(),
+            rejections: State::stored(),
             mark: Mark::default(),
             config,
             verifiers: HashMap::new(),
-            drop_snapshots_from: None,
+            undo_pending: Vec::new(),
+            undo_done: Vec::new(),
+            undo_reset: false,
             stale: false,
             applied_tx,
         };
@@ -207,69 +230,70 @@ impl<S: Store + 'static> Views<S> {
         Ok(views)
     }
 
-    pub(crate) fn signature(&self) -> Vec<(String, ViewKind)> {
+    pub(crate) fn signature(&self) -> Signature {
         self.reducers
             .iter()
-            .map(|r| (r.name().to_owned(), r.kind()))
+            .map(|r| (r.name().to_owned(), r.kind(), r.version()))
             .collect()
     }
 
-    /// Loads the states and the mark from the store; starts over if the views changed.
+    /// Resumes from the store's cursor (no row is read: rows are read when used); starts
+    /// over if the views changed.
     pub(crate) async fn load(&mut self) -> Result<()> {
         let stored = match self.store.view_cursor(&self.scope).await? {
             Some(bytes) => Some(Mark::decode(&bytes)?),
             None => None,
         };
         let signature = self.signature();
+        for state in &mut self.states {
+            state.forget();
+        }
+        self.rejections.forget();
+        self.undo_pending.clear();
+        self.undo_done.clear();
+        self.undo_reset = false;
         match stored {
-            Some(mark) if mark.views == signature => {
-                for (i, reducer) in self.reducers.iter().enumerate() {
-                    let rows = self.store.view_rows(&self.scope, reducer.name()).await?;
-                    self.states[i] = State::from_rows(rows);
-                }
-                let rows = self.store.view_rows(&self.scope, REJECTIONS).await?;
-                self.rejections = State::from_rows(rows);
-                self.mark = mark;
-            }
+            Some(Some(mark)) if mark.views == signature => self.mark = mark,
             previous => {
-                // New scope, or different views: start from nothing and say so in the store
-                // at once, dropping rows of views that are gone and every snapshot.
-                let mut changes: Vec<ViewChange> = Vec::new();
-                let mut names: Vec<String> = signature.iter().map(|(n, _)| n.clone()).collect();
+                // New scope, older format or different views (names, kinds or reducer
+                // versions): start from nothing and say so in the store at once, dropping
+                // rows of views that are gone.
+                if previous.is_some() {
+                    tracing::info!(scope = %self.scope, "views changed: rebuilding them from the logs");
+                }
+                let mut names: Vec<String> = signature.iter().map(|(n, _, _)| n.clone()).collect();
                 names.push(REJECTIONS.to_owned());
-                if let Some(previous) = &previous {
-                    for (name, _) in &previous.views {
+                names.push(UNDO.to_owned());
+                if let Some(Some(previous)) = &previous {
+                    for (name, _, _) in &previous.views {
                         if !names.contains(name) {
                             names.push(name.clone());
                         }
                     }
                 }
-                for name in names {
-                    changes.push(ViewChange {
-                        view: name,
+                let changes = names
+                    .into_iter()
+                    .map(|view| ViewChange {
+                        view,
                         reset: true,
                         ..ViewChange::default()
-                    });
-                }
-                let next_snapshot = previous.map_or(0, |m| m.next_snapshot);
+                    })
+                    .collect();
                 self.mark = Mark {
                     views: signature,
-                    next_snapshot,
                     ..Mark::default()
                 };
-                for state in &mut self.states {
-                    *state = State::new();
-                }
-                self.rejections = State::new();
                 self.store
                     .view_commit(&ViewCommit {
                         scope: self.scope.clone(),
                         cursor: self.mark.encode(),
                         changes,
-                        drop_snapshots_from: Some(0),
-                        ..ViewCommit::default()
                     })
                     .await?;
+                for state in &mut self.states {
+                    state.known_empty();
+                }
+                self.rejections.known_empty();
             }
         }
         self.publish();
@@ -326,37 +350,52 @@ impl<S: Store + 'static> Views<S> {
         self.thread
     }
 
-    /// The state of the view named `name`.
-    ///
-    /// # Errors
-    /// [`ViewError::UnknownView`].
-    pub fn state(&self, name: &str) -> Result<&State> {
+    /// The index of the view named `name`.
+    pub(crate) fn view_index(&self, name: &str) -> Result<usize> {
         self.by_name
             .get(name)
-            .map(|&i| &self.states[i])
+            .copied()
             .ok_or_else(|| ViewError::UnknownView(name.to_owned()))
     }
 
-    /// A digest of every view's rows and of the rejections: equal digests mean
-    /// byte-identical views.
-    pub fn digest(&self) -> [u8; 32] {
+    /// A digest of every view's rows and of the rejections, read from the store: equal
+    /// digests mean byte-identical views.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn digest(&mut self) -> Result<[u8; 32]> {
         use sha2::{Digest, Sha256};
+        self.reload_if_stale().await?;
+        let mut names: Vec<String> = self.reducers.iter().map(|r| r.name().to_owned()).collect();
+        names.push(REJECTIONS.to_owned());
+        names.sort();
         let mut hasher = Sha256::new();
         hasher.update(b"threads-rs/views/v1");
-        let mut named: Vec<(&str, &State)> = self
-            .reducers
-            .iter()
-            .zip(&self.states)
-            .map(|(r, s)| (r.name(), s))
-            .collect();
-        named.push((REJECTIONS, &self.rejections));
-        named.sort_by_key(|(n, _)| *n);
-        for (name, state) in named {
+        for name in names {
             hasher.update((name.len() as u64).to_be_bytes());
             hasher.update(name.as_bytes());
-            hasher.update(state.digest());
+            let mut view = Sha256::new();
+            view.update(b"threads-rs/view-state/v1");
+            let mut range = RowRange::new(Vec::new(), None, 4096);
+            loop {
+                let rows = self.store.view_range(&self.scope, &name, &range).await?;
+                for (k, v) in &rows {
+                    view.update((k.len() as u64).to_be_bytes());
+                    view.update(k);
+                    view.update((v.len() as u64).to_be_bytes());
+                    view.update(v);
+                }
+                match rows.last() {
+                    Some((last, _)) if rows.len() == range.limit => {
+                        range.from.clone_from(last);
+                        range.after = true;
+                    }
+                    _ => break,
+                }
+            }
+            hasher.update(view.finalize());
         }
-        hasher.finalize().into()
+        Ok(hasher.finalize().into())
     }
 
     /// The time of the latest applied event of `log` (`None` if none was applied).
@@ -365,18 +404,26 @@ impl<S: Store + 'static> Views<S> {
     }
 
     /// Every rejection, in the order of the events.
-    pub fn rejections(&self) -> Vec<Rejection> {
-        self.rejections
-            .iter()
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn rejections(&mut self) -> Result<Vec<Rejection>> {
+        self.reload_if_stale().await?;
+        let rows = self
+            .store
+            .view_range(&self.scope, REJECTIONS, &RowRange::new(Vec::new(), None, usize::MAX))
+            .await?;
+        Ok(rows
+            .into_iter()
             .filter_map(|(key, reason)| {
                 let order = decode_order(key.get(..ORDER_LEN)?).ok()?;
                 Some(Rejection {
                     order,
                     view: String::from_utf8_lossy(&key[ORDER_LEN..]).into_owned(),
-                    reason: String::from_utf8_lossy(reason).into_owned(),
+                    reason: String::from_utf8_lossy(&reason).into_owned(),
                 })
             })
-            .collect()
+            .collect())
     }
 
     /// The greatest place in the order applied so far: a writer's clock should move past

@@ -69,23 +69,25 @@ impl Kv {
     }
 
     /// The value of `key` in a state of this view.
-    pub fn get<'a>(state: &'a State, key: &[u8]) -> Option<&'a [u8]> {
-        live(state.get(key)?)
+    pub fn get(state: &State, key: &[u8]) -> Option<Vec<u8>> {
+        live(&state.get(key)?).map(<[u8]>::to_vec)
     }
 
     /// Every live key and value, in key order.
-    pub fn list(state: &State) -> impl Iterator<Item = (&[u8], &[u8])> {
-        state.iter().filter_map(|(k, row)| Some((k, live(row)?)))
+    pub fn list(state: &State) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
+        state
+            .iter()
+            .filter_map(|(k, row)| Some((k, live(&row)?.to_vec())))
     }
 
     /// The live keys starting with `prefix` and their values, in key order.
     pub fn scan<'a>(
         state: &'a State,
-        prefix: &'a [u8],
-    ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        prefix: &[u8],
+    ) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + 'a {
         state
             .prefix(prefix)
-            .filter_map(|(k, row)| Some((k, live(row)?)))
+            .filter_map(|(k, row)| Some((k, live(&row)?.to_vec())))
     }
 
     /// The stamp of the operation that last wrote `key` (put or delete).
@@ -138,7 +140,7 @@ impl Reducer for Kv {
                 (key.into_vec(), row)
             }
         };
-        let newer = match state.get(&key).and_then(row_stamp) {
+        let newer = match state.get(&key).as_deref().and_then(row_stamp) {
             Some(current) => stamp.as_slice() > current,
             None => true,
         };
@@ -168,7 +170,7 @@ impl Reducer for Kv {
             Op::Put(key, _) | Op::Del(key) => key.as_slice(),
         };
         let stamp = encode_stamp(&event.stamp());
-        match state.get(key).and_then(row_stamp) {
+        match state.get(key).as_deref().and_then(row_stamp) {
             Some(current) => current > stamp.as_slice(),
             None => false,
         }

@@ -10,15 +10,19 @@
 //! - [`ViewKind::Commutative`] views (CRDTs, last-writer-wins maps such as [`Kv`]) take
 //!   events in any order;
 //! - [`ViewKind::Ordered`] views take them in the thread's total order (HLC, log id,
-//!   counter); when a late event sorts before applied ones, they rewind to the latest
-//!   snapshot before it and replay.
+//!   counter); each applied event keeps an undo record (the rows it changed and their
+//!   values before), so when a late event sorts before applied ones, only the events after
+//!   it are undone and applied again: the cost is what they changed, not the view's size.
 //!
-//! Changed rows are written with the cursor (the last applied counter per log) in one
-//! transaction of the store's database, so a restart resumes where it stopped and a crash
-//! never applies an event twice. Snapshots of every view are saved every
-//! [`ViewConfig::snapshot_every`] events; [`Views::compact`] drops the bodies of events no
-//! view needs any more, keeping their signed records. [`Views::subscribe`] gives a
-//! lossless, resumable stream of applied events.
+//! The rows live in the store, not in memory: a [`State`] caches them within a byte budget
+//! ([`ViewConfig::cache_bytes`]), and opening the views reads only their cursor. Reducers
+//! stay synchronous: a read the cache cannot answer is fetched and the reducer runs again
+//! (see [`State`]). Read the views with [`Views::read`]. Changed rows and undo records are
+//! written with the cursor (the last applied counter per log) in one transaction of the
+//! store's database, so a restart resumes where it stopped and a crash never applies an
+//! event twice. [`Views::compact`] drops the bodies of events no view needs any more,
+//! keeping their signed records. [`Views::subscribe`] gives a lossless, resumable stream of
+//! applied events.
 //!
 //! A [`Gate`] (access control, see threads-acl) decides per operation whether it applies;
 //! [`Views::regate`] recomputes the views when its rules change. [`Views::add_read_key`]
@@ -72,8 +76,9 @@
 //!
 //! let mut views = Views::open(store, thread, vec![Arc::new(Total)], ViewConfig::new()).await?;
 //! views.catch_up().await?;
-//! assert_eq!(views.state("total")?.get(b"total"), Some(&5i64.to_be_bytes()[..]));
-//! let rejected = views.rejections();
+//! let total = views.read("total", |state| state.get(b"total")).await?;
+//! assert_eq!(total, Some(5i64.to_be_bytes().to_vec()));
+//! let rejected = views.rejections().await?;
 //! assert_eq!((rejected.len(), rejected[0].author()), (1, writer.log_id()));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
@@ -89,6 +94,7 @@ mod error;
 mod event;
 mod kv;
 mod mark;
+mod read;
 mod reducer;
 mod rewind;
 mod state;
@@ -104,5 +110,5 @@ pub use event::{
 };
 pub use kv::Kv;
 pub use reducer::{Access, Gate, Reducer, Reject, ViewKind};
-pub use state::State;
+pub use state::{Rows, State};
 pub use subscribe::{Cursor, Delivered, Subscription};

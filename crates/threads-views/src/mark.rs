@@ -1,4 +1,4 @@
-//! The engine's persisted cursor ("mark") and snapshot formats.
+//! The engine's persisted cursor ("mark") and undo records.
 
 use std::collections::BTreeMap;
 
@@ -18,35 +18,108 @@ pub(crate) struct LogMark {
     pub(crate) time: Hlc,
 }
 
+/// Which views a scope serves: each view's name, kind and reducer version.
+pub(crate) type Signature = Vec<(String, ViewKind, u32)>;
+
 /// Everything the engine must know to resume: which views it serves, how far each log
-/// was applied, the greatest order applied, and snapshot bookkeeping.
+/// was applied, the greatest order applied, and how far back undo records go.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Mark {
-    pub(crate) views: Vec<(String, ViewKind)>,
+    pub(crate) views: Signature,
     pub(crate) logs: BTreeMap<LogId, LogMark>,
     pub(crate) last: Option<EventOrder>,
-    pub(crate) since_snapshot: u64,
-    pub(crate) next_snapshot: u64,
+    /// Undo records of events dated before this were pruned: a late event before it
+    /// rebuilds the views.
+    pub(crate) undo_floor: Option<Hlc>,
 }
+
+/// The version of the mark's format.
+const MARK_VERSION: u8 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct WireMark {
     version: u8,
-    views: Vec<(String, bool)>,
+    views: Vec<(String, bool, u32)>,
     logs: Vec<(ByteBuf, u64, u64, u32)>,
     last: Option<ByteBuf>,
-    since_snapshot: u64,
-    next_snapshot: u64,
+    undo_floor: Option<(u64, u32)>,
+}
+
+/// Only the version of a stored mark, to tell an older format from a corrupt one.
+#[derive(Deserialize)]
+struct WireVersion {
+    version: u8,
+}
+
+/// How an ordered view's applied event is undone: the rows it changed with their values
+/// before, and where its log stood before it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct UndoRecord {
+    pub(crate) prev_log: Option<LogMark>,
+    /// (view, key, value before; `None`: absent).
+    pub(crate) changes: Vec<(String, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireUndo {
+    version: u8,
+    prev_log: Option<(u64, u64, u32)>,
+    changes: Vec<(String, ByteBuf, Option<ByteBuf>)>,
+}
+
+impl UndoRecord {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let wire = WireUndo {
+            version: 1,
+            prev_log: self
+                .prev_log
+                .map(|m| (m.counter, m.time.physical_ms(), m.time.logical())),
+            changes: self
+                .changes
+                .iter()
+                .map(|(view, key, old)| {
+                    (
+                        view.clone(),
+                        ByteBuf::from(key.clone()),
+                        old.clone().map(ByteBuf::from),
+                    )
+                })
+                .collect(),
+        };
+        serde_ipld_dagcbor::to_vec(&wire).unwrap_or_else(|_| unreachable!("plain data encodes"))
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<UndoRecord> {
+        let wire: WireUndo = serde_ipld_dagcbor::from_slice(bytes)
+            .map_err(|e| ViewError::Corrupt(format!("undo record: {e}")))?;
+        if wire.version != 1 {
+            return Err(ViewError::Corrupt(format!(
+                "undo record version {} is not supported",
+                wire.version
+            )));
+        }
+        Ok(UndoRecord {
+            prev_log: wire.prev_log.map(|(counter, physical, logical)| LogMark {
+                counter,
+                time: Hlc::new(physical, logical),
+            }),
+            changes: wire
+                .changes
+                .into_iter()
+                .map(|(view, key, old)| (view, key.into_vec(), old.map(ByteBuf::into_vec)))
+                .collect(),
+        })
+    }
 }
 
 impl Mark {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let wire = WireMark {
-            version: 1,
+            version: MARK_VERSION,
             views: self
                 .views
                 .iter()
-                .map(|(n, k)| (n.clone(), *k == ViewKind::Ordered))
+                .map(|(n, k, v)| (n.clone(), *k == ViewKind::Ordered, *v))
                 .collect(),
             logs: self
                 .logs
@@ -61,21 +134,27 @@ impl Mark {
                 })
                 .collect(),
             last: self.last.map(|o| ByteBuf::from(encode_order(&o).to_vec())),
-            since_snapshot: self.since_snapshot,
-            next_snapshot: self.next_snapshot,
+            undo_floor: self.undo_floor.map(|t| (t.physical_ms(), t.logical())),
         };
         serde_ipld_dagcbor::to_vec(&wire).unwrap_or_else(|_| unreachable!("plain data encodes"))
     }
 
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Mark> {
-        let wire: WireMark = serde_ipld_dagcbor::from_slice(bytes)
+    /// Decodes a stored mark: `Ok(None)` for a mark of an earlier format (the views are
+    /// then rebuilt).
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Option<Mark>> {
+        let version: WireVersion = serde_ipld_dagcbor::from_slice(bytes)
             .map_err(|e| ViewError::Corrupt(format!("view cursor: {e}")))?;
-        if wire.version != 1 {
+        if version.version < MARK_VERSION {
+            return Ok(None);
+        }
+        if version.version != MARK_VERSION {
             return Err(ViewError::Corrupt(format!(
                 "view cursor version {} is not supported",
-                wire.version
+                version.version
             )));
         }
+        let wire: WireMark = serde_ipld_dagcbor::from_slice(bytes)
+            .map_err(|e| ViewError::Corrupt(format!("view cursor: {e}")))?;
         let mut logs = BTreeMap::new();
         for (log, counter, physical, logical) in wire.logs {
             let log = LogId::from_bytes(&log)
@@ -88,96 +167,56 @@ impl Mark {
                 },
             );
         }
-        Ok(Mark {
+        Ok(Some(Mark {
             views: wire
                 .views
                 .into_iter()
-                .map(|(n, ordered)| {
+                .map(|(n, ordered, version)| {
                     let kind = if ordered {
                         ViewKind::Ordered
                     } else {
                         ViewKind::Commutative
                     };
-                    (n, kind)
+                    (n, kind, version)
                 })
                 .collect(),
             logs,
             last: wire.last.map(|b| decode_order(&b)).transpose()?,
-            since_snapshot: wire.since_snapshot,
-            next_snapshot: wire.next_snapshot,
-        })
+            undo_floor: wire.undo_floor.map(|(p, l)| Hlc::new(p, l)),
+        }))
     }
 }
 
-/// A saved state of every view at one mark.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Snapshot {
-    pub(crate) mark: Mark,
-    pub(crate) states: BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>,
-}
 
-#[derive(Serialize, Deserialize)]
-struct WireSnapshot {
-    version: u8,
-    mark: ByteBuf,
-    states: Vec<(String, Vec<(ByteBuf, ByteBuf)>)>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Snapshot {
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let wire = WireSnapshot {
-            version: 1,
-            mark: ByteBuf::from(self.mark.encode()),
-            states: self
-                .states
-                .iter()
-                .map(|(name, rows)| {
-                    let rows = rows
-                        .iter()
-                        .map(|(k, v)| (ByteBuf::from(k.clone()), ByteBuf::from(v.clone())))
-                        .collect();
-                    (name.clone(), rows)
-                })
-                .collect(),
+    #[test]
+    fn marks_and_undo_records_round_trip_and_old_marks_read_as_none() {
+        let log = threads_crypto::Identity::generate().log_id();
+        let order = EventOrder {
+            time: Hlc::new(5, 1),
+            log,
+            counter: 3,
         };
-        serde_ipld_dagcbor::to_vec(&wire).unwrap_or_else(|_| unreachable!("plain data encodes"))
-    }
-
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot> {
-        let wire: WireSnapshot = serde_ipld_dagcbor::from_slice(bytes)
-            .map_err(|e| ViewError::Corrupt(format!("view snapshot: {e}")))?;
-        if wire.version != 1 {
-            return Err(ViewError::Corrupt(format!(
-                "view snapshot version {} is not supported",
-                wire.version
-            )));
+        let mark = Mark {
+            views: vec![("docs".into(), ViewKind::Ordered, 2)],
+            logs: BTreeMap::from([(log, LogMark { counter: 3, time: Hlc::new(5, 1) })]),
+            last: Some(order),
+            undo_floor: Some(Hlc::new(4, 0)),
+        };
+        assert_eq!(Mark::decode(&mark.encode()).expect("decodes"), Some(mark));
+        #[derive(Serialize)]
+        struct Old {
+            version: u8,
         }
-        Ok(Snapshot {
-            mark: Mark::decode(&wire.mark)?,
-            states: wire
-                .states
-                .into_iter()
-                .map(|(name, rows)| {
-                    let rows = rows
-                        .into_iter()
-                        .map(|(k, v)| (k.into_vec(), v.into_vec()))
-                        .collect();
-                    (name, rows)
-                })
-                .collect(),
-        })
-    }
-}
-
-/// A snapshot's meta: its position (empty before any event).
-pub(crate) fn position_meta(last: Option<&EventOrder>) -> Vec<u8> {
-    last.map(|o| encode_order(o).to_vec()).unwrap_or_default()
-}
-
-pub(crate) fn position_from_meta(meta: &[u8]) -> Result<Option<EventOrder>> {
-    if meta.is_empty() {
-        Ok(None)
-    } else {
-        decode_order(meta).map(Some)
+        let old = serde_ipld_dagcbor::to_vec(&Old { version: 1 }).expect("encodes");
+        assert_eq!(Mark::decode(&old).expect("decodes"), None);
+        let undo = UndoRecord {
+            prev_log: Some(LogMark { counter: 2, time: Hlc::new(4, 0) }),
+            changes: vec![("docs".into(), b"k".to_vec(), None), ("docs".into(), b"j".to_vec(), Some(b"v".to_vec()))],
+        };
+        assert_eq!(UndoRecord::decode(&undo.encode()).expect("decodes"), undo);
     }
 }

@@ -10,8 +10,9 @@ pub enum ViewKind {
     /// last-writer-wins maps). It gets events in arrival order and never rewinds.
     Commutative,
     /// The view's result depends on the order: it gets events in the thread's total order,
-    /// and when a late event sorts before events it already applied, it rewinds to its
-    /// latest snapshot before that point and replays.
+    /// and when a late event sorts before events it already applied, the events after it
+    /// are undone (from undo records of the rows they changed), the late event applies,
+    /// and they apply again.
     Ordered,
 }
 
@@ -48,6 +49,14 @@ pub trait Reducer: Send + Sync {
 
     /// Whether the view is commutative or order-sensitive.
     fn kind(&self) -> ViewKind;
+
+    /// The version of the reducer's code (default 1). Raise it whenever `apply` would
+    /// compute other rows from the same events: views stored by another version are
+    /// rebuilt from the logs when they are opened, instead of keeping rows computed by
+    /// other code.
+    fn version(&self) -> u32 {
+        1
+    }
 
     /// Applies one operation. On `Err`, every change made by this call is undone.
     ///

@@ -1,60 +1,57 @@
-//! Going back: a late event rewinds order-sensitive views to a snapshot before it and
-//! replays; a rebuild starts from a snapshot or from nothing; a change of gate replays from
-//! the earliest event it may judge differently.
+//! Going back: a late event undoes the order-sensitive views' events after it from their
+//! undo records and replays them; a rebuild (a late event older than the undo horizon, a
+//! change of gate, or on request) starts every view from nothing and streams the logs.
 
 use std::collections::BTreeMap;
 
 use threads_id::LogId;
 use threads_log::EventOrder;
-use threads_store::Store;
+use threads_store::{RowRange, Store};
 
-use crate::engine::{Progress, REJECTIONS, Restart, Views};
-use crate::error::{Result, ViewError};
-use crate::event::ORDER_LEN;
-use crate::mark::{Mark, Snapshot, position_from_meta};
+use crate::engine::{Progress, REJECTIONS, Restart, UNDO, Views};
+use crate::error::Result;
+use crate::event::{decode_order, encode_order};
+use crate::mark::{Mark, UndoRecord};
 use crate::reducer::ViewKind;
 
+/// Undo records read from the store at a time.
+const UNDO_PAGE: usize = 1024;
+
 impl<S: Store + 'static> Views<S> {
-    /// Recomputes every view from the latest snapshot before `since` (from nothing for
-    /// `None`), asking the gate again for every event after it, then applies new events.
-    /// Call it when the gate's rules changed in a way that changes its answers for events
-    /// at `since` and later.
+    /// Recomputes the views asking the gate again for every event at `since` and after
+    /// (every event for `None`), then applies new events. Call it when the gate's rules
+    /// changed in a way that changes its answers for events at `since` and later.
+    ///
+    /// Order-sensitive views alone undo the events from `since` on; commutative views do not
+    /// keep undo records, so when there are any (or `since` is beyond the undo horizon),
+    /// every view is rebuilt from the logs.
     ///
     /// # Errors
     /// As [`Views::catch_up`].
     pub async fn regate(&mut self, since: Option<EventOrder>) -> Result<Progress> {
         self.reload_if_stale().await?;
-        let result = async {
-            let snapshot = match since {
-                Some(order) => self.snapshot_before(order).await?,
-                None => None,
-            };
-            self.restart(snapshot, Restart::Rebuild).await
-        }
-        .await;
+        let commutative = self
+            .reducers
+            .iter()
+            .any(|r| r.kind() == ViewKind::Commutative);
+        let result = match since {
+            Some(order) if !commutative => self.rewind(order).await,
+            _ => self.rebuild_all().await,
+        };
         if result.is_err() {
             self.stale = true;
         }
         result
     }
 
-    /// Rebuilds every view from the latest snapshot (`from_snapshot`) or from nothing,
-    /// replaying the logs; the result equals a full replay.
+    /// Rebuilds every view from nothing, streaming the logs (memory stays bounded: it
+    /// commits as it goes); the result equals the views built event by event.
     ///
     /// # Errors
     /// As [`Views::catch_up`].
-    pub async fn rebuild(&mut self, from_snapshot: bool) -> Result<Progress> {
+    pub async fn rebuild(&mut self) -> Result<Progress> {
         self.reload_if_stale().await?;
-        let result = async {
-            let snapshot = if from_snapshot {
-                let snapshots = self.store.view_snapshots(&self.scope).await?;
-                snapshots.last().map(|(seq, _)| *seq)
-            } else {
-                None
-            };
-            self.restart(snapshot, Restart::Rebuild).await
-        }
-        .await;
+        let result = self.rebuild_all().await;
         if result.is_err() {
             self.stale = true;
         }
@@ -63,103 +60,95 @@ impl<S: Store + 'static> Views<S> {
 
     pub(crate) async fn reload_if_stale(&mut self) -> Result<()> {
         if self.stale {
-            self.drop_snapshots_from = None;
             self.load().await?;
             self.stale = false;
         }
         Ok(())
     }
 
-    /// The latest snapshot whose position is before `order`.
-    pub(crate) async fn snapshot_before(&self, order: EventOrder) -> Result<Option<u64>> {
-        let snapshots = self.store.view_snapshots(&self.scope).await?;
-        let mut chosen = None;
-        for (seq, meta) in snapshots {
-            match position_from_meta(&meta)? {
-                Some(position) if position >= order => {}
-                _ => chosen = Some(seq),
-            }
+    /// Undoes the order-sensitive views' events after `late` (every event at or after it
+    /// when it was applied already), then applies the logs from there: the undone events
+    /// again, `late` and new events. Falls back to a rebuild if undo records no longer
+    /// reach back to `late`.
+    pub(crate) async fn rewind(&mut self, late: EventOrder) -> Result<Progress> {
+        if self.mark.undo_floor.is_some_and(|floor| late.time < floor) {
+            tracing::info!(
+                scope = %self.scope,
+                late = %late.time,
+                "a late event is older than the undo horizon: rebuilding the views"
+            );
+            return self.rebuild_all().await;
         }
-        Ok(chosen)
-    }
-
-    pub(crate) async fn restart(
-        &mut self,
-        snapshot: Option<u64>,
-        kind: Restart,
-    ) -> Result<Progress> {
-        let snapshot = match snapshot {
-            Some(seq) => {
-                let data = self
-                    .store
-                    .view_snapshot(&self.scope, seq)
-                    .await?
-                    .ok_or_else(|| ViewError::Corrupt(format!("snapshot {seq} vanished")))?;
-                let snapshot = Snapshot::decode(&data)?;
-                if snapshot.mark.views != self.mark.views {
-                    return Err(ViewError::Corrupt(format!(
-                        "snapshot {seq} holds other views"
-                    )));
-                }
-                Some((seq, snapshot))
-            }
-            None => None,
-        };
-        let (seq, mut snap) = match snapshot {
-            Some((seq, snap)) => (Some(seq), snap),
-            None => (
-                None,
-                Snapshot {
-                    mark: Mark {
-                        views: self.mark.views.clone(),
-                        ..Mark::default()
-                    },
-                    states: BTreeMap::new(),
-                },
-            ),
-        };
-        for (i, reducer) in self.reducers.iter().enumerate() {
-            if kind == Restart::Rebuild || reducer.kind() == ViewKind::Ordered {
-                let rows = snap.states.remove(reducer.name()).unwrap_or_default();
-                self.states[i].replace(rows);
-            }
-        }
-        let snap_rejections = snap.states.remove(REJECTIONS).unwrap_or_default();
-        let rejections = match kind {
-            Restart::Rebuild => snap_rejections,
-            Restart::Late => {
-                // Commutative views (and whole-event refusals) keep what they refused; the
-                // order-sensitive ones go back to the snapshot's and refuse again on replay.
-                let keep_current = |key: &[u8]| {
-                    let view = &key[ORDER_LEN.min(key.len())..];
-                    !self.is_ordered_view(view)
-                };
-                let mut rows: BTreeMap<Vec<u8>, Vec<u8>> = snap_rejections
-                    .into_iter()
-                    .filter(|(k, _)| !keep_current(k))
-                    .collect();
-                for (k, v) in self.rejections.iter() {
-                    if keep_current(k) {
-                        rows.insert(k.to_vec(), v.to_vec());
-                    }
-                }
-                rows
-            }
-        };
-        self.rejections.replace(rejections);
-
-        let previous = std::mem::replace(&mut self.mark, snap.mark);
-        self.mark.next_snapshot = previous.next_snapshot;
-        self.mark.since_snapshot = 0;
-        self.drop_snapshots_from = Some(seq.map_or(0, |s| s + 1));
-        let replay_until: BTreeMap<LogId, u64> = previous
+        let previous: BTreeMap<LogId, u64> = self
+            .mark
             .logs
             .iter()
             .map(|(log, m)| (*log, m.counter))
             .collect();
+        // The records of events at `late` and after it, oldest first, a page at a time.
+        let mut records = Vec::new();
+        let mut range = RowRange::new(encode_order(&late).to_vec(), None, UNDO_PAGE);
+        loop {
+            let page = self.store.view_range(&self.scope, UNDO, &range).await?;
+            let full = page.len() == range.limit;
+            if let Some((last, _)) = page.last() {
+                range.from.clone_from(last);
+                range.after = true;
+            }
+            records.extend(page);
+            if !full {
+                break;
+            }
+        }
+        let undone = records.len();
+        // Undo newest first; a log's cursor goes back to before its oldest undone event.
+        for (key, bytes) in records.into_iter().rev() {
+            let order = decode_order(&key)?;
+            let record = UndoRecord::decode(&bytes)?;
+            for (view, row, old) in record.changes {
+                let index = if view == REJECTIONS {
+                    self.states.len()
+                } else {
+                    self.view_index(&view)?
+                };
+                self.state_at_mut(index).restore(row, old);
+            }
+            match record.prev_log {
+                Some(mark) => self.mark.logs.insert(order.log, mark),
+                None => self.mark.logs.remove(&order.log),
+            };
+            self.undo_done.push(key);
+        }
+        tracing::debug!(scope = %self.scope, undone, "late event: undid the events after it");
         let streams = self.streams(&self.mark.clone()).await?;
-        let mut progress = self.run(streams, &replay_until, kind).await?;
-        progress.rewound = kind == Restart::Late;
+        let mut progress = self.run(streams, &previous, Restart::Late).await?;
+        progress.rewound = true;
+        Ok(progress)
+    }
+
+    /// Starts every view, the rejections and the undo records from nothing and applies
+    /// every event again.
+    pub(crate) async fn rebuild_all(&mut self) -> Result<Progress> {
+        let previous: BTreeMap<LogId, u64> = self
+            .mark
+            .logs
+            .iter()
+            .map(|(log, m)| (*log, m.counter))
+            .collect();
+        for state in &mut self.states {
+            state.wipe();
+        }
+        self.rejections.wipe();
+        self.undo_pending.clear();
+        self.undo_done.clear();
+        self.undo_reset = true;
+        self.mark = Mark {
+            views: self.mark.views.clone(),
+            ..Mark::default()
+        };
+        let streams = self.streams(&self.mark.clone()).await?;
+        let mut progress = self.run(streams, &previous, Restart::Rebuild).await?;
+        progress.rebuilt = true;
         Ok(progress)
     }
 

@@ -1,197 +1,484 @@
 //! A view's state: ordered rows of bytes that a reducer reads and changes.
+//!
+//! The rows live in the store. A [`State`] holds the changes not committed yet (an
+//! overlay) and a cache of committed rows and key ranges, bounded by a byte budget. A
+//! reducer reads synchronously: a read the cache cannot answer is recorded as a *miss* and
+//! answered as absent; the engine then throws the run's changes away, fetches every missed
+//! key and range from the store in one round trip each, and runs the reducer again. A
+//! reducer is a pure function of the state and the event, so running it again is safe, and
+//! the run that counts is one that missed nothing: it saw the state exactly as committed
+//! plus this commit's changes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use sha2::{Digest, Sha256};
+/// Bytes counted per cached row on top of its key and value.
+const ROW_OVERHEAD: usize = 48;
+/// Rows fetched at least when a range read misses.
+const RANGE_CHUNK: usize = 64;
 
-/// A row's key and its value before a change (`None`: it did not exist).
-type Undo = (Vec<u8>, Option<Vec<u8>>);
+/// An overlay change before it was made: the overlay's entry for the key (`None`: the
+/// key was not in the overlay).
+pub(crate) type Logged = (Vec<u8>, Option<Option<Vec<u8>>>);
 
-/// The rows of one view, ordered by key bytes. A reducer changes them while it applies an
-/// event; the engine persists exactly the rows that changed, with the cursor, in one
-/// transaction.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What a read could not answer from memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Miss {
+    /// A key's committed value.
+    Key(Vec<u8>),
+    /// More committed rows of the range `[from, to)` than the cache holds.
+    Range(Vec<u8>, Option<Vec<u8>>),
+}
+
+/// The committed rows of a range read so far, in key order.
+#[derive(Debug, Default)]
+pub(crate) struct Chunk {
+    pub(crate) rows: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Whether `rows` are all the committed rows of the range.
+    pub(crate) complete: bool,
+}
+
+#[derive(Debug, Default)]
+struct Base {
+    /// `rows` holds every committed row (a state without a store, or rows written since a
+    /// rebuild and not evicted yet): a key not in it is absent.
+    complete: bool,
+    /// Committed values known (`None`: known to be absent).
+    rows: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Committed rows of ranges, by the range's bounds.
+    ranges: HashMap<(Vec<u8>, Option<Vec<u8>>), Chunk>,
+    bytes: usize,
+    misses: Vec<Miss>,
+}
+
+/// The rows of one view, ordered by key bytes. A reducer reads and changes them while it
+/// applies an event; the engine persists exactly the rows that changed, with the cursor,
+/// in one transaction.
+///
+/// A `State` made by [`State::new`] stands alone (no store behind it): every read is
+/// answered from memory, which is how reducers and queries are tested.
+#[derive(Debug)]
 pub struct State {
-    rows: BTreeMap<Vec<u8>, Vec<u8>>,
-    dirty: BTreeSet<Vec<u8>>,
-    undo: Option<Vec<Undo>>,
+    /// Changes not committed yet (`None`: deleted).
+    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    base: Mutex<Base>,
+    /// The overlay changes of the event being applied, for rolling back.
+    log: Option<Vec<Logged>>,
+    /// The committed rows are to be deleted by the next commit (a rebuild).
     reset: bool,
 }
 
+impl Default for State {
+    fn default() -> State {
+        State::new()
+    }
+}
+
 impl State {
-    /// An empty state.
+    /// An empty state with no store behind it.
     pub fn new() -> State {
-        State::default()
+        State::with_base(true)
     }
 
-    pub(crate) fn from_rows(rows: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> State {
+    /// A state over committed rows in the store that it knows nothing of yet.
+    pub(crate) fn stored() -> State {
+        State::with_base(false)
+    }
+
+    fn with_base(complete: bool) -> State {
         State {
-            rows: rows.into_iter().collect(),
-            ..State::default()
+            overlay: BTreeMap::new(),
+            base: Mutex::new(Base {
+                complete,
+                ..Base::default()
+            }),
+            log: None,
+            reset: false,
         }
     }
 
+    fn base(&self) -> MutexGuard<'_, Base> {
+        self.base.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The value of `key`.
-    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.rows.get(key).map(Vec::as_slice)
+    pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        if let Some(value) = self.overlay.get(key) {
+            return value.clone();
+        }
+        let mut base = self.base();
+        if let Some(value) = base.rows.get(key) {
+            return value.clone();
+        }
+        if !base.complete {
+            base.misses.push(Miss::Key(key.to_vec()));
+        }
+        None
+    }
+
+    /// Whether `key` has a value.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.get(key).is_some()
     }
 
     /// Sets `key` to `value`.
     pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
         let key = key.into();
-        let old = self.rows.insert(key.clone(), value.into());
-        self.touched(key, old);
+        let before = self.overlay.insert(key.clone(), Some(value.into()));
+        if let Some(log) = &mut self.log {
+            log.push((key, before));
+        }
     }
 
     /// Deletes `key` (nothing happens if it is absent).
     pub fn delete(&mut self, key: &[u8]) {
-        if let Some(old) = self.rows.remove(key) {
-            self.touched(key.to_vec(), Some(old));
+        let before = self.overlay.insert(key.to_vec(), None);
+        if let Some(log) = &mut self.log {
+            log.push((key.to_vec(), before));
         }
-    }
-
-    fn touched(&mut self, key: Vec<u8>, old: Option<Vec<u8>>) {
-        if let Some(undo) = &mut self.undo {
-            undo.push((key.clone(), old));
-        }
-        self.dirty.insert(key);
     }
 
     /// Every row, in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.rows.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
+    pub fn iter(&self) -> Rows<'_> {
+        self.rows(Vec::new(), None)
     }
 
     /// The rows whose key starts with `prefix`, in key order.
-    pub fn prefix<'a>(&'a self, prefix: &'a [u8]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
-        self.rows
-            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
-            .take_while(move |(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.as_slice(), v.as_slice()))
-    }
-
-    /// [`State::prefix`] with an owned prefix, so the iterator can outlive the caller's
-    /// buffer.
-    pub fn prefix_owned(&self, prefix: Vec<u8>) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.rows
-            .range::<[u8], _>((Bound::Included(prefix.as_slice()), Bound::Unbounded))
-            .take_while(move |(k, _)| k.starts_with(&prefix))
-            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+    pub fn prefix(&self, prefix: &[u8]) -> Rows<'_> {
+        self.rows(prefix.to_vec(), successor(prefix))
     }
 
     /// The rows with keys in `[from, to)`, in key order.
-    pub fn range<'a>(
-        &'a self,
-        from: &'a [u8],
-        to: &'a [u8],
-    ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
-        self.rows
-            .range::<[u8], _>((Bound::Included(from), Bound::Excluded(to)))
-            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+    pub fn range(&self, from: &[u8], to: &[u8]) -> Rows<'_> {
+        self.rows(from.to_vec(), Some(to.to_vec()))
     }
 
-    /// The number of rows.
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    /// Whether there are no rows.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    /// A SHA-256 digest of every row: equal digests mean byte-identical states.
-    pub fn digest(&self) -> [u8; 32] {
-        let mut hasher = Sha256::new();
-        hasher.update(b"threads-rs/view-state/v1");
-        for (k, v) in &self.rows {
-            hasher.update((k.len() as u64).to_be_bytes());
-            hasher.update(k);
-            hasher.update((v.len() as u64).to_be_bytes());
-            hasher.update(v);
+    fn rows(&self, from: Vec<u8>, to: Option<Vec<u8>>) -> Rows<'_> {
+        Rows {
+            state: self,
+            from,
+            to,
+            last: None,
+            done: false,
         }
-        hasher.finalize().into()
     }
 
+    /// The first committed row of `[from, to)` after `last` (from `from` when `None`).
+    /// `Err` if the cache cannot tell (the miss is recorded).
+    fn committed_next(
+        &self,
+        from: &[u8],
+        to: Option<&[u8]>,
+        last: Option<&[u8]>,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, ()> {
+        let mut base = self.base();
+        let start = last.map_or(Bound::Included(from), Bound::Excluded);
+        let end = to.map_or(Bound::Unbounded, Bound::Excluded);
+        if base.complete {
+            if empty_range(start, end) {
+                return Ok(None);
+            }
+            return Ok(base
+                .rows
+                .range::<[u8], _>((start, end))
+                .find_map(|(k, v)| Some((k.clone(), v.clone()?))));
+        }
+        let id = (from.to_vec(), to.map(<[u8]>::to_vec));
+        let Some(chunk) = base.ranges.get(&id) else {
+            base.misses.push(Miss::Range(id.0, id.1));
+            return Err(());
+        };
+        let at = match last {
+            Some(last) => chunk.rows.partition_point(|(k, _)| k.as_slice() <= last),
+            None => 0,
+        };
+        match chunk.rows.get(at) {
+            Some(row) => Ok(Some(row.clone())),
+            None if chunk.complete => Ok(None),
+            None => {
+                base.misses.push(Miss::Range(id.0, id.1));
+                Err(())
+            }
+        }
+    }
+
+    // ----- the engine's side -----
+
+    /// Starts logging overlay changes (an event is being applied or checked).
     pub(crate) fn begin(&mut self) {
-        self.undo = Some(Vec::new());
+        self.log = Some(Vec::new());
     }
 
-    pub(crate) fn keep(&mut self) {
-        self.undo = None;
-    }
-
-    /// A point inside the scope opened by [`State::begin`] that
-    /// [`State::roll_back_to`] can return to.
+    /// A point of the log that [`State::roll_back_to`] can return to.
     pub(crate) fn savepoint(&self) -> usize {
-        self.undo.as_ref().map_or(0, Vec::len)
+        self.log.as_ref().map_or(0, Vec::len)
     }
 
-    /// Undoes the changes made since `point`, keeping the scope open.
+    /// Undoes the overlay changes made since `point`, keeping the log open.
     pub(crate) fn roll_back_to(&mut self, point: usize) {
-        if let Some(undo) = &mut self.undo {
-            while undo.len() > point {
-                let Some((key, old)) = undo.pop() else { break };
-                match old {
-                    Some(value) => self.rows.insert(key, value),
-                    None => self.rows.remove(&key),
+        if let Some(log) = &mut self.log {
+            while log.len() > point {
+                let Some((key, before)) = log.pop() else { break };
+                match before {
+                    Some(entry) => self.overlay.insert(key, entry),
+                    None => self.overlay.remove(&key),
                 };
             }
         }
     }
 
-    /// Undoes every change since [`State::begin`]. Keys stay marked dirty; writing their
-    /// old value back is harmless.
-    pub(crate) fn roll_back(&mut self) {
-        if let Some(undo) = self.undo.take() {
-            for (key, old) in undo.into_iter().rev() {
-                match old {
-                    Some(value) => self.rows.insert(key, value),
-                    None => self.rows.remove(&key),
-                };
-            }
+    /// Stops logging and returns the log: what the event changed, and how the overlay was
+    /// before.
+    pub(crate) fn end(&mut self) -> Vec<Logged> {
+        self.log.take().unwrap_or_default()
+    }
+
+    /// The committed value of `key` if the cache knows it: `Some(None)` for absent.
+    pub(crate) fn known_committed(&self, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        let base = self.base();
+        match base.rows.get(key) {
+            Some(value) => Some(value.clone()),
+            None if base.complete => Some(None),
+            None => None,
         }
     }
 
-    /// Replaces every row (a rewind or a rebuild): the next commit rewrites the view.
-    pub(crate) fn replace(&mut self, rows: BTreeMap<Vec<u8>, Vec<u8>>) {
-        self.rows = rows;
-        self.dirty.clear();
+    /// Sets `key` to `value` (`None`: deleted) without logging (a rewind restoring rows).
+    pub(crate) fn restore(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        self.overlay.insert(key, value);
+    }
+
+    /// Forgets everything: the committed rows are to be deleted by the next commit, and
+    /// until then the view is empty.
+    pub(crate) fn wipe(&mut self) {
+        self.overlay.clear();
+        self.log = None;
         self.reset = true;
+        *self.base() = Base {
+            complete: true,
+            ..Base::default()
+        };
     }
 
-    pub(crate) fn rows(&self) -> &BTreeMap<Vec<u8>, Vec<u8>> {
-        &self.rows
+    /// Forgets the cache and the uncommitted changes (the store is the truth again).
+    pub(crate) fn forget(&mut self) {
+        self.overlay.clear();
+        self.log = None;
+        self.reset = false;
+        *self.base() = Base::default();
     }
 
-    /// Takes the pending changes: (reset, puts, deletes).
+    /// Declares that the store holds no row of this view (a new scope).
+    pub(crate) fn known_empty(&mut self) {
+        let mut base = self.base();
+        if base.rows.is_empty() && base.ranges.is_empty() {
+            base.complete = true;
+        }
+    }
+
+    pub(crate) fn has_changes(&self) -> bool {
+        self.reset || !self.overlay.is_empty()
+    }
+
+    /// Takes the pending changes (the overlay empties; reads see them once
+    /// [`State::committed`] is called with them).
     pub(crate) fn take_changes(&mut self) -> threads_store::ViewChange {
         let reset = std::mem::take(&mut self.reset);
-        let dirty = std::mem::take(&mut self.dirty);
         let mut change = threads_store::ViewChange {
             reset,
             ..Default::default()
         };
-        if reset {
-            change.puts = self
-                .rows
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-        } else {
-            for key in dirty {
-                match self.rows.get(&key) {
-                    Some(value) => change.puts.push((key, value.clone())),
-                    None => change.deletes.push(key),
-                }
+        for (key, value) in std::mem::take(&mut self.overlay) {
+            match value {
+                Some(value) => change.puts.push((key, value)),
+                None => change.deletes.push(key),
             }
         }
         change
     }
 
-    pub(crate) fn has_changes(&self) -> bool {
-        self.reset || !self.dirty.is_empty()
+    /// The store committed `change`: the cache learns its rows, and range reads start over.
+    pub(crate) fn committed(&mut self, change: &threads_store::ViewChange) {
+        let mut base = self.base();
+        let base = &mut *base;
+        if change.reset {
+            base.rows.clear();
+            base.bytes = 0;
+        }
+        for (_, chunk) in base.ranges.drain() {
+            base.bytes = base.bytes.saturating_sub(chunk_bytes(&chunk));
+        }
+        for (key, value) in &change.puts {
+            let size = key.len() + value.len() + ROW_OVERHEAD;
+            if let Some(Some(old)) = base.rows.insert(key.clone(), Some(value.clone())) {
+                base.bytes = base.bytes.saturating_sub(key.len() + old.len() + ROW_OVERHEAD);
+            }
+            base.bytes += size;
+        }
+        for key in &change.deletes {
+            let old = if base.complete {
+                base.rows.remove(key).flatten()
+            } else {
+                base.bytes += key.len() + ROW_OVERHEAD;
+                base.rows.insert(key.clone(), None).flatten()
+            };
+            if let Some(old) = old {
+                base.bytes = base.bytes.saturating_sub(key.len() + old.len() + ROW_OVERHEAD);
+            }
+        }
+    }
+
+    /// Bytes the cache holds.
+    pub(crate) fn cached_bytes(&self) -> usize {
+        self.base().bytes
+    }
+
+    /// Drops the cache (the store stays the truth; the overlay is kept).
+    pub(crate) fn evict(&self) {
+        let mut base = self.base();
+        if base.complete && base.rows.is_empty() {
+            return;
+        }
+        *base = Base::default();
+    }
+
+    pub(crate) fn has_misses(&self) -> bool {
+        !self.base().misses.is_empty()
+    }
+
+    pub(crate) fn take_misses(&self) -> Vec<Miss> {
+        let mut misses = std::mem::take(&mut self.base().misses);
+        misses.sort_unstable_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        misses.dedup();
+        misses
+    }
+
+    /// Committed values fetched from the store for missed keys.
+    pub(crate) fn learn_keys(&self, keys: Vec<Vec<u8>>, values: Vec<Option<Vec<u8>>>) {
+        let mut base = self.base();
+        for (key, value) in keys.into_iter().zip(values) {
+            base.bytes += key.len() + value.as_ref().map_or(0, Vec::len) + ROW_OVERHEAD;
+            base.rows.insert(key, value);
+        }
+    }
+
+    /// The chunk of range `[from, to)` read so far, to continue it.
+    pub(crate) fn range_tail(&self, from: &[u8], to: Option<&[u8]>) -> (Option<Vec<u8>>, usize) {
+        let base = self.base();
+        base.ranges
+            .get(&(from.to_vec(), to.map(<[u8]>::to_vec)))
+            .map_or((None, 0), |c| {
+                (c.rows.last().map(|(k, _)| k.clone()), c.rows.len())
+            })
+    }
+
+    /// Committed rows fetched for range `[from, to)`, following what it held; `complete`
+    /// if they reach the end of the range.
+    pub(crate) fn learn_range(
+        &self,
+        from: Vec<u8>,
+        to: Option<Vec<u8>>,
+        rows: Vec<(Vec<u8>, Vec<u8>)>,
+        complete: bool,
+    ) {
+        let mut base = self.base();
+        let added: usize = rows
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + ROW_OVERHEAD)
+            .sum();
+        base.bytes += added;
+        let chunk = base.ranges.entry((from, to)).or_default();
+        chunk.rows.extend(rows);
+        chunk.complete = complete;
+    }
+}
+
+/// How many rows to fetch when continuing a range that holds `held` rows.
+pub(crate) fn range_fetch(held: usize) -> usize {
+    held.max(RANGE_CHUNK)
+}
+
+fn chunk_bytes(chunk: &Chunk) -> usize {
+    chunk
+        .rows
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + ROW_OVERHEAD)
+        .sum()
+}
+
+fn empty_range(start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
+    match (start, end) {
+        (Bound::Included(a), Bound::Excluded(b)) => a >= b,
+        (Bound::Excluded(a), Bound::Excluded(b)) => a >= b,
+        _ => false,
+    }
+}
+
+/// The smallest key greater than every key starting with `prefix` (`None`: no bound).
+pub(crate) fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut out = prefix.to_vec();
+    while let Some(last) = out.pop() {
+        if last < u8::MAX {
+            out.push(last + 1);
+            return Some(out);
+        }
+    }
+    None
+}
+
+/// The rows of a range of a [`State`], in key order: the committed rows with this commit's
+/// changes over them.
+#[derive(Debug)]
+pub struct Rows<'a> {
+    state: &'a State,
+    from: Vec<u8>,
+    to: Option<Vec<u8>>,
+    last: Option<Vec<u8>>,
+    done: bool,
+}
+
+impl Iterator for Rows<'_> {
+    type Item = (Vec<u8>, Vec<u8>);
+
+    fn next(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {
+        while !self.done {
+            let start = self
+                .last
+                .as_deref()
+                .map_or(Bound::Included(self.from.as_slice()), Bound::Excluded);
+            let end = self.to.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+            let changed = if empty_range(start, end) {
+                None
+            } else {
+                self.state.overlay.range::<[u8], _>((start, end)).next()
+            };
+            let Ok(committed) =
+                self.state
+                    .committed_next(&self.from, self.to.as_deref(), self.last.as_deref())
+            else {
+                // The cache cannot tell what comes next: the run ends here and is redone.
+                self.done = true;
+                return None;
+            };
+            let (key, value) = match (changed, committed) {
+                (None, None) => {
+                    self.done = true;
+                    return None;
+                }
+                (Some((k, v)), Some((ck, _))) if k.as_slice() <= ck.as_slice() => {
+                    (k.clone(), v.clone())
+                }
+                (Some((k, v)), None) => (k.clone(), v.clone()),
+                (_, Some((ck, cv))) => (ck, Some(cv)),
+            };
+            self.last = Some(key.clone());
+            if let Some(value) = value {
+                return Some((key, value));
+            }
+            // Deleted in this commit: go on after it.
+        }
+        None
     }
 }
 
@@ -199,33 +486,65 @@ impl State {
 mod tests {
     use super::*;
 
+    fn keys(rows: Rows<'_>) -> Vec<Vec<u8>> {
+        rows.map(|(k, _)| k).collect()
+    }
+
     #[test]
     fn prefix_and_range_scan_in_key_order() {
         let mut s = State::new();
         for k in [&b"b2"[..], b"a", b"b1", b"c", b"b"] {
             s.put(k, k);
         }
-        let keys: Vec<&[u8]> = s.prefix(b"b").map(|(k, _)| k).collect();
-        assert_eq!(keys, vec![&b"b"[..], b"b1", b"b2"]);
-        let keys: Vec<&[u8]> = s.range(b"a", b"b2").map(|(k, _)| k).collect();
-        assert_eq!(keys, vec![&b"a"[..], b"b", b"b1"]);
+        assert_eq!(keys(s.prefix(b"b")), vec![b"b".to_vec(), b"b1".to_vec(), b"b2".to_vec()]);
+        assert_eq!(keys(s.range(b"a", b"b2")), vec![b"a".to_vec(), b"b".to_vec(), b"b1".to_vec()]);
+        assert_eq!(successor(&[1, 0xFF]), Some(vec![2]));
+        assert_eq!(successor(&[0xFF, 0xFF]), None);
     }
 
     #[test]
-    fn roll_back_restores_rows_and_changes_name_every_touched_key() {
+    fn roll_back_restores_the_overlay() {
         let mut s = State::new();
         s.put(b"keep".to_vec(), b"1".to_vec());
         s.put(b"gone".to_vec(), b"2".to_vec());
-        let before = s.digest();
         s.begin();
         s.put(b"keep".to_vec(), b"changed".to_vec());
         s.delete(b"gone");
         s.put(b"new".to_vec(), b"3".to_vec());
-        s.roll_back();
-        assert_eq!(s.digest(), before);
+        s.roll_back_to(0);
+        assert_eq!(s.end(), Vec::new());
+        assert_eq!(s.get(b"keep"), Some(b"1".to_vec()));
+        assert_eq!(s.get(b"gone"), Some(b"2".to_vec()));
+        assert_eq!(s.get(b"new"), None);
         let change = s.take_changes();
         assert_eq!(change.puts.len(), 2);
-        assert_eq!(change.deletes, vec![b"new".to_vec()]);
-        assert!(!s.has_changes());
+        assert!(change.deletes.is_empty());
+    }
+
+    #[test]
+    fn reads_a_cache_cannot_answer_are_misses_until_learned() {
+        let mut s = State::stored();
+        assert_eq!(s.get(b"k"), None);
+        assert_eq!(s.take_misses(), vec![Miss::Key(b"k".to_vec())]);
+        s.learn_keys(vec![b"k".to_vec()], vec![Some(b"v".to_vec())]);
+        assert_eq!(s.get(b"k"), Some(b"v".to_vec()));
+        assert!(!s.has_misses());
+
+        // A range: committed rows merged with the overlay, a miss at the end of a chunk.
+        s.put(b"p2".to_vec(), b"new".to_vec());
+        s.delete(b"p3");
+        assert_eq!(keys(s.prefix(b"p")), Vec::<Vec<u8>>::new());
+        assert_eq!(s.take_misses(), vec![Miss::Range(b"p".to_vec(), Some(b"q".to_vec()))]);
+        let row = |k: &[u8]| (k.to_vec(), b"old".to_vec());
+        s.learn_range(b"p".to_vec(), Some(b"q".to_vec()), vec![row(b"p1"), row(b"p3")], false);
+        assert_eq!(keys(s.prefix(b"p")), vec![b"p1".to_vec(), b"p2".to_vec()]);
+        assert_eq!(s.take_misses().len(), 1, "the chunk may go on");
+        s.learn_range(b"p".to_vec(), Some(b"q".to_vec()), vec![row(b"p4")], true);
+        let rows: Vec<_> = s.prefix(b"p").collect();
+        assert_eq!(
+            rows,
+            vec![row(b"p1"), (b"p2".to_vec(), b"new".to_vec()), row(b"p4")]
+        );
+        assert!(!s.has_misses());
     }
 }

@@ -1,6 +1,8 @@
 //! The core property of views: every replica holding the same events ends with
-//! byte-identical views, whatever order, batching and duplication the events arrived in;
-//! a rebuild from a snapshot equals a full replay; compaction changes no view.
+//! byte-identical views, whatever order, batching and duplication the events arrived in,
+//! with late events within and beyond the undo horizon and a cache small enough to be
+//! evicted at every commit; a rebuild equals the incremental result; compaction changes
+//! no view.
 
 mod support;
 
@@ -74,13 +76,37 @@ fn reducers() -> Vec<Arc<dyn Reducer>> {
     vec![Arc::new(Kv::new("kv")), Arc::new(Chain)]
 }
 
-fn config(snapshot_every: u64) -> ViewConfig {
+/// How a replica runs: its undo horizon (event times span about 100 ms here, so a short
+/// horizon sends late events to a rebuild) and its cache budget (0: evicted at every
+/// commit, so reads go to the store).
+#[derive(Debug, Clone, Copy)]
+struct Setup {
+    horizon_ms: u64,
+    cache_bytes: usize,
+}
+
+fn config(setup: Setup) -> ViewConfig {
     ViewConfig::new()
-        .with_snapshot_every(snapshot_every)
-        .with_amortized_snapshots(false)
-        .with_keep_snapshots(2)
+        .with_undo_horizon_ms(setup.horizon_ms)
+        .with_cache_bytes(setup.cache_bytes)
         .with_commit_every(3)
 }
+
+fn setup() -> impl Strategy<Value = Setup> {
+    (
+        prop_oneof![Just(u64::MAX / 4), 1u64..40],
+        prop_oneof![Just(0usize), Just(300), Just(64 << 20)],
+    )
+        .prop_map(|(horizon_ms, cache_bytes)| Setup {
+            horizon_ms,
+            cache_bytes,
+        })
+}
+
+const DEFAULT: Setup = Setup {
+    horizon_ms: u64::MAX / 4,
+    cache_bytes: 64 << 20,
+};
 
 struct Case {
     thread: threads_id::ThreadId,
@@ -112,7 +138,7 @@ fn make_case(logs: &[Vec<Ev>]) -> Case {
 
 /// Delivers every log to a fresh replica in an order, batching and duplication drawn from
 /// `seed`, catching up at random moments (and compacting, if asked).
-async fn replica(case: &Case, seed: u64, snapshot_every: u64, compact: bool) -> Views<MemoryStore> {
+async fn replica(case: &Case, seed: u64, setup: Setup, compact: bool) -> Views<MemoryStore> {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let store = Arc::new(MemoryStore::new());
     store.put_thread(case.thread, &case.key).await.expect("put");
@@ -120,7 +146,7 @@ async fn replica(case: &Case, seed: u64, snapshot_every: u64, compact: bool) -> 
         Arc::clone(&store),
         case.thread,
         reducers(),
-        config(snapshot_every),
+        config(setup),
     )
     .await
     .expect("open");
@@ -162,13 +188,11 @@ async fn replica(case: &Case, seed: u64, snapshot_every: u64, compact: bool) -> 
     views
 }
 
-fn rows(views: &Views<MemoryStore>, name: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+async fn rows(views: &mut Views<MemoryStore>, name: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
     views
-        .state(name)
+        .read(name, |state| state.iter().collect())
+        .await
         .expect("view")
-        .iter()
-        .map(|(k, v)| (k.to_vec(), v.to_vec()))
-        .collect()
 }
 
 fn logs() -> impl Strategy<Value = Vec<Vec<Ev>>> {
@@ -182,36 +206,36 @@ proptest! {
     fn replicas_converge_byte_for_byte(
         logs in logs(),
         seeds in prop::collection::vec(any::<u64>(), 3),
-        snapshot_every in 1u64..6,
+        setups in prop::collection::vec(setup(), 3),
     ) {
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         rt.block_on(async {
             let case = make_case(&logs);
             // The reference: everything stored first, applied once.
-            let reference = replica(&case, 0, 1_000, false).await;
+            let mut reference = replica(&case, 0, DEFAULT, false).await;
+            let expected_kv = rows(&mut reference, "kv").await;
+            let expected_chain = rows(&mut reference, "chain").await;
+            let expected_rejections = reference.rejections().await.expect("rejections");
+            let before = reference.digest().await.expect("digest");
             let mut all = Vec::new();
-            for (i, seed) in seeds.iter().enumerate() {
-                let views = replica(&case, *seed, snapshot_every, i == 0).await;
-                prop_assert_eq!(rows(&views, "kv"), rows(&reference, "kv"));
-                prop_assert_eq!(rows(&views, "chain"), rows(&reference, "chain"));
-                prop_assert_eq!(views.rejections(), reference.rejections());
-                prop_assert_eq!(views.digest(), reference.digest());
+            for (i, (seed, setup)) in seeds.iter().zip(&setups).enumerate() {
+                let mut views = replica(&case, *seed, *setup, i == 0).await;
+                prop_assert_eq!(rows(&mut views, "kv").await, expected_kv.clone());
+                prop_assert_eq!(rows(&mut views, "chain").await, expected_chain.clone());
+                prop_assert_eq!(views.rejections().await.expect("rejections"), expected_rejections.clone());
+                prop_assert_eq!(views.digest().await.expect("digest"), before);
                 all.push(views);
             }
-            // Snapshot + tail, and a full replay, equal the incremental result; so does a
-            // replay after compaction.
+            // A full rebuild equals the incremental result; so does one after compaction.
             let mut views = all.remove(1);
-            let before = views.digest();
-            views.rebuild(true).await.expect("rebuild from snapshot");
-            prop_assert_eq!(views.digest(), before);
-            views.rebuild(false).await.expect("full rebuild");
-            prop_assert_eq!(views.digest(), before);
+            views.rebuild().await.expect("full rebuild");
+            prop_assert_eq!(views.digest().await.expect("digest"), before);
             let dropped = views.compact().await.expect("compact");
-            views.rebuild(false).await.expect("rebuild after compaction");
-            prop_assert_eq!(views.digest(), before, "compaction dropped {} bodies", dropped);
+            views.rebuild().await.expect("rebuild after compaction");
+            prop_assert_eq!(views.digest().await.expect("digest"), before, "compaction dropped {} bodies", dropped);
             let mut compacted = all.remove(0);
-            compacted.rebuild(false).await.expect("rebuild");
-            prop_assert_eq!(compacted.digest(), before);
+            compacted.rebuild().await.expect("rebuild");
+            prop_assert_eq!(compacted.digest().await.expect("digest"), before);
             Ok(())
         })?;
     }
