@@ -49,7 +49,7 @@ impl Reducer for Todos {
                 return Err(Reject::new(format!("no item {id}")));
             };
             let mut row: Value =
-                serde_json::from_slice(row).map_err(|e| Reject::new(e.to_string()))?;
+                serde_json::from_slice(&row).map_err(|e| Reject::new(e.to_string()))?;
             if row["author"] != author {
                 return Err(Reject::new(format!("only its author may close {id}")));
             }
@@ -72,9 +72,9 @@ async fn list(db: &Db<MemoryStore>, thread: ThreadId) -> Result<Vec<(String, Str
             state
                 .iter()
                 .map(|(id, row)| {
-                    let row: Value = serde_json::from_slice(row).unwrap_or_default();
+                    let row: Value = serde_json::from_slice(&row).unwrap_or_default();
                     (
-                        String::from_utf8_lossy(id).into_owned(),
+                        String::from_utf8_lossy(&id).into_owned(),
                         row["text"].as_str().unwrap_or_default().to_owned(),
                         row["open"].as_bool().unwrap_or_default(),
                     )

@@ -26,11 +26,13 @@ async fn main() -> anyhow::Result<()> {
     store.put_thread(thread, &key).await?;
     let a = Writer::new(identity, thread, &key)?;
     let b = Writer::new(threads_tests::crash_fixture_second(), thread, &key)?;
+    // Event times step by 10 ms: a 200 ms undo horizon keeps about 20 events, so late
+    // events both undo (within it) and rebuild (beyond it); a 4 KiB cache is evicted often,
+    // so reads go to the store.
     let config = ViewConfig::new()
-        .with_snapshot_every(25)
-        .with_amortized_snapshots(false)
         .with_commit_every(7)
-        .with_keep_snapshots(3);
+        .with_undo_horizon_ms(200)
+        .with_cache_bytes(4096);
     let mut views = Views::open(
         Arc::clone(&store),
         thread,

@@ -194,7 +194,7 @@ async fn end_to_end(n: u64) -> f64 {
         .await
         .expect("views");
     views.catch_up().await.expect("apply");
-    assert!(views.rejections().is_empty());
+    assert!(views.rejections().await.expect("rejections").is_empty());
     n as f64 / started.elapsed().as_secs_f64()
 }
 

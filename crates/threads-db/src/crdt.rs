@@ -94,7 +94,7 @@ impl Crdt {
 
     /// The document as JSON.
     pub fn get(state: &State, collection: &str, id: &str) -> Option<Value> {
-        serde_json::from_slice(state.get(&json_key(collection, id))?).ok()
+        serde_json::from_slice(&state.get(&json_key(collection, id))?).ok()
     }
 
     /// Runs a query over a collection's documents (as JSON; no indexes: a full scan).
@@ -111,7 +111,7 @@ impl Crdt {
             .prefix(&prefix)
             .filter_map(|(k, v)| {
                 let id = String::from_utf8(k[skip..].to_vec()).ok()?;
-                let doc: Value = serde_json::from_slice(v).ok()?;
+                let doc: Value = serde_json::from_slice(&v).ok()?;
                 query
                     .filter
                     .as_ref()
@@ -125,10 +125,8 @@ impl Crdt {
 
 fn stored_changes(state: &State, collection: &str, id: &str) -> Result<Vec<Change>, DocError> {
     state
-        .prefix_owned(changes_prefix(collection, id))
-        .map(|(_, bytes)| {
-            Change::from_bytes(bytes.to_vec()).map_err(|e| DocError::Automerge(e.to_string()))
-        })
+        .prefix(&changes_prefix(collection, id))
+        .map(|(_, bytes)| Change::from_bytes(bytes).map_err(|e| DocError::Automerge(e.to_string())))
         .collect()
 }
 

@@ -668,8 +668,8 @@ impl<S: Store + 'static> Db<S> {
     /// [`DbError::UnknownThread`].
     pub async fn get(&self, thread: ThreadId, key: &[u8]) -> Result<Option<Vec<u8>>, DbError> {
         let views = self.views(thread).await?;
-        let views = views.lock().await;
-        Ok(Kv::get(views.state(KV_VIEW)?, key).map(<[u8]>::to_vec))
+        let mut views = views.lock().await;
+        Ok(views.read(KV_VIEW, |state| Kv::get(state, key)).await?)
     }
 
     /// The live keys starting with `prefix` and their values.
@@ -682,10 +682,10 @@ impl<S: Store + 'static> Db<S> {
         prefix: &[u8],
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DbError> {
         let views = self.views(thread).await?;
-        let views = views.lock().await;
-        Ok(Kv::scan(views.state(KV_VIEW)?, prefix)
-            .map(|(k, v)| (k.to_vec(), v.to_vec()))
-            .collect())
+        let mut views = views.lock().await;
+        Ok(views
+            .read(KV_VIEW, |state| Kv::scan(state, prefix).collect())
+            .await?)
     }
 
     /// A document.
@@ -699,8 +699,12 @@ impl<S: Store + 'static> Db<S> {
         id: &str,
     ) -> Result<Option<Value>, DbError> {
         let views = self.views(thread).await?;
-        let views = views.lock().await;
-        Ok(Docs::get(views.state(DOCS_VIEW)?, collection, id).map(|(d, _)| d))
+        let mut views = views.lock().await;
+        Ok(views
+            .read(DOCS_VIEW, |state| {
+                Docs::get(state, collection, id).map(|(d, _)| d)
+            })
+            .await?)
     }
 
     /// Runs a query over a document collection.
@@ -714,13 +718,16 @@ impl<S: Store + 'static> Db<S> {
         query: &Query,
     ) -> Result<QueryPage, DbError> {
         let views = self.views(thread).await?;
-        let views = views.lock().await;
-        Ok(Docs::query(views.state(DOCS_VIEW)?, collection, query)?)
+        let mut views = views.lock().await;
+        Ok(views
+            .read(DOCS_VIEW, |state| Docs::query(state, collection, query))
+            .await??)
     }
 
     /// Reads a view of the thread (a custom one added with [`DbConfig::with_view`], or a
     /// built-in one) with `read`, under the thread's views lock: the state is the one
-    /// of the latest applied event, consistent across the view's rows.
+    /// of the latest applied event, consistent across the view's rows. `read` may run more
+    /// than once (see [`threads_views::Views::read`]): it must depend only on the state.
     ///
     /// # Errors
     /// [`DbError::UnknownThread`], or a view error if no view has that name.
@@ -728,11 +735,11 @@ impl<S: Store + 'static> Db<S> {
         &self,
         thread: ThreadId,
         view: &str,
-        read: impl FnOnce(&threads_views::State) -> T,
+        read: impl Fn(&threads_views::State) -> T,
     ) -> Result<T, DbError> {
         let views = self.views(thread).await?;
-        let views = views.lock().await;
-        Ok(read(views.state(view)?))
+        let mut views = views.lock().await;
+        Ok(views.read(view, read).await?)
     }
 
     /// An automerge document as JSON.
@@ -746,8 +753,10 @@ impl<S: Store + 'static> Db<S> {
         id: &str,
     ) -> Result<Option<Value>, DbError> {
         let views = self.views(thread).await?;
-        let views = views.lock().await;
-        Ok(Crdt::get(views.state(CRDT_VIEW)?, collection, id))
+        let mut views = views.lock().await;
+        Ok(views
+            .read(CRDT_VIEW, |state| Crdt::get(state, collection, id))
+            .await?)
     }
 
     /// Changes an automerge document: `edit` makes changes on the current document, which
@@ -764,8 +773,10 @@ impl<S: Store + 'static> Db<S> {
     ) -> Result<u64, DbError> {
         let mut doc = {
             let views = self.views(thread).await?;
-            let views = views.lock().await;
-            Crdt::document(views.state(CRDT_VIEW)?, collection, id)?
+            let mut views = views.lock().await;
+            views
+                .read(CRDT_VIEW, |state| Crdt::document(state, collection, id))
+                .await??
         };
         doc.set_actor(automerge::ActorId::from(self.inner.me.log_id().to_bytes()));
         edit(&mut doc).map_err(|e| DocError::Automerge(e.to_string()))?;
@@ -804,9 +815,9 @@ impl<S: Store + 'static> Db<S> {
         let task = async move {
             loop {
                 let changes = {
-                    let views = views.lock().await;
-                    match views.state(view) {
-                        Ok(state) => live.refresh(state),
+                    let mut views = views.lock().await;
+                    match views.read(view, |state| live.result(state)).await {
+                        Ok(now) => now.map(|now| live.update(now)),
                         Err(_) => return,
                     }
                 };
@@ -857,7 +868,7 @@ impl<S: Store + 'static> Db<S> {
         &self,
         thread: ThreadId,
     ) -> Result<Vec<threads_views::Rejection>, DbError> {
-        Ok(self.views(thread).await?.lock().await.rejections())
+        Ok(self.views(thread).await?.lock().await.rejections().await?)
     }
 
     /// Sync health per thread, log and peer.
@@ -1026,8 +1037,7 @@ impl<S: Store + 'static> Transaction<'_, S> {
     pub async fn commit(self) -> Result<u64, DbError> {
         {
             let views = self.db.views(self.thread).await?;
-            let views = views.lock().await;
-            let state = views.state(DOCS_VIEW)?;
+            let mut views = views.lock().await;
             let checker = Docs::default();
             let created: Vec<&str> = self
                 .docs
@@ -1037,15 +1047,21 @@ impl<S: Store + 'static> Transaction<'_, S> {
                     _ => None,
                 })
                 .collect();
-            for op in &self.docs {
-                match checker.check(state, op) {
-                    Ok(()) => {}
-                    // An operation on a collection this transaction creates is checked
-                    // when it applies.
-                    Err(DocError::UnknownCollection(name)) if created.contains(&name.as_str()) => {}
-                    Err(error) => return Err(error.into()),
-                }
-            }
+            views
+                .read(DOCS_VIEW, |state| {
+                    for op in &self.docs {
+                        match checker.check(state, op) {
+                            Ok(()) => {}
+                            // An operation on a collection this transaction creates is
+                            // checked when it applies.
+                            Err(DocError::UnknownCollection(name))
+                                if created.contains(&name.as_str()) => {}
+                            Err(error) => return Err(error),
+                        }
+                    }
+                    Ok(())
+                })
+                .await??;
         }
         self.db.write(self.thread, self.batch).await
     }

@@ -327,21 +327,21 @@ impl Docs {
         let bytes = state
             .get(&collection_key(name))
             .ok_or_else(|| DocError::UnknownCollection(name.to_owned()))?;
-        serde_json::from_slice(bytes).map_err(|e| DocError::Malformed(e.to_string()))
+        serde_json::from_slice(&bytes).map_err(|e| DocError::Malformed(e.to_string()))
     }
 
     /// Every collection, by name.
     pub fn collections(state: &State) -> Vec<Collection> {
         state
             .prefix(b"c\0")
-            .filter_map(|(_, v)| serde_json::from_slice(v).ok())
+            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
             .collect()
     }
 
     /// A document, and the schema version it was written under.
     pub fn get(state: &State, collection: &str, id: &str) -> Option<(Value, u32)> {
         let row = state.get(&doc_key(collection, id))?;
-        decode_doc(row)
+        decode_doc(&row)
     }
 
     /// Checks an operation against the state, as the view would apply it, without changing
@@ -664,9 +664,9 @@ fn encode_meta(meta: &Collection) -> Vec<u8> {
 fn docs_of<'a>(state: &'a State, collection: &str) -> impl Iterator<Item = (String, Value)> + 'a {
     let prefix = doc_prefix(collection);
     let skip = prefix.len();
-    state.prefix_owned(prefix).filter_map(move |(k, v)| {
+    state.prefix(&prefix).filter_map(move |(k, v)| {
         let id = String::from_utf8(k[skip..].to_vec()).ok()?;
-        Some((id, decode_doc(v)?.0))
+        Some((id, decode_doc(&v)?.0))
     })
 }
 

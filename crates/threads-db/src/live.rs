@@ -82,11 +82,25 @@ impl LiveQuery {
     /// As the query ([`DocError::UnknownCollection`] for a document collection that does
     /// not exist yet).
     pub fn refresh(&mut self, state: &State) -> Result<Vec<ResultChange>, DocError> {
+        let now = self.result(state)?;
+        Ok(self.update(now))
+    }
+
+    /// The result set in `state`, without changing this query (a read that may run
+    /// again, see [`threads_views::Views::read`]).
+    ///
+    /// # Errors
+    /// As [`LiveQuery::refresh`].
+    pub fn result(&self, state: &State) -> Result<BTreeMap<String, Value>, DocError> {
         let page = match self.source {
             Source::Documents => Docs::query(state, &self.collection, &self.query)?,
             Source::Automerge => Crdt::query(state, &self.collection, &self.query)?,
         };
-        let now: BTreeMap<String, Value> = page.docs.into_iter().collect();
+        Ok(page.docs.into_iter().collect())
+    }
+
+    /// The changes from the last result set to `now`, which becomes the last one.
+    pub fn update(&mut self, now: BTreeMap<String, Value>) -> Vec<ResultChange> {
         let mut changes = Vec::new();
         for (id, doc) in &now {
             match self.last.get(id) {
@@ -108,7 +122,7 @@ impl LiveQuery {
         }
         changes.sort_by(|a, b| id_of(a).cmp(id_of(b)));
         self.last = now;
-        Ok(changes)
+        changes
     }
 }
 

@@ -254,7 +254,11 @@ async fn commit_group<S: Store + 'static>(
             };
             events.push((order, &part.batch));
         }
-        let mut verdicts = views.check_many(&events).into_iter();
+        let verdicts = match views.check_many(&events).await {
+            Ok(verdicts) => verdicts,
+            Err(e) => return fail_all(ready, &DbError::from(e)),
+        };
+        let mut verdicts = verdicts.into_iter();
         let mut kept = Vec::with_capacity(ready.len());
         let mut all_passed = true;
         for r in ready {

@@ -586,11 +586,9 @@ async fn a_custom_view_with_a_taken_name_is_refused() {
     .await
     .expect("write");
     let read = |db: Db<threads_store::SqliteStore>| async move {
-        db.read_view(thread, "mine", |state| {
-            threads_views::Kv::get(state, b"a").map(<[u8]>::to_vec)
-        })
-        .await
-        .expect("read")
+        db.read_view(thread, "mine", |state| threads_views::Kv::get(state, b"a"))
+            .await
+            .expect("read")
     };
     assert_eq!(read(db.clone()).await, Some(b"1".to_vec()));
     db.shutdown().await;

@@ -211,15 +211,17 @@ async fn a_remote_schema_violation_is_rejected_visibly() {
         .await
         .expect("open");
     views.catch_up().await.expect("catch up");
-    let state = views.state("docs").expect("docs");
-    let ids: Vec<String> = Docs::query(state, "people", &Query::all())
+    let ids: Vec<String> = views
+        .read("docs", |state| Docs::query(state, "people", &Query::all()))
+        .await
+        .expect("read")
         .expect("query")
         .docs
         .into_iter()
         .map(|(id, _)| id)
         .collect();
     assert_eq!(ids, ["ann", "cy"]);
-    let rejected = views.rejections();
+    let rejected = views.rejections().await.expect("rejections");
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0].author(), author.log_id());
     assert_eq!(rejected[0].order.counter, 3);

@@ -706,7 +706,11 @@ impl ViewBook for SqliteStore {
         range: &RowRange,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let start = if range.after { ">" } else { ">=" };
-        let end = if range.to.is_some() { "AND key < ?4" } else { "" };
+        let end = if range.to.is_some() {
+            "AND key < ?4"
+        } else {
+            ""
+        };
         let sql = format!(
             "SELECT key, value FROM view_rows WHERE scope = ?1 AND view = ?2 AND key {start} ?3 \
              {end} ORDER BY key LIMIT ?5"

@@ -10,8 +10,8 @@ use threads_crypto::{Identity, ReadKey, ServiceKey, ThreadKey};
 use threads_id::{Multiaddr, ThreadId, Variant};
 use threads_log::{Appended, Block, Hlc, Writer, skip_target};
 use threads_store::{
-    AppendOutcome, MemoryStore, Page, PostgresStore, SqliteStore, Store, StoreError, ThreadBook,
-    RowRange, ViewChange, ViewCommit,
+    AppendOutcome, MemoryStore, Page, PostgresStore, RowRange, SqliteStore, Store, StoreError,
+    ThreadBook, ViewChange, ViewCommit,
 };
 
 fn thread_and_key(seed: u8) -> (ThreadId, ThreadKey) {
@@ -398,7 +398,13 @@ async fn view_book<S: Store>(store: &S) {
     let row = |k: &[u8], v: &[u8]| (k.to_vec(), v.to_vec());
     let all = RowRange::new(Vec::new(), None, usize::MAX);
     assert_eq!(store.view_cursor("s").await.expect("read"), None);
-    assert!(store.view_range("s", "kv", &all).await.expect("read").is_empty());
+    assert!(
+        store
+            .view_range("s", "kv", &all)
+            .await
+            .expect("read")
+            .is_empty()
+    );
     let first = ViewCommit {
         scope: "s".to_owned(),
         cursor: b"c1".to_vec(),
@@ -441,20 +447,36 @@ async fn view_book<S: Store>(store: &S) {
         limit,
     };
     assert_eq!(
-        store.view_range("s", "kv", &range(b"a", true, Some(b"c"), 10)).await.expect("read"),
+        store
+            .view_range("s", "kv", &range(b"a", true, Some(b"c"), 10))
+            .await
+            .expect("read"),
         vec![row(b"b", b"2")]
     );
     assert_eq!(
-        store.view_range("s", "kv", &range(b"a", false, None, 2)).await.expect("read"),
+        store
+            .view_range("s", "kv", &range(b"a", false, None, 2))
+            .await
+            .expect("read"),
         vec![row(b"a", b"1"), row(b"b", b"2")]
     );
     assert!(
-        store.view_range("s", "kv", &range(b"c", false, Some(b"a"), 10)).await.expect("read").is_empty(),
+        store
+            .view_range("s", "kv", &range(b"c", false, Some(b"a"), 10))
+            .await
+            .expect("read")
+            .is_empty(),
         "an empty range reads nothing"
     );
     // Scopes do not see each other.
     assert_eq!(store.view_cursor("t").await.expect("read"), None);
-    assert!(store.view_range("t", "kv", &all).await.expect("read").is_empty());
+    assert!(
+        store
+            .view_range("t", "kv", &all)
+            .await
+            .expect("read")
+            .is_empty()
+    );
 
     let second = ViewCommit {
         scope: "s".to_owned(),
@@ -518,8 +540,16 @@ async fn view_book<S: Store>(store: &S) {
         .expect("commit");
     let keys: Vec<Vec<u8>> = many.iter().map(|(k, _)| k.clone()).collect();
     let values = store.view_get("s", "many", &keys).await.expect("read");
-    assert_eq!(values, many.iter().map(|(_, v)| Some(v.clone())).collect::<Vec<_>>());
-    assert_eq!(store.view_range("s", "many", &all).await.expect("read"), many);
+    assert_eq!(
+        values,
+        many.iter()
+            .map(|(_, v)| Some(v.clone()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        store.view_range("s", "many", &all).await.expect("read"),
+        many
+    );
 
     // Compaction drops bodies only, and only once.
     let (thread, key) = thread_and_key(9);

@@ -10,8 +10,7 @@ use threads_log::{EventOrder, Hlc};
 use threads_store::{Page, Store};
 
 use crate::engine::{
-    Decoded, EVENT_LEVEL, IndexedOp, LogStream, PendingUndo, Progress, Restart, Views,
-    verifier,
+    Decoded, EVENT_LEVEL, IndexedOp, LogStream, PendingUndo, Progress, Restart, Views, verifier,
 };
 use crate::error::Result;
 use crate::event::{Batch, Event, ORDER_LEN, encode_order};
@@ -324,12 +323,7 @@ impl<S: Store + 'static> Views<S> {
 
     /// Keeps the undo record of an event that addressed order-sensitive views: the rows of
     /// those views (and their rejections) it changed, with their values before.
-    fn keep_undo(
-        &mut self,
-        order: EventOrder,
-        prev_log: Option<LogMark>,
-        logs: Vec<Vec<Logged>>,
-    ) {
+    fn keep_undo(&mut self, order: EventOrder, prev_log: Option<LogMark>, logs: Vec<Vec<Logged>>) {
         let mut changes = Vec::new();
         for (index, log) in logs.into_iter().enumerate() {
             let rejections = index == self.states.len();

@@ -48,7 +48,10 @@ impl<S: Store + 'static> Views<S> {
     ///
     /// # Errors
     /// A store error while reading rows the views need.
-    pub async fn check_many(&mut self, events: &[(EventOrder, &Batch)]) -> Result<Vec<Vec<Refused>>> {
+    pub async fn check_many(
+        &mut self,
+        events: &[(EventOrder, &Batch)],
+    ) -> Result<Vec<Vec<Refused>>> {
         self.reload_if_stale().await?;
         loop {
             for state in &mut self.states {

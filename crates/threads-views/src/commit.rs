@@ -51,9 +51,8 @@ impl<S: Store + 'static> Views<S> {
                 .changes
                 .into_iter()
                 .map(|(index, key, old)| {
-                    let old = old.unwrap_or_else(|| {
-                        fetched.get(&(index, key.clone())).cloned().flatten()
-                    });
+                    let old = old
+                        .unwrap_or_else(|| fetched.get(&(index, key.clone())).cloned().flatten());
                     (self.state_name(index).to_owned(), key, old)
                 })
                 .collect();
@@ -62,7 +61,8 @@ impl<S: Store + 'static> Views<S> {
                 changes,
             }
             .encode();
-            undo.puts.push((encode_order(&record.order).to_vec(), bytes));
+            undo.puts
+                .push((encode_order(&record.order).to_vec(), bytes));
         }
         let put: HashSet<&[u8]> = undo.puts.iter().map(|(k, _)| k.as_slice()).collect();
         undo.deletes = std::mem::take(&mut self.undo_done)
@@ -74,10 +74,9 @@ impl<S: Store + 'static> Views<S> {
             let horizon = self.config.undo_horizon_ms;
             let floor_ms = last.time.physical_ms().saturating_sub(horizon);
             let step = (horizon / 64).max(1);
-            let due = self
-                .mark
-                .undo_floor
-                .map_or(floor_ms > 0, |f| floor_ms >= f.physical_ms().saturating_add(step));
+            let due = self.mark.undo_floor.map_or(floor_ms > 0, |f| {
+                floor_ms >= f.physical_ms().saturating_add(step)
+            });
             if due {
                 let floor = Hlc::new(floor_ms, 0);
                 undo.delete_below = Some(floor_ms.to_be_bytes().to_vec());

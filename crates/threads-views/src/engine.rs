@@ -91,13 +91,16 @@ pub(crate) enum Restart {
     Rebuild,
 }
 
-/// The undo record of an applied event, before its old values are all known: `None` for
-/// a value that is the committed one (read from the store when the commit is written).
+/// A row an event changed: (index of the state, [`Views::states`] then the rejections;
+/// key; value before, `None` when it is the committed one, read from the store when the
+/// commit is written).
+pub(crate) type Touched = (usize, Vec<u8>, Option<Option<Vec<u8>>>);
+
+/// The undo record of an applied event, before its old values are all known.
 pub(crate) struct PendingUndo {
     pub(crate) order: EventOrder,
     pub(crate) prev_log: Option<LogMark>,
-    /// (index of the state, [`Views::states`] then the rejections; key; value before).
-    pub(crate) changes: Vec<(usize, Vec<u8>, Option<Option<Vec<u8>>>)>,
+    pub(crate) changes: Vec<Touched>,
 }
 
 /// The materialized views of one thread.
@@ -411,7 +414,11 @@ impl<S: Store + 'static> Views<S> {
         self.reload_if_stale().await?;
         let rows = self
             .store
-            .view_range(&self.scope, REJECTIONS, &RowRange::new(Vec::new(), None, usize::MAX))
+            .view_range(
+                &self.scope,
+                REJECTIONS,
+                &RowRange::new(Vec::new(), None, usize::MAX),
+            )
             .await?;
         Ok(rows
             .into_iter()

@@ -187,7 +187,6 @@ impl Mark {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,7 +201,13 @@ mod tests {
         };
         let mark = Mark {
             views: vec![("docs".into(), ViewKind::Ordered, 2)],
-            logs: BTreeMap::from([(log, LogMark { counter: 3, time: Hlc::new(5, 1) })]),
+            logs: BTreeMap::from([(
+                log,
+                LogMark {
+                    counter: 3,
+                    time: Hlc::new(5, 1),
+                },
+            )]),
             last: Some(order),
             undo_floor: Some(Hlc::new(4, 0)),
         };
@@ -214,8 +219,14 @@ mod tests {
         let old = serde_ipld_dagcbor::to_vec(&Old { version: 1 }).expect("encodes");
         assert_eq!(Mark::decode(&old).expect("decodes"), None);
         let undo = UndoRecord {
-            prev_log: Some(LogMark { counter: 2, time: Hlc::new(4, 0) }),
-            changes: vec![("docs".into(), b"k".to_vec(), None), ("docs".into(), b"j".to_vec(), Some(b"v".to_vec()))],
+            prev_log: Some(LogMark {
+                counter: 2,
+                time: Hlc::new(4, 0),
+            }),
+            changes: vec![
+                ("docs".into(), b"k".to_vec(), None),
+                ("docs".into(), b"j".to_vec(), Some(b"v".to_vec())),
+            ],
         };
         assert_eq!(UndoRecord::decode(&undo.encode()).expect("decodes"), undo);
     }

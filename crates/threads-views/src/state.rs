@@ -22,6 +22,9 @@ const RANGE_CHUNK: usize = 64;
 /// key was not in the overlay).
 pub(crate) type Logged = (Vec<u8>, Option<Option<Vec<u8>>>);
 
+/// A row: key and value.
+pub(crate) type Row = (Vec<u8>, Vec<u8>);
+
 /// What a read could not answer from memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Miss {
@@ -154,6 +157,21 @@ impl State {
         self.rows(from.to_vec(), Some(to.to_vec()))
     }
 
+    /// A SHA-256 digest of every row: equal digests mean byte-identical states. It reads
+    /// every row (inside [`crate::Views::read`], through the store).
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(b"threads-rs/view-state/v1");
+        for (k, v) in self.iter() {
+            hasher.update((k.len() as u64).to_be_bytes());
+            hasher.update(&k);
+            hasher.update((v.len() as u64).to_be_bytes());
+            hasher.update(&v);
+        }
+        hasher.finalize().into()
+    }
+
     fn rows(&self, from: Vec<u8>, to: Option<Vec<u8>>) -> Rows<'_> {
         Rows {
             state: self,
@@ -171,7 +189,7 @@ impl State {
         from: &[u8],
         to: Option<&[u8]>,
         last: Option<&[u8]>,
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, ()> {
+    ) -> Result<Option<Row>, ()> {
         let mut base = self.base();
         let start = last.map_or(Bound::Included(from), Bound::Excluded);
         let end = to.map_or(Bound::Unbounded, Bound::Excluded);
@@ -219,7 +237,9 @@ impl State {
     pub(crate) fn roll_back_to(&mut self, point: usize) {
         if let Some(log) = &mut self.log {
             while log.len() > point {
-                let Some((key, before)) = log.pop() else { break };
+                let Some((key, before)) = log.pop() else {
+                    break;
+                };
                 match before {
                     Some(entry) => self.overlay.insert(key, entry),
                     None => self.overlay.remove(&key),
@@ -312,7 +332,9 @@ impl State {
         for (key, value) in &change.puts {
             let size = key.len() + value.len() + ROW_OVERHEAD;
             if let Some(Some(old)) = base.rows.insert(key.clone(), Some(value.clone())) {
-                base.bytes = base.bytes.saturating_sub(key.len() + old.len() + ROW_OVERHEAD);
+                base.bytes = base
+                    .bytes
+                    .saturating_sub(key.len() + old.len() + ROW_OVERHEAD);
             }
             base.bytes += size;
         }
@@ -324,7 +346,9 @@ impl State {
                 base.rows.insert(key.clone(), None).flatten()
             };
             if let Some(old) = old {
-                base.bytes = base.bytes.saturating_sub(key.len() + old.len() + ROW_OVERHEAD);
+                base.bytes = base
+                    .bytes
+                    .saturating_sub(key.len() + old.len() + ROW_OVERHEAD);
             }
         }
     }
@@ -496,8 +520,14 @@ mod tests {
         for k in [&b"b2"[..], b"a", b"b1", b"c", b"b"] {
             s.put(k, k);
         }
-        assert_eq!(keys(s.prefix(b"b")), vec![b"b".to_vec(), b"b1".to_vec(), b"b2".to_vec()]);
-        assert_eq!(keys(s.range(b"a", b"b2")), vec![b"a".to_vec(), b"b".to_vec(), b"b1".to_vec()]);
+        assert_eq!(
+            keys(s.prefix(b"b")),
+            vec![b"b".to_vec(), b"b1".to_vec(), b"b2".to_vec()]
+        );
+        assert_eq!(
+            keys(s.range(b"a", b"b2")),
+            vec![b"a".to_vec(), b"b".to_vec(), b"b1".to_vec()]
+        );
         assert_eq!(successor(&[1, 0xFF]), Some(vec![2]));
         assert_eq!(successor(&[0xFF, 0xFF]), None);
     }
@@ -534,9 +564,17 @@ mod tests {
         s.put(b"p2".to_vec(), b"new".to_vec());
         s.delete(b"p3");
         assert_eq!(keys(s.prefix(b"p")), Vec::<Vec<u8>>::new());
-        assert_eq!(s.take_misses(), vec![Miss::Range(b"p".to_vec(), Some(b"q".to_vec()))]);
+        assert_eq!(
+            s.take_misses(),
+            vec![Miss::Range(b"p".to_vec(), Some(b"q".to_vec()))]
+        );
         let row = |k: &[u8]| (k.to_vec(), b"old".to_vec());
-        s.learn_range(b"p".to_vec(), Some(b"q".to_vec()), vec![row(b"p1"), row(b"p3")], false);
+        s.learn_range(
+            b"p".to_vec(),
+            Some(b"q".to_vec()),
+            vec![row(b"p1"), row(b"p3")],
+            false,
+        );
         assert_eq!(keys(s.prefix(b"p")), vec![b"p1".to_vec(), b"p2".to_vec()]);
         assert_eq!(s.take_misses().len(), 1, "the chunk may go on");
         s.learn_range(b"p".to_vec(), Some(b"q".to_vec()), vec![row(b"p4")], true);

@@ -142,14 +142,9 @@ async fn replica(case: &Case, seed: u64, setup: Setup, compact: bool) -> Views<M
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let store = Arc::new(MemoryStore::new());
     store.put_thread(case.thread, &case.key).await.expect("put");
-    let mut views = Views::open(
-        Arc::clone(&store),
-        case.thread,
-        reducers(),
-        config(setup),
-    )
-    .await
-    .expect("open");
+    let mut views = Views::open(Arc::clone(&store), case.thread, reducers(), config(setup))
+        .await
+        .expect("open");
     let mut delivered = vec![0usize; case.logs.len()];
     loop {
         let open: Vec<usize> = (0..case.logs.len())

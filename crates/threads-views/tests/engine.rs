@@ -91,7 +91,10 @@ async fn resume<S: Store + 'static>(store: Arc<S>) {
         views.digest().await.expect("digest")
     );
     assert_eq!(
-        views.read("kv", |s| Kv::get(s, b"late")).await.expect("read"),
+        views
+            .read("kv", |s| Kv::get(s, b"late"))
+            .await
+            .expect("read"),
         Some(b"x".to_vec())
     );
 }
@@ -204,7 +207,10 @@ async fn key_value_semantics() {
     views.catch_up().await.expect("catch up");
     let winner = if a.log_id() > b.log_id() { b"a" } else { b"b" };
     assert_eq!(
-        views.read("kv", |s| Kv::get(s, b"tie")).await.expect("read"),
+        views
+            .read("kv", |s| Kv::get(s, b"tie"))
+            .await
+            .expect("read"),
         Some(winner.to_vec())
     );
     // A malformed operation is refused, visibly, with its author.
@@ -454,7 +460,9 @@ async fn events_dated_in_the_future_wait() {
     assert_eq!(progress.applied, 3, "only the honest log's events");
     assert_eq!(views.blocked().get(&ahead.log_id()), Some(&1));
     let (h, x, y) = views
-        .read("kv", |kv| (Kv::get(kv, b"h"), Kv::get(kv, b"x"), Kv::get(kv, b"y")))
+        .read("kv", |kv| {
+            (Kv::get(kv, b"h"), Kv::get(kv, b"x"), Kv::get(kv, b"y"))
+        })
         .await
         .expect("read");
     assert!(h.is_some());
