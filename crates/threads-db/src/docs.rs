@@ -190,11 +190,40 @@ fn index_prefix(collection: &str, index: &str) -> Vec<u8> {
     k
 }
 
-fn index_key(collection: &str, index: &str, value: &[u8], id: &str) -> Vec<u8> {
-    let mut k = index_prefix(collection, index);
+/// The key of a document's entry in an index: the index's prefix, the encoded value, and
+/// for a non-unique index the document's id (a unique index holds one entry per value, so
+/// a uniqueness check is one point read).
+fn entry_key(collection: &str, spec: &IndexSpec, value: &[u8], id: &str) -> Vec<u8> {
+    let mut k = index_prefix(collection, &spec.name);
     k.extend_from_slice(value);
-    k.extend_from_slice(id.as_bytes());
+    if !spec.unique {
+        k.extend_from_slice(id.as_bytes());
+    }
     k
+}
+
+/// An index entry's value: the document's id and its row (a covering index: a query
+/// through an index reads no other row).
+fn index_row(id: &str, doc_row: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + id.len() + doc_row.len());
+    out.extend_from_slice(&u32::try_from(id.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(doc_row);
+    out
+}
+
+/// The id and the document row of an index entry's value.
+fn decode_index_row(value: &[u8]) -> Option<(String, &[u8])> {
+    let len = usize::try_from(u32::from_be_bytes(value.get(..4)?.try_into().ok()?)).ok()?;
+    let id = std::str::from_utf8(value.get(4..4 + len)?).ok()?.to_owned();
+    Some((id, value.get(4 + len..)?))
+}
+
+/// A document's row: the schema version it was written under, then its JSON text.
+fn doc_row(version: u32, doc: &Value) -> Vec<u8> {
+    let mut row = version.to_be_bytes().to_vec();
+    row.extend_from_slice(doc.to_string().as_bytes());
+    row
 }
 
 fn parse_doc(text: &str) -> Result<Value, DocError> {
@@ -397,7 +426,14 @@ impl Docs {
                 }
                 let mut changes = Vec::new();
                 let mut seen: HashMap<Vec<u8>, String> = HashMap::new();
-                for (id, doc) in docs_of(state, collection) {
+                let prefix = doc_prefix(collection);
+                for (key, row) in state.prefix(&prefix) {
+                    let Ok(id) = String::from_utf8(key[prefix.len()..].to_vec()) else {
+                        continue;
+                    };
+                    let Some((doc, _)) = decode_doc(&row) else {
+                        continue;
+                    };
                     let Some(value) = get(&doc, &spec.path).and_then(encode_scalar) else {
                         continue;
                     };
@@ -412,8 +448,8 @@ impl Docs {
                         });
                     }
                     changes.push((
-                        index_key(collection, &spec.name, &value, &id),
-                        Some(Vec::new()),
+                        entry_key(collection, spec, &value, &id),
+                        Some(index_row(&id, &row)),
                     ));
                 }
                 meta.indexes.push(spec.clone());
@@ -462,6 +498,7 @@ impl Docs {
                         reason: error.to_string(),
                     });
                 }
+                let row = doc_row(version, &doc);
                 let mut changes = Vec::new();
                 for spec in &meta.indexes {
                     let before = old
@@ -469,37 +506,30 @@ impl Docs {
                         .and_then(|d| get(d, &spec.path))
                         .and_then(encode_scalar);
                     let after = get(&doc, &spec.path).and_then(encode_scalar);
-                    if before == after {
-                        continue;
+                    if let Some(before) = &before
+                        && Some(before) != after.as_ref()
+                    {
+                        changes.push((entry_key(collection, spec, before, id), None));
                     }
-                    if let Some(before) = before {
-                        changes.push((index_key(collection, &spec.name, &before, id), None));
-                    }
-                    if let Some(after) = after {
-                        if spec.unique {
-                            let mut prefix = index_prefix(collection, &spec.name);
-                            prefix.extend_from_slice(&after);
-                            if let Some((k, _)) = state.prefix(&prefix).next() {
-                                let holder =
-                                    String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-                                if holder != *id {
-                                    return Err(DocError::UniqueViolation {
-                                        collection: collection.clone(),
-                                        index: spec.name.clone(),
-                                        id: id.clone(),
-                                        holder,
-                                    });
-                                }
-                            }
+                    let Some(after) = after else { continue };
+                    let key = entry_key(collection, spec, &after, id);
+                    if spec.unique
+                        && before.as_ref() != Some(&after)
+                        && let Some(entry) = state.get(&key)
+                    {
+                        let holder = decode_index_row(&entry).map(|(h, _)| h).unwrap_or_default();
+                        if holder != *id {
+                            return Err(DocError::UniqueViolation {
+                                collection: collection.clone(),
+                                index: spec.name.clone(),
+                                id: id.clone(),
+                                holder,
+                            });
                         }
-                        changes.push((
-                            index_key(collection, &spec.name, &after, id),
-                            Some(Vec::new()),
-                        ));
                     }
+                    // The entry covers the document: it is rewritten with it.
+                    changes.push((key, Some(index_row(id, &row))));
                 }
-                let mut row = version.to_be_bytes().to_vec();
-                row.extend_from_slice(doc.to_string().as_bytes());
                 changes.push((doc_key(collection, id), Some(row)));
                 Ok(changes)
             }
@@ -514,7 +544,7 @@ impl Docs {
                 let mut changes = Vec::new();
                 for spec in &meta.indexes {
                     if let Some(value) = get(&old, &spec.path).and_then(encode_scalar) {
-                        changes.push((index_key(collection, &spec.name, &value, id), None));
+                        changes.push((entry_key(collection, spec, &value, id), None));
                     }
                 }
                 changes.push((doc_key(collection, id), None));
@@ -586,23 +616,37 @@ impl Docs {
             return query.page(docs);
         };
         let ordered = in_index_order(&lookup, query);
-        // Read only what the page needs when the index gives the order: the documents up to
-        // the page's end (the cursor is applied by `page`, so read on until past it).
-        let need = if ordered && query.after.is_none() {
+        // When the index gives the order, a cursor seeks to its document's entry (a page
+        // deep in the result costs what the first costs), and only what the page needs is
+        // read: up to the page's end, plus the cursor's own entry, which `page` drops.
+        let seek = match (&query.after, ordered) {
+            (Some(cursor), true) => query.cursor_entry(cursor).and_then(|(value, id)| {
+                let value = encode_scalar(&value?)?;
+                Some(entry_key(collection, &lookup.spec, &value, &id))
+            }),
+            _ => None,
+        };
+        let need = if ordered && (query.after.is_none() || seek.is_some()) {
             query
                 .limit
-                .map(|l| l.saturating_add(query.offset).saturating_add(1))
+                .map(|l| l.saturating_add(query.offset).saturating_add(2))
         } else {
             None
         };
-        let prefix_len = index_prefix(collection, &lookup.spec.name).len();
         let mut docs = Vec::new();
         'ranges: for (from, to) in &lookup.ranges {
-            for (k, _) in state.range(from, to) {
-                let Some(id) = index_id(&k[prefix_len..]) else {
+            let from = match &seek {
+                Some(at) if at > from => at,
+                _ => from,
+            };
+            if from >= to {
+                continue;
+            }
+            for (_, entry) in state.range(from, to) {
+                let Some((id, row)) = decode_index_row(&entry) else {
                     continue;
                 };
-                let Some((doc, _)) = Docs::get(state, collection, &id) else {
+                let Some((doc, _)) = decode_doc(row) else {
                     continue;
                 };
                 if matches(&doc) {
@@ -629,27 +673,6 @@ impl Docs {
         }
         Ok(())
     }
-}
-
-/// Where the document id starts in an index key's tail (value ‖ id).
-fn index_id(tail: &[u8]) -> Option<String> {
-    let len = match tail.first()? {
-        0x01 => 1,
-        0x02 => 2,
-        0x03 => 9,
-        0x04 => {
-            let mut i = 1;
-            loop {
-                match (tail.get(i)?, tail.get(i + 1)?) {
-                    (0x00, 0x00) => break i + 2,
-                    (0x00, 0xFF) => i += 2,
-                    _ => i += 1,
-                }
-            }
-        }
-        _ => return None,
-    };
-    String::from_utf8(tail.get(len..)?.to_vec()).ok()
 }
 
 fn decode_doc(row: &[u8]) -> Option<(Value, u32)> {
@@ -819,6 +842,12 @@ impl Reducer for Docs {
 
     fn kind(&self) -> ViewKind {
         ViewKind::Ordered
+    }
+
+    /// 2: covering index entries (id and document in the value, one entry per value in a
+    /// unique index) and exact number keys.
+    fn version(&self) -> u32 {
+        2
     }
 
     fn apply(&self, state: &mut State, event: &Event<'_>) -> Result<(), Reject> {

@@ -42,12 +42,39 @@ fn number(value: &serde_json::Number) -> f64 {
     if n == 0.0 { 0.0 } else { n }
 }
 
+/// A number's exact position among numbers: its nearest double (rounding is monotone, so
+/// this orders every pair whose doubles differ), then its exact integer value (integers
+/// beyond 2^53 that share a double; an integral double counts as that integer, any other
+/// as 0, since no integer shares its double).
+fn exact(value: &serde_json::Number) -> (f64, i128) {
+    let f = number(value);
+    let tie = if let Some(i) = value.as_i64() {
+        i128::from(i)
+    } else if let Some(u) = value.as_u64() {
+        i128::from(u)
+    } else if f.fract() == 0.0 && f.abs() < 1.0e38 {
+        // Integral and within i128: exact.
+        #[allow(clippy::cast_possible_truncation)]
+        let i = f as i128;
+        i
+    } else {
+        0
+    };
+    (f, tie)
+}
+
+fn compare_numbers(a: &serde_json::Number, b: &serde_json::Number) -> Ordering {
+    let (fa, ta) = exact(a);
+    let (fb, tb) = exact(b);
+    fa.total_cmp(&fb).then(ta.cmp(&tb))
+}
+
 /// The total order of JSON values: by type rank, then numbers by value, strings by bytes,
 /// arrays element by element, objects by their canonical text.
 pub fn compare(a: &Value, b: &Value) -> Ordering {
     match (a, b) {
         (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
-        (Value::Number(x), Value::Number(y)) => number(x).total_cmp(&number(y)),
+        (Value::Number(x), Value::Number(y)) => compare_numbers(x, y),
         (Value::String(x), Value::String(y)) => x.as_bytes().cmp(y.as_bytes()),
         (Value::Array(x), Value::Array(y)) => {
             for (p, q) in x.iter().zip(y) {
@@ -80,14 +107,18 @@ pub fn encode_scalar(value: &Value) -> Option<Vec<u8>> {
             out.push(u8::from(*b));
         }
         Value::Number(n) => {
+            // The double in an order-preserving form, then the exact integer (sign bit
+            // flipped, big-endian): byte order is `compare`'s order, exactly.
             out.push(0x03);
-            let bits = number(n).to_bits();
+            let (f, tie) = exact(n);
+            let bits = f.to_bits();
             let ordered = if bits >> 63 == 1 {
                 !bits
             } else {
                 bits | (1 << 63)
             };
             out.extend_from_slice(&ordered.to_be_bytes());
+            out.extend_from_slice(&((tie as u128) ^ (1 << 127)).to_be_bytes());
         }
         Value::String(s) => {
             out.push(0x04);
@@ -139,7 +170,16 @@ mod tests {
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
             any::<i32>().prop_map(|n| json!(n)),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<u64>().prop_map(|n| json!(n)),
+            ((1u64 << 53)..(1u64 << 54)).prop_map(|n| json!(n)),
             (-1e6f64..1e6).prop_map(|n| json!(n)),
+            prop_oneof![
+                Just(9.007_199_254_740_992e15),
+                Just(1.8446744073709552e19),
+                Just(-0.5)
+            ]
+            .prop_map(|n| json!(n)),
             "[a-c\\x00]{0,4}".prop_map(Value::String),
         ]
     }
@@ -170,6 +210,17 @@ mod tests {
         assert_eq!(get(&doc, "a.x"), None);
         assert!(valid_path("a.b") && !valid_path("a..b") && !valid_path(""));
         assert!(equal(&json!(1), &json!(1.0)));
+        // Integers beyond 2^53 share a double but neither compare nor encode equal.
+        let (a, b) = (
+            json!(9_007_199_254_740_993u64),
+            json!(9_007_199_254_740_992u64),
+        );
+        assert_eq!(compare(&a, &b), Ordering::Greater);
+        assert_ne!(encode_scalar(&a), encode_scalar(&b));
+        assert!(equal(
+            &json!(9_007_199_254_740_992u64),
+            &json!(9.007_199_254_740_992e15)
+        ));
         assert_eq!(compare(&json!(-0.0), &json!(0)), Ordering::Equal);
     }
 }

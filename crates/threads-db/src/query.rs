@@ -215,6 +215,13 @@ impl Query {
             .collect()
     }
 
+    /// The (first sort value, id) a cursor names, if it is a well-formed cursor of a
+    /// one-path sort.
+    pub(crate) fn cursor_entry(&self, cursor: &str) -> Option<(Option<Value>, String)> {
+        let (mut key, id) = decode_cursor(cursor).ok()?;
+        (key.len() == 1 && self.sort.len() == 1).then(|| (key.remove(0), id))
+    }
+
     /// Compares two (sort key, id) pairs in the query's order.
     pub(crate) fn cmp_keys(&self, a: &SortKey, b: &SortKey) -> Ordering {
         for (i, sort) in self.sort.iter().enumerate() {
