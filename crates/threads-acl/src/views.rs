@@ -28,8 +28,8 @@ enum Since {
 
 /// A thread's views with access control: the ACL is computed first (scope `"{name}.acl"`),
 /// then every other view applies an operation only if its author's role at its place allows
-/// it. When new ACL operations change the ACL, the views are recomputed from the latest
-/// snapshot before the earliest event whose admission may differ.
+/// it. When new ACL operations change the ACL, the views are recomputed from the earliest
+/// event whose admission may differ ([`Views::regate`]).
 ///
 /// For a thread of the `Raw` variant nothing is checked (every event applies) and ACL
 /// operations count for nothing.

@@ -223,4 +223,44 @@ mod tests {
         ));
         assert_eq!(compare(&json!(-0.0), &json!(0)), Ordering::Equal);
     }
+
+    /// Index value encodings of fixed values: docs/FORMAT.md ("Rows of the document
+    /// view"). Rerun with `THREADS_BLESS=1` after a deliberate format change (and bump the
+    /// document view's reducer version).
+    #[test]
+    fn golden_index_values() {
+        let values = [
+            json!(null),
+            json!(false),
+            json!(true),
+            json!(-1.5),
+            json!(0),
+            json!(1),
+            json!(1.0),
+            json!(9_007_199_254_740_993u64),
+            json!(-9_223_372_036_854_775_808i64),
+            json!(18_446_744_073_709_551_615u64),
+            json!("a\u{0}b"),
+        ];
+        let mut text = String::new();
+        for v in &values {
+            let enc = encode_scalar(v).expect("scalar");
+            let hex: String = enc.iter().map(|x| format!("{x:02x}")).collect();
+            text.push_str(&format!("{v} {hex}\n"));
+        }
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../test_data/docs/index-values.txt"
+        );
+        if std::env::var_os("THREADS_BLESS").is_some() {
+            std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/../../test_data/docs"))
+                .expect("dir");
+            std::fs::write(path, &text).expect("write golden file");
+        }
+        let golden = std::fs::read_to_string(path).expect("test_data/docs/index-values.txt exists");
+        assert_eq!(
+            text, golden,
+            "the index encoding changed; if on purpose, rerun with THREADS_BLESS=1"
+        );
+    }
 }

@@ -74,7 +74,7 @@ impl AppendOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HeadsDigest(pub [u8; 32]);
 
-/// Content-addressed blocks outside the logs (snapshots, views' blobs).
+/// Content-addressed blocks outside the logs.
 pub trait BlockStore: Send + Sync {
     /// Stores blocks; storing a block that is present is a no-op.
     fn put_blocks(&self, blocks: &[Block]) -> impl Future<Output = Result<()>> + Send;

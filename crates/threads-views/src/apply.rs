@@ -248,8 +248,9 @@ impl<S: Store + 'static> Views<S> {
             // A rewind commits when its replay is done: committed in the middle, a crash
             // would resume with commutative views ahead of the cursor. A rebuild replays
             // every view, so it commits as it goes and its memory stays bounded.
-            if pending >= self.config.commit_every && (replay_left == 0 || kind == Restart::Rebuild)
-            {
+            let due = pending >= self.config.commit_every
+                || self.pending_bytes() >= self.config.commit_bytes;
+            if due && (replay_left == 0 || kind == Restart::Rebuild) {
                 self.commit().await?;
                 pending = 0;
             }

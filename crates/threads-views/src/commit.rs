@@ -21,6 +21,22 @@ impl<S: Store + 'static> Views<S> {
             || self.undo_reset
     }
 
+    /// Bytes of rows and undo records applied since the last commit.
+    pub(crate) fn pending_bytes(&self) -> usize {
+        let rows: usize = (0..=self.states.len())
+            .map(|i| self.state_at(i).pending_bytes())
+            .sum();
+        let undo: usize = self
+            .undo_pending
+            .iter()
+            .flat_map(|r| &r.changes)
+            .map(|(_, key, old)| {
+                64 + key.len() + old.as_ref().and_then(Option::as_ref).map_or(0, Vec::len)
+            })
+            .sum();
+        rows + undo
+    }
+
     /// Writes every changed row, the undo records and the mark in one transaction.
     pub(crate) async fn commit(&mut self) -> Result<()> {
         // Old values an undo record needs that only the store knows (it still holds the

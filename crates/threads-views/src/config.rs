@@ -10,6 +10,10 @@ pub struct ViewConfig {
     /// time behind the latest applied event (default one day). A late event within it
     /// undoes only the events after it; an older one rebuilds the views.
     pub undo_horizon_ms: u64,
+    /// Commit once the changes applied since the last commit reach this many bytes
+    /// (default 8 MiB), even before [`ViewConfig::commit_every`] events: the memory a
+    /// catch-up holds stays bounded however large its events are.
+    pub commit_bytes: usize,
     /// Commit after this many applied events (and at the end of each catch-up).
     pub commit_every: usize,
     /// How many entries to read from a log at a time.
@@ -33,6 +37,7 @@ impl Default for ViewConfig {
         ViewConfig {
             cache_bytes: 64 << 20,
             undo_horizon_ms: 24 * 60 * 60 * 1000,
+            commit_bytes: 8 << 20,
             commit_every: 1_000,
             page: 512,
             skip_unreadable: false,
@@ -52,6 +57,13 @@ impl ViewConfig {
     #[must_use]
     pub const fn with_cache_bytes(mut self, bytes: usize) -> ViewConfig {
         self.cache_bytes = bytes;
+        self
+    }
+
+    /// Sets [`ViewConfig::commit_bytes`] (at least 1).
+    #[must_use]
+    pub fn with_commit_bytes(mut self, bytes: usize) -> ViewConfig {
+        self.commit_bytes = bytes.max(1);
         self
     }
 

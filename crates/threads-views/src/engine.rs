@@ -162,7 +162,7 @@ impl<S: Store + 'static> Views<S> {
     }
 
     /// [`Views::open`] under another scope name: a second, independent set of views over
-    /// the same thread (each scope has its own rows, cursor and snapshots).
+    /// the same thread (each scope has its own rows, cursor and undo records).
     ///
     /// If the stored views of the scope are not the ones given (a view was added, removed
     /// or changed kind), the scope is rebuilt from the logs.

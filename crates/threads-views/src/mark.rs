@@ -230,4 +230,66 @@ mod tests {
         };
         assert_eq!(UndoRecord::decode(&undo.encode()).expect("decodes"), undo);
     }
+
+    /// The bytes of a fixed mark and undo record: docs/FORMAT.md ("Mark", "Reserved views
+    /// of a scope"). Rerun with `THREADS_BLESS=1` after a deliberate format change (and bump
+    /// the version).
+    #[test]
+    fn golden_mark_and_undo_record() {
+        let log = threads_crypto::Identity::from_secret_bytes(&[1; 32]).log_id();
+        let order = EventOrder {
+            time: Hlc::new(1_700_000_000_000, 2),
+            log,
+            counter: 7,
+        };
+        let mark = Mark {
+            views: vec![
+                ("docs".into(), ViewKind::Ordered, 2),
+                ("kv".into(), ViewKind::Commutative, 1),
+            ],
+            logs: BTreeMap::from([(
+                log,
+                LogMark {
+                    counter: 7,
+                    time: order.time,
+                },
+            )]),
+            last: Some(order),
+            undo_floor: Some(Hlc::new(1_699_999_000_000, 0)),
+        };
+        let undo = UndoRecord {
+            prev_log: Some(LogMark {
+                counter: 6,
+                time: Hlc::new(1_699_999_999_000, 0),
+            }),
+            changes: vec![
+                ("docs".into(), b"d\0people\0ann".to_vec(), None),
+                ("~rejections".into(), b"k".to_vec(), Some(b"old".to_vec())),
+            ],
+        };
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let text = format!(
+            "mark-v2 {}\nundo-v1 {}\n",
+            hex(&mark.encode()),
+            hex(&undo.encode())
+        );
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../test_data/views/golden-v2.txt"
+        );
+        if std::env::var_os("THREADS_BLESS").is_some() {
+            std::fs::create_dir_all(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../test_data/views"
+            ))
+            .expect("dir");
+            std::fs::write(path, &text).expect("write golden file");
+        }
+        let golden = std::fs::read_to_string(path).expect("test_data/views/golden-v2.txt exists");
+        assert_eq!(
+            text, golden,
+            "the view formats changed; if on purpose, rerun with THREADS_BLESS=1"
+        );
+        assert_eq!(Mark::decode(&mark.encode()).expect("decodes"), Some(mark));
+    }
 }

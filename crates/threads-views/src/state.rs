@@ -16,7 +16,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 /// Bytes counted per cached row on top of its key and value.
 const ROW_OVERHEAD: usize = 48;
 /// Rows fetched at least when a range read misses.
-const RANGE_CHUNK: usize = 64;
+const RANGE_CHUNK: usize = 128;
 
 /// An overlay change before it was made: the overlay's entry for the key (`None`: the
 /// key was not in the overlay).
@@ -70,6 +70,8 @@ pub struct State {
     log: Option<Vec<Logged>>,
     /// The committed rows are to be deleted by the next commit (a rebuild).
     reset: bool,
+    /// Bytes written to the overlay since the last commit (an upper bound).
+    written: usize,
 }
 
 impl Default for State {
@@ -98,6 +100,7 @@ impl State {
             }),
             log: None,
             reset: false,
+            written: 0,
         }
     }
 
@@ -128,7 +131,9 @@ impl State {
     /// Sets `key` to `value`.
     pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
         let key = key.into();
-        let before = self.overlay.insert(key.clone(), Some(value.into()));
+        let value = value.into();
+        self.written += key.len() + value.len() + ROW_OVERHEAD;
+        let before = self.overlay.insert(key.clone(), Some(value));
         if let Some(log) = &mut self.log {
             log.push((key, before));
         }
@@ -136,6 +141,7 @@ impl State {
 
     /// Deletes `key` (nothing happens if it is absent).
     pub fn delete(&mut self, key: &[u8]) {
+        self.written += key.len() + ROW_OVERHEAD;
         let before = self.overlay.insert(key.to_vec(), None);
         if let Some(log) = &mut self.log {
             log.push((key.to_vec(), before));
@@ -266,6 +272,7 @@ impl State {
 
     /// Sets `key` to `value` (`None`: deleted) without logging (a rewind restoring rows).
     pub(crate) fn restore(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        self.written += key.len() + value.as_ref().map_or(0, Vec::len) + ROW_OVERHEAD;
         self.overlay.insert(key, value);
     }
 
@@ -273,6 +280,7 @@ impl State {
     /// until then the view is empty.
     pub(crate) fn wipe(&mut self) {
         self.overlay.clear();
+        self.written = 0;
         self.log = None;
         self.reset = true;
         *self.base() = Base {
@@ -284,6 +292,7 @@ impl State {
     /// Forgets the cache and the uncommitted changes (the store is the truth again).
     pub(crate) fn forget(&mut self) {
         self.overlay.clear();
+        self.written = 0;
         self.log = None;
         self.reset = false;
         *self.base() = Base::default();
@@ -297,6 +306,11 @@ impl State {
         }
     }
 
+    /// Bytes written since the last commit (at least what the overlay holds).
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.written
+    }
+
     pub(crate) fn has_changes(&self) -> bool {
         self.reset || !self.overlay.is_empty()
     }
@@ -305,6 +319,7 @@ impl State {
     /// [`State::committed`] is called with them).
     pub(crate) fn take_changes(&mut self) -> threads_store::ViewChange {
         let reset = std::mem::take(&mut self.reset);
+        self.written = 0;
         let mut change = threads_store::ViewChange {
             reset,
             ..Default::default()
