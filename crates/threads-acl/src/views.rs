@@ -413,6 +413,13 @@ impl<S: Store + 'static> AclViews<S> {
         Ok(self.views.read(name, read).await?)
     }
 
+    /// Shares `budget` among the row caches of the ACL's views, these views and any
+    /// others given it ([`Views::share_cache`]).
+    pub fn share_cache(&mut self, budget: Arc<threads_views::CacheBudget>) {
+        self.acl_views.share_cache(Arc::clone(&budget));
+        self.views.share_cache(budget);
+    }
+
     /// The views behind the ACL.
     pub const fn views(&self) -> &Views<S> {
         &self.views

@@ -232,6 +232,8 @@ pub(crate) struct Inner<S: Store + 'static> {
     admission: AclAdmission,
     pub(crate) clock: Mutex<Clock<TimeFn>>,
     config: DbConfig,
+    /// One row-cache budget for the views of every thread.
+    cache: Arc<threads_views::CacheBudget>,
     /// Writes waiting for their group, per thread (see `write.rs`).
     pub(crate) queues: Mutex<HashMap<ThreadId, crate::write::Queue>>,
     /// Per thread, the node's arrival count read before the views' latest catch-up: while
@@ -432,6 +434,7 @@ impl<S: Store + 'static> Db<S> {
             node,
             admission,
             clock: Mutex::new(Clock::new(config.time.clone())),
+            cache: threads_views::CacheBudget::new(config.views.cache_bytes),
             queues: Mutex::default(),
             caught_up: Mutex::default(),
             config,
@@ -934,6 +937,7 @@ async fn open_thread<S: Store + 'static>(
         inner.config.views,
     )
     .await?;
+    views.share_cache(Arc::clone(&inner.cache));
     let arrivals = inner.node.arrivals();
     views.catch_up().await?;
     inner.caught_up(thread, arrivals);

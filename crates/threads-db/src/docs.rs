@@ -17,7 +17,7 @@
 //! i \0 collection \0 index \0 value ‖ id   -> empty (value: json::encode_scalar)
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -275,6 +275,9 @@ pub enum Scan {
         /// stops once the page is full).
         ordered: bool,
     },
+    /// An `or` whose every branch reads an index: the union of those reads (each document
+    /// once), then filtered and sorted.
+    Union(Vec<Scan>),
 }
 
 /// What [`Docs::explain`] says about a query.
@@ -288,24 +291,36 @@ pub struct Plan {
 
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.scan {
-            Scan::Full => write!(f, "full scan of {}", self.collection),
-            Scan::Index {
-                index,
-                path,
-                lookup,
-                ordered,
-            } => {
-                write!(
-                    f,
-                    "index {index} of {} ({lookup} on {path})",
-                    self.collection
-                )?;
-                if *ordered {
-                    write!(f, ", in sort order")?;
-                }
-                Ok(())
+        write_scan(f, &self.scan, &self.collection)
+    }
+}
+
+fn write_scan(f: &mut fmt::Formatter<'_>, scan: &Scan, collection: &str) -> fmt::Result {
+    match scan {
+        Scan::Full => write!(f, "full scan of {collection}"),
+        Scan::Index {
+            index,
+            path,
+            lookup,
+            ordered,
+        } => {
+            write!(f, "index {index} of {collection} ({lookup} on {path})")?;
+            if *ordered {
+                write!(f, ", in sort order")?;
             }
+            Ok(())
+        }
+        Scan::Union(parts) => {
+            write!(f, "union of ")?;
+            for (i, part) in parts.iter().enumerate() {
+                if i > 0 {
+                    write!(f, " and ")?;
+                }
+                write!(f, "[")?;
+                write_scan(f, part, collection)?;
+                write!(f, "]")?;
+            }
+            Ok(())
         }
     }
 }
@@ -560,14 +575,18 @@ impl Docs {
     pub fn explain(state: &State, collection: &str, query: &Query) -> Result<Plan, DocError> {
         query.check()?;
         let meta = Docs::collection(state, collection)?;
-        let scan = match choose(&meta, query) {
-            Some(lookup) => Scan::Index {
-                index: lookup.spec.name.clone(),
-                path: lookup.spec.path.clone(),
-                lookup: lookup.kind,
-                ordered: in_index_order(&lookup, query),
-            },
-            None => Scan::Full,
+        let index_scan = |lookup: &Lookup, ordered: bool| Scan::Index {
+            index: lookup.spec.name.clone(),
+            path: lookup.spec.path.clone(),
+            lookup: lookup.kind,
+            ordered,
+        };
+        let scan = match (choose(&meta, query), union(&meta, query)) {
+            (Some(lookup), _) => index_scan(&lookup, in_index_order(&lookup, query)),
+            (None, Some(lookups)) => {
+                Scan::Union(lookups.iter().map(|l| index_scan(l, false)).collect())
+            }
+            (None, None) => Scan::Full,
         };
         Ok(Plan {
             collection: collection.to_owned(),
@@ -610,6 +629,28 @@ impl Docs {
         let meta = Docs::collection(state, collection)?;
         let matches = |doc: &Value| query.filter.as_ref().is_none_or(|f| f.matches(doc));
         let Some(lookup) = choose(&meta, query) else {
+            if let Some(lookups) = union(&meta, query) {
+                // Each branch through its index; a document several branches hold, once.
+                let mut docs: BTreeMap<String, Value> = BTreeMap::new();
+                for lookup in &lookups {
+                    for (from, to) in &lookup.ranges {
+                        for (_, entry) in state.range(from, to) {
+                            let Some((id, row)) = decode_index_row(&entry) else {
+                                continue;
+                            };
+                            if docs.contains_key(&id) {
+                                continue;
+                            }
+                            if let Some((doc, _)) = decode_doc(row)
+                                && matches(&doc)
+                            {
+                                docs.insert(id, doc);
+                            }
+                        }
+                    }
+                }
+                return query.page(docs.into_iter().collect());
+            }
             let docs = docs_of(state, collection)
                 .filter(|(_, d)| matches(d))
                 .collect();
@@ -702,7 +743,21 @@ fn in_index_order(lookup: &Lookup, query: &Query) -> bool {
 /// Picks the index a query reads: an equality on a unique index, then an equality, an
 /// `in`, a prefix, a range; `None` for a full scan.
 fn choose(meta: &Collection, query: &Query) -> Option<Lookup> {
-    let filter = query.filter.as_ref()?;
+    choose_filter(meta, query.filter.as_ref()?)
+}
+
+/// For a filter that is an `or`, one index lookup per branch, if every branch has one.
+fn union(meta: &Collection, query: &Query) -> Option<Vec<Lookup>> {
+    match query.filter.as_ref()? {
+        Filter::Or(branches) if !branches.is_empty() => branches
+            .iter()
+            .map(|branch| choose_filter(meta, branch))
+            .collect(),
+        _ => None,
+    }
+}
+
+fn choose_filter(meta: &Collection, filter: &Filter) -> Option<Lookup> {
     let conjuncts: Vec<&Filter> = match filter {
         Filter::And(all) => all.iter().collect(),
         other => vec![other],

@@ -283,6 +283,71 @@ fn unique_values_go_to_the_first_writer_and_indexes_follow_saves() {
     );
 }
 
+/// An `or` whose branches each read an index is their union; integers beyond 2^53 in a
+/// unique index are distinct values.
+#[test]
+fn or_reads_indexes_and_big_integers_are_distinct() {
+    let (docs, mut state) = setup();
+    let spec = IndexSpec {
+        name: "by_n".into(),
+        path: "n".into(),
+        unique: true,
+    };
+    docs.apply_local(
+        &mut state,
+        &DocOp::AddIndex {
+            collection: "people".into(),
+            spec,
+        },
+    )
+    .expect("index");
+    let big = 1u64 << 53;
+    for (id, n) in [("a", big), ("b", big + 1), ("c", big + 2)] {
+        let doc = json!({"name": id, "email": format!("{id}@x"), "n": n});
+        docs.apply_local(&mut state, &create("people", id, doc))
+            .expect("distinct values, no conflict");
+    }
+    let taken = create(
+        "people",
+        "d",
+        json!({"name": "d", "email": "d@x", "n": big + 1}),
+    );
+    assert!(matches!(
+        docs.check(&state, &taken),
+        Err(DocError::UniqueViolation { holder, .. }) if holder == "b"
+    ));
+    let q = Query::filter(Filter::Or(vec![
+        Filter::Eq("email".into(), json!("a@x")),
+        Filter::Eq("n".into(), json!(big + 2)),
+        Filter::Eq("email".into(), json!("c@x")),
+    ]));
+    let plan = Docs::explain(&state, "people", &q).expect("plan");
+    assert!(
+        matches!(&plan.scan, Scan::Union(parts) if parts.len() == 3),
+        "{plan}"
+    );
+    let ids: Vec<String> = Docs::query(&state, "people", &q)
+        .expect("query")
+        .docs
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, ["a", "c"]);
+    // A branch no index serves makes it a full scan.
+    let q = Query::filter(Filter::Or(vec![
+        Filter::Eq("email".into(), json!("a@x")),
+        Filter::Eq("name".into(), json!("b")),
+    ]));
+    assert_eq!(
+        Docs::explain(&state, "people", &q).expect("plan").scan,
+        Scan::Full
+    );
+    assert_eq!(
+        Docs::query(&state, "people", &q).expect("query").docs.len(),
+        2
+    );
+}
+
 // ---- The differential property test ----
 
 /// A naive, independent evaluation: the documents, filtered one by one, sorted with a

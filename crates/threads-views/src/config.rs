@@ -4,7 +4,9 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ViewConfig {
     /// How many bytes of committed rows the views of one scope cache in memory (default
-    /// 64 MiB). Rows live in the store; the cache saves round trips to it.
+    /// 64 MiB). Rows live in the store; the cache saves round trips to it. Scopes that
+    /// share a [`CacheBudget`](crate::CacheBudget) ([`Views::share_cache`](crate::Views::share_cache))
+    /// count against it instead: a database shares one among all its threads.
     pub cache_bytes: usize,
     /// How long undo records of order-sensitive views are kept, in milliseconds of event
     /// time behind the latest applied event (default one day). A late event within it

@@ -8,16 +8,19 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use std::sync::atomic::AtomicUsize;
 use threads_crypto::{ReadKey, ThreadKey};
 use threads_id::{LogId, ThreadId};
 use threads_log::{EventOrder, Hlc, Verifier};
 use threads_store::{RowRange, Store, ViewChange, ViewCommit};
+
 use tokio::sync::watch;
 
 use crate::config::ViewConfig;
 use crate::error::{Result, ViewError};
 use crate::event::{ORDER_LEN, decode_order};
 use crate::mark::{LogMark, Mark, Signature};
+use crate::read::CacheBudget;
 use crate::reducer::{Gate, Reducer};
 use crate::state::State;
 use crate::subscribe::{Cursor, Subscription};
@@ -130,7 +133,17 @@ pub struct Views<S> {
     /// Delete every undo record at the next commit (a rebuild).
     pub(crate) undo_reset: bool,
     pub(crate) stale: bool,
+    /// The budget this scope's cache counts in, and what it counts there.
+    pub(crate) budget: Arc<CacheBudget>,
+    pub(crate) cached: AtomicUsize,
     pub(crate) applied_tx: watch::Sender<BTreeMap<LogId, u64>>,
+}
+
+impl<S> Drop for Views<S> {
+    fn drop(&mut self) {
+        self.budget
+            .release(self.cached.load(std::sync::atomic::Ordering::Relaxed));
+    }
 }
 
 impl<S> std::fmt::Debug for Views<S> {
@@ -226,6 +239,8 @@ impl<S: Store + 'static> Views<S> {
             undo_pending: Vec::new(),
             undo_done: Vec::new(),
             undo_reset: false,
+            budget: CacheBudget::new(config.cache_bytes),
+            cached: AtomicUsize::new(0),
             stale: false,
             applied_tx,
         };

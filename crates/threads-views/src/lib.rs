@@ -109,6 +109,7 @@ pub use event::{
     encode_stamp,
 };
 pub use kv::Kv;
+pub use read::CacheBudget;
 pub use reducer::{Access, Gate, Reducer, Reject, ViewKind};
 pub use state::{Rows, State};
 pub use subscribe::{Cursor, Delivered, Subscription};

@@ -1,6 +1,9 @@
 //! Reading the views: a read runs against the cache, and what the cache misses is fetched
 //! from the store (one round trip per view and kind of read) before the read runs again.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use threads_store::{RowRange, Store};
 
 use crate::engine::{REJECTIONS, Views};
@@ -102,22 +105,80 @@ impl<S: Store + 'static> Views<S> {
         Ok(())
     }
 
-    /// Drops the caches of the largest states while they hold more than the budget.
+    /// Shares `budget` with other views (every scope of a database): their caches
+    /// together hold at most its bytes. By default a scope has a budget of its own of
+    /// [`ViewConfig::cache_bytes`](crate::ViewConfig::cache_bytes).
+    pub fn share_cache(&mut self, budget: Arc<CacheBudget>) {
+        let own = self.cached.swap(0, Ordering::Relaxed);
+        self.budget.release(own);
+        self.budget = budget;
+        self.trim_cache();
+    }
+
+    /// Accounts this scope's cache in the budget and, while the budget is exceeded, drops
+    /// this scope's largest caches (down to half the budget).
     pub(crate) fn trim_cache(&self) {
         let mut sizes: Vec<(usize, usize)> = (0..=self.states.len())
             .map(|i| (self.state_at(i).cached_bytes(), i))
             .collect();
-        let mut total: usize = sizes.iter().map(|(b, _)| b).sum();
-        if total <= self.config.cache_bytes {
+        let own: usize = sizes.iter().map(|(b, _)| b).sum();
+        let before = self.cached.swap(own, Ordering::Relaxed);
+        self.budget.account(before, own);
+        if self.budget.used() <= self.budget.limit {
             return;
         }
         sizes.sort_unstable_by(|a, b| b.cmp(a));
         for (bytes, index) in sizes {
-            if total <= self.config.cache_bytes / 2 {
+            if self.budget.used() <= self.budget.limit / 2 || bytes == 0 {
                 break;
             }
             self.state_at(index).evict();
-            total -= bytes;
+            self.cached.fetch_sub(bytes, Ordering::Relaxed);
+            self.budget.release(bytes);
         }
+    }
+}
+
+/// A byte budget for the row caches of several [`Views`] (say, every thread of a peer):
+/// their caches together stay within it.
+#[derive(Debug)]
+pub struct CacheBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl CacheBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Arc<CacheBudget> {
+        Arc::new(CacheBudget {
+            limit,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    /// Bytes the caches sharing this budget hold.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// The budget.
+    pub const fn limit(&self) -> usize {
+        self.limit
+    }
+
+    fn account(&self, before: usize, now: usize) {
+        if now >= before {
+            self.used.fetch_add(now - before, Ordering::Relaxed);
+        } else {
+            self.release(before - now);
+        }
+    }
+
+    pub(crate) fn release(&self, bytes: usize) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                Some(u.saturating_sub(bytes))
+            });
     }
 }

@@ -531,3 +531,61 @@ async fn events_dated_in_the_future_wait() {
     assert_eq!(past.catch_up().await.expect("catch up").applied, 5);
     assert!(past.blocked().is_empty());
 }
+
+/// Scopes that share a cache budget stay within it together, and read the same rows as a
+/// scope with a cache of its own.
+#[tokio::test]
+async fn scopes_sharing_a_cache_budget_stay_within_it() {
+    let store = Arc::new(MemoryStore::new());
+    let (thread, key) = thread(12);
+    store.put_thread(thread, &key).await.expect("thread");
+    let budget = threads_views::CacheBudget::new(4_096);
+    let mut scopes = Vec::new();
+    for name in ["one", "two", "three"] {
+        let mut views = Views::open_scope(
+            Arc::clone(&store),
+            thread,
+            name,
+            reducers(),
+            ViewConfig::new().with_commit_every(4),
+        )
+        .await
+        .expect("open");
+        views.share_cache(Arc::clone(&budget));
+        scopes.push(views);
+    }
+    let mut time = 1;
+    for _ in 0..5 {
+        time = write_events(&*store, 12, 40, time).await;
+        for views in &mut scopes {
+            views.catch_up().await.expect("catch up");
+            let all = views
+                .read("kv", |s| Kv::list(s).count())
+                .await
+                .expect("read");
+            assert!(all > 0);
+            assert!(
+                budget.used() <= budget.limit(),
+                "{} of {} bytes",
+                budget.used(),
+                budget.limit()
+            );
+        }
+    }
+    let mut alone = Views::open_scope(
+        Arc::clone(&store),
+        thread,
+        "alone",
+        reducers(),
+        ViewConfig::new(),
+    )
+    .await
+    .expect("open");
+    alone.catch_up().await.expect("catch up");
+    let expected = alone.digest().await.expect("digest");
+    for views in &mut scopes {
+        assert_eq!(views.digest().await.expect("digest"), expected);
+    }
+    drop(scopes);
+    assert_eq!(budget.used(), 0, "dropped scopes release what they held");
+}
