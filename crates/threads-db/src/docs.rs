@@ -202,6 +202,35 @@ fn entry_key(collection: &str, spec: &IndexSpec, value: &[u8], id: &str) -> Vec<
     k
 }
 
+/// The key of the count of a collection's documents an index does not hold (the path is
+/// missing or holds an array or an object). While it is zero, the index holds every
+/// document, and a sort on its path can read the index in order.
+fn outside_key(collection: &str, index: &str) -> Vec<u8> {
+    key(&[b"n", collection.as_bytes(), index.as_bytes()])
+}
+
+fn outside_count(state: &State, collection: &str, index: &str) -> u64 {
+    state
+        .get(&outside_key(collection, index))
+        .and_then(|v| v.try_into().ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+/// The change of an index's outside count by `delta` (`None`: no change).
+fn outside_change(
+    state: &State,
+    collection: &str,
+    index: &str,
+    delta: i64,
+) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+    if delta == 0 {
+        return None;
+    }
+    let count = outside_count(state, collection, index).saturating_add_signed(delta);
+    let value = (count > 0).then(|| count.to_be_bytes().to_vec());
+    Some((outside_key(collection, index), value))
+}
+
 /// An index entry's value: the document's id and its row (a covering index: a query
 /// through an index reads no other row).
 fn index_row(id: &str, doc_row: &[u8]) -> Vec<u8> {
@@ -269,7 +298,8 @@ pub enum Scan {
         index: String,
         /// The indexed path.
         path: String,
-        /// What is looked up: `eq`, `in`, `prefix` or `range`.
+        /// What is looked up: `eq`, `in`, `prefix`, `range`, or `order` (the whole index,
+        /// for its order).
         lookup: &'static str,
         /// Whether the index already gives the query's order (no sort needed, and reading
         /// stops once the page is full).
@@ -441,6 +471,7 @@ impl Docs {
                 }
                 let mut changes = Vec::new();
                 let mut seen: HashMap<Vec<u8>, String> = HashMap::new();
+                let mut outside = 0usize;
                 let prefix = doc_prefix(collection);
                 for (key, row) in state.prefix(&prefix) {
                     let Ok(id) = String::from_utf8(key[prefix.len()..].to_vec()) else {
@@ -450,6 +481,7 @@ impl Docs {
                         continue;
                     };
                     let Some(value) = get(&doc, &spec.path).and_then(encode_scalar) else {
+                        outside += 1;
                         continue;
                     };
                     if spec.unique
@@ -465,6 +497,13 @@ impl Docs {
                     changes.push((
                         entry_key(collection, spec, &value, &id),
                         Some(index_row(&id, &row)),
+                    ));
+                }
+                let outside = u64::try_from(outside).unwrap_or(u64::MAX);
+                if outside > 0 {
+                    changes.push((
+                        outside_key(collection, &spec.name),
+                        Some(outside.to_be_bytes().to_vec()),
                     ));
                 }
                 meta.indexes.push(spec.clone());
@@ -526,6 +565,10 @@ impl Docs {
                     {
                         changes.push((entry_key(collection, spec, before, id), None));
                     }
+                    // A document that leaves or enters the index (or arrives outside it).
+                    let was_outside = old.is_some() && before.is_none();
+                    let delta = i64::from(after.is_none()) - i64::from(was_outside);
+                    changes.extend(outside_change(state, collection, &spec.name, delta));
                     let Some(after) = after else { continue };
                     let key = entry_key(collection, spec, &after, id);
                     if spec.unique
@@ -558,8 +601,11 @@ impl Docs {
                 };
                 let mut changes = Vec::new();
                 for spec in &meta.indexes {
-                    if let Some(value) = get(&old, &spec.path).and_then(encode_scalar) {
-                        changes.push((entry_key(collection, spec, &value, id), None));
+                    match get(&old, &spec.path).and_then(encode_scalar) {
+                        Some(value) => {
+                            changes.push((entry_key(collection, spec, &value, id), None));
+                        }
+                        None => changes.extend(outside_change(state, collection, &spec.name, -1)),
                     }
                 }
                 changes.push((doc_key(collection, id), None));
@@ -581,7 +627,7 @@ impl Docs {
             lookup: lookup.kind,
             ordered,
         };
-        let scan = match (choose(&meta, query), union(&meta, query)) {
+        let scan = match (choose_or_order(state, &meta, query), union(&meta, query)) {
             (Some(lookup), _) => index_scan(&lookup, in_index_order(&lookup, query)),
             (None, Some(lookups)) => {
                 Scan::Union(lookups.iter().map(|l| index_scan(l, false)).collect())
@@ -628,7 +674,7 @@ impl Docs {
         query.check()?;
         let meta = Docs::collection(state, collection)?;
         let matches = |doc: &Value| query.filter.as_ref().is_none_or(|f| f.matches(doc));
-        let Some(lookup) = choose(&meta, query) else {
+        let Some(lookup) = choose_or_order(state, &meta, query) else {
             if let Some(lookups) = union(&meta, query) {
                 // Each branch through its index; a document several branches hold, once.
                 let mut docs: BTreeMap<String, Value> = BTreeMap::new();
@@ -744,6 +790,34 @@ fn in_index_order(lookup: &Lookup, query: &Query) -> bool {
 /// `in`, a prefix, a range; `None` for a full scan.
 fn choose(meta: &Collection, query: &Query) -> Option<Lookup> {
     choose_filter(meta, query.filter.as_ref()?)
+}
+
+/// The index a filter reads ([`choose`]); failing that, for a sort on one indexed path
+/// (ascending) when the index holds every document, the whole index in order.
+fn choose_or_order(state: &State, meta: &Collection, query: &Query) -> Option<Lookup> {
+    if let Some(lookup) = choose(meta, query) {
+        return Some(lookup);
+    }
+    if matches!(query.filter, Some(Filter::Or(_))) {
+        return None;
+    }
+    let [sort] = query.sort.as_slice() else {
+        return None;
+    };
+    if sort.desc {
+        return None;
+    }
+    let spec = meta.indexes.iter().find(|i| i.path == sort.path)?;
+    if outside_count(state, &meta.name, &spec.name) > 0 {
+        return None;
+    }
+    let from = index_prefix(&meta.name, &spec.name);
+    let to = successor(&from);
+    Some(Lookup {
+        spec: spec.clone(),
+        kind: "order",
+        ranges: vec![(from, to)],
+    })
 }
 
 /// For a filter that is an `or`, one index lookup per branch, if every branch has one.

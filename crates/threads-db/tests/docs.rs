@@ -283,6 +283,79 @@ fn unique_values_go_to_the_first_writer_and_indexes_follow_saves() {
     );
 }
 
+/// A sort on an indexed path reads the index in order while the index holds every
+/// document, and falls back to a full scan once one document lacks the path.
+#[test]
+fn a_sort_on_an_indexed_path_reads_the_index_while_it_holds_every_document() {
+    let (docs, mut state) = setup();
+    let spec = IndexSpec {
+        name: "by_age".into(),
+        path: "age".into(),
+        unique: false,
+    };
+    docs.apply_local(
+        &mut state,
+        &DocOp::AddIndex {
+            collection: "people".into(),
+            spec,
+        },
+    )
+    .expect("index");
+    for (id, age) in [("a", 30), ("b", 20), ("c", 40)] {
+        let doc = json!({"name": id, "email": format!("{id}@x"), "age": age});
+        docs.apply_local(&mut state, &create("people", id, doc))
+            .expect("create");
+    }
+    let by_age = Query::all().sort("age", false).limit(2);
+    let plan = Docs::explain(&state, "people", &by_age).expect("plan");
+    assert!(
+        matches!(&plan.scan, Scan::Index { lookup, ordered: true, .. } if *lookup == "order"),
+        "{plan}"
+    );
+    let ids = |state: &State, q: &Query| -> Vec<String> {
+        Docs::query(state, "people", q)
+            .expect("query")
+            .docs
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    };
+    assert_eq!(ids(&state, &by_age), ["b", "a"]);
+    // A document without an age sorts first, and the index does not hold it.
+    let doc = json!({"name": "d", "email": "d@x"});
+    docs.apply_local(&mut state, &create("people", "d", doc))
+        .expect("create");
+    assert_eq!(
+        Docs::explain(&state, "people", &by_age).expect("plan").scan,
+        Scan::Full
+    );
+    assert_eq!(ids(&state, &by_age), ["d", "b"]);
+    // Once it has one again, the index serves the sort.
+    let doc = json!({"name": "d", "email": "d@x", "age": 50});
+    docs.apply_local(&mut state, &save("people", "d", doc))
+        .expect("save");
+    assert_ne!(
+        Docs::explain(&state, "people", &by_age).expect("plan").scan,
+        Scan::Full
+    );
+    assert_eq!(
+        ids(&state, &Query::all().sort("age", false)),
+        ["b", "a", "c", "d"]
+    );
+    docs.apply_local(
+        &mut state,
+        &DocOp::Delete {
+            collection: "people".into(),
+            id: "d".into(),
+        },
+    )
+    .expect("delete");
+    assert_ne!(
+        Docs::explain(&state, "people", &by_age).expect("plan").scan,
+        Scan::Full
+    );
+}
+
 /// An `or` whose branches each read an index is their union; integers beyond 2^53 in a
 /// unique index are distinct values.
 #[test]
