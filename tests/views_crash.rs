@@ -3,7 +3,11 @@
 //! kill, the views it left, caught up, equal a fresh rebuild from the logs: no event was
 //! lost or applied twice.
 //!
-//! Rounds: `THREADS_CRASH_ROUNDS` (default 6).
+//! On SQLite and on PostgreSQL (a throwaway server). Rounds: `THREADS_CRASH_ROUNDS`
+//! (default 6).
+
+#[path = "../crates/threads-store/tests/support/pg_server.rs"]
+mod pg_server;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -11,10 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::{RngExt, SeedableRng};
-use threads_store::SqliteStore;
+use threads_store::{PostgresStore, SqliteStore, Store};
 use threads_views::{ViewConfig, Views};
 
-fn run_and_kill(path: &std::path::Path, seed: u64, acks: usize, extra_delay_us: u64) {
+fn run_and_kill(path: &std::ffi::OsStr, seed: u64, acks: usize, extra_delay_us: u64) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_views-crash-writer"))
         .arg(path)
         .arg(seed.to_string())
@@ -43,22 +47,27 @@ fn run_and_kill(path: &std::path::Path, seed: u64, acks: usize, extra_delay_us: 
     reader.join().expect("reader thread");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn views_survive_sigkill() {
-    let rounds: usize = std::env::var("THREADS_CRASH_ROUNDS")
+fn rounds() -> usize {
+    std::env::var("THREADS_CRASH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(6);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("views.db");
+        .unwrap_or(6)
+}
+
+/// Kills the writer `rounds` times at random moments; after each kill, the views it left
+/// (opened with `open`), caught up, equal a fresh replay in a new scope.
+async fn kill_and_check<S, F, Fut>(target: &std::ffi::OsStr, rounds: usize, open: F)
+where
+    S: Store + 'static,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Arc<S>>,
+{
     let (thread, _, _) = threads_tests::crash_fixture();
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    // Event times step by 10 ms: a 200 ms undo horizon keeps about 20 events, so late
-    // events both undo (within it) and rebuild (beyond it); a 4 KiB cache is evicted often,
-    // so reads go to the store.
+    // As the writer: a 200 ms undo horizon and a 4 KiB cache.
     let config = ViewConfig::new()
         .with_commit_every(7)
         .with_undo_horizon_ms(200)
@@ -66,9 +75,9 @@ async fn views_survive_sigkill() {
     for round in 0..rounds {
         let acks = rng.random_range(1..40usize);
         let delay = rng.random_range(0..5_000u64);
-        run_and_kill(&path, seed.wrapping_add(round as u64), acks, delay);
+        run_and_kill(target, seed.wrapping_add(round as u64), acks, delay);
 
-        let store = Arc::new(SqliteStore::open(&path).await.expect("reopen"));
+        let store = open().await;
         let mut resumed = Views::open(
             Arc::clone(&store),
             thread,
@@ -95,7 +104,25 @@ async fn views_survive_sigkill() {
             "round {round} (seed {seed}): resumed views differ from a rebuild"
         );
         assert_eq!(resumed.cursor(), fresh.cursor());
-        drop((resumed, fresh));
-        store.close().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_survive_sigkill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("views.db");
+    kill_and_check(path.as_os_str(), rounds(), || async {
+        Arc::new(SqliteStore::open(&path).await.expect("reopen"))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_survive_sigkill_on_postgres() {
+    let server = pg_server::PgServer::start();
+    let url = server.fresh_database().await;
+    kill_and_check(std::ffi::OsStr::new(&url), rounds(), || async {
+        Arc::new(PostgresStore::connect(&url).await.expect("connect"))
+    })
+    .await;
 }

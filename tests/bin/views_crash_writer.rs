@@ -3,14 +3,14 @@
 //! are always late (they sort before the first log's latest), so the order-sensitive view
 //! rewinds often. Prints `ack <n>` after each catch-up.
 //!
-//! Usage: `views-crash-writer <store path> <seed>`
+//! Usage: `views-crash-writer <SQLite store path | postgres:// URL> <seed>`
 
 use std::io::Write;
 use std::sync::Arc;
 
 use rand::{RngExt, SeedableRng};
 use threads_log::{Hlc, Writer};
-use threads_store::{LogBook, SqliteStore, ThreadBook, write_local};
+use threads_store::{PostgresStore, SqliteStore, Store, write_local};
 use threads_views::{Batch, Kv, ViewConfig, Views};
 
 #[tokio::main(flavor = "current_thread")]
@@ -20,9 +20,16 @@ async fn main() -> anyhow::Result<()> {
         .next()
         .ok_or_else(|| anyhow::anyhow!("usage: views-crash-writer <path> <seed>"))?;
     let seed: u64 = args.next().unwrap_or_default().parse().unwrap_or(0);
+    if path.starts_with("postgres://") {
+        run(Arc::new(PostgresStore::connect(&path).await?), seed).await
+    } else {
+        run(Arc::new(SqliteStore::open(&path).await?), seed).await
+    }
+}
+
+async fn run<S: Store + 'static>(store: Arc<S>, seed: u64) -> anyhow::Result<()> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let (thread, key, identity) = threads_tests::crash_fixture();
-    let store = Arc::new(SqliteStore::open(&path).await?);
     store.put_thread(thread, &key).await?;
     let a = Writer::new(identity, thread, &key)?;
     let b = Writer::new(threads_tests::crash_fixture_second(), thread, &key)?;
