@@ -121,8 +121,11 @@ impl<S: Store + 'static> AclViews<S> {
             config,
         )
         .await?;
+        // Events sealed with the ACL key (which followers hold too) carry ACL operations
+        // only: the content views take their place in the order and nothing else, so a
+        // follower cannot write content.
         if let Some(read) = acl_key.read() {
-            views.add_read_key(read.clone());
+            views.pass_over(read.clone());
         }
         let mut this = AclViews {
             store,

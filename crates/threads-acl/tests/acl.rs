@@ -47,7 +47,15 @@ impl Scene {
     /// Appends an event with `batch` at `time` to `member`'s log.
     fn write(&mut self, member: usize, time: u64, batch: Batch) {
         // ACL events are sealed with the ACL key, every other event with the read key.
-        let key = if batch.ops().iter().any(|(view, _)| view == ACL_VIEW) {
+        let acl = batch.ops().iter().any(|(view, _)| view == ACL_VIEW);
+        self.write_sealed(member, time, batch, acl);
+    }
+
+    /// Appends an event with `batch` at `time` to `member`'s log, sealed with the ACL key
+    /// if `acl` (what a follower can do: it holds the service key the ACL key derives
+    /// from), else with the read key.
+    fn write_sealed(&mut self, member: usize, time: u64, batch: Batch, acl: bool) {
+        let key = if acl {
             acl_key(self.thread, self.key.service())
         } else {
             self.key.clone()
@@ -611,5 +619,39 @@ proptest! {
             }
             Ok(())
         })?;
+    }
+}
+
+/// A follower holds the service key, so it can seal events with the ACL key; whatever
+/// such an event holds besides ACL operations, no content view applies it, in a raw
+/// thread as in an access-controlled one, and the log goes on.
+#[tokio::test]
+async fn content_sealed_with_the_acl_key_is_not_applied() {
+    for raw in [true, false] {
+        let (mut scene, salt) = Scene::new(2, raw);
+        if !raw {
+            scene.write(
+                0,
+                1,
+                acl(&[
+                    AclOp::Init { salt },
+                    AclOp::SetDefault { role: Role::Write },
+                ]),
+            );
+        }
+        scene.write(0, 2, put("honest"));
+        // The follower's forgeries: content alone, and content beside an ACL operation.
+        scene.write_sealed(1, 3, put("forged"), true);
+        let mixed =
+            acl(&[AclOp::SetDefault { role: Role::Delete }]).with("kv", Kv::put(b"mixed", b"1"));
+        scene.write_sealed(1, 4, mixed, true);
+        scene.write(0, 5, put("later"));
+        for views in &mut replicas(&scene).await {
+            assert_eq!(keys(views).await, ["honest", "later"], "raw: {raw}");
+            assert!(
+                views.views().blocked().is_empty(),
+                "the follower's log goes on"
+            );
+        }
     }
 }

@@ -132,6 +132,8 @@ pub struct StoredEvent {
     pub time: Hlc,
     /// The payload, or `None` if the body was compacted away.
     pub payload: Option<Vec<u8>>,
+    /// The read key that opened the header (of the keys the verifier holds).
+    pub read_key: ReadKey,
 }
 
 /// Decodes one layer's canonical DAG-CBOR node, naming the layer on failure.
@@ -205,10 +207,15 @@ impl Verifier {
 
     /// Opens a sealed header with the first read key that opens it.
     fn open_header(&self, header: &Block) -> Result<Vec<u8>, VerifyError> {
+        self.open_header_with(header).map(|(plain, _)| plain)
+    }
+
+    /// [`Verifier::open_header`], also naming the key that opened it.
+    fn open_header_with(&self, header: &Block) -> Result<(Vec<u8>, &ReadKey), VerifyError> {
         let mut failure = VerifyError::NoReadKey;
         for read in &self.reads {
             match read.open(&self.ctx.ad_header, header.data()) {
-                Ok(plain) => return Ok(plain),
+                Ok(plain) => return Ok((plain, read)),
                 Err(source) => failure = decrypt_error(Layer::Header, source),
             }
         }
@@ -465,7 +472,8 @@ impl Verifier {
         } else {
             check_links(&links, &entry.header, &entry.body)?;
         }
-        let plain = self.open_header(&entry.header)?;
+        let (plain, read_key) = self.open_header_with(&entry.header)?;
+        let read_key = read_key.clone();
         let node: HeaderNode = decoded(Layer::Header, &plain)?;
         let time = Hlc::new(node.time.0, node.time.1);
         let payload = if compacted {
@@ -484,6 +492,7 @@ impl Verifier {
             record,
             time,
             payload,
+            read_key,
         })
     }
 

@@ -157,10 +157,19 @@ impl<S: Store + 'static> Views<S> {
                     stream.done = true;
                     break;
                 }
-                Ok(read) => match stream.last_time {
-                    Some(last) if read.time <= last => (last, false, read.payload),
-                    _ => (read.time, true, read.payload),
-                },
+                Ok(read) => {
+                    // Sealed with a key whose events these views pass over: in its place,
+                    // with nothing to apply.
+                    let payload = if self.pass.contains(&read.read_key) {
+                        None
+                    } else {
+                        read.payload
+                    };
+                    match stream.last_time {
+                        Some(last) if read.time <= last => (last, false, payload),
+                        _ => (read.time, true, payload),
+                    }
+                }
                 // Passed over: it counts as applied with nothing to apply, placed right
                 // after the log's previous event.
                 Err(_) if self.config.skip_unreadable => {

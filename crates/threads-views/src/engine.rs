@@ -119,6 +119,9 @@ pub struct Views<S> {
     pub(crate) gate: Option<Arc<dyn Gate>>,
     /// Read keys of later key epochs, in the order they were added.
     pub(crate) epochs: Arc<std::sync::RwLock<Vec<ReadKey>>>,
+    /// Events opened with one of these keys are passed over: they count as applied and
+    /// change no view (see [`Views::pass_over`]).
+    pub(crate) pass: Vec<ReadKey>,
     pub(crate) blocked: BTreeMap<LogId, u64>,
     pub(crate) by_name: HashMap<String, usize>,
     pub(crate) states: Vec<State>,
@@ -230,6 +233,7 @@ impl<S: Store + 'static> Views<S> {
             reducers,
             gate: None,
             epochs: Arc::default(),
+            pass: Vec::new(),
             blocked: BTreeMap::new(),
             by_name,
             rejections: State::stored(),
@@ -352,6 +356,18 @@ impl<S: Store + 'static> Views<S> {
         }
         epochs.push(key);
         true
+    }
+
+    /// Passes over every event sealed with `key`: such events count as applied, in their
+    /// place in the order, and change no view, whatever they hold. For views that must not
+    /// take operations from a key that others hold as well: a thread's content views and
+    /// the ACL key, which followers hold (a follower could otherwise write content under
+    /// it). The key is also added as a read key, so those events do not hold their log back.
+    pub fn pass_over(&mut self, key: ReadKey) {
+        if !self.pass.contains(&key) {
+            self.pass.push(key.clone());
+        }
+        self.add_read_key(key);
     }
 
     /// The logs whose next event cannot be applied yet, with that event's counter, as of
