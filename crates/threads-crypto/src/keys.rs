@@ -79,6 +79,23 @@ macro_rules! symmetric_key {
             pub fn open(&self, associated_data: &[u8], sealed: &[u8]) -> Result<Vec<u8>, AeadError> {
                 aead::open(&self.0, associated_data, sealed)
             }
+
+            /// Encrypts `plaintext` with its synthetic nonce (derived from this key, the
+            /// associated data and the plaintext): one plaintext has exactly one sealed form,
+            /// so whoever holds the key cannot make a second one of the same content.
+            pub fn seal_synthetic(&self, associated_data: &[u8], plaintext: &[u8]) -> Vec<u8> {
+                aead::seal_synthetic(&self.0, associated_data, plaintext)
+            }
+
+            /// Decrypts bytes made by [`Self::seal_synthetic`]; bytes that open but carry
+            /// another nonce are refused ([`AeadError::Noncanonical`]).
+            pub fn open_synthetic(
+                &self,
+                associated_data: &[u8],
+                sealed: &[u8],
+            ) -> Result<Vec<u8>, AeadError> {
+                aead::open_synthetic(&self.0, associated_data, sealed)
+            }
         }
 
         impl PartialEq for $name {

@@ -127,8 +127,10 @@ pub fn forge_signature(
     use crate::record::{LogContext, Node, RecordNode};
 
     let ctx = LogContext::new(thread, log);
-    let plain = service.open(&ctx.ad_record, block.data()).ok()?;
+    let plain = service.open_synthetic(&ctx.ad_record, block.data()).ok()?;
     let mut node: RecordNode = serde_ipld_dagcbor::from_slice(&plain).ok()?;
     *node.sig.first_mut()? ^= 0x01;
-    Some(Block::raw(service.seal(&ctx.ad_record, &node.to_cbor())))
+    Some(Block::raw(
+        service.seal_synthetic(&ctx.ad_record, &node.to_cbor()),
+    ))
 }

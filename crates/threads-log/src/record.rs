@@ -57,12 +57,21 @@ impl std::fmt::Display for Layer {
 
 /// The domain tag at the front of every signed message and associated data.
 pub(crate) const DOMAIN: &[u8] = b"threads-rs/v1";
+/// The domain of the record layer's associated data: format 2 (synthetic nonces).
+pub(crate) const RECORD_DOMAIN: &[u8] = b"threads-rs/v2";
 
 /// The associated data that binds a ciphertext of `layer` to its thread and log.
 fn associated_data(layer: Layer, thread: &ThreadId, log: &LogId) -> Vec<u8> {
     let log = log.to_bytes();
-    let mut ad = Vec::with_capacity(DOMAIN.len() + 1 + ThreadId::LEN + log.len());
-    ad.extend_from_slice(DOMAIN);
+    // Records are sealed with a synthetic nonce since format 2; binding the version into
+    // their associated data makes a record of format 1 fail to open instead of being taken
+    // for a second ciphertext of the same record.
+    let domain = match layer {
+        Layer::Record => RECORD_DOMAIN,
+        _ => DOMAIN,
+    };
+    let mut ad = Vec::with_capacity(domain.len() + 1 + ThreadId::LEN + log.len());
+    ad.extend_from_slice(domain);
     ad.push(layer.tag());
     ad.extend_from_slice(&thread.to_bytes());
     ad.extend_from_slice(&log);

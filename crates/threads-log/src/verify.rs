@@ -246,7 +246,7 @@ impl Verifier {
         }
         let plain = self
             .service
-            .open(&self.ctx.ad_record, block.data())
+            .open_synthetic(&self.ctx.ad_record, block.data())
             .map_err(|source| decrypt_error(Layer::Record, source))?;
         let node: RecordNode = decoded(Layer::Record, &plain)?;
         let signature = Signature::from_slice(&node.sig).map_err(|_| VerifyError::Malformed {

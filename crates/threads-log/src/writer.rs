@@ -182,11 +182,12 @@ impl Writer {
             block: *event.cid(),
             counter,
         };
-        let record_block = Block::raw(self.service.seal_with(
-            &self.ctx.ad_record,
-            &node.to_cbor(),
-            rng,
-        ));
+        // One sealed form per record: its CID (the log's head) cannot be changed by
+        // whoever else holds the service key.
+        let record_block = Block::raw(
+            self.service
+                .seal_synthetic(&self.ctx.ad_record, &node.to_cbor()),
+        );
         let record = Record {
             cid: *record_block.cid(),
             event: *event.cid(),

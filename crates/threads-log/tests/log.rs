@@ -161,6 +161,44 @@ fn follower_verifies_but_cannot_read() {
     );
 }
 
+/// Whoever holds the service key (a follower) can open a record and seal it again; a
+/// record has one sealed form (a synthetic nonce), so the copy either is the same block or
+/// does not verify: nobody can fork a log by re-sealing its records.
+#[test]
+fn a_resealed_record_is_the_same_block_or_refused() {
+    let f = fixture(2);
+    let log = build(
+        &f.writer,
+        &[b"a".to_vec(), b"b".to_vec()],
+        &mut ChaCha20Rng::seed_from_u64(2),
+    );
+    let follower =
+        Verifier::new(f.thread, f.writer.log_id(), &f.key.to_follower()).expect("verifier");
+    let mut ad = b"threads-rs/v2".to_vec();
+    ad.push(0x01);
+    ad.extend_from_slice(&f.thread.to_bytes());
+    ad.extend_from_slice(&f.writer.log_id().to_bytes());
+    let service = f.key.service();
+    let original = &log[0].entry.record;
+    let plain = service
+        .open_synthetic(&ad, original.data())
+        .expect("the record opens");
+    let same = Block::raw(service.seal_synthetic(&ad, &plain));
+    assert_eq!(same.cid(), original.cid(), "sealed again, the same block");
+    let copy = Block::raw(service.seal(&ad, &plain));
+    assert_ne!(copy.cid(), original.cid());
+    assert!(matches!(
+        follower.verify_follower(None, &copy, &log[0].entry.event),
+        Err(VerifyError::Decrypt {
+            layer: Layer::Record,
+            ..
+        })
+    ));
+    follower
+        .verify_follower(None, original, &log[0].entry.event)
+        .expect("the author's record verifies");
+}
+
 #[test]
 fn batch_open_finds_the_bad_record() {
     let f = fixture(2);
