@@ -26,7 +26,7 @@ pub enum AeadError {
     #[error("authentication failed (wrong key, wrong associated data or tampered bytes)")]
     Authentication,
     /// The bytes open, but their nonce is not the synthetic nonce of what they hold: a
-    /// second ciphertext of the same plaintext (see [`open_synthetic`]).
+    /// second ciphertext of the same plaintext (see `ServiceKey::open_synthetic`).
     #[error("the nonce is not the synthetic nonce of the plaintext")]
     Noncanonical,
 }
