@@ -69,6 +69,23 @@ fn setup() -> (Docs, State) {
     (docs, state)
 }
 
+/// Adds an index to the collection `people`.
+fn add_index(docs: &Docs, state: &mut State, name: &str, path: &str, unique: bool) {
+    let spec = IndexSpec {
+        name: name.into(),
+        path: path.into(),
+        unique,
+    };
+    docs.apply_local(
+        state,
+        &DocOp::AddIndex {
+            collection: "people".into(),
+            spec,
+        },
+    )
+    .expect("index");
+}
+
 /// What an error must look like.
 type Expect = fn(&DocError) -> bool;
 
@@ -288,19 +305,7 @@ fn unique_values_go_to_the_first_writer_and_indexes_follow_saves() {
 #[test]
 fn a_sort_on_an_indexed_path_reads_the_index_while_it_holds_every_document() {
     let (docs, mut state) = setup();
-    let spec = IndexSpec {
-        name: "by_age".into(),
-        path: "age".into(),
-        unique: false,
-    };
-    docs.apply_local(
-        &mut state,
-        &DocOp::AddIndex {
-            collection: "people".into(),
-            spec,
-        },
-    )
-    .expect("index");
+    add_index(&docs, &mut state, "by_age", "age", false);
     for (id, age) in [("a", 30), ("b", 20), ("c", 40)] {
         let doc = json!({"name": id, "email": format!("{id}@x"), "age": age});
         docs.apply_local(&mut state, &create("people", id, doc))
@@ -361,19 +366,7 @@ fn a_sort_on_an_indexed_path_reads_the_index_while_it_holds_every_document() {
 #[test]
 fn or_reads_indexes_and_big_integers_are_distinct() {
     let (docs, mut state) = setup();
-    let spec = IndexSpec {
-        name: "by_n".into(),
-        path: "n".into(),
-        unique: true,
-    };
-    docs.apply_local(
-        &mut state,
-        &DocOp::AddIndex {
-            collection: "people".into(),
-            spec,
-        },
-    )
-    .expect("index");
+    add_index(&docs, &mut state, "by_n", "n", true);
     let big = 1u64 << 53;
     for (id, n) in [("a", big), ("b", big + 1), ("c", big + 2)] {
         let doc = json!({"name": id, "email": format!("{id}@x"), "n": n});

@@ -16,7 +16,7 @@ use crate::error::Result;
 use crate::event::{Batch, Event, ORDER_LEN, encode_order};
 use crate::mark::{LogMark, Mark};
 use crate::reducer::ViewKind;
-use crate::state::{Logged, State};
+use crate::state::Logged;
 
 impl<S: Store + 'static> Views<S> {
     /// Applies every event the store holds that the views have not applied yet.
@@ -321,14 +321,6 @@ impl<S: Store + 'static> Views<S> {
         );
         self.mark.last = Some(self.mark.last.map_or(event.order, |l| l.max(event.order)));
         Ok(())
-    }
-
-    pub(crate) fn state_at_mut(&mut self, index: usize) -> &mut State {
-        if index < self.states.len() {
-            &mut self.states[index]
-        } else {
-            &mut self.rejections
-        }
     }
 
     /// Keeps the undo record of an event that addressed order-sensitive views: the rows of

@@ -100,21 +100,23 @@ impl<S: Store + 'static> Views<S> {
             }
         }
 
-        let mut changes = Vec::new();
+        // The changed states, in the order of their changes in the commit.
+        let mut changed = Vec::new();
+        let mut commit = ViewCommit {
+            scope: self.scope.clone(),
+            cursor: self.mark.encode(),
+            changes: Vec::new(),
+        };
         for index in 0..=self.states.len() {
             let name = self.state_name(index).to_owned();
             let state = self.state_at_mut(index);
             if state.has_changes() {
                 let mut change = state.take_changes();
                 change.view = name;
-                changes.push((index, change));
+                commit.changes.push(change);
+                changed.push(index);
             }
         }
-        let mut commit = ViewCommit {
-            scope: self.scope.clone(),
-            cursor: self.mark.encode(),
-            changes: changes.iter().map(|(_, c)| c.clone()).collect(),
-        };
         if undo.reset
             || undo.delete_below.is_some()
             || !undo.puts.is_empty()
@@ -128,8 +130,8 @@ impl<S: Store + 'static> Views<S> {
         self.stale = true;
         self.store.view_commit(&commit).await?;
         self.stale = false;
-        for (index, change) in &changes {
-            self.state_at_mut(*index).committed(change);
+        for (index, change) in changed.into_iter().zip(&commit.changes) {
+            self.state_at_mut(index).committed(change);
         }
         self.trim_cache();
         self.publish();

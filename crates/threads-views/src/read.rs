@@ -55,6 +55,15 @@ impl<S: Store + 'static> Views<S> {
         self.states.get(index).unwrap_or(&self.rejections)
     }
 
+    /// [`Views::state_at`], to change.
+    pub(crate) fn state_at_mut(&mut self, index: usize) -> &mut State {
+        if index < self.states.len() {
+            &mut self.states[index]
+        } else {
+            &mut self.rejections
+        }
+    }
+
     pub(crate) fn state_name(&self, index: usize) -> &str {
         self.reducers.get(index).map_or(REJECTIONS, |r| r.name())
     }

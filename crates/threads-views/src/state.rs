@@ -26,7 +26,7 @@ pub(crate) type Logged = (Vec<u8>, Option<Option<Vec<u8>>>);
 pub(crate) type Row = (Vec<u8>, Vec<u8>);
 
 /// What a read could not answer from memory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Miss {
     /// A key's committed value.
     Key(Vec<u8>),
@@ -388,7 +388,7 @@ impl State {
 
     pub(crate) fn take_misses(&self) -> Vec<Miss> {
         let mut misses = std::mem::take(&mut self.base().misses);
-        misses.sort_unstable_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        misses.sort_unstable();
         misses.dedup();
         misses
     }
