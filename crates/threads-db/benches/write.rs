@@ -8,7 +8,8 @@
 //!   file with the same settings (WAL, synchronous NORMAL);
 //! - 64 concurrent writers on one thread (KV), the rate of acknowledged writes.
 //!
-//! Run with `cargo bench -p threads-db --bench write`. Prints medians of per-write latency
+//! Run with `cargo bench -p threads-db --bench write` (`THREADS_BENCH_ONLY=concurrent`
+//! runs the concurrent writers alone, for a profiler). Prints medians of per-write latency
 //! and rates, and the ratio of each to the yardstick.
 #![allow(clippy::print_stdout, missing_docs)]
 
@@ -168,6 +169,12 @@ fn main() {
     runtime.block_on(async {
         let n = writes();
         let dir = tempfile::tempdir().expect("dir");
+        if std::env::var("THREADS_BENCH_ONLY").as_deref() == Ok("concurrent") {
+            // For a profiler: the concurrent writers alone.
+            let rate = concurrent(dir.path(), n.max(64), 64).await;
+            println!("Db KV writes, 64 concurrent writers: {rate:.0} writes/s");
+            return;
+        }
         let (yard_rate, yard_median) = yardstick(dir.path(), n).await;
         println!(
             "yardstick (sign + bare sqlx BEGIN/INSERT/COMMIT): {yard_rate:.0} writes/s, median {yard_median:?}"

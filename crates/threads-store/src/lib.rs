@@ -55,6 +55,7 @@ pub use secrets::StoreOptions;
 pub use sqlite::{SQLITE_SCHEMA_VERSION, SqliteStore};
 pub use traits::{
     AddrBook, AppendOutcome, BlockStore, HeadsDigest, KeyBook, LogBook, MetaBook, Page, Result,
-    Store, StoredEntry, ThreadBook, write_local, write_local_batch, write_local_batch_after,
+    Store, StoredEntry, ThreadBook, build_local_batch, write_local, write_local_batch,
+    write_local_batch_after,
 };
 pub use views::{RowRange, ViewBook, ViewChange, ViewCommit};

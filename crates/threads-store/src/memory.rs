@@ -30,6 +30,64 @@ struct Inner {
 }
 
 impl Inner {
+    /// Appends `batch` (a checked chain ending at `last`).
+    fn append(
+        &mut self,
+        thread: ThreadId,
+        log: LogId,
+        expected: Option<Head>,
+        batch: &[Appended],
+        last: Head,
+    ) -> Result<AppendOutcome> {
+        if !self.threads.contains_key(&thread) {
+            return Err(StoreError::UnknownThread(thread));
+        }
+        let current = self.head(thread, log);
+        let decision = plan(log, expected, current, last, |counter| {
+            let entries = self.logs.get(&(thread, log))?;
+            entries
+                .get(usize::try_from(counter).ok()?.checked_sub(1)?)
+                .map(|e| *e.record.cid())
+        })?;
+        match decision {
+            Plan::Done(outcome) => Ok(outcome),
+            Plan::Append { new_head } => {
+                let start = self.logs.get(&(thread, log)).map_or(0, Vec::len);
+                for (i, appended) in batch.iter().enumerate() {
+                    self.records
+                        .insert(*appended.record.cid(), (thread, log, start + i));
+                }
+                let entries = self.logs.entry((thread, log)).or_default();
+                entries.extend(batch.iter().map(|a| a.entry.clone()));
+                Ok(AppendOutcome::Appended { head: new_head })
+            }
+        }
+    }
+
+    /// Applies `commit`.
+    fn view_commit(&mut self, commit: &ViewCommit) {
+        for change in &commit.changes {
+            let rows = self
+                .view_rows
+                .entry((commit.scope.clone(), change.view.clone()))
+                .or_default();
+            if change.reset {
+                rows.clear();
+            }
+            if let Some(below) = &change.delete_below {
+                *rows = rows.split_off(below.as_slice());
+            }
+            for key in &change.deletes {
+                rows.remove(key);
+            }
+            for (key, value) in &change.puts {
+                rows.insert(key.clone(), value.clone());
+            }
+        }
+        self.view_cursors
+            .insert(commit.scope.clone(), commit.cursor.clone());
+    }
+
     fn head(&self, thread: ThreadId, log: LogId) -> Option<Head> {
         let entries = self.logs.get(&(thread, log))?;
         let last = entries.last()?;
@@ -166,32 +224,8 @@ impl LogBook for MemoryStore {
         expected: Option<Head>,
         batch: &[Appended],
     ) -> Result<AppendOutcome> {
-        let last = check_chain(expected, batch)?;
-        let mut inner = self.lock();
-        if !inner.threads.contains_key(&thread) {
-            return Err(StoreError::UnknownThread(thread));
-        }
-        let current = inner.head(thread, log);
-        let decision = plan(log, expected, current, last, |counter| {
-            let entries = inner.logs.get(&(thread, log))?;
-            entries
-                .get(usize::try_from(counter).ok()?.checked_sub(1)?)
-                .map(|e| *e.record.cid())
-        })?;
-        match decision {
-            Plan::Done(outcome) => Ok(outcome),
-            Plan::Append { new_head } => {
-                let start = inner.logs.get(&(thread, log)).map_or(0, Vec::len);
-                for (i, appended) in batch.iter().enumerate() {
-                    inner
-                        .records
-                        .insert(*appended.record.cid(), (thread, log, start + i));
-                }
-                let entries = inner.logs.entry((thread, log)).or_default();
-                entries.extend(batch.iter().map(|a| a.entry.clone()));
-                Ok(AppendOutcome::Appended { head: new_head })
-            }
-        }
+        self.append_with_views(thread, log, expected, batch, &[])
+            .await
     }
 
     async fn entries_after(
@@ -356,29 +390,27 @@ impl ViewBook for MemoryStore {
     }
 
     async fn view_commit(&self, commit: &ViewCommit) -> Result<()> {
+        self.lock().view_commit(commit);
+        Ok(())
+    }
+
+    async fn append_with_views(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+        expected: Option<Head>,
+        batch: &[Appended],
+        commits: &[ViewCommit],
+    ) -> Result<AppendOutcome> {
+        let last = check_chain(expected, batch)?;
         let mut inner = self.lock();
-        for change in &commit.changes {
-            let rows = inner
-                .view_rows
-                .entry((commit.scope.clone(), change.view.clone()))
-                .or_default();
-            if change.reset {
-                rows.clear();
-            }
-            if let Some(below) = &change.delete_below {
-                *rows = rows.split_off(below.as_slice());
-            }
-            for key in &change.deletes {
-                rows.remove(key);
-            }
-            for (key, value) in &change.puts {
-                rows.insert(key.clone(), value.clone());
+        let outcome = inner.append(thread, log, expected, batch, last)?;
+        if let AppendOutcome::Appended { .. } = outcome {
+            for commit in commits {
+                inner.view_commit(commit);
             }
         }
-        inner
-            .view_cursors
-            .insert(commit.scope.clone(), commit.cursor.clone());
-        Ok(())
+        Ok(outcome)
     }
 
     async fn compact_bodies(&self, thread: ThreadId, log: LogId, counters: &[u64]) -> Result<u64> {

@@ -216,6 +216,164 @@ impl PostgresStore {
     }
 
     /// The log's row id and head, locking the row until the transaction ends.
+    /// Appends `batch` (a checked chain ending at `last`) in the transaction `conn`.
+    async fn append_in(
+        conn: &mut PgConnection,
+        thread: ThreadId,
+        log: LogId,
+        expected: Option<Head>,
+        batch: &[Appended],
+        last: Head,
+    ) -> Result<AppendOutcome> {
+        // The common case in one statement: the head is the expected one, so it advances
+        // (the row lock it takes holds until the commit).
+        let moved: Option<i64> = sqlx::query_scalar(
+            "UPDATE threads_v1_logs SET counter = $1, head = $2 WHERE thread = $3 AND log = $4 \
+             AND counter = $5 AND ($5 = 0 OR head = $6) RETURNING id",
+        )
+        .bind(to_i64(last.counter)?)
+        .bind(last.cid.to_bytes())
+        .bind(&thread.to_bytes()[..])
+        .bind(log.to_bytes())
+        .bind(to_i64(expected.map_or(0, |h| h.counter))?)
+        .bind(expected.map(|h| h.cid.to_bytes()).unwrap_or_default())
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(log_row) = moved {
+            PostgresStore::insert_entries(conn, log_row, batch).await?;
+            return Ok(AppendOutcome::Appended { head: last });
+        }
+        if !PostgresStore::thread_known(conn, thread).await? {
+            return Err(StoreError::UnknownThread(thread));
+        }
+        let (log_row, current) = PostgresStore::lock_log(conn, thread, log).await?;
+        let stored_at_last: Option<Vec<u8>> = match current {
+            Some(current) if current.counter >= last.counter && current != last => {
+                sqlx::query_scalar(
+                    "SELECT record_cid FROM threads_v1_entries WHERE log = $1 AND counter = $2",
+                )
+                .bind(log_row)
+                .bind(to_i64(last.counter)?)
+                .fetch_optional(&mut *conn)
+                .await?
+            }
+            _ => None,
+        };
+        let decision = plan(log, expected, current, last, |counter| {
+            if current.map(|h| h.counter) == Some(counter) {
+                current.map(|h| h.cid)
+            } else {
+                stored_at_last
+                    .as_deref()
+                    .and_then(|b| Cid::try_from(b).ok())
+            }
+        })?;
+        let new_head = match decision {
+            Plan::Done(outcome) => return Ok(outcome),
+            Plan::Append { new_head } => new_head,
+        };
+        PostgresStore::insert_entries(conn, log_row, batch).await?;
+        sqlx::query("UPDATE threads_v1_logs SET counter = $1, head = $2 WHERE id = $3")
+            .bind(to_i64(new_head.counter)?)
+            .bind(new_head.cid.to_bytes())
+            .bind(log_row)
+            .execute(&mut *conn)
+            .await?;
+        Ok(AppendOutcome::Appended { head: new_head })
+    }
+
+    /// Inserts the entries of `batch` into log `log_row`: whole arrays, one statement.
+    async fn insert_entries(
+        conn: &mut PgConnection,
+        log_row: i64,
+        batch: &[Appended],
+    ) -> Result<()> {
+        let mut counters = Vec::with_capacity(batch.len());
+        for appended in batch {
+            counters.push(to_i64(appended.record.counter())?);
+        }
+        let cids: Vec<Vec<u8>> = batch.iter().map(|a| a.record.cid().to_bytes()).collect();
+        let column = |block: fn(&Appended) -> &[u8]| batch.iter().map(block).collect::<Vec<_>>();
+        sqlx::query(
+            "INSERT INTO threads_v1_entries (log, counter, record_cid, record, event, header, body) \
+             SELECT $1, c, cid, r, e, h, b FROM UNNEST($2::int8[], $3::bytea[], $4::bytea[], \
+             $5::bytea[], $6::bytea[], $7::bytea[]) AS t (c, cid, r, e, h, b)",
+        )
+        .bind(log_row)
+        .bind(counters)
+        .bind(cids)
+        .bind(column(|a| a.entry.record.data()))
+        .bind(column(|a| a.entry.event.data()))
+        .bind(column(|a| a.entry.header.data()))
+        .bind(column(|a| a.entry.body.data()))
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Writes `commit` in the transaction `conn`.
+    async fn view_commit_in(conn: &mut PgConnection, commit: &ViewCommit) -> Result<()> {
+        let scope = commit.scope.as_str();
+        for change in &commit.changes {
+            if change.reset {
+                sqlx::query("DELETE FROM threads_v1_view_rows WHERE scope = $1 AND view = $2")
+                    .bind(scope)
+                    .bind(&change.view)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            if let Some(below) = &change.delete_below {
+                sqlx::query(
+                    "DELETE FROM threads_v1_view_rows WHERE scope = $1 AND view = $2 AND key < $3",
+                )
+                .bind(scope)
+                .bind(&change.view)
+                .bind(below)
+                .execute(&mut *conn)
+                .await?;
+            }
+            // Whole arrays per statement: one round trip for many rows.
+            if !change.deletes.is_empty() {
+                sqlx::query(
+                    "DELETE FROM threads_v1_view_rows \
+                     WHERE scope = $1 AND view = $2 AND key = ANY($3)",
+                )
+                .bind(scope)
+                .bind(&change.view)
+                .bind(&change.deletes)
+                .execute(&mut *conn)
+                .await?;
+            }
+            if !change.puts.is_empty() {
+                let (keys, values): (Vec<&[u8]>, Vec<&[u8]>) = change
+                    .puts
+                    .iter()
+                    .map(|(k, v)| (k.as_slice(), v.as_slice()))
+                    .unzip();
+                sqlx::query(
+                    "INSERT INTO threads_v1_view_rows (scope, view, key, value) \
+                     SELECT $1, $2, k, v FROM UNNEST($3::bytea[], $4::bytea[]) AS t (k, v) \
+                     ON CONFLICT (scope, view, key) DO UPDATE SET value = EXCLUDED.value",
+                )
+                .bind(scope)
+                .bind(&change.view)
+                .bind(keys)
+                .bind(values)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        sqlx::query(
+            "INSERT INTO threads_v1_view_cursors (scope, cursor) VALUES ($1, $2) \
+             ON CONFLICT (scope) DO UPDATE SET cursor = EXCLUDED.cursor",
+        )
+        .bind(scope)
+        .bind(&commit.cursor)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
     async fn lock_log(
         conn: &mut PgConnection,
         thread: ThreadId,
@@ -386,61 +544,8 @@ impl LogBook for PostgresStore {
         expected: Option<Head>,
         batch: &[Appended],
     ) -> Result<AppendOutcome> {
-        let last = check_chain(expected, batch)?;
-        let mut tx = self.pool.begin().await?;
-        if !PostgresStore::thread_known(&mut tx, thread).await? {
-            return Err(StoreError::UnknownThread(thread));
-        }
-        let (log_row, current) = PostgresStore::lock_log(&mut tx, thread, log).await?;
-        let stored_at_last: Option<Vec<u8>> = match current {
-            Some(current) if current.counter >= last.counter && current != last => {
-                sqlx::query_scalar(
-                    "SELECT record_cid FROM threads_v1_entries WHERE log = $1 AND counter = $2",
-                )
-                .bind(log_row)
-                .bind(to_i64(last.counter)?)
-                .fetch_optional(&mut *tx)
-                .await?
-            }
-            _ => None,
-        };
-        let decision = plan(log, expected, current, last, |counter| {
-            if current.map(|h| h.counter) == Some(counter) {
-                current.map(|h| h.cid)
-            } else {
-                stored_at_last
-                    .as_deref()
-                    .and_then(|b| Cid::try_from(b).ok())
-            }
-        })?;
-        let new_head = match decision {
-            Plan::Done(outcome) => return Ok(outcome),
-            Plan::Append { new_head } => new_head,
-        };
-        for appended in batch {
-            let entry = &appended.entry;
-            sqlx::query(
-                "INSERT INTO threads_v1_entries (log, counter, record_cid, record, event, header, body) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(log_row)
-            .bind(to_i64(appended.record.counter())?)
-            .bind(appended.record.cid().to_bytes())
-            .bind(entry.record.data())
-            .bind(entry.event.data())
-            .bind(entry.header.data())
-            .bind(entry.body.data())
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query("UPDATE threads_v1_logs SET counter = $1, head = $2 WHERE id = $3")
-            .bind(to_i64(new_head.counter)?)
-            .bind(new_head.cid.to_bytes())
-            .bind(log_row)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(AppendOutcome::Appended { head: new_head })
+        self.append_with_views(thread, log, expected, batch, &[])
+            .await
     }
 
     async fn entries_after(
@@ -669,66 +774,29 @@ impl ViewBook for PostgresStore {
 
     async fn view_commit(&self, commit: &ViewCommit) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let scope = commit.scope.as_str();
-        for change in &commit.changes {
-            if change.reset {
-                sqlx::query("DELETE FROM threads_v1_view_rows WHERE scope = $1 AND view = $2")
-                    .bind(scope)
-                    .bind(&change.view)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            if let Some(below) = &change.delete_below {
-                sqlx::query(
-                    "DELETE FROM threads_v1_view_rows WHERE scope = $1 AND view = $2 AND key < $3",
-                )
-                .bind(scope)
-                .bind(&change.view)
-                .bind(below)
-                .execute(&mut *tx)
-                .await?;
-            }
-            // Whole arrays per statement: one round trip for many rows.
-            if !change.deletes.is_empty() {
-                sqlx::query(
-                    "DELETE FROM threads_v1_view_rows \
-                     WHERE scope = $1 AND view = $2 AND key = ANY($3)",
-                )
-                .bind(scope)
-                .bind(&change.view)
-                .bind(&change.deletes)
-                .execute(&mut *tx)
-                .await?;
-            }
-            if !change.puts.is_empty() {
-                let (keys, values): (Vec<&[u8]>, Vec<&[u8]>) = change
-                    .puts
-                    .iter()
-                    .map(|(k, v)| (k.as_slice(), v.as_slice()))
-                    .unzip();
-                sqlx::query(
-                    "INSERT INTO threads_v1_view_rows (scope, view, key, value) \
-                     SELECT $1, $2, k, v FROM UNNEST($3::bytea[], $4::bytea[]) AS t (k, v) \
-                     ON CONFLICT (scope, view, key) DO UPDATE SET value = EXCLUDED.value",
-                )
-                .bind(scope)
-                .bind(&change.view)
-                .bind(keys)
-                .bind(values)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        sqlx::query(
-            "INSERT INTO threads_v1_view_cursors (scope, cursor) VALUES ($1, $2) \
-             ON CONFLICT (scope) DO UPDATE SET cursor = EXCLUDED.cursor",
-        )
-        .bind(scope)
-        .bind(&commit.cursor)
-        .execute(&mut *tx)
-        .await?;
+        PostgresStore::view_commit_in(&mut tx, commit).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn append_with_views(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+        expected: Option<Head>,
+        batch: &[Appended],
+        commits: &[ViewCommit],
+    ) -> Result<AppendOutcome> {
+        let last = check_chain(expected, batch)?;
+        let mut tx = self.pool.begin().await?;
+        let outcome = PostgresStore::append_in(&mut tx, thread, log, expected, batch, last).await?;
+        if let AppendOutcome::Appended { .. } = outcome {
+            for commit in commits {
+                PostgresStore::view_commit_in(&mut tx, commit).await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(outcome)
     }
 
     async fn compact_bodies(&self, thread: ThreadId, log: LogId, counters: &[u64]) -> Result<u64> {

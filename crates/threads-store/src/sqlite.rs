@@ -29,6 +29,9 @@ use crate::views::{RowRange, ViewBook, ViewCommit};
 /// Rows written by one statement when views commit.
 const ROWS_PER_STATEMENT: usize = 256;
 
+/// Entries written by one statement when a log is appended to.
+const ENTRIES_PER_STATEMENT: usize = 64;
+
 /// The schema version this build writes and reads.
 pub const SQLITE_SCHEMA_VERSION: i64 = 4;
 
@@ -254,6 +257,184 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Appends `batch` (a checked chain ending at `last`) in the transaction `conn`.
+    async fn append_in(
+        conn: &mut SqliteConnection,
+        thread: ThreadId,
+        log: LogId,
+        expected: Option<Head>,
+        batch: &[Appended],
+        last: Head,
+    ) -> Result<AppendOutcome> {
+        // The common case in one statement: the head is the expected one, so it advances.
+        let moved: Option<i64> = sqlx::query_scalar(
+            "UPDATE logs SET counter = ?1, head = ?2 WHERE thread = ?3 AND log = ?4 \
+             AND counter = ?5 AND (?5 = 0 OR head = ?6) RETURNING id",
+        )
+        .bind(to_i64(last.counter)?)
+        .bind(last.cid.to_bytes())
+        .bind(&thread.to_bytes()[..])
+        .bind(log.to_bytes())
+        .bind(to_i64(expected.map_or(0, |h| h.counter))?)
+        .bind(expected.map(|h| h.cid.to_bytes()).unwrap_or_default())
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(log_row) = moved {
+            SqliteStore::insert_entries(conn, log_row, batch).await?;
+            return Ok(AppendOutcome::Appended { head: last });
+        }
+        // A known log means a known thread (a foreign key); only a new log needs the check.
+        let (log_row, current) = match SqliteStore::log_row(conn, thread, log).await? {
+            Some(row) => row,
+            None => {
+                if !SqliteStore::thread_known(conn, thread).await? {
+                    return Err(StoreError::UnknownThread(thread));
+                }
+                let id: i64 =
+                    sqlx::query_scalar("INSERT INTO logs (thread, log) VALUES (?, ?) RETURNING id")
+                        .bind(&thread.to_bytes()[..])
+                        .bind(log.to_bytes())
+                        .fetch_one(&mut *conn)
+                        .await?;
+                (id, None)
+            }
+        };
+        let stored_at_last: Option<Vec<u8>> = match current {
+            Some(current) if current.counter >= last.counter && current != last => {
+                sqlx::query_scalar("SELECT record_cid FROM entries WHERE log = ? AND counter = ?")
+                    .bind(log_row)
+                    .bind(to_i64(last.counter)?)
+                    .fetch_optional(&mut *conn)
+                    .await?
+            }
+            _ => None,
+        };
+        let decision = plan(log, expected, current, last, |counter| {
+            if current.map(|h| h.counter) == Some(counter) {
+                current.map(|h| h.cid)
+            } else {
+                stored_at_last
+                    .as_deref()
+                    .and_then(|b| Cid::try_from(b).ok())
+            }
+        })?;
+        let new_head = match decision {
+            Plan::Done(outcome) => return Ok(outcome),
+            Plan::Append { new_head } => new_head,
+        };
+        SqliteStore::insert_entries(conn, log_row, batch).await?;
+        sqlx::query("UPDATE logs SET counter = ?, head = ? WHERE id = ?")
+            .bind(to_i64(new_head.counter)?)
+            .bind(new_head.cid.to_bytes())
+            .bind(log_row)
+            .execute(&mut *conn)
+            .await?;
+        Ok(AppendOutcome::Appended { head: new_head })
+    }
+
+    /// Inserts the entries of `batch` into log `log_row`, many per statement.
+    async fn insert_entries(
+        conn: &mut SqliteConnection,
+        log_row: i64,
+        batch: &[Appended],
+    ) -> Result<()> {
+        const COLUMNS: usize = 6;
+        for chunk in batch.chunks(ENTRIES_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO entries (log, counter, record_cid, record, event, header, body) VALUES {}",
+                (0..chunk.len())
+                    .map(|i| {
+                        let p = 2 + COLUMNS * i;
+                        format!(
+                            "(?1, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
+                            p,
+                            p + 1,
+                            p + 2,
+                            p + 3,
+                            p + 4,
+                            p + 5
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(log_row);
+            for appended in chunk {
+                let entry = &appended.entry;
+                query = query
+                    .bind(to_i64(appended.record.counter())?)
+                    .bind(appended.record.cid().to_bytes())
+                    .bind(entry.record.data())
+                    .bind(entry.event.data())
+                    .bind(entry.header.data())
+                    .bind(entry.body.data());
+            }
+            query.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes `commit` in the transaction `conn`.
+    async fn view_commit_in(conn: &mut SqliteConnection, commit: &ViewCommit) -> Result<()> {
+        let scope = commit.scope.as_str();
+        for change in &commit.changes {
+            if change.reset {
+                sqlx::query("DELETE FROM view_rows WHERE scope = ? AND view = ?")
+                    .bind(scope)
+                    .bind(&change.view)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            if let Some(below) = &change.delete_below {
+                sqlx::query("DELETE FROM view_rows WHERE scope = ? AND view = ? AND key < ?")
+                    .bind(scope)
+                    .bind(&change.view)
+                    .bind(below)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            // Many rows per statement: the statement overhead, not SQLite, is the cost.
+            for keys in change.deletes.chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "DELETE FROM view_rows WHERE scope = ?1 AND view = ?2 AND key IN ({})",
+                    (0..keys.len())
+                        .map(|i| format!("?{}", 3 + i))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(scope)
+                    .bind(&change.view);
+                for key in keys {
+                    query = query.bind(key);
+                }
+                query.execute(&mut *conn).await?;
+            }
+            for rows in change.puts.chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "INSERT OR REPLACE INTO view_rows (scope, view, key, value) VALUES {}",
+                    (0..rows.len())
+                        .map(|i| format!("(?1, ?2, ?{}, ?{})", 3 + 2 * i, 4 + 2 * i))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(scope)
+                    .bind(&change.view);
+                for (key, value) in rows {
+                    query = query.bind(key).bind(value);
+                }
+                query.execute(&mut *conn).await?;
+            }
+        }
+        sqlx::query("INSERT OR REPLACE INTO view_cursors (scope, cursor) VALUES (?, ?)")
+            .bind(scope)
+            .bind(&commit.cursor)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
     async fn log_row(
         conn: &mut SqliteConnection,
         thread: ThreadId,
@@ -435,72 +616,8 @@ impl LogBook for SqliteStore {
         expected: Option<Head>,
         batch: &[Appended],
     ) -> Result<AppendOutcome> {
-        let last = check_chain(expected, batch)?;
-        // IMMEDIATE takes the write lock up front, so the head read below cannot change
-        // before the transaction commits.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // A known log means a known thread (a foreign key); only a new log needs the check.
-        let (log_row, current) = match SqliteStore::log_row(&mut tx, thread, log).await? {
-            Some(row) => row,
-            None => {
-                if !SqliteStore::thread_known(&mut tx, thread).await? {
-                    return Err(StoreError::UnknownThread(thread));
-                }
-                let id: i64 =
-                    sqlx::query_scalar("INSERT INTO logs (thread, log) VALUES (?, ?) RETURNING id")
-                        .bind(&thread.to_bytes()[..])
-                        .bind(log.to_bytes())
-                        .fetch_one(&mut *tx)
-                        .await?;
-                (id, None)
-            }
-        };
-        let stored_at_last: Option<Vec<u8>> = match current {
-            Some(current) if current.counter >= last.counter && current != last => {
-                sqlx::query_scalar("SELECT record_cid FROM entries WHERE log = ? AND counter = ?")
-                    .bind(log_row)
-                    .bind(to_i64(last.counter)?)
-                    .fetch_optional(&mut *tx)
-                    .await?
-            }
-            _ => None,
-        };
-        let decision = plan(log, expected, current, last, |counter| {
-            if current.map(|h| h.counter) == Some(counter) {
-                current.map(|h| h.cid)
-            } else {
-                stored_at_last
-                    .as_deref()
-                    .and_then(|b| Cid::try_from(b).ok())
-            }
-        })?;
-        let new_head = match decision {
-            Plan::Done(outcome) => return Ok(outcome),
-            Plan::Append { new_head } => new_head,
-        };
-        for appended in batch {
-            let entry = &appended.entry;
-            sqlx::query(
-                "INSERT INTO entries (log, counter, record_cid, record, event, header, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(log_row)
-            .bind(to_i64(appended.record.counter())?)
-            .bind(appended.record.cid().to_bytes())
-            .bind(entry.record.data())
-            .bind(entry.event.data())
-            .bind(entry.header.data())
-            .bind(entry.body.data())
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query("UPDATE logs SET counter = ?, head = ? WHERE id = ?")
-            .bind(to_i64(new_head.counter)?)
-            .bind(new_head.cid.to_bytes())
-            .bind(log_row)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(AppendOutcome::Appended { head: new_head })
+        self.append_with_views(thread, log, expected, batch, &[])
+            .await
     }
 
     async fn entries_after(
@@ -730,64 +847,31 @@ impl ViewBook for SqliteStore {
 
     async fn view_commit(&self, commit: &ViewCommit) -> Result<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let scope = commit.scope.as_str();
-        for change in &commit.changes {
-            if change.reset {
-                sqlx::query("DELETE FROM view_rows WHERE scope = ? AND view = ?")
-                    .bind(scope)
-                    .bind(&change.view)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            if let Some(below) = &change.delete_below {
-                sqlx::query("DELETE FROM view_rows WHERE scope = ? AND view = ? AND key < ?")
-                    .bind(scope)
-                    .bind(&change.view)
-                    .bind(below)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            // Many rows per statement: the statement overhead, not SQLite, is the cost.
-            for keys in change.deletes.chunks(ROWS_PER_STATEMENT) {
-                let sql = format!(
-                    "DELETE FROM view_rows WHERE scope = ?1 AND view = ?2 AND key IN ({})",
-                    (0..keys.len())
-                        .map(|i| format!("?{}", 3 + i))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(scope)
-                    .bind(&change.view);
-                for key in keys {
-                    query = query.bind(key);
-                }
-                query.execute(&mut *tx).await?;
-            }
-            for rows in change.puts.chunks(ROWS_PER_STATEMENT) {
-                let sql = format!(
-                    "INSERT OR REPLACE INTO view_rows (scope, view, key, value) VALUES {}",
-                    (0..rows.len())
-                        .map(|i| format!("(?1, ?2, ?{}, ?{})", 3 + 2 * i, 4 + 2 * i))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(scope)
-                    .bind(&change.view);
-                for (key, value) in rows {
-                    query = query.bind(key).bind(value);
-                }
-                query.execute(&mut *tx).await?;
-            }
-        }
-        sqlx::query("INSERT OR REPLACE INTO view_cursors (scope, cursor) VALUES (?, ?)")
-            .bind(scope)
-            .bind(&commit.cursor)
-            .execute(&mut *tx)
-            .await?;
+        SqliteStore::view_commit_in(&mut tx, commit).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn append_with_views(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+        expected: Option<Head>,
+        batch: &[Appended],
+        commits: &[ViewCommit],
+    ) -> Result<AppendOutcome> {
+        let last = check_chain(expected, batch)?;
+        // IMMEDIATE takes the write lock up front, so the head read below cannot change
+        // before the transaction commits.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let outcome = SqliteStore::append_in(&mut tx, thread, log, expected, batch, last).await?;
+        if let AppendOutcome::Appended { .. } = outcome {
+            for commit in commits {
+                SqliteStore::view_commit_in(&mut tx, commit).await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(outcome)
     }
 
     async fn compact_bodies(&self, thread: ThreadId, log: LogId, counters: &[u64]) -> Result<u64> {

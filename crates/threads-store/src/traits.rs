@@ -235,6 +235,28 @@ pub async fn write_local_batch_after<S: LogBook + ?Sized>(
     stored: Option<threads_log::Head>,
     writes: &[(&threads_log::Writer, &[u8], threads_log::Hlc)],
 ) -> Result<Vec<Appended>> {
+    let out = build_local_batch(store, stored, writes, |_| None).await?;
+    if let Some((writer, _, _)) = writes.first() {
+        store
+            .append(writer.thread_id(), writer.log_id(), stored, &out)
+            .await?;
+    }
+    Ok(out)
+}
+
+/// Builds (signs and seals) the entries of [`write_local_batch_after`] without storing
+/// them: the caller stores them, for instance with the view rows that apply them
+/// ([`ViewBook::append_with_views`]). A skip link's target is looked up in the batch, then
+/// with `known` (record CIDs the caller remembers), then in the store.
+///
+/// # Errors
+/// As [`write_local_batch`].
+pub async fn build_local_batch<S: LogBook + ?Sized>(
+    store: &S,
+    stored: Option<threads_log::Head>,
+    writes: &[(&threads_log::Writer, &[u8], threads_log::Hlc)],
+    known: impl Fn(u64) -> Option<Cid>,
+) -> Result<Vec<Appended>> {
     let Some((first, _, _)) = writes.first() else {
         return Ok(Vec::new());
     };
@@ -248,21 +270,22 @@ pub async fn write_local_batch_after<S: LogBook + ?Sized>(
             ));
         }
         let counter = head.map_or(1, |h| h.counter + 1);
-        let skip =
-            match threads_log::skip_target(counter) {
-                None => None,
-                Some(target) => match out.iter().find(|a| a.record.counter() == target) {
-                    Some(a) => Some(*a.record.cid()),
+        let skip = match threads_log::skip_target(counter) {
+            None => None,
+            Some(target) => match out.iter().find(|a| a.record.counter() == target) {
+                Some(a) => Some(*a.record.cid()),
+                None => match known(target) {
+                    Some(cid) => Some(cid),
                     None => Some(store.record_cid(thread, log, target).await?.ok_or_else(
                         || StoreError::Corrupt(format!("record {target} of {log} is missing")),
                     )?),
                 },
-            };
+            },
+        };
         let appended = writer.append(head.as_ref(), skip, payload, *time)?;
         head = Some(appended.record.head());
         out.push(appended);
     }
-    store.append(thread, log, stored, &out).await?;
     Ok(out)
 }
 

@@ -9,7 +9,9 @@ use std::future::Future;
 
 use threads_id::{LogId, ThreadId};
 
-use crate::traits::Result;
+use threads_log::{Appended, Head};
+
+use crate::traits::{AppendOutcome, Result};
 
 /// The changes to one view's rows in a commit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,6 +95,18 @@ pub trait ViewBook: Send + Sync {
     ) -> impl Future<Output = Result<Vec<(Vec<u8>, Vec<u8>)>>> + Send;
     /// Applies `commit` in one transaction: all of it or none of it.
     fn view_commit(&self, commit: &ViewCommit) -> impl Future<Output = Result<()>> + Send;
+    /// [`LogBook::append`](crate::LogBook::append) and [`ViewBook::view_commit`] of each of
+    /// `commits` in one transaction: a peer's own new entries and the view rows that apply
+    /// them become durable together or not at all. The commits are written only when the
+    /// batch is appended (not when it was stored already); on an error nothing is stored.
+    fn append_with_views(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+        expected: Option<Head>,
+        batch: &[Appended],
+        commits: &[ViewCommit],
+    ) -> impl Future<Output = Result<AppendOutcome>> + Send;
     /// Drops the stored bodies of entries `counters` of a log, keeping their record, event
     /// and header blocks. A compacted entry reads back with an empty body block. Returns
     /// how many bodies were dropped (entries already compacted or absent count nothing).

@@ -315,6 +315,126 @@ async fn conflicts<S: Store>(store: &S) {
     );
 }
 
+/// Entries and view rows in one transaction: both or neither.
+async fn appends_with_views<S: Store>(store: &S) {
+    let (thread, key) = thread_and_key(50);
+    store.put_thread(thread, &key).await.expect("put");
+    let writer = Writer::new(Identity::from_secret_bytes(&[51; 32]), thread, &key).expect("writer");
+    let log = writer.log_id();
+    // More entries than one statement writes, so that the batch is split.
+    let entries = build(&writer, 150, 1);
+    let fork = build(&writer, 150, 2);
+    let commit = |cursor: &[u8], row: &[u8]| ViewCommit {
+        scope: "s".to_owned(),
+        cursor: cursor.to_vec(),
+        changes: vec![ViewChange {
+            view: "v".to_owned(),
+            puts: vec![(row.to_vec(), cursor.to_vec())],
+            ..ViewChange::default()
+        }],
+    };
+    let rows = async || {
+        store
+            .view_range("s", "v", &RowRange::new(Vec::new(), None, 100))
+            .await
+            .expect("rows")
+    };
+    // A new log (not registered yet): stored with the rows.
+    let outcome = store
+        .append_with_views(thread, log, None, &entries[..100], &[commit(b"c1", b"a")])
+        .await
+        .expect("append");
+    assert_eq!(
+        outcome,
+        AppendOutcome::Appended {
+            head: entries[99].record.head()
+        }
+    );
+    assert_eq!(
+        store.view_cursor("s").await.expect("cursor"),
+        Some(b"c1".to_vec())
+    );
+    // A known log, the common case.
+    store
+        .append_with_views(
+            thread,
+            log,
+            Some(entries[99].record.head()),
+            &entries[100..],
+            &[commit(b"c2", b"b"), commit(b"c2", b"b")],
+        )
+        .await
+        .expect("append");
+    assert_eq!(
+        rows().await,
+        vec![
+            (b"a".to_vec(), b"c1".to_vec()),
+            (b"b".to_vec(), b"c2".to_vec())
+        ]
+    );
+    // A fork at a stale head is refused, and its rows are not written.
+    let err = store
+        .append_with_views(
+            thread,
+            log,
+            Some(fork[99].record.head()),
+            &fork[100..101],
+            &[commit(b"x", b"x")],
+        )
+        .await;
+    assert!(matches!(err, Err(StoreError::Conflict { .. })), "{err:?}");
+    // Another record 150 after the stored 149: the log's head is 150 already.
+    let skip = skip_target(150).map(|t| *entries[t as usize - 1].record.cid());
+    let other = writer
+        .append(
+            Some(&entries[148].record.head()),
+            skip,
+            b"other",
+            Hlc::new(1000, 0),
+        )
+        .expect("append");
+    let err = store
+        .append_with_views(
+            thread,
+            log,
+            Some(entries[148].record.head()),
+            &[other],
+            &[commit(b"x", b"x")],
+        )
+        .await;
+    assert!(matches!(err, Err(StoreError::Conflict { .. })), "{err:?}");
+    // A batch stored already changes nothing, rows included.
+    let outcome = store
+        .append_with_views(
+            thread,
+            log,
+            Some(entries[9].record.head()),
+            &entries[10..20],
+            &[commit(b"x", b"x")],
+        )
+        .await
+        .expect("no-op");
+    assert!(
+        matches!(outcome, AppendOutcome::AlreadyStored { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(rows().await.len(), 2);
+    assert_eq!(
+        store.view_cursor("s").await.expect("cursor"),
+        Some(b"c2".to_vec())
+    );
+    let stored = store
+        .entries_after(thread, log, 0, Page::new(1000, usize::MAX))
+        .await
+        .expect("read");
+    assert_eq!(stored.len(), 150);
+    assert!(stored.iter().zip(&entries).all(|(s, e)| s.entry == e.entry));
+    assert_eq!(
+        store.head(thread, log).await.expect("head"),
+        Some(entries[149].record.head())
+    );
+}
+
 async fn concurrent_appenders<S: Store + 'static>(store: Arc<S>) {
     let (thread, key) = thread_and_key(60);
     store.put_thread(thread, &key).await.expect("put");
@@ -597,6 +717,7 @@ async fn suite<S: Store + 'static>(make: impl AsyncFn() -> S) {
     books(&make().await).await;
     appends(&make().await).await;
     conflicts(&make().await).await;
+    appends_with_views(&make().await).await;
     concurrent_appenders(Arc::new(make().await)).await;
     digests(&make().await, &make().await).await;
 }
