@@ -5,7 +5,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use threads_crypto::{Identity, KeySet, PublicKey, ReadKey, ServiceKey, ThreadKey};
 use threads_id::{LogId, ThreadAddr, ThreadId, Variant};
-use threads_log::{EventOrder, Verifier};
+use threads_log::{Appended, EventOrder, Head, Verifier};
 use threads_net::Invite;
 use threads_store::{Page, Store};
 use threads_views::{
@@ -207,22 +207,31 @@ impl<S: Store + 'static> AclViews<S> {
         Ok(progress)
     }
 
-    /// Applies this peer's own events, just stored, from the payloads in hand
-    /// ([`Views::apply_local`]) when none of them carries an ACL operation; otherwise (the
-    /// ACL may change) this is [`AclViews::catch_up`]. The ACL scope passes over the content
-    /// events at its next catch-up.
+    /// Stores this peer's own new entries `batch` (built after `expected`) and applies them
+    /// in one store transaction ([`Views::write_local`]) when none of them carries an ACL
+    /// operation; otherwise (the ACL may change) stores them and catches up.
     ///
     /// # Errors
-    /// As [`AclViews::catch_up`].
-    pub async fn apply_local(&mut self, events: &[(EventOrder, &[u8])]) -> Result<Progress> {
+    /// As [`Views::write_local`].
+    pub async fn write_local(
+        &mut self,
+        expected: Option<Head>,
+        batch: &[Appended],
+        events: &[(EventOrder, &[u8])],
+    ) -> Result<Progress> {
         let acl = events.iter().any(|(_, payload)| {
             Batch::decode(payload)
                 .is_none_or(|batch| batch.ops().iter().any(|(view, _)| view == ACL_VIEW))
         });
         if acl {
+            if let Some((order, _)) = events.first() {
+                self.store
+                    .append(self.thread, order.log, expected, batch)
+                    .await?;
+            }
             return self.catch_up().await;
         }
-        Ok(self.views.apply_local(events).await?)
+        Ok(self.views.write_local(expected, batch, events).await?)
     }
 
     /// The earliest place where the two ACLs may admit an event differently.

@@ -7,20 +7,22 @@
 //! 2. the views check the group, each write against the state as changed by the earlier
 //!    ones (`AclViews::check_many`); a write with a refused operation gets
 //!    [`DbError::Forbidden`] or [`DbError::Rejected`] and is left out;
-//! 3. the others are built (signed, sealed) and stored in one transaction
-//!    (`write_local_batch`), applied to the views in one commit, published to peers;
+//! 3. the others are built (signed, sealed), applied to the views from the batches in hand,
+//!    and stored with the view rows that apply them in one store transaction
+//!    (`AclViews::write_local`), then published to peers;
 //! 4. each writer gets its own answer: its counter once its entry is durable and applied.
 //!
 //! So many tasks writing to one thread share store transactions, while one writer alone
 //! pays for one. The views lock is the thread's single owner: checks, the clock, the log's
 //! head and the views never race.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use threads_acl::{ACL_VIEW, AclViews};
 use threads_crypto::ThreadKey;
 use threads_id::ThreadId;
-use threads_log::{EventOrder, Head, Hlc, MAX_PAYLOAD_BYTES, Writer};
+use threads_log::{Appended, Cid, EventOrder, Head, Hlc, MAX_PAYLOAD_BYTES, Writer};
 use threads_store::Store;
 use threads_views::{Batch, Refused};
 use tokio::sync::oneshot;
@@ -42,6 +44,44 @@ pub(crate) struct Pending {
 pub(crate) struct ThreadWrites {
     queue: Mutex<Vec<Pending>>,
     head: Mutex<Option<Option<Head>>>,
+    /// The record CIDs of this peer's latest entries in the log, newest last (skip links
+    /// point a few records back, so most are found here instead of in the store).
+    recent: Mutex<VecDeque<(u64, Cid)>>,
+}
+
+/// How many of its latest record CIDs a log's writer remembers.
+const RECENT_CIDS: usize = 64;
+
+impl ThreadWrites {
+    fn recent_cid(&self, counter: u64) -> Option<Cid> {
+        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        let newest = recent.back()?.0;
+        let back = usize::try_from(newest.checked_sub(counter)?).ok()?;
+        let index = recent.len().checked_sub(1 + back)?;
+        recent.get(index).filter(|(c, _)| *c == counter).map(|(_, cid)| *cid)
+    }
+
+    /// Records that `appended` are stored: the log's new head and latest CIDs.
+    fn wrote(&self, appended: &[Appended]) {
+        let Some(last) = appended.last() else { return };
+        *self.head.lock().unwrap_or_else(PoisonError::into_inner) = Some(Some(last.record.head()));
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        for a in appended {
+            if recent.back().is_some_and(|(c, _)| c + 1 != a.record.counter()) {
+                recent.clear();
+            }
+            recent.push_back((a.record.counter(), *a.record.cid()));
+            if recent.len() > RECENT_CIDS {
+                recent.pop_front();
+            }
+        }
+    }
+
+    /// Forgets the head and CIDs (read from the store next time).
+    fn forget(&self) {
+        *self.head.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.recent.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
 }
 
 /// [`ThreadWrites`], shared.
@@ -312,19 +352,13 @@ async fn commit_group<S: Store + 'static>(
         .zip(&which)
         .map(|(part, &w)| (&writers[w].1, part.payload.as_slice(), part.time))
         .collect();
-    let appended = match threads_store::write_local_batch_after(&**store, head, &built).await {
+    let known = |counter: u64| writes.recent_cid(counter);
+    let appended = match threads_store::build_local_batch(&**store, head, &built, known).await {
         Ok(appended) => appended,
-        Err(e) => {
-            // The head may be stale (another writer of this log): read it next time.
-            *writes.head.lock().unwrap_or_else(PoisonError::into_inner) = None;
-            return fail_all(ready, &DbError::from(e));
-        }
+        Err(e) => return fail_all(ready, &DbError::from(e)),
     };
-    *writes.head.lock().unwrap_or_else(PoisonError::into_inner) =
-        Some(appended.last().map(|a| a.record.head()));
-    // Stored: acknowledged from here on. Applied next, from the batches in hand
-    // (`apply_local` falls back to a catch-up whenever that would not be exact); a view
-    // error is reported, and the entries are applied at the next catch-up.
+    // Stored and applied in one transaction, from the batches in hand (`write_local`
+    // stores them alone and catches up whenever applying them here would not be exact).
     let events: Vec<(EventOrder, &[u8])> = appended
         .iter()
         .zip(ready.iter().flat_map(|r| &r.parts))
@@ -337,7 +371,13 @@ async fn commit_group<S: Store + 'static>(
             (order, part.payload.as_slice())
         })
         .collect();
-    let applied = views.apply_local(&events).await;
+    let applied = views.write_local(head, &appended, &events).await;
+    match &applied {
+        Ok(_) => writes.wrote(&appended),
+        // The head may be stale (another writer of this log), or the entries may be
+        // stored with the views behind: read it next time.
+        Err(_) => writes.forget(),
+    }
     let _ = inner.changed.send(thread);
     inner.node.publish(thread, me);
     match applied {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use threads_id::LogId;
-use threads_log::{EventOrder, Hlc};
+use threads_log::{Appended, EventOrder, Head, Hlc};
 use threads_store::{Page, Store};
 
 use crate::engine::{
@@ -39,20 +39,56 @@ impl<S: Store + 'static> Views<S> {
         result
     }
 
-    /// Applies this peer's own events, just stored, from the payloads in hand instead of
-    /// reading them back: `events` are consecutive events of one log, oldest first, with
-    /// their order and payload. They apply exactly as [`Views::catch_up`] would apply them
+    /// Stores this peer's own new entries `batch` (built after `expected`, the log's head)
+    /// and applies them, in one store transaction
+    /// ([`ViewBook::append_with_views`](threads_store::ViewBook::append_with_views)):
+    /// `events` are their orders and payloads. The entries and the view rows that apply them
+    /// are durable together, so a crash never leaves one without the other, and a write
+    /// costs one transaction. They apply exactly as [`Views::catch_up`] would apply them
     /// when they are the next events of their log and sort after everything applied; else
-    /// (or if the views are stale, or the log waits at an unreadable entry) this is
-    /// [`Views::catch_up`]. Entries of other logs stored meanwhile are left to the next
-    /// catch-up.
+    /// (or if the log waits at an unreadable entry, or an event is dated beyond the allowed
+    /// drift) the entries are stored alone and the views catch up. Entries of other logs
+    /// stored meanwhile are left to the next catch-up.
     ///
     /// # Errors
-    /// As [`Views::catch_up`].
-    pub async fn apply_local(&mut self, events: &[(EventOrder, &[u8])]) -> Result<Progress> {
+    /// A store error (nothing is stored: a stale `expected` is
+    /// [`StoreError::Conflict`](threads_store::StoreError::Conflict)), or an error of the
+    /// catch-up after the entries were stored alone (they stay stored and apply at the next
+    /// catch-up).
+    pub async fn write_local(
+        &mut self,
+        expected: Option<Head>,
+        batch: &[Appended],
+        events: &[(EventOrder, &[u8])],
+    ) -> Result<Progress> {
         let Some((first, _)) = events.first() else {
             return Ok(Progress::default());
         };
+        let log = first.log;
+        if events.len() != batch.len() || !self.applies_exactly(events).await? {
+            self.store.append(self.thread, log, expected, batch).await?;
+            return self.catch_up().await;
+        }
+        let progress = self.apply_in_hand(events).await?;
+        let (commit, changed) = self.prepare_commit().await?;
+        // Until the transaction is done the views are stale (`prepare_commit`): an error,
+        // or this future dropped, makes them reload from the store before the next use.
+        self.store
+            .append_with_views(self.thread, log, expected, batch, std::slice::from_ref(&commit))
+            .await?;
+        self.committed(&commit, changed);
+        Ok(progress)
+    }
+
+    /// Whether `events` (consecutive events of one log, oldest first) apply from the
+    /// payloads in hand exactly as a catch-up would apply them.
+    async fn applies_exactly(&mut self, events: &[(EventOrder, &[u8])]) -> Result<bool> {
+        let Some((first, _)) = events.first() else {
+            return Ok(false);
+        };
+        if self.stale {
+            self.reload_if_stale().await?;
+        }
         let mark = self.mark.logs.get(&first.log);
         let follows = mark.map_or(0, |m| m.counter) + 1 == first.counter
             && mark.is_none_or(|m| first.time > m.time);
@@ -65,9 +101,11 @@ impl<S: Store + 'static> Views<S> {
         // An event dated beyond the allowed drift waits in a catch-up: not applied here.
         let horizon = now_ms().saturating_add(self.config.max_future_ms);
         let future = events.iter().any(|(o, _)| o.time.physical_ms() > horizon);
-        if self.stale || !follows || !consecutive || late || future || !self.blocked.is_empty() {
-            return self.catch_up().await;
-        }
+        Ok(follows && consecutive && !late && !future && self.blocked.is_empty())
+    }
+
+    /// Applies `events` from their payloads, uncommitted.
+    async fn apply_in_hand(&mut self, events: &[(EventOrder, &[u8])]) -> Result<Progress> {
         let mut progress = Progress::default();
         for (order, payload) in events {
             let event = Decoded {
@@ -80,11 +118,6 @@ impl<S: Store + 'static> Views<S> {
                 return Err(e);
             }
             progress.applied += 1;
-        }
-        if let Err(e) = self.commit().await {
-            // The rows in memory are ahead of the store: reload before the next use.
-            self.stale = true;
-            return Err(e);
         }
         Ok(progress)
     }

@@ -39,6 +39,17 @@ impl<S: Store + 'static> Views<S> {
 
     /// Writes every changed row, the undo records and the mark in one transaction.
     pub(crate) async fn commit(&mut self) -> Result<()> {
+        let (commit, changed) = self.prepare_commit().await?;
+        self.store.view_commit(&commit).await?;
+        self.committed(&commit, changed);
+        Ok(())
+    }
+
+    /// The commit of every changed row, the undo records and the mark, taken from the
+    /// states, with the indices of the states it changes (in the order of its changes).
+    /// Until [`Views::committed`] is called the views are stale: if the commit is not
+    /// written, they reload before their next use.
+    pub(crate) async fn prepare_commit(&mut self) -> Result<(ViewCommit, Vec<usize>)> {
         // Old values an undo record needs that only the store knows (it still holds the
         // committed rows): one read per view.
         let mut wanted: HashMap<usize, Vec<Vec<u8>>> = HashMap::new();
@@ -125,17 +136,20 @@ impl<S: Store + 'static> Views<S> {
             commit.changes.push(undo);
         }
         // The changed rows were taken from the states: if this future is dropped, or the
-        // store fails, before the commit is done, the rows in memory are ahead of the
+        // store fails, before the commit is written, the rows in memory are ahead of the
         // store, and the views reload before their next use.
         self.stale = true;
-        self.store.view_commit(&commit).await?;
+        Ok((commit, changed))
+    }
+
+    /// Records that `commit` (from [`Views::prepare_commit`]) is written.
+    pub(crate) fn committed(&mut self, commit: &ViewCommit, changed: Vec<usize>) {
         self.stale = false;
         for (index, change) in changed.into_iter().zip(&commit.changes) {
             self.state_at_mut(index).committed(change);
         }
         self.trim_cache();
         self.publish();
-        Ok(())
     }
 
     /// Drops the bodies of applied events that no view needs any more (every operation

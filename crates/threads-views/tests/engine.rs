@@ -9,7 +9,10 @@ mod pg_server;
 use std::sync::Arc;
 
 use threads_log::Hlc;
-use threads_store::{MemoryStore, PostgresStore, SqliteStore, Store, ThreadBook, write_local};
+use threads_store::{
+    LogBook, MemoryStore, PostgresStore, SqliteStore, Store, ThreadBook, build_local_batch,
+    write_local,
+};
 use threads_views::{Batch, Cursor, Kv, Reducer, ViewConfig, ViewError, Views};
 
 use support::{Chain, thread, writer};
@@ -384,9 +387,10 @@ async fn a_changed_view_set_rebuilds_and_refusals_are_typed() {
     ));
 }
 
-/// Local events applied from the payloads in hand (`apply_local`), mixed with another
-/// log's events that arrive on time and late, end with the same rows as a replay of the
-/// store, and the same rows after a reopen.
+/// Local events stored and applied from the payloads in hand in one transaction
+/// (`write_local`), mixed with another log's events that arrive on time and late, end with
+/// the same rows as a replay of the store, and the same rows after a reopen; a local write
+/// after a stale head stores nothing and changes no row.
 #[tokio::test]
 async fn local_events_applied_in_hand_equal_a_replay() {
     let store = Arc::new(MemoryStore::new());
@@ -429,18 +433,20 @@ async fn local_events_applied_in_hand_equal_a_replay() {
             }
             _ => {
                 let payload = put(&format!("k{}", i % 4), &i.to_string());
-                let appended = write_local(&*store, &me, &payload, Hlc::new(time, 0))
+                let head = store.head(thread, me.log_id()).await.expect("head");
+                let batch = [(&me, payload.as_slice(), Hlc::new(time, 0))];
+                let appended = build_local_batch(&*store, head, &batch, |_| None)
                     .await
-                    .expect("write");
+                    .expect("build");
                 let order = threads_log::EventOrder {
                     time: Hlc::new(time, 0),
                     log: me.log_id(),
-                    counter: appended.record.counter(),
+                    counter: appended[0].record.counter(),
                 };
                 let progress = views
-                    .apply_local(&[(order, payload.as_slice())])
+                    .write_local(head, &appended, &[(order, payload.as_slice())])
                     .await
-                    .expect("apply");
+                    .expect("write");
                 assert!(progress.applied >= 1);
                 local += 1;
             }
@@ -448,6 +454,35 @@ async fn local_events_applied_in_hand_equal_a_replay() {
     }
     views.catch_up().await.expect("catch up");
     assert!(local > 30);
+    // A write built after a stale head: refused by the store, no row changes.
+    let before = views.digest().await.expect("digest");
+    let head = store.head(thread, me.log_id()).await.expect("head");
+    let counter = head.expect("head").counter - 1;
+    let stale = Some(threads_log::Head {
+        counter,
+        cid: store
+            .record_cid(thread, me.log_id(), counter)
+            .await
+            .expect("cid")
+            .expect("stored"),
+    });
+    let payload = put("k0", "stale");
+    time += 2;
+    let batch = [(&me, payload.as_slice(), Hlc::new(time, 0))];
+    let appended = build_local_batch(&*store, stale, &batch, |_| None)
+        .await
+        .expect("build");
+    let order = threads_log::EventOrder {
+        time: Hlc::new(time, 0),
+        log: me.log_id(),
+        counter: appended[0].record.counter(),
+    };
+    let err = views
+        .write_local(stale, &appended, &[(order, payload.as_slice())])
+        .await;
+    assert!(err.is_err(), "{err:?}");
+    assert_eq!(views.digest().await.expect("digest"), before);
+    assert_eq!(store.head(thread, me.log_id()).await.expect("head"), head);
     let mut replay = Views::open_scope(Arc::clone(&store), thread, "replay", reducers(), config)
         .await
         .expect("open");
