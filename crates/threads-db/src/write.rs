@@ -1,8 +1,9 @@
 //! The write path: checked, group-committed, applied, published.
 //!
-//! A write queues its batch on its thread and takes the thread's views lock; whoever holds
-//! the lock takes every queued write (its own, and those that arrived while the previous
-//! group was being committed) and commits them as one group:
+//! A write queues its batch on its thread; the first write while no group is being
+//! committed starts the thread's committer, a task that takes every queued write (those
+//! that arrived while the previous group was being committed) and commits them as one
+//! group, under the thread's views lock, until the queue is empty:
 //! 1. each gets a time from the clock and its counter in this peer's log;
 //! 2. the views check the group, each write against the state as changed by the earlier
 //!    ones (`AclViews::check_many`); a write with a refused operation gets
@@ -13,7 +14,8 @@
 //! 4. each writer gets its own answer: its counter once its entry is durable and applied.
 //!
 //! So many tasks writing to one thread share store transactions, while one writer alone
-//! pays for one. The views lock is the thread's single owner: checks, the clock, the log's
+//! pays for one; writers waiting for a group do not contend for the lock, they wait for
+//! their answer. The views lock is the thread's single owner: checks, the clock, the log's
 //! head and the views never race.
 
 use std::collections::VecDeque;
@@ -42,11 +44,52 @@ pub(crate) struct Pending {
 /// read the head is known without asking the store; a compare-and-set conflict drops it).
 #[derive(Default)]
 pub(crate) struct ThreadWrites {
-    queue: Mutex<Vec<Pending>>,
+    queue: Mutex<WriteQueue>,
     head: Mutex<Option<Option<Head>>>,
     /// The record CIDs of this peer's latest entries in the log, newest last (skip links
     /// point a few records back, so most are found here instead of in the store).
     recent: Mutex<VecDeque<(u64, Cid)>>,
+}
+
+/// The writes waiting for a group, and whether a committer is at work.
+#[derive(Default)]
+struct WriteQueue {
+    pending: Vec<Pending>,
+    committing: bool,
+}
+
+/// The task that commits a thread's queued writes, group after group, until none is left.
+/// Dropped (done, panicked or cancelled at shutdown), it lets the next writer start a new
+/// one, and drops the writes still queued: their writers get [`DbError::Interrupted`].
+struct Committer {
+    writes: Queue,
+    /// The queue was found empty and handed back: a later committer owns it.
+    finished: bool,
+}
+
+impl Committer {
+    /// The next group: every write queued now; `None` when there is none (then this
+    /// committer stops, atomically with the check).
+    fn next_group(&mut self) -> Option<Vec<Pending>> {
+        let mut queue = self.writes.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        if queue.pending.is_empty() {
+            queue.committing = false;
+            self.finished = true;
+            return None;
+        }
+        Some(std::mem::take(&mut queue.pending))
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let mut queue = self.writes.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        queue.committing = false;
+        queue.pending.clear();
+    }
 }
 
 /// How many of its latest record CIDs a log's writer remembers.
@@ -116,31 +159,41 @@ impl<S: Store + 'static> Db<S> {
         let views = self.views(thread).await?;
         let writes = self.queue(thread);
         let (reply, answer) = oneshot::channel();
-        writes
-            .queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Pending {
+        let start = {
+            let mut queue = writes.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.pending.push(Pending {
                 batch,
                 payload,
                 reply,
             });
-        let mut guard = views.lock_owned().await;
-        let group =
-            std::mem::take(&mut *writes.queue.lock().unwrap_or_else(PoisonError::into_inner));
-        if !group.is_empty() {
-            // The group is committed by a task of its own, holding the thread's lock: a
-            // writer that gives up cannot interrupt the others' commit halfway.
-            let inner = Arc::clone(&self.inner);
-            let commit = async move {
-                commit_group(&inner, thread, &writes, &mut guard, group).await;
+            // The first writer while no group is being committed starts the committer;
+            // the others only wait for their answer.
+            !std::mem::replace(&mut queue.committing, true)
+        };
+        if start {
+            let mut committer = Committer {
+                writes: Arc::clone(&writes),
+                finished: false,
             };
-            let spawned = self.inner.spawn_commit(commit);
-            if !spawned {
+            let inner = Arc::clone(&self.inner);
+            // The committer is a task of its own: a writer that gives up cannot interrupt
+            // a commit halfway.
+            let commit = async move {
+                while let Some(group) = committer.next_group() {
+                    // The lock is taken per group: readers waiting for it get their turn
+                    // between groups.
+                    let mut guard = views.lock().await;
+                    commit_group(&inner, thread, &committer.writes, &mut guard, group).await;
+                    drop(guard);
+                    // Writers just answered write again: let them queue before the next
+                    // group is taken.
+                    tokio::task::yield_now().await;
+                }
+            };
+            if !self.inner.spawn_commit(commit) {
+                // Shutting down: the committer was dropped, and with it every queued write.
                 return Err(DbError::Interrupted(thread));
             }
-        } else {
-            drop(guard);
         }
         answer.await.unwrap_or(Err(DbError::Interrupted(thread)))
     }

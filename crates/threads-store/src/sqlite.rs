@@ -151,6 +151,9 @@ impl SqliteStore {
             .filename(path)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
+            // Statement journals (a statement that writes several rows inside a
+            // transaction keeps one) stay in memory instead of a temporary file.
+            .pragma("temp_store", "memory")
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
