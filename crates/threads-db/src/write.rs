@@ -71,7 +71,11 @@ impl Committer {
     /// The next group: every write queued now; `None` when there is none (then this
     /// committer stops, atomically with the check).
     fn next_group(&mut self) -> Option<Vec<Pending>> {
-        let mut queue = self.writes.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut queue = self
+            .writes
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if queue.pending.is_empty() {
             queue.committing = false;
             self.finished = true;
@@ -86,7 +90,11 @@ impl Drop for Committer {
         if self.finished {
             return;
         }
-        let mut queue = self.writes.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut queue = self
+            .writes
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         queue.committing = false;
         queue.pending.clear();
     }
@@ -101,7 +109,10 @@ impl ThreadWrites {
         let newest = recent.back()?.0;
         let back = usize::try_from(newest.checked_sub(counter)?).ok()?;
         let index = recent.len().checked_sub(1 + back)?;
-        recent.get(index).filter(|(c, _)| *c == counter).map(|(_, cid)| *cid)
+        recent
+            .get(index)
+            .filter(|(c, _)| *c == counter)
+            .map(|(_, cid)| *cid)
     }
 
     /// Records that `appended` are stored: the log's new head and latest CIDs.
@@ -110,7 +121,10 @@ impl ThreadWrites {
         *self.head.lock().unwrap_or_else(PoisonError::into_inner) = Some(Some(last.record.head()));
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         for a in appended {
-            if recent.back().is_some_and(|(c, _)| c + 1 != a.record.counter()) {
+            if recent
+                .back()
+                .is_some_and(|(c, _)| c + 1 != a.record.counter())
+            {
                 recent.clear();
             }
             recent.push_back((a.record.counter(), *a.record.cid()));
@@ -123,7 +137,10 @@ impl ThreadWrites {
     /// Forgets the head and CIDs (read from the store next time).
     fn forget(&self) {
         *self.head.lock().unwrap_or_else(PoisonError::into_inner) = None;
-        self.recent.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.recent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 }
 

@@ -717,3 +717,104 @@ async fn writers_that_give_up_do_not_interrupt_the_others() {
     }
     db.shutdown().await;
 }
+
+/// Two writers create the same document at once, each with a KV put in the same event.
+/// Once they sync, one creation is refused on both peers (the document exists), and with
+/// it the KV put of its event: an event applies whole or not at all, on every peer,
+/// whichever order its events arrived in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_document_operation_leaves_the_rest_of_its_event_unapplied_everywhere() {
+    let alice_faults = threads_net::Faults::new();
+    let bob_faults = threads_net::Faults::new();
+    let alice = Db::open_memory(
+        Identity::from_secret_bytes(&[81; 32]),
+        config().with_faults(alice_faults.clone()),
+    )
+    .await
+    .expect("alice");
+    let bob = Db::open_memory(
+        Identity::from_secret_bytes(&[82; 32]),
+        config().with_faults(bob_faults.clone()),
+    )
+    .await
+    .expect("bob");
+    let thread = alice
+        .create_thread(Variant::AccessControlled)
+        .await
+        .expect("thread");
+    alice
+        .transaction(thread)
+        .create_collection("notes", &json!({"type": "object"}))
+        .commit()
+        .await
+        .expect("collection");
+    let invite = alice
+        .invite(thread, bob.identity().log_id(), Role::Write)
+        .await
+        .expect("invite");
+    bob.join(&invite).await.expect("join");
+    // Apart, each creates "same" and puts its own key in the same event.
+    let (a, b) = (
+        alice.identity().log_id().peer_id(),
+        bob.identity().log_id().peer_id(),
+    );
+    alice_faults.block(b);
+    bob_faults.block(a);
+    alice
+        .transaction(thread)
+        .create("notes", "same", &json!({"by": "alice"}))
+        .put(b"alice", b"1")
+        .commit()
+        .await
+        .expect("alice writes");
+    bob.transaction(thread)
+        .create("notes", "same", &json!({"by": "bob"}))
+        .put(b"bob", b"1")
+        .commit()
+        .await
+        .expect("bob writes");
+    alice_faults.heal();
+    bob_faults.heal();
+    // Both converge on one creation, and only its event's put.
+    let state = async |db: &Db<threads_store::MemoryStore>| {
+        let doc = db.doc(thread, "notes", "same").await.expect("doc");
+        let alice_key = db.get(thread, b"alice").await.expect("get");
+        let bob_key = db.get(thread, b"bob").await.expect("get");
+        (doc, alice_key.is_some(), bob_key.is_some())
+    };
+    eventually("both peers hold both events", || async {
+        let logs = [alice.identity().log_id(), bob.identity().log_id()];
+        let mut both = true;
+        for db in [&alice, &bob] {
+            for log in logs {
+                let head = db.node().store().head(thread, log).await.expect("head");
+                both &= head.is_some_and(|h| h.counter >= 1);
+            }
+            db.catch_up(thread).await.expect("catch up");
+        }
+        both && state(&alice).await == state(&bob).await
+    })
+    .await;
+    let (doc, alice_key, bob_key) = state(&alice).await;
+    let winner = doc.expect("one creation applies")["by"].clone();
+    assert_eq!(
+        (alice_key, bob_key),
+        (winner == json!("alice"), winner == json!("bob"))
+    );
+    // The refused event is reported for both of its views, the same on both peers.
+    let refused = alice.rejections(thread).await.expect("rejections");
+    assert_eq!(refused, bob.rejections(thread).await.expect("rejections"));
+    let views: Vec<&str> = refused.iter().map(|r| r.view.as_str()).collect();
+    assert!(
+        views.contains(&"docs") && views.contains(&"kv"),
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.reason == threads_views::NOT_APPLIED),
+        "{refused:?}"
+    );
+    alice.shutdown().await;
+    bob.shutdown().await;
+}

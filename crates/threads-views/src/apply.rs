@@ -74,7 +74,13 @@ impl<S: Store + 'static> Views<S> {
         // Until the transaction is done the views are stale (`prepare_commit`): an error,
         // or this future dropped, makes them reload from the store before the next use.
         self.store
-            .append_with_views(self.thread, log, expected, batch, std::slice::from_ref(&commit))
+            .append_with_views(
+                self.thread,
+                log,
+                expected,
+                batch,
+                std::slice::from_ref(&commit),
+            )
             .await?;
         self.committed(&commit, changed);
         Ok(progress)
@@ -280,6 +286,10 @@ impl<S: Store + 'static> Views<S> {
                 event.order.counter <= replay_until.get(&event.order.log).copied().unwrap_or(0);
             let ordered_only = replay && kind == Restart::Late;
             self.apply(&event, ordered_only).await?;
+            if self.rebuild_needed {
+                // The rewind becomes a rebuild (`rewind`): nothing more to apply here.
+                return Ok(progress);
+            }
             if replay {
                 replay_left -= 1;
                 progress.replayed += 1;
@@ -312,8 +322,7 @@ impl<S: Store + 'static> Views<S> {
     }
 
     pub(crate) fn reject(&mut self, order: &EventOrder, view: &str, reason: &str) {
-        let mut key = encode_order(order).to_vec();
-        key.extend_from_slice(view.as_bytes());
+        let key = rejection_key(order, view);
         tracing::debug!(author = %order.log, counter = order.counter, view, reason, "event refused");
         self.rejections.put(key, reason.as_bytes().to_vec());
     }
@@ -326,6 +335,7 @@ impl<S: Store + 'static> Views<S> {
             for index in 0..=self.states.len() {
                 self.state_at_mut(index).begin();
             }
+            self.rebuild_needed = false;
             let ordered = self.apply_event(event, ordered_only);
             if self.missed() {
                 // Something read was not in memory: undo this run, fetch, run again.
@@ -387,9 +397,20 @@ impl<S: Store + 'static> Views<S> {
         });
     }
 
-    /// Applies one event: every operation to its view (to order-sensitive views only when
-    /// `ordered_only`), the operations of one view all or none. Returns whether the event
-    /// addressed an order-sensitive view.
+    /// Applies one event, all of its operations or none: every view's operations go
+    /// through the gate and the view's reducer; if any is refused, the event changes no
+    /// view, and each view it addressed gets a rejection (its own reason, or
+    /// [`NOT_APPLIED`] for a view whose operations were fine). Each view's verdict depends
+    /// only on its own state, so the outcome does not depend on the order in which the
+    /// views are tried.
+    ///
+    /// With `ordered_only` (an event replayed after a rewind) only the order-sensitive
+    /// views are run again; the commutative views kept their rows, and their verdicts
+    /// (order-independent by contract) are read back from the rejections. If the event's
+    /// outcome changes, the commutative views follow: an event refused before and
+    /// accepted now applies to them now (they commute); an event accepted before and
+    /// refused now cannot be taken back from them, and the views are rebuilt
+    /// (`rebuild_needed`). Returns whether the event addressed an order-sensitive view.
     pub(crate) fn apply_event(&mut self, event: &Decoded, ordered_only: bool) -> bool {
         // A compacted event changes no view (that is why it was compacted).
         let Some(payload) = &event.payload else {
@@ -411,7 +432,6 @@ impl<S: Store + 'static> Views<S> {
             }
             return false;
         };
-        let mut ordered = false;
         // Group the operations by view, keeping their indices, in order of first use.
         let mut groups: Vec<(usize, Vec<IndexedOp<'_>>)> = Vec::new();
         for (index, (name, data)) in batch.ops().iter().enumerate() {
@@ -424,58 +444,136 @@ impl<S: Store + 'static> Views<S> {
                 None => groups.push((view, vec![(index, data)])),
             }
         }
-        for (view, ops) in groups {
-            let reducer = Arc::clone(&self.reducers[view]);
-            if reducer.kind() == ViewKind::Ordered {
-                ordered = true;
-            } else if ordered_only {
+        let is_ordered =
+            |views: &Views<S>, view: usize| views.reducers[view].kind() == ViewKind::Ordered;
+        let ordered = groups.iter().any(|(view, _)| is_ordered(self, *view));
+        // The views run now, with where each stood before the event and its verdict.
+        let mut ran: Vec<(usize, usize, Option<String>)> = Vec::with_capacity(groups.len());
+        // Replayed: the commutative views' earlier verdicts (`None`: applied; `Some(None)`:
+        // rolled back for another view; `Some(Some(reason))`: refused by itself).
+        let mut before: Vec<(usize, Option<Option<String>>)> = Vec::new();
+        for (view, ops) in &groups {
+            if ordered_only && !is_ordered(self, *view) {
+                let row = self
+                    .rejections
+                    .get(&rejection_key(&event.order, self.reducers[*view].name()));
+                let verdict = row.map(|reason| {
+                    (reason != NOT_APPLIED.as_bytes())
+                        .then(|| String::from_utf8_lossy(&reason).into_owned())
+                });
+                before.push((*view, verdict));
                 continue;
             }
-            if let Some(gate) = &self.gate {
-                let refused = ops.iter().find_map(|&(index, data)| {
-                    let op = Event {
-                        thread: self.thread,
-                        order: event.order,
-                        index,
-                        data,
-                    };
-                    let resource = reducer.resource(&op);
-                    gate.admits(
-                        reducer.name(),
-                        reducer.access(&op),
-                        resource.as_deref(),
-                        &op,
-                    )
-                    .err()
-                });
-                if let Some(reject) = refused {
-                    self.reject(&event.order, reducer.name(), &reject.0);
-                    continue;
+            let point = self.states[*view].savepoint();
+            let verdict = self.run_group(*view, ops, event.order);
+            ran.push((*view, point, verdict));
+        }
+        let refused_now = ran.iter().any(|(_, _, v)| v.is_some())
+            || before.iter().any(|(_, v)| matches!(v, Some(Some(_))));
+        let refused_before = before.iter().any(|(_, v)| v.is_some());
+        if ordered_only && !before.is_empty() {
+            match (refused_before, refused_now) {
+                (false, true) => {
+                    // Applied to the commutative views, refused now: they cannot take it
+                    // back.
+                    self.rebuild_needed = true;
+                    return ordered;
                 }
-            }
-            let state = &mut self.states[view];
-            let point = state.savepoint();
-            let mut refused = None;
-            for (index, data) in ops {
-                let op = Event {
-                    thread: self.thread,
-                    order: event.order,
-                    index,
-                    data,
-                };
-                if let Err(reject) = reducer.apply(state, &op) {
-                    refused = Some(reject.0);
-                    break;
+                (true, false) => {
+                    // Refused before, applied now: the commutative views take it now.
+                    for (view, ops) in &groups {
+                        if is_ordered(self, *view) {
+                            continue;
+                        }
+                        let point = self.states[*view].savepoint();
+                        let verdict = self.run_group(*view, ops, event.order);
+                        ran.push((*view, point, verdict));
+                    }
+                    if ran.iter().all(|(_, _, v)| v.is_none()) {
+                        for (view, _) in &before {
+                            let key = rejection_key(&event.order, self.reducers[*view].name());
+                            self.rejections.delete(&key);
+                        }
+                        return ordered;
+                    }
                 }
+                _ => {}
             }
-            if let Some(reason) = refused {
-                state.roll_back_to(point);
-                self.reject(&event.order, reducer.name(), &reason);
-            }
+        }
+        if ran.iter().all(|(_, _, v)| v.is_none()) && !refused_now {
+            return ordered;
+        }
+        // Refused: no view keeps any of it.
+        for (view, point, verdict) in ran {
+            self.states[view].roll_back_to(point);
+            let name = self.reducers[view].name().to_owned();
+            self.reject(
+                &event.order,
+                &name,
+                verdict.as_deref().unwrap_or(NOT_APPLIED),
+            );
         }
         ordered
     }
+
+    /// Runs one view's operations of an event through the gate and the reducer. Returns
+    /// the reason of the first refusal (the view's state is then as before), or `None`.
+    fn run_group(
+        &mut self,
+        view: usize,
+        ops: &[IndexedOp<'_>],
+        order: EventOrder,
+    ) -> Option<String> {
+        let reducer = Arc::clone(&self.reducers[view]);
+        if let Some(gate) = &self.gate {
+            let refused = ops.iter().find_map(|&(index, data)| {
+                let op = Event {
+                    thread: self.thread,
+                    order,
+                    index,
+                    data,
+                };
+                let resource = reducer.resource(&op);
+                gate.admits(
+                    reducer.name(),
+                    reducer.access(&op),
+                    resource.as_deref(),
+                    &op,
+                )
+                .err()
+            });
+            if let Some(reject) = refused {
+                return Some(reject.0);
+            }
+        }
+        let state = &mut self.states[view];
+        let point = state.savepoint();
+        for &(index, data) in ops {
+            let op = Event {
+                thread: self.thread,
+                order,
+                index,
+                data,
+            };
+            if let Err(reject) = reducer.apply(state, &op) {
+                state.roll_back_to(point);
+                return Some(reject.0);
+            }
+        }
+        None
+    }
 }
+
+/// The key of the rejection of `view`'s operations of the event at `order`.
+pub(crate) fn rejection_key(order: &EventOrder, view: &str) -> Vec<u8> {
+    let mut key = encode_order(order).to_vec();
+    key.extend_from_slice(view.as_bytes());
+    key
+}
+
+/// The reason given to a view whose operations of an event were fine when another view
+/// refused its own: events apply all or nothing.
+pub const NOT_APPLIED: &str = "not applied: another operation of its event was refused";
 
 /// This peer's wall clock, in milliseconds since the Unix epoch.
 fn now_ms() -> u64 {

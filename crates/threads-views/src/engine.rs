@@ -136,6 +136,9 @@ pub struct Views<S> {
     /// Delete every undo record at the next commit (a rebuild).
     pub(crate) undo_reset: bool,
     pub(crate) stale: bool,
+    /// A replayed event's outcome changed in a way the commutative views cannot follow
+    /// (`apply_event`): the rewind in progress becomes a rebuild.
+    pub(crate) rebuild_needed: bool,
     /// The budget this scope's cache counts in, and what it counts there.
     pub(crate) budget: Arc<CacheBudget>,
     pub(crate) cached: AtomicUsize,
@@ -246,6 +249,7 @@ impl<S: Store + 'static> Views<S> {
             budget: CacheBudget::new(config.cache_bytes),
             cached: AtomicUsize::new(0),
             stale: false,
+            rebuild_needed: false,
             applied_tx,
         };
         views.load().await?;

@@ -25,6 +25,8 @@ enum Op {
     Chain(u8),
     BadKv,
     BadChain,
+    /// Refused by the chain after an odd count: whether it applies depends on order.
+    Flaky,
 }
 
 /// One generated event: how far its time moves on (0 = not increasing, refused), how
@@ -43,6 +45,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => any::<u8>().prop_map(Op::Chain),
         1 => Just(Op::BadKv),
         1 => Just(Op::BadChain),
+        3 => Just(Op::Flaky),
     ]
 }
 
@@ -67,6 +70,7 @@ fn payload(ops: &Option<Vec<Op>>) -> Vec<u8> {
             Op::Chain(b) => batch.push("chain", vec![*b]),
             Op::BadKv => batch.push("kv", vec![0xFF, 0x00]),
             Op::BadChain => batch.push("chain", vec![0xFF]),
+            Op::Flaky => batch.push("chain", vec![0xF0]),
         }
     }
     batch.encode()

@@ -55,6 +55,14 @@ impl Reducer for Chain {
         if event.data.first() == Some(&0xFF) {
             return Err(Reject::new("refused by the chain"));
         }
+        let count = state
+            .get(b"count")
+            .and_then(|v| v.try_into().ok())
+            .map_or(0, u64::from_be_bytes);
+        // Refused or not depending on what came before: a late event can change it.
+        if event.data.first() == Some(&0xF0) && count % 2 == 1 {
+            return Err(Reject::new("refused after an odd count"));
+        }
         let mut hasher = Sha256::new();
         hasher.update(state.get(b"head").unwrap_or_default());
         hasher.update(encode_order(&event.order));
@@ -62,10 +70,6 @@ impl Reducer for Chain {
         hasher.update(event.data);
         let head: [u8; 32] = hasher.finalize().into();
         state.put(b"head".to_vec(), head.to_vec());
-        let count = state
-            .get(b"count")
-            .and_then(|v| v.try_into().ok())
-            .map_or(0, u64::from_be_bytes);
         state.put(b"count".to_vec(), (count + 1).to_be_bytes().to_vec());
         // An accepted operation also leaves a row per operation, to make rewinds visible.
         let mut row = b"op/".to_vec();
