@@ -405,12 +405,11 @@ impl<S: Store + 'static> Views<S> {
     /// views are tried.
     ///
     /// With `ordered_only` (an event replayed after a rewind) only the order-sensitive
-    /// views are run again; the commutative views kept their rows, and their verdicts
-    /// (order-independent by contract) are read back from the rejections. If the event's
-    /// outcome changes, the commutative views follow: an event refused before and
-    /// accepted now applies to them now (they commute); an event accepted before and
-    /// refused now cannot be taken back from them, and the views are rebuilt
-    /// (`rebuild_needed`). Returns whether the event addressed an order-sensitive view.
+    /// views are run again; the commutative views kept their rows, and their verdicts are
+    /// read back from the rejections. If the event's outcome changes (refused before and
+    /// applied now, or the other way), the commutative views, which followed the old
+    /// outcome, are rebuilt (`rebuild_needed`). Returns whether the event addressed an
+    /// order-sensitive view.
     pub(crate) fn apply_event(&mut self, event: &Decoded, ordered_only: bool) -> bool {
         // A compacted event changes no view (that is why it was compacted).
         let Some(payload) = &event.payload else {
@@ -471,34 +470,12 @@ impl<S: Store + 'static> Views<S> {
         let refused_now = ran.iter().any(|(_, _, v)| v.is_some())
             || before.iter().any(|(_, v)| matches!(v, Some(Some(_))));
         let refused_before = before.iter().any(|(_, v)| v.is_some());
-        if ordered_only && !before.is_empty() {
-            match (refused_before, refused_now) {
-                (false, true) => {
-                    // Applied to the commutative views, refused now: they cannot take it
-                    // back.
-                    self.rebuild_needed = true;
-                    return ordered;
-                }
-                (true, false) => {
-                    // Refused before, applied now: the commutative views take it now.
-                    for (view, ops) in &groups {
-                        if is_ordered(self, *view) {
-                            continue;
-                        }
-                        let point = self.states[*view].savepoint();
-                        let verdict = self.run_group(*view, ops, event.order);
-                        ran.push((*view, point, verdict));
-                    }
-                    if ran.iter().all(|(_, _, v)| v.is_none()) {
-                        for (view, _) in &before {
-                            let key = rejection_key(&event.order, self.reducers[*view].name());
-                            self.rejections.delete(&key);
-                        }
-                        return ordered;
-                    }
-                }
-                _ => {}
-            }
+        if ordered_only && !before.is_empty() && refused_before != refused_now {
+            // The event's fate changed, and the commutative views followed the old one:
+            // what they applied since may depend on it (an automerge change numbered
+            // after one of this event), so they are rebuilt.
+            self.rebuild_needed = true;
+            return ordered;
         }
         if ran.iter().all(|(_, _, v)| v.is_none()) && !refused_now {
             return ordered;
