@@ -519,6 +519,14 @@ impl<S: Store + 'static> AclViews<S> {
         Ok(self.views.rejections().await?)
     }
 
+    /// The content views' rejections of the event at `order` ([`Views::rejections_of`]).
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn rejections_of(&mut self, order: &EventOrder) -> Result<Vec<Rejection>> {
+        Ok(self.views.rejections_of(order).await?)
+    }
+
     /// A digest of the ACL and of every view: equal digests, identical ACL and views.
     ///
     /// # Errors

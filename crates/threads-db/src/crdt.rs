@@ -79,6 +79,13 @@ impl Crdt {
         .unwrap_or_else(|_| unreachable!("plain data encodes"))
     }
 
+    /// The collection and document an operation of this view changes (`None` if the bytes
+    /// are not an operation).
+    pub fn target(op: &[u8]) -> Option<(String, String)> {
+        let WireChange(collection, id, _) = serde_ipld_dagcbor::from_slice(op).ok()?;
+        Some((collection, id))
+    }
+
     /// The document as automerge holds it, to make the next change on (empty if there is
     /// none yet).
     ///

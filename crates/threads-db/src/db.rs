@@ -16,6 +16,7 @@ use threads_views::{Batch, Cursor, Kv, Reducer, Refused, Subscription, ViewConfi
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinHandle;
 
+use crate::changes::Changes;
 use crate::crdt::{CRDT_VIEW, Crdt};
 use crate::docs::{DOCS_VIEW, DocOp, Docs};
 use crate::error::DocError;
@@ -861,6 +862,47 @@ impl<S: Store + 'static> Db<S> {
         let views = self.views(thread).await?;
         let views = views.lock().await;
         Ok(views.views().subscribe(from))
+    }
+
+    /// The thread's change feed from `from` ([`Cursor::default`] for the beginning): each
+    /// applied event once, with what each of its operations does (collection, document,
+    /// action, the document written; key and value) and whether it was refused, and the
+    /// cursor to resume after it.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// use serde_json::json;
+    /// use threads_crypto::Identity;
+    /// use threads_db::{ChangeKind, Db, DbConfig, DocAction};
+    /// use threads_id::Variant;
+    /// use threads_views::Cursor;
+    ///
+    /// let db = Db::open_memory(Identity::generate(), DbConfig::default()).await?;
+    /// let thread = db.create_thread(Variant::Raw).await?;
+    /// db.transaction(thread)
+    ///     .create_collection("notes", &json!({"type": "object"}))
+    ///     .create("notes", "n1", &json!({"text": "hi"}))
+    ///     .commit()
+    ///     .await?;
+    /// let mut feed = db.changes(thread, Cursor::default()).await?;
+    /// let event = feed.next().await?.expect("an event");
+    /// assert!(matches!(
+    ///     &event.changes[1].kind,
+    ///     ChangeKind::Doc { id: Some(id), action: DocAction::Create, .. } if id == "n1"
+    /// ));
+    /// assert_eq!(event.changes[1].rejected, None);
+    /// // Resume later from `event.cursor`: the next event is the one after it.
+    /// db.shutdown().await;
+    /// # Ok::<(), threads_db::DbError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`DbError::UnknownThread`].
+    pub async fn changes(&self, thread: ThreadId, from: Cursor) -> Result<Changes<S>, DbError> {
+        let views = self.views(thread).await?;
+        let events = views.lock().await.views().subscribe(from);
+        Ok(Changes::new(events, views))
     }
 
     /// Every operation refused in the thread, with author and reason.

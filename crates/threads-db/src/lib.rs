@@ -45,8 +45,11 @@
 //!   before pagination; limit, offset and cursors; a JSON form; [`Docs::explain`].
 //! - [`Crdt`]: automerge collections.
 //! - [`LiveQuery`]: the changes to a query's result set.
+//! - [`Changes`]: the change feed ([`Db::changes`]): every event's operations and their
+//!   fate, lossless and resumable.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod changes;
 mod crdt;
 mod db;
 mod docs;
@@ -56,6 +59,7 @@ mod live;
 mod query;
 mod write;
 
+pub use changes::{Change, ChangeKind, Changes, DocAction, EventChanges};
 pub use crdt::{CRDT_VIEW, Crdt};
 pub use db::{CustomViews, Db, DbConfig, DbError, KV_VIEW, TimeFn, Transaction};
 pub use docs::{Collection, DOCS_VIEW, DocOp, Docs, IndexSpec, Plan, Scan};

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use threads_acl::Role;
 use threads_crypto::Identity;
-use threads_db::{Db, DbConfig, DbError, DocError, Query, ResultChange, Source};
+use threads_db::{
+    ChangeKind, Db, DbConfig, DbError, DocAction, DocError, Query, ResultChange, Source,
+};
 use threads_id::Variant;
 use threads_store::LogBook;
 use threads_views::Cursor;
@@ -815,6 +817,124 @@ async fn a_refused_document_operation_leaves_the_rest_of_its_event_unapplied_eve
             .any(|r| r.reason == threads_views::NOT_APPLIED),
         "{refused:?}"
     );
+    // Each peer's change feed marks both operations of the refused event, and neither of
+    // the applied one's.
+    let loser = if winner == json!("alice") {
+        bob.identity().log_id()
+    } else {
+        alice.identity().log_id()
+    };
+    for db in [&alice, &bob] {
+        let mut feed = db.changes(thread, Cursor::default()).await.expect("feed");
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            let event = tokio::time::timeout(LIMIT, feed.next())
+                .await
+                .expect("in time")
+                .expect("feed")
+                .expect("an event");
+            let creates_same = event.changes.iter().any(|c| {
+                matches!(&c.kind, ChangeKind::Doc { id: Some(id), action: DocAction::Create, .. } if id == "same")
+            });
+            if creates_same {
+                assert_eq!(event.changes.len(), 2);
+                let rejected: Vec<bool> =
+                    event.changes.iter().map(|c| c.rejected.is_some()).collect();
+                seen.push((event.author(), rejected));
+            }
+        }
+        for (author, rejected) in seen {
+            assert_eq!(rejected, vec![author == loser; 2], "{author}");
+        }
+    }
     alice.shutdown().await;
     bob.shutdown().await;
+}
+
+/// The change feed gives each event once, with its operations, and resumes after the
+/// event whose cursor it is given, also for events written after it started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_change_feed_is_lossless_and_resumes_from_a_cursor() {
+    let db = Db::open_memory(Identity::from_secret_bytes(&[83; 32]), config())
+        .await
+        .expect("db");
+    let thread = db.create_thread(Variant::Raw).await.expect("thread");
+    db.transaction(thread)
+        .create_collection("notes", &json!({"type": "object"}))
+        .commit()
+        .await
+        .expect("collection");
+    for i in 0..4 {
+        db.transaction(thread)
+            .create("notes", &format!("n{i}"), &json!({"i": i}))
+            .put(format!("k{i}").as_bytes(), b"v")
+            .commit()
+            .await
+            .expect("write");
+    }
+    let next = async |feed: &mut threads_db::Changes<threads_store::MemoryStore>| {
+        tokio::time::timeout(LIMIT, feed.next())
+            .await
+            .expect("in time")
+            .expect("feed")
+            .expect("an event")
+    };
+    let mut feed = db.changes(thread, Cursor::default()).await.expect("feed");
+    let first = next(&mut feed).await;
+    assert!(matches!(
+        &first.changes[..],
+        [threads_db::Change {
+            kind: ChangeKind::Doc {
+                action: DocAction::CreateCollection,
+                ..
+            },
+            rejected: None,
+            ..
+        }]
+    ));
+    let second = next(&mut feed).await;
+    assert_eq!(
+        second.changes[0].kind,
+        ChangeKind::Doc {
+            collection: "notes".into(),
+            id: Some("n0".into()),
+            action: DocAction::Create,
+            doc: Some(json!({"i": 0})),
+        }
+    );
+    assert_eq!(
+        second.changes[1].kind,
+        ChangeKind::Kv {
+            key: b"k0".to_vec(),
+            value: Some(b"v".to_vec()),
+        }
+    );
+    drop(feed);
+    // Resumed after the second event: the third comes next, then one written later.
+    let mut resumed = db
+        .changes(thread, second.cursor.clone())
+        .await
+        .expect("feed");
+    let third = next(&mut resumed).await;
+    assert!(matches!(&third.changes[0].kind, ChangeKind::Doc { id: Some(id), .. } if id == "n1"));
+    next(&mut resumed).await;
+    next(&mut resumed).await;
+    let writer = db.clone();
+    let later = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        writer
+            .transaction(thread)
+            .delete("notes", "n0")
+            .commit()
+            .await
+            .expect("delete");
+    });
+    let last = next(&mut resumed).await;
+    assert!(matches!(
+        &last.changes[0].kind,
+        ChangeKind::Doc { id: Some(id), action: DocAction::Delete, doc: None, .. } if id == "n0"
+    ));
+    later.await.expect("writer");
+    assert_eq!(last.cursor.total(), 6);
+    db.shutdown().await;
 }

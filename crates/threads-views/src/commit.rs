@@ -2,16 +2,44 @@
 //! one store transaction; compaction of bodies no view needs any more.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use threads_id::LogId;
 use threads_log::Hlc;
 use threads_store::{Store, ViewChange, ViewCommit};
 
-use crate::engine::{Decoded, LogStream, UNDO, Views};
+use crate::engine::{Decoded, LogStream, ROW_CHANGES_KEYS, RowChanges, UNDO, Views};
 use crate::error::Result;
 use crate::event::{Batch, Event, encode_order};
 use crate::mark::UndoRecord;
 use crate::reducer::ViewKind;
+
+/// The rows `commit` changed, per view, for [`Views::watch_rows`].
+fn row_changes(commit: &ViewCommit) -> RowChanges {
+    let mut out = RowChanges::default();
+    for change in &commit.changes {
+        if change.view.starts_with('~') {
+            continue;
+        }
+        if change.reset
+            || change.delete_below.is_some()
+            || change.puts.len() + change.deletes.len() > ROW_CHANGES_KEYS
+        {
+            out.reset.push(change.view.clone());
+            continue;
+        }
+        let mut keys: Vec<Vec<u8>> = change
+            .puts
+            .iter()
+            .map(|(k, _)| k.clone())
+            .chain(change.deletes.iter().cloned())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        out.views.push((change.view.clone(), keys));
+    }
+    out
+}
 
 impl<S: Store + 'static> Views<S> {
     pub(crate) fn has_changes(&self) -> bool {
@@ -146,6 +174,9 @@ impl<S: Store + 'static> Views<S> {
     /// Records that `commit` (from [`Views::prepare_commit`]) is written.
     pub(crate) fn committed(&mut self, commit: &ViewCommit, changed: Vec<usize>) {
         self.stale = false;
+        if self.rows_tx.receiver_count() > 0 {
+            let _ = self.rows_tx.send(Arc::new(row_changes(commit)));
+        }
         for (index, change) in changed.into_iter().zip(&commit.changes) {
             self.state_at_mut(index).committed(change);
         }

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::config::ViewConfig;
 use crate::error::{Result, ViewError};
-use crate::event::{ORDER_LEN, decode_order};
+use crate::event::{ORDER_LEN, decode_order, encode_order};
 use crate::mark::{LogMark, Mark, Signature};
 use crate::read::CacheBudget;
 use crate::reducer::{Gate, Reducer};
@@ -65,6 +65,37 @@ impl Rejection {
         self.order.log
     }
 }
+
+/// The rows one commit changed, per view (the reserved views left out).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowChanges {
+    /// Per view, the keys of the rows put or deleted, in key order.
+    pub views: Vec<(String, Vec<Vec<u8>>)>,
+    /// Views whose rows may all have changed (a rebuild, or more changed rows than are
+    /// listed one by one): read them again.
+    pub reset: Vec<String>,
+}
+
+impl RowChanges {
+    /// Whether `view`'s rows changed in a way that must be read again as a whole.
+    pub fn is_reset(&self, view: &str) -> bool {
+        self.reset.iter().any(|v| v == view)
+    }
+
+    /// The changed keys of `view` (empty if none, or if it was reset).
+    pub fn keys(&self, view: &str) -> &[Vec<u8>] {
+        self.views
+            .iter()
+            .find(|(v, _)| v == view)
+            .map_or(&[][..], |(_, keys)| keys.as_slice())
+    }
+}
+
+/// How many commits a [`Views::watch_rows`] receiver may fall behind.
+const ROW_CHANGES_QUEUE: usize = 256;
+
+/// The most keys of one view listed in a [`RowChanges`]; beyond it the view is reset.
+pub(crate) const ROW_CHANGES_KEYS: usize = 4096;
 
 /// A decrypted event, with the order it is applied in.
 pub(crate) struct Decoded {
@@ -143,6 +174,8 @@ pub struct Views<S> {
     pub(crate) budget: Arc<CacheBudget>,
     pub(crate) cached: AtomicUsize,
     pub(crate) applied_tx: watch::Sender<BTreeMap<LogId, u64>>,
+    /// The rows each commit changed, for readers that follow a view ([`Views::watch_rows`]).
+    pub(crate) rows_tx: tokio::sync::broadcast::Sender<Arc<RowChanges>>,
 }
 
 impl<S> Drop for Views<S> {
@@ -227,6 +260,7 @@ impl<S: Store + 'static> Views<S> {
             }
         }
         let (applied_tx, _) = watch::channel(BTreeMap::new());
+        let (rows_tx, _) = tokio::sync::broadcast::channel(ROW_CHANGES_QUEUE);
         let mut views = Views {
             store,
             thread,
@@ -251,6 +285,7 @@ impl<S: Store + 'static> Views<S> {
             stale: false,
             rebuild_needed: false,
             applied_tx,
+            rows_tx,
         };
         views.load().await?;
         Ok(views)
@@ -477,6 +512,45 @@ impl<S: Store + 'static> Views<S> {
     /// How far each log has been applied.
     pub fn cursor(&self) -> Cursor {
         Cursor::from_counters(self.applied_tx.borrow().clone())
+    }
+
+    /// Follows the rows of the views: after every commit, which rows of which view changed
+    /// ([`RowChanges`]). A reader that keeps something derived from a view (a live query's
+    /// result set) updates it from the changed rows instead of reading the view again. A
+    /// receiver that falls more than a few commits behind gets
+    /// [`RecvError::Lagged`](tokio::sync::broadcast::error::RecvError::Lagged), and must
+    /// then read the views again, as after a [`RowChanges::reset`].
+    pub fn watch_rows(&self) -> tokio::sync::broadcast::Receiver<Arc<RowChanges>> {
+        self.rows_tx.subscribe()
+    }
+
+    /// The rejections of the event at `order` (one per view it addressed that did not
+    /// apply it, or one for the whole event), as of the last commit.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn rejections_of(&mut self, order: &EventOrder) -> Result<Vec<Rejection>> {
+        self.reload_if_stale().await?;
+        let from = encode_order(order).to_vec();
+        // View names are UTF-8, so no suffix holds the byte 0xFF.
+        let mut to = from.clone();
+        to.push(0xFF);
+        let rows = self
+            .store
+            .view_range(
+                &self.scope,
+                REJECTIONS,
+                &RowRange::new(from, Some(to), usize::MAX),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, reason)| Rejection {
+                order: *order,
+                view: String::from_utf8_lossy(&key[ORDER_LEN.min(key.len())..]).into_owned(),
+                reason: String::from_utf8_lossy(&reason).into_owned(),
+            })
+            .collect())
     }
 
     /// A lossless subscription to applied events, starting after `from` (use
