@@ -810,35 +810,64 @@ impl<S: Store + 'static> Db<S> {
     ) -> Result<tokio::sync::mpsc::Receiver<Vec<ResultChange>>, DbError> {
         let views = self.views(thread).await?;
         let mut live = LiveQuery::new(source, collection, query)?;
-        let mut changed = self.inner.changed.subscribe();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
-        let view = match source {
-            Source::Documents => DOCS_VIEW,
-            Source::Automerge => CRDT_VIEW,
-        };
+        let view = live.view();
+        // Followed from the rows each commit changes: subscribed before the first read,
+        // so no commit falls between them.
+        let mut rows = views.lock().await.views().watch_rows();
         let task = async move {
+            // Whether the whole result set must be read (at first, after a rebuild, a lag,
+            // a change of the collection, or for a query with a limit).
+            let mut full = true;
+            let mut ids = std::collections::BTreeSet::new();
             loop {
                 let changes = {
                     let mut views = views.lock().await;
-                    match views.read(view, |state| live.result(state)).await {
-                        Ok(now) => now.map(|now| live.update(now)),
-                        Err(_) => return,
+                    if full {
+                        match views.read(view, |state| live.result(state)).await {
+                            Ok(now) => now.map(|now| live.update(now)),
+                            Err(_) => return,
+                        }
+                    } else {
+                        match views.read(view, |state| live.result_for(state, &ids)).await {
+                            Ok(now) => Ok(live.update_some(now)),
+                            Err(_) => return,
+                        }
                     }
                 };
-                // Nothing new, or a collection that does not exist yet: wait.
+                // A collection that does not exist yet is read again at its creation.
+                full = changes.is_err();
+                ids.clear();
                 if let Ok(changes) = changes
                     && !changes.is_empty()
                     && tx.send(changes).await.is_err()
                 {
                     return;
                 }
+                // Wait for a commit that touches the result set, then take every commit
+                // already queued with it.
+                let mut waiting = true;
                 loop {
-                    match changed.recv().await {
-                        Ok(t) if t == thread => break,
-                        Ok(_) => {}
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                    let next = if waiting {
+                        rows.recv().await
+                    } else {
+                        match rows.try_recv() {
+                            Ok(next) => Ok(next),
+                            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => {
+                                Err(tokio::sync::broadcast::error::RecvError::Lagged(n))
+                            }
+                            Err(_) => break,
+                        }
+                    };
+                    match next {
+                        Ok(commit) => match live.changed_ids(&commit) {
+                            Some(changed) => ids.extend(changed),
+                            None => full = true,
+                        },
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => full = true,
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                     }
+                    waiting = !full && ids.is_empty();
                 }
                 if tx.is_closed() {
                     return;

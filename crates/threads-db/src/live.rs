@@ -1,13 +1,13 @@
 //! Live queries: a query whose result set is followed; each refresh says what changed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use serde_json::Value;
-use threads_views::State;
+use threads_views::{RowChanges, State};
 
-use crate::crdt::Crdt;
-use crate::docs::Docs;
+use crate::crdt::{CRDT_VIEW, Crdt};
+use crate::docs::{DOCS_VIEW, Docs};
 use crate::error::DocError;
 use crate::query::Query;
 
@@ -122,6 +122,106 @@ impl LiveQuery {
         }
         changes.sort_by(|a, b| id_of(a).cmp(id_of(b)));
         self.last = now;
+        changes
+    }
+}
+
+impl LiveQuery {
+    /// Whether the result set can be followed document by document: a query with no
+    /// limit, offset or cursor (its result set is every matching document, so a changed
+    /// document enters or leaves it alone). Other queries are run again after a change.
+    pub fn incremental(&self) -> bool {
+        self.query.limit.is_none() && self.query.offset == 0 && self.query.after.is_none()
+    }
+
+    /// The view this query reads.
+    pub fn view(&self) -> &'static str {
+        match self.source {
+            Source::Documents => DOCS_VIEW,
+            Source::Automerge => CRDT_VIEW,
+        }
+    }
+
+    /// The documents of this query's collection that `changes` (one commit of the views)
+    /// touched, by id; `None` when the query must run again (the collection itself
+    /// changed, the view was rebuilt, or the query is not [incremental](Self::incremental)).
+    pub fn changed_ids(&self, changes: &RowChanges) -> Option<BTreeSet<String>> {
+        let view = self.view();
+        if !self.incremental() || changes.is_reset(view) {
+            return None;
+        }
+        let (docs, collection) = match self.source {
+            // Documents are `d\0collection\0id`; the collection is `c\0collection`.
+            Source::Documents => (b'd', Some(b'c')),
+            // Documents as JSON are `j\0collection\0id`.
+            Source::Automerge => (b'j', None),
+        };
+        let mut prefix = vec![docs, 0];
+        prefix.extend_from_slice(self.collection.as_bytes());
+        prefix.push(0);
+        let mut meta = collection.map(|c| vec![c, 0]).unwrap_or_default();
+        meta.extend_from_slice(self.collection.as_bytes());
+        let mut ids = BTreeSet::new();
+        for key in changes.keys(view) {
+            if collection.is_some() && *key == meta {
+                return None;
+            }
+            if let Some(id) = key.strip_prefix(prefix.as_slice()) {
+                ids.insert(String::from_utf8(id.to_vec()).ok()?);
+            }
+        }
+        Some(ids)
+    }
+
+    /// The documents `ids` in `state`, each with its value if it belongs to the result
+    /// set (it exists and matches the filter), without changing this query.
+    pub fn result_for(
+        &self,
+        state: &State,
+        ids: &BTreeSet<String>,
+    ) -> Vec<(String, Option<Value>)> {
+        ids.iter()
+            .map(|id| {
+                let doc = match self.source {
+                    Source::Documents => Docs::get(state, &self.collection, id).map(|(doc, _)| doc),
+                    Source::Automerge => Crdt::get(state, &self.collection, id),
+                };
+                let doc =
+                    doc.filter(|doc| self.query.filter.as_ref().is_none_or(|f| f.matches(doc)));
+                (id.clone(), doc)
+            })
+            .collect()
+    }
+
+    /// The changes to the result set from the new state of some documents
+    /// ([`LiveQuery::result_for`]), which the result set takes on.
+    pub fn update_some(&mut self, docs: Vec<(String, Option<Value>)>) -> Vec<ResultChange> {
+        let mut changes = Vec::new();
+        for (id, doc) in docs {
+            match (self.last.get(&id), doc) {
+                (None, Some(doc)) => {
+                    changes.push(ResultChange::Added {
+                        id: id.clone(),
+                        doc: doc.clone(),
+                    });
+                    self.last.insert(id, doc);
+                }
+                (Some(before), Some(doc)) => {
+                    if *before != doc {
+                        changes.push(ResultChange::Updated {
+                            id: id.clone(),
+                            doc: doc.clone(),
+                        });
+                        self.last.insert(id, doc);
+                    }
+                }
+                (Some(_), None) => {
+                    changes.push(ResultChange::Removed { id: id.clone() });
+                    self.last.remove(&id);
+                }
+                (None, None) => {}
+            }
+        }
         changes
     }
 }

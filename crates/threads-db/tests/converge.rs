@@ -3,6 +3,7 @@
 //! (equal to one that applied everything at once). Live queries report their result set's
 //! changes.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use automerge::transaction::Transactable;
@@ -14,7 +15,8 @@ use threads_db::{Crdt, DocOp, Docs, Filter, IndexSpec, LiveQuery, Query, ResultC
 use threads_id::{ThreadId, Variant};
 use threads_log::{Appended, Hlc, Writer, skip_target};
 use threads_store::{LogBook, MemoryStore, ThreadBook};
-use threads_views::{Batch, Reducer, State, ViewConfig, Views};
+use threads_views::{Batch, Reducer, RowChanges, State, ViewConfig, Views};
+use tokio::sync::broadcast::error::TryRecvError;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -65,6 +67,71 @@ impl Log {
             .append(prev.as_ref(), skip, &batch.encode(), Hlc::new(time, 0))
             .expect("append");
         self.entries.push(appended);
+    }
+}
+
+/// A live query followed from the rows each commit changed, as `Db::live_query` follows it.
+struct Followed {
+    live: LiveQuery,
+    rows: tokio::sync::broadcast::Receiver<Arc<RowChanges>>,
+    /// Times the whole result set was read, and times only changed documents were.
+    full: u32,
+    incremental: u32,
+}
+
+impl Followed {
+    fn new(views: &Views<MemoryStore>, source: Source, collection: &str, query: Query) -> Followed {
+        Followed {
+            live: LiveQuery::new(source, collection, query).expect("live"),
+            rows: views.watch_rows(),
+            full: 0,
+            incremental: 0,
+        }
+    }
+
+    /// Takes in every commit since the last call.
+    async fn follow(&mut self, views: &mut Views<MemoryStore>) {
+        let (mut full, mut ids) = (self.full == 0, BTreeSet::new());
+        loop {
+            match self.rows.try_recv() {
+                Ok(commit) => match self.live.changed_ids(&commit) {
+                    Some(changed) => ids.extend(changed),
+                    None => full = true,
+                },
+                Err(TryRecvError::Lagged(_)) => full = true,
+                Err(_) => break,
+            }
+        }
+        let live = &mut self.live;
+        if full {
+            let now = views
+                .read(live.view(), |s| live.result(s))
+                .await
+                .expect("read");
+            // A collection that does not exist yet: read again when it is created.
+            if let Ok(now) = now {
+                live.update(now);
+                self.full += 1;
+            }
+        } else if !ids.is_empty() {
+            let now = views
+                .read(live.view(), |s| live.result_for(s, &ids))
+                .await
+                .expect("read");
+            live.update_some(now);
+            self.incremental += 1;
+        }
+    }
+
+    /// The result set as followed equals the query's result now.
+    async fn check(&self, views: &mut Views<MemoryStore>) -> Result<(), TestCaseError> {
+        let live = &self.live;
+        let now = views
+            .read(live.view(), |s| live.result(s))
+            .await
+            .expect("read");
+        prop_assert_eq!(live.current(), &now.unwrap_or_default());
+        Ok(())
     }
 }
 
@@ -168,6 +235,10 @@ proptest! {
                     let mut views = Views::open(Arc::clone(&store), thread, reducers(), ViewConfig::new().with_commit_every(3).with_cache_bytes(if order.is_some() { 0 } else { 64 << 20 }))
                         .await
                         .expect("open");
+                    let mut followed = [
+                        Followed::new(&views, Source::Documents, "c", Query::filter(Filter::Ge("n".into(), json!(1)))),
+                        Followed::new(&views, Source::Automerge, "notes", Query::all()),
+                    ];
                     let mut have = [0usize; 3];
                     for who in order.unwrap_or_default() {
                         if have[who] < logs[who].entries.len() {
@@ -176,6 +247,10 @@ proptest! {
                             store.append(thread, log, head, &logs[who].entries[have[who]..=have[who]]).await.expect("deliver");
                             have[who] += 1;
                             views.catch_up().await.expect("catch up");
+                            for f in &mut followed {
+                                f.follow(&mut views).await;
+                                f.check(&mut views).await.expect("followed");
+                            }
                         }
                     }
                     for (who, log) in logs.iter().enumerate() {
@@ -311,4 +386,71 @@ fn live_queries_report_changes_to_their_result_set() {
     );
     assert!(live.current().is_empty());
     assert_eq!(live.refresh(&state).expect("refresh"), []);
+}
+
+/// Writes in order are followed document by document: after the first read (when the
+/// collection is created), a live query never reads its whole result set again.
+#[test]
+fn a_live_query_follows_in_order_writes_without_running_again() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let thread = ThreadId::from_parts(Variant::Raw, [4; 32]);
+        let key = ThreadKey::generate();
+        let store = Arc::new(MemoryStore::new());
+        store.put_thread(thread, &key).await.expect("thread");
+        let mut views = Views::open(Arc::clone(&store), thread, reducers(), ViewConfig::new())
+            .await
+            .expect("open");
+        let mut log = Log {
+            writer: Writer::new(Identity::from_secret_bytes(&[9; 32]), thread, &key)
+                .expect("writer"),
+            entries: Vec::new(),
+            am: Vec::new(),
+        };
+        let query = Query::filter(Filter::Ge("n".into(), json!(1)));
+        let mut followed = Followed::new(&views, Source::Documents, "c", query);
+        let collection = DocOp::CreateCollection {
+            name: "c".into(),
+            schema: json!({"type": "object"}).to_string(),
+        };
+        let mut ops = vec![collection];
+        for i in 0..40u8 {
+            let id = format!("d{}", i % 10);
+            let doc = json!({"n": i % 3}).to_string();
+            ops.push(if i < 10 {
+                DocOp::Create {
+                    collection: "c".into(),
+                    id,
+                    doc,
+                }
+            } else if i % 7 == 0 {
+                DocOp::Delete {
+                    collection: "c".into(),
+                    id,
+                }
+            } else {
+                DocOp::Save {
+                    collection: "c".into(),
+                    id,
+                    doc,
+                }
+            });
+        }
+        for (i, op) in ops.into_iter().enumerate() {
+            log.push(10 + i as u64, &Batch::new().with("docs", op.encode()));
+            let log_id = log.writer.log_id();
+            let head = store.head(thread, log_id).await.expect("head");
+            store
+                .append(thread, log_id, head, &log.entries[i..])
+                .await
+                .expect("append");
+            views.catch_up().await.expect("catch up");
+            followed.follow(&mut views).await;
+            followed.check(&mut views).await.expect("followed");
+        }
+        assert_eq!(followed.full, 1);
+        assert!(followed.incremental >= 30, "{}", followed.incremental);
+    });
 }
