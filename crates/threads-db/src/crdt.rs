@@ -7,14 +7,23 @@
 //! ```text
 //! h \0 collection \0 id \0 change hash (32)   -> the change's bytes
 //! j \0 collection \0 id                       -> the document as JSON
+//! k \0 collection \0 id                       -> count of changes (u64 BE) ‖ heads
 //! ```
 //!
 //! The rows are a set of changes and a function of that set, so the view is commutative.
+//! The `k` row (how many changes are stored, and the document's heads, sorted) tells
+//! whether a document kept in memory is the one the stored changes make: a change is
+//! applied to the kept document instead of loading every change again, and a kept
+//! document that no longer matches (the state was rolled back, the views rebuilt) is
+//! loaded again.
 //! A change's actor must be its event's author (the author's log id bytes), so the events
 //! that could conflict over one (actor, seq) all come from one log, and apply in its
 //! counter order everywhere.
 
-use automerge::{AutoCommit, AutoSerde, Automerge, Change};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use automerge::{AutoCommit, AutoSerde, Change};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use serde_json::Value;
@@ -31,9 +40,64 @@ struct WireChange(String, String, ByteBuf);
 
 /// The automerge view: a [`Reducer`] over automerge changes, and the functions that read its
 /// state.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Crdt {
     name: String,
+    /// Documents kept in memory (shared by clones).
+    kept: Arc<Mutex<Kept>>,
+}
+
+impl std::fmt::Debug for Crdt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Crdt")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many automerge documents a [`Crdt`] view keeps in memory.
+const KEPT_DOCUMENTS: usize = 256;
+
+/// The documents kept: per (thread, collection, id), the document after its latest change
+/// here, with the `k` rows before and after it and the change's hash (a check runs a
+/// change, rolls it back, and the write applies it again: the kept document is then the
+/// result already); the oldest goes first.
+#[derive(Default)]
+struct Kept {
+    docs: HashMap<Vec<u8>, KeptDoc>,
+    order: VecDeque<Vec<u8>>,
+    /// How many times a document was loaded from its stored changes.
+    loads: u64,
+}
+
+struct KeptDoc {
+    doc: AutoCommit,
+    before: Vec<u8>,
+    after: Vec<u8>,
+    change: [u8; 32],
+}
+
+impl Kept {
+    fn take(&mut self, key: &[u8]) -> Option<KeptDoc> {
+        self.docs.remove(key)
+    }
+
+    fn keep(&mut self, key: Vec<u8>, doc: KeptDoc) {
+        if self.docs.insert(key.clone(), doc).is_none() {
+            self.order.push_back(key);
+        }
+        while self.docs.len() > KEPT_DOCUMENTS {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            self.docs.remove(&oldest);
+        }
+        if self.order.len() > 2 * KEPT_DOCUMENTS {
+            // Keys taken out and not kept again linger in the order: drop them.
+            let docs = &self.docs;
+            self.order.retain(|k| docs.contains_key(k));
+        }
+    }
 }
 
 impl Default for Crdt {
@@ -55,6 +119,23 @@ fn json_key(collection: &str, id: &str) -> Vec<u8> {
     k
 }
 
+fn token_key(collection: &str, id: &str) -> Vec<u8> {
+    let mut k = b"k\0".to_vec();
+    k.extend_from_slice(&part(collection, id));
+    k
+}
+
+/// The `k` row of a document: how many changes are stored, and its heads, sorted.
+fn token(count: u64, doc: &mut AutoCommit) -> Vec<u8> {
+    let mut heads: Vec<[u8; 32]> = doc.get_heads().iter().map(|h| h.0).collect();
+    heads.sort_unstable();
+    let mut out = count.to_be_bytes().to_vec();
+    for head in heads {
+        out.extend_from_slice(&head);
+    }
+    out
+}
+
 fn changes_prefix(collection: &str, id: &str) -> Vec<u8> {
     let mut k = b"h\0".to_vec();
     k.extend_from_slice(&part(collection, id));
@@ -63,9 +144,50 @@ fn changes_prefix(collection: &str, id: &str) -> Vec<u8> {
 }
 
 impl Crdt {
-    /// An automerge view named `name` (usually [`CRDT_VIEW`]).
+    /// An automerge view named `name` (usually [`CRDT_VIEW`]), with documents kept in
+    /// memory of its own (clones share them). The documents are kept per thread: give
+    /// each scope of a thread its own `Crdt::new`.
     pub fn new(name: impl Into<String>) -> Crdt {
-        Crdt { name: name.into() }
+        Crdt {
+            name: name.into(),
+            kept: Arc::default(),
+        }
+    }
+
+    /// [`Crdt::document`], from the copy this view keeps in memory when it is the stored
+    /// document (a clone instead of loading every change). `thread` is the thread whose
+    /// views `state` belongs to.
+    ///
+    /// # Errors
+    /// As [`Crdt::document`].
+    pub fn document_kept(
+        &self,
+        thread: threads_id::ThreadId,
+        state: &State,
+        collection: &str,
+        id: &str,
+    ) -> Result<AutoCommit, DocError> {
+        let stored = state.get(&token_key(collection, id)).unwrap_or_default();
+        let mut kept_key = thread.to_bytes().to_vec();
+        kept_key.extend_from_slice(&part(collection, id));
+        let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        match kept.docs.get(&kept_key) {
+            Some(doc) if doc.after == stored && !stored.is_empty() => Ok(doc.doc.clone()),
+            _ => {
+                drop(kept);
+                Crdt::document(state, collection, id)
+            }
+        }
+    }
+
+    /// How many times a document was loaded from all its stored changes (instead of
+    /// changed in memory): once per document in the usual case, again after the document
+    /// left memory or its state was rolled back.
+    pub fn loads(&self) -> u64 {
+        self.kept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .loads
     }
 
     /// The operation that adds `change` to document `id` of `collection`.
@@ -170,17 +292,80 @@ impl Reducer for Crdt {
         if state.get(&key).is_some() {
             return Ok(());
         }
+        let token_key = token_key(&collection, &id);
+        let stored = state.get(&token_key).unwrap_or_default();
+        if state.missed() {
+            // Rows not in memory: the engine fetches them and runs this again. Nothing is
+            // computed from what this run could not see.
+            return Ok(());
+        }
+        let count = stored
+            .get(..8)
+            .and_then(|c| c.try_into().ok())
+            .map_or(0, u64::from_be_bytes);
+        let mut kept_key = event.thread.to_bytes().to_vec();
+        kept_key.extend_from_slice(&part(&collection, &id));
+        let hash = change.hash().0;
         let mut change = change;
-        state.put(key, change.bytes().to_vec());
-        let changes =
-            stored_changes(state, &collection, &id).map_err(|e| Reject::new(e.to_string()))?;
-        let mut doc = Automerge::new();
-        doc.apply_changes(changes)
-            .map_err(|e| Reject::new(format!("automerge: {e}")))?;
+        let bytes = change.bytes().to_vec();
+        let kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take(&kept_key);
+        let doc = match kept {
+            // The same change on the same state again (after a check): the result is kept.
+            Some(kept) if kept.before == stored && kept.change == hash => kept.doc,
+            // The kept document is the stored one: the change applies to it.
+            Some(mut kept) if kept.after == stored => {
+                // On an error the document is dropped (not kept): it may be half changed.
+                kept.doc
+                    .apply_changes([change])
+                    .map_err(|e| Reject::new(format!("automerge: {e}")))?;
+                kept.doc
+            }
+            _ => {
+                let mut changes = stored_changes(state, &collection, &id)
+                    .map_err(|e| Reject::new(e.to_string()))?;
+                if state.missed() {
+                    return Ok(());
+                }
+                changes.push(change);
+                let mut doc = AutoCommit::new();
+                doc.apply_changes(changes)
+                    .map_err(|e| Reject::new(format!("automerge: {e}")))?;
+                self.kept
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .loads += 1;
+                doc
+            }
+        };
+        let mut doc = doc;
         let json = serde_json::to_vec(&AutoSerde::from(&doc))
             .map_err(|e| Reject::new(format!("automerge: {e}")))?;
+        let after = token(count + 1, &mut doc);
+        state.put(key, bytes);
         state.put(json_key(&collection, &id), json);
+        state.put(token_key, after.clone());
+        self.kept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keep(
+                kept_key,
+                KeptDoc {
+                    doc,
+                    before: stored,
+                    after,
+                    change: hash,
+                },
+            );
         Ok(())
+    }
+
+    /// Version 2: the `k` row.
+    fn version(&self) -> u32 {
+        2
     }
 
     fn resource(&self, event: &Event<'_>) -> Option<Vec<u8>> {

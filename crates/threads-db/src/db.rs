@@ -235,6 +235,8 @@ pub(crate) struct Inner<S: Store + 'static> {
     config: DbConfig,
     /// One row-cache budget for the views of every thread.
     cache: Arc<threads_views::CacheBudget>,
+    /// The automerge view of every thread (one set of documents kept in memory).
+    crdt: Crdt,
     /// Writes waiting for their group, per thread (see `write.rs`).
     pub(crate) queues: Mutex<HashMap<ThreadId, crate::write::Queue>>,
     /// Per thread, the node's arrival count read before the views' latest catch-up: while
@@ -394,11 +396,11 @@ impl Db<SqliteStore> {
     }
 }
 
-fn reducers(custom: &CustomViews) -> Vec<Arc<dyn Reducer>> {
+fn reducers(crdt: &Crdt, custom: &CustomViews) -> Vec<Arc<dyn Reducer>> {
     let mut all: Vec<Arc<dyn Reducer>> = vec![
         Arc::new(Kv::new(KV_VIEW)),
         Arc::new(Docs::new(DOCS_VIEW)),
-        Arc::new(Crdt::new(CRDT_VIEW)),
+        Arc::new(crdt.clone()),
     ];
     all.extend(custom.0.iter().cloned());
     all
@@ -436,6 +438,7 @@ impl<S: Store + 'static> Db<S> {
             admission,
             clock: Mutex::new(Clock::new(config.time.clone())),
             cache: threads_views::CacheBudget::new(config.views.cache_bytes),
+            crdt: Crdt::new(CRDT_VIEW),
             queues: Mutex::default(),
             caught_up: Mutex::default(),
             config,
@@ -779,7 +782,9 @@ impl<S: Store + 'static> Db<S> {
             let views = self.views(thread).await?;
             let mut views = views.lock().await;
             views
-                .read(CRDT_VIEW, |state| Crdt::document(state, collection, id))
+                .read(CRDT_VIEW, |state| {
+                    self.inner.crdt.document_kept(thread, state, collection, id)
+                })
                 .await??
         };
         doc.set_actor(automerge::ActorId::from(self.inner.me.log_id().to_bytes()));
@@ -1004,7 +1009,7 @@ async fn open_thread<S: Store + 'static>(
         Arc::clone(inner.node.store()),
         thread,
         &inner.me,
-        reducers(&inner.config.custom),
+        reducers(&inner.crdt, &inner.config.custom),
         inner.config.views,
     )
     .await?;

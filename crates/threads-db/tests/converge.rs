@@ -454,3 +454,57 @@ fn a_live_query_follows_in_order_writes_without_running_again() {
         assert!(followed.incremental >= 30, "{}", followed.incremental);
     });
 }
+
+/// A document's automerge state stays in memory: each change applies to it, also after a
+/// check of the same change (a local write), instead of loading every stored change again.
+#[test]
+fn automerge_changes_apply_to_the_document_kept_in_memory() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let thread = ThreadId::from_parts(Variant::Raw, [5; 32]);
+        let key = ThreadKey::generate();
+        let store = Arc::new(MemoryStore::new());
+        store.put_thread(thread, &key).await.expect("thread");
+        let crdt = Crdt::default();
+        let reducers: Vec<Arc<dyn Reducer>> = vec![Arc::new(crdt.clone())];
+        let mut views = Views::open(Arc::clone(&store), thread, reducers, ViewConfig::new())
+            .await
+            .expect("open");
+        let me = Identity::from_secret_bytes(&[6; 32]);
+        let mut log = Log {
+            writer: Writer::new(me.clone(), thread, &key).expect("writer"),
+            entries: Vec::new(),
+            am: Vec::new(),
+        };
+        let mut doc = AutoCommit::new().with_actor(ActorId::from(me.log_id().to_bytes()));
+        for i in 0..100i64 {
+            doc.put(ROOT, "n", i).expect("put");
+            doc.put(ROOT, format!("k{}", i % 5), i).expect("put");
+            doc.commit();
+            let change = doc.get_last_local_change().expect("a change").clone();
+            let batch = Batch::new().with("crdt", Crdt::change("notes", "n1", &change));
+            let time = Hlc::new(10 + i as u64, 0);
+            let order = threads_log::EventOrder {
+                time,
+                log: me.log_id(),
+                counter: i as u64 + 1,
+            };
+            assert_eq!(views.check(order, &batch).await.expect("check"), vec![]);
+            log.push(10 + i as u64, &batch);
+            let head = store.head(thread, me.log_id()).await.expect("head");
+            store
+                .append(thread, me.log_id(), head, &log.entries[i as usize..])
+                .await
+                .expect("append");
+            views.catch_up().await.expect("catch up");
+        }
+        assert_eq!(crdt.loads(), 1);
+        let json = views
+            .read("crdt", |state| Crdt::get(state, "notes", "n1"))
+            .await
+            .expect("read");
+        assert_eq!(json.expect("the document")["n"], json!(99));
+    });
+}

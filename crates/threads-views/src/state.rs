@@ -386,6 +386,14 @@ impl State {
         !self.base().misses.is_empty()
     }
 
+    /// Whether a read of this run was not answered from memory (it returned `None`, or
+    /// fewer rows than the store holds). The engine then fetches the rows and runs the
+    /// reducer again, discarding this run: a reducer that keeps something beside the state
+    /// (a cache of its own) must not keep what it computed from such a run.
+    pub fn missed(&self) -> bool {
+        self.has_misses()
+    }
+
     pub(crate) fn take_misses(&self) -> Vec<Miss> {
         let mut misses = std::mem::take(&mut self.base().misses);
         misses.sort_unstable();
