@@ -13,8 +13,9 @@ use threads_views::{Batch, Cursor, EVENT_LEVEL, Kv, Subscription};
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::crdt::{CRDT_VIEW, Crdt};
-use crate::db::{DbError, KV_VIEW};
+use crate::db::KV_VIEW;
 use crate::docs::{DOCS_VIEW, DocOp};
+use crate::error::DbError;
 
 /// What a document operation does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -50,20 +50,28 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod changes;
+mod config;
 mod crdt;
 mod db;
 mod docs;
 mod error;
+mod feeds;
 pub mod json;
 mod live;
+mod membership;
 mod query;
+mod queue;
+mod read;
+mod transaction;
 mod write;
 
 pub use changes::{Change, ChangeKind, Changes, DocAction, EventChanges};
+pub use config::{CustomViews, DbConfig, TimeFn};
 pub use crdt::{CRDT_VIEW, Crdt};
-pub use db::{CustomViews, Db, DbConfig, DbError, KV_VIEW, TimeFn, Transaction};
+pub use db::{Db, KV_VIEW};
 pub use docs::{Collection, DOCS_VIEW, DocOp, Docs, IndexSpec, Plan, Scan};
-pub use error::DocError;
+pub use error::{DbError, DocError};
 pub use live::{LiveQuery, ResultChange, Source};
 pub use query::{Filter, Query, QueryPage, Sort};
 pub use threads_views::Refused;
+pub use transaction::Transaction;

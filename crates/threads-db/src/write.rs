@@ -18,134 +18,19 @@
 //! their answer. The views lock is the thread's single owner: checks, the clock, the log's
 //! head and the views never race.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 
 use threads_acl::{ACL_VIEW, AclViews};
 use threads_crypto::ThreadKey;
 use threads_id::ThreadId;
-use threads_log::{Appended, Cid, EventOrder, Head, Hlc, MAX_PAYLOAD_BYTES, Writer};
+use threads_log::{EventOrder, Hlc, MAX_PAYLOAD_BYTES, Writer};
 use threads_store::Store;
 use threads_views::{Batch, Refused};
 use tokio::sync::oneshot;
 
-use crate::db::{Db, DbError, Inner};
-
-/// A write waiting for its group.
-pub(crate) struct Pending {
-    batch: Batch,
-    /// The batch encoded (once, when the write is queued).
-    payload: Vec<u8>,
-    reply: oneshot::Sender<Result<u64, DbError>>,
-}
-
-/// The writes queued on one thread, and this peer's head of its own log there as last
-/// written (`None` until read: this peer is the only writer of its log, so after the first
-/// read the head is known without asking the store; a compare-and-set conflict drops it).
-#[derive(Default)]
-pub(crate) struct ThreadWrites {
-    queue: Mutex<WriteQueue>,
-    head: Mutex<Option<Option<Head>>>,
-    /// The record CIDs of this peer's latest entries in the log, newest last (skip links
-    /// point a few records back, so most are found here instead of in the store).
-    recent: Mutex<VecDeque<(u64, Cid)>>,
-}
-
-/// The writes waiting for a group, and whether a committer is at work.
-#[derive(Default)]
-struct WriteQueue {
-    pending: Vec<Pending>,
-    committing: bool,
-}
-
-/// The task that commits a thread's queued writes, group after group, until none is left.
-/// Dropped (done, panicked or cancelled at shutdown), it lets the next writer start a new
-/// one, and drops the writes still queued: their writers get [`DbError::Interrupted`].
-struct Committer {
-    writes: Queue,
-    /// The queue was found empty and handed back: a later committer owns it.
-    finished: bool,
-}
-
-impl Committer {
-    /// The next group: every write queued now; `None` when there is none (then this
-    /// committer stops, atomically with the check).
-    fn next_group(&mut self) -> Option<Vec<Pending>> {
-        let mut queue = self
-            .writes
-            .queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if queue.pending.is_empty() {
-            queue.committing = false;
-            self.finished = true;
-            return None;
-        }
-        Some(std::mem::take(&mut queue.pending))
-    }
-}
-
-impl Drop for Committer {
-    fn drop(&mut self) {
-        if self.finished {
-            return;
-        }
-        let mut queue = self
-            .writes
-            .queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        queue.committing = false;
-        queue.pending.clear();
-    }
-}
-
-/// How many of its latest record CIDs a log's writer remembers.
-const RECENT_CIDS: usize = 64;
-
-impl ThreadWrites {
-    fn recent_cid(&self, counter: u64) -> Option<Cid> {
-        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
-        let newest = recent.back()?.0;
-        let back = usize::try_from(newest.checked_sub(counter)?).ok()?;
-        let index = recent.len().checked_sub(1 + back)?;
-        recent
-            .get(index)
-            .filter(|(c, _)| *c == counter)
-            .map(|(_, cid)| *cid)
-    }
-
-    /// Records that `appended` are stored: the log's new head and latest CIDs.
-    fn wrote(&self, appended: &[Appended]) {
-        let Some(last) = appended.last() else { return };
-        *self.head.lock().unwrap_or_else(PoisonError::into_inner) = Some(Some(last.record.head()));
-        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
-        for a in appended {
-            if recent
-                .back()
-                .is_some_and(|(c, _)| c + 1 != a.record.counter())
-            {
-                recent.clear();
-            }
-            recent.push_back((a.record.counter(), *a.record.cid()));
-            if recent.len() > RECENT_CIDS {
-                recent.pop_front();
-            }
-        }
-    }
-
-    /// Forgets the head and CIDs (read from the store next time).
-    fn forget(&self) {
-        *self.head.lock().unwrap_or_else(PoisonError::into_inner) = None;
-        self.recent
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-    }
-}
-
-/// [`ThreadWrites`], shared.
-pub(crate) type Queue = Arc<ThreadWrites>;
+use crate::db::{Db, Inner};
+use crate::error::DbError;
+use crate::queue::{Committer, Pending, Queue, ThreadWrites};
 
 impl<S: Store + 'static> Db<S> {
     /// Writes `batch` as one event of this peer's log (ACL batches with the ACL key, others

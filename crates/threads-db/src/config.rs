@@ -1,0 +1,126 @@
+//! How a [`Db`](crate::Db) runs: its configuration, clock source and custom views.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use threads_id::Multiaddr;
+use threads_log::{TimeSource, WallClock};
+use threads_net::Faults;
+use threads_views::{Reducer, ViewConfig};
+
+/// How a [`Db`] runs.
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    /// Where the node listens (default: a free TCP port on 127.0.0.1).
+    pub listen: Vec<Multiaddr>,
+    /// How often the node syncs with its peers (default: 2 s).
+    pub sync_interval: Duration,
+    /// How the views run.
+    pub views: ViewConfig,
+    /// Faults the node injects (none by default): for tests of replication.
+    pub faults: Faults,
+    /// Where the clock reads the physical time (the system's wall clock by default).
+    pub time: TimeFn,
+    /// Views of the application's own beside the built-in ones ([`DbConfig::with_view`]).
+    pub custom: CustomViews,
+}
+
+/// The application's own reducers, in the order added ([`DbConfig::with_view`]).
+#[derive(Clone, Default)]
+pub struct CustomViews(pub(crate) Vec<Arc<dyn Reducer>>);
+
+impl std::fmt::Debug for CustomViews {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|r| r.name().to_owned()))
+            .finish()
+    }
+}
+
+/// A source of physical time for a [`Db`]'s clock ([`DbConfig::with_time`]).
+#[derive(Clone)]
+pub struct TimeFn(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl TimeFn {
+    /// Milliseconds since the Unix epoch from `now`.
+    pub fn new(now: impl Fn() -> u64 + Send + Sync + 'static) -> TimeFn {
+        TimeFn(Arc::new(now))
+    }
+
+    /// The system's wall clock.
+    pub fn wall() -> TimeFn {
+        TimeFn::new(|| WallClock.now_ms())
+    }
+}
+
+impl TimeSource for TimeFn {
+    fn now_ms(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for TimeFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TimeFn")
+    }
+}
+
+impl Default for DbConfig {
+    fn default() -> DbConfig {
+        DbConfig {
+            listen: vec![
+                "/ip4/127.0.0.1/tcp/0"
+                    .parse()
+                    .unwrap_or_else(|_| unreachable!("a valid address")),
+            ],
+            sync_interval: Duration::from_secs(2),
+            views: ViewConfig::new(),
+            faults: Faults::new(),
+            time: TimeFn::wall(),
+            custom: CustomViews::default(),
+        }
+    }
+}
+
+impl DbConfig {
+    /// Listens on `addrs` instead.
+    #[must_use]
+    pub fn with_listen(mut self, addrs: Vec<Multiaddr>) -> DbConfig {
+        self.listen = addrs;
+        self
+    }
+
+    /// Injects `faults` into the node's pushes and requests (for tests; keep the handle to
+    /// change them while the database runs).
+    #[must_use]
+    pub fn with_faults(mut self, faults: Faults) -> DbConfig {
+        self.faults = faults;
+        self
+    }
+
+    /// Adds the application's own view, computed from the thread's events like the
+    /// built-in ones on every peer, persisted and caught up the same way: write to it with
+    /// [`Db::write`] (a [`Batch`] with operations addressed to its name), read it with
+    /// [`Db::read_view`]. Its name must differ from the built-in views' (`kv`, `docs`,
+    /// `crdt`, `acl`) and from the other custom views' ([`Db::open`] refuses it otherwise).
+    #[must_use]
+    pub fn with_view(mut self, reducer: impl Reducer + 'static) -> DbConfig {
+        self.custom.0.push(Arc::new(reducer));
+        self
+    }
+
+    /// Reads physical time from `time` instead of the wall clock (for tests of clocks that
+    /// move back).
+    #[must_use]
+    pub fn with_time(mut self, time: TimeFn) -> DbConfig {
+        self.time = time;
+        self
+    }
+
+    /// Syncs every `interval` instead.
+    #[must_use]
+    pub const fn with_sync_interval(mut self, interval: Duration) -> DbConfig {
+        self.sync_interval = interval;
+        self
+    }
+}

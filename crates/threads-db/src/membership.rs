@@ -1,0 +1,100 @@
+//! Threads a peer holds: creating one, inviting a member, joining with an invite.
+
+use threads_acl::{ACL_VIEW, AclInvite, AclOp, Role, new_thread};
+use threads_crypto::{KeySet, PublicKey, ThreadKey};
+use threads_id::{LogId, ThreadId, Variant};
+use threads_net::Invite;
+use threads_store::Store;
+use threads_views::Batch;
+
+use crate::db::{Db, open_thread};
+use crate::error::DbError;
+
+impl<S: Store + 'static> Db<S> {
+    /// Creates a thread: `Raw` (every member with the keys may write) or
+    /// `AccessControlled` (this peer owns its ACL; others get roles with
+    /// [`Db::invite`]).
+    ///
+    /// # Errors
+    /// A store, network or view error.
+    pub async fn create_thread(&self, variant: Variant) -> Result<ThreadId, DbError> {
+        let node = &self.inner.node;
+        let thread = match variant {
+            Variant::Raw => node.create_thread(Variant::Raw).await?.0,
+            Variant::AccessControlled => {
+                let (thread, salt) = new_thread(&self.inner.me.log_id());
+                node.store()
+                    .put_thread(thread, &ThreadKey::generate())
+                    .await?;
+                node.watch(thread).await?;
+                open_thread(&self.inner, thread).await?;
+                let init = Batch::new().with(ACL_VIEW, AclOp::Init { salt }.encode());
+                self.write(thread, init).await?;
+                thread
+            }
+            other => {
+                return Err(DbError::Key(format!("unknown thread variant {other}")));
+            }
+        };
+        open_thread(&self.inner, thread).await?;
+        Ok(thread)
+    }
+
+    /// An invite for `member` with `role` (as text). In an access-controlled thread this
+    /// also writes the ACL change that gives the role (and hands over read keys). A
+    /// follower's invite carries no read key.
+    ///
+    /// # Errors
+    /// [`DbError::UnknownThread`], or the ACL change cannot be written.
+    pub async fn invite(
+        &self,
+        thread: ThreadId,
+        member: LogId,
+        role: Role,
+    ) -> Result<String, DbError> {
+        let addrs: Vec<_> = self.inner.node.thread_addr(thread).into_iter().collect();
+        let views = self.views(thread).await?;
+        if thread.variant() == Variant::AccessControlled {
+            let batch = views.lock().await.set_role(member, role).await?;
+            self.write(thread, batch).await?;
+            let invite = views.lock().await.invite(addrs, &member, role)?;
+            return Ok(invite.to_text().to_string());
+        }
+        let key = self
+            .inner
+            .node
+            .store()
+            .thread_key(thread)
+            .await?
+            .ok_or(DbError::UnknownThread(thread))?;
+        let key = if role.can_read() {
+            key
+        } else {
+            key.to_follower()
+        };
+        let public = PublicKey::from_log_id(&member).map_err(|e| DbError::Key(e.to_string()))?;
+        let invite = Invite::sealed(addrs, &KeySet::new(thread, key), &public);
+        Ok(AclInvite::new(role, invite).to_text().to_string())
+    }
+
+    /// Joins a thread from an invite's text: stores its keys, pulls it from the inviter,
+    /// and opens its views. Returns the thread.
+    ///
+    /// # Errors
+    /// A bad invite, or no address answered.
+    pub async fn join(&self, invite: &str) -> Result<ThreadId, DbError> {
+        let invite: AclInvite = invite.parse()?;
+        let (addrs, _) = invite.open(&self.inner.me)?;
+        let (thread, _) = self
+            .inner
+            .node
+            .join(invite.invite(), &self.inner.me)
+            .await?;
+        for addr in addrs {
+            self.add_peer(addr).await?;
+        }
+        open_thread(&self.inner, thread).await?;
+        self.catch_up(thread).await?;
+        Ok(thread)
+    }
+}

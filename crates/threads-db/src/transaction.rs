@@ -1,0 +1,169 @@
+//! Transactions (several operations as one event) and automerge edits: built here,
+//! written by the write path (`write.rs`).
+
+use serde_json::Value;
+use threads_id::ThreadId;
+use threads_store::Store;
+use threads_views::{Batch, Kv};
+
+use crate::crdt::{CRDT_VIEW, Crdt};
+use crate::db::{Db, KV_VIEW};
+use crate::docs::{DOCS_VIEW, DocOp, Docs};
+use crate::error::{DbError, DocError};
+
+impl<S: Store + 'static> Db<S> {
+    /// A transaction: writes collected and written as one event.
+    pub fn transaction(&self, thread: ThreadId) -> Transaction<'_, S> {
+        Transaction {
+            db: self,
+            thread,
+            batch: Batch::new(),
+            docs: Vec::new(),
+        }
+    }
+
+    /// Changes an automerge document: `edit` makes changes on the current document, which
+    /// are written as one event.
+    ///
+    /// # Errors
+    /// [`DbError::UnknownThread`], a write error, or [`DocError::Automerge`].
+    pub async fn change_crdt(
+        &self,
+        thread: ThreadId,
+        collection: &str,
+        id: &str,
+        edit: impl FnOnce(&mut automerge::AutoCommit) -> Result<(), automerge::AutomergeError>,
+    ) -> Result<u64, DbError> {
+        let mut doc = {
+            let views = self.views(thread).await?;
+            let mut views = views.lock().await;
+            views
+                .read(CRDT_VIEW, |state| {
+                    self.inner.crdt.document_kept(thread, state, collection, id)
+                })
+                .await??
+        };
+        doc.set_actor(automerge::ActorId::from(self.inner.me.log_id().to_bytes()));
+        edit(&mut doc).map_err(|e| DocError::Automerge(e.to_string()))?;
+        doc.commit();
+        let Some(change) = doc.get_last_local_change() else {
+            return Err(DocError::Automerge("the edit changed nothing".to_owned()).into());
+        };
+        self.write(
+            thread,
+            Batch::new().with(CRDT_VIEW, Crdt::change(collection, id, &change)),
+        )
+        .await
+    }
+}
+
+/// Writes collected to be written as one event ([`Db::transaction`]).
+#[must_use = "a transaction does nothing until committed"]
+pub struct Transaction<'a, S: Store + 'static> {
+    db: &'a Db<S>,
+    thread: ThreadId,
+    batch: Batch,
+    docs: Vec<DocOp>,
+}
+
+impl<S: Store + 'static> std::fmt::Debug for Transaction<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("thread", &self.thread)
+            .field("operations", &self.batch.ops().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store + 'static> Transaction<'_, S> {
+    /// Sets `key` to `value` in the key-value view.
+    pub fn put(mut self, key: &[u8], value: &[u8]) -> Self {
+        self.batch.push(KV_VIEW, Kv::put(key, value));
+        self
+    }
+
+    /// Deletes `key` from the key-value view.
+    pub fn del(mut self, key: &[u8]) -> Self {
+        self.batch.push(KV_VIEW, Kv::del(key));
+        self
+    }
+
+    /// A document operation.
+    pub fn doc(mut self, op: DocOp) -> Self {
+        self.batch.push(DOCS_VIEW, op.encode());
+        self.docs.push(op);
+        self
+    }
+
+    /// Creates a collection with a JSON Schema.
+    pub fn create_collection(self, name: &str, schema: &Value) -> Self {
+        self.doc(DocOp::CreateCollection {
+            name: name.to_owned(),
+            schema: schema.to_string(),
+        })
+    }
+
+    /// Creates a document.
+    pub fn create(self, collection: &str, id: &str, doc: &Value) -> Self {
+        self.doc(DocOp::Create {
+            collection: collection.to_owned(),
+            id: id.to_owned(),
+            doc: doc.to_string(),
+        })
+    }
+
+    /// Replaces a document.
+    pub fn save(self, collection: &str, id: &str, doc: &Value) -> Self {
+        self.doc(DocOp::Save {
+            collection: collection.to_owned(),
+            id: id.to_owned(),
+            doc: doc.to_string(),
+        })
+    }
+
+    /// Deletes a document.
+    pub fn delete(self, collection: &str, id: &str) -> Self {
+        self.doc(DocOp::Delete {
+            collection: collection.to_owned(),
+            id: id.to_owned(),
+        })
+    }
+
+    /// Checks the document operations against the current state (a schema violation, an
+    /// unknown collection, a taken unique value are refused here, and nothing is written),
+    /// then writes everything as one event. Returns its counter in this peer's log.
+    ///
+    /// # Errors
+    /// A [`DocError`], or as [`Db::write`].
+    pub async fn commit(self) -> Result<u64, DbError> {
+        {
+            let views = self.db.views(self.thread).await?;
+            let mut views = views.lock().await;
+            let checker = Docs::default();
+            let created: Vec<&str> = self
+                .docs
+                .iter()
+                .filter_map(|op| match op {
+                    DocOp::CreateCollection { name, .. } => Some(name.as_str()),
+                    _ => None,
+                })
+                .collect();
+            views
+                .read(DOCS_VIEW, |state| {
+                    for op in &self.docs {
+                        match checker.check(state, op) {
+                            Ok(()) => {}
+                            // An operation on a collection this transaction creates is
+                            // checked when it applies.
+                            Err(DocError::UnknownCollection(name))
+                                if created.contains(&name.as_str()) => {}
+                            Err(error) => return Err(error),
+                        }
+                    }
+                    Ok(())
+                })
+                .await??;
+        }
+        self.db.write(self.thread, self.batch).await
+    }
+}
