@@ -665,7 +665,10 @@ impl<S: Store + 'static> Node<S> {
 
     /// Writes `payload` to `writer`'s log: appends after the stored head (with the skip
     /// link the counter needs), stores the entry, and queues it for every known peer of
-    /// the thread and for a head announcement ([`Node::publish`]). Returns once the entry
+    /// the thread and for a head announcement ([`Node::publish`]). This is the write of
+    /// logs replicated without views; a database (threads-db) writes through its own path
+    /// (`Db::write`), which checks a write against the views and stores it with the rows
+    /// that apply it. Returns once the entry
     /// is stored; the push goes out in the background, in log order, retried until the
     /// peer has it.
     ///
