@@ -390,6 +390,7 @@ impl ViewBook for MemoryStore {
     }
 
     async fn view_commit(&self, commit: &ViewCommit) -> Result<()> {
+        commit.check()?;
         self.lock().view_commit(commit);
         Ok(())
     }
@@ -403,6 +404,9 @@ impl ViewBook for MemoryStore {
         commits: &[ViewCommit],
     ) -> Result<AppendOutcome> {
         let last = check_chain(expected, batch)?;
+        for commit in commits {
+            commit.check()?;
+        }
         let mut inner = self.lock();
         let outcome = inner.append(thread, log, expected, batch, last)?;
         if let AppendOutcome::Appended { .. } = outcome {

@@ -313,6 +313,7 @@ impl PostgresStore {
 
     /// Writes `commit` in the transaction `conn`.
     async fn view_commit_in(conn: &mut PgConnection, commit: &ViewCommit) -> Result<()> {
+        commit.check()?;
         let scope = commit.scope.as_str();
         for change in &commit.changes {
             if change.reset {
@@ -344,24 +345,32 @@ impl PostgresStore {
                 .execute(&mut *conn)
                 .await?;
             }
-            if !change.puts.is_empty() {
-                let (keys, values): (Vec<&[u8]>, Vec<&[u8]>) = change
-                    .puts
-                    .iter()
-                    .map(|(k, v)| (k.as_slice(), v.as_slice()))
-                    .unzip();
-                sqlx::query(
-                    "INSERT INTO threads_v1_view_rows (scope, view, key, value) \
-                     SELECT $1, $2, k, v FROM UNNEST($3::bytea[], $4::bytea[]) AS t (k, v) \
-                     ON CONFLICT (scope, view, key) DO UPDATE SET value = EXCLUDED.value",
-                )
-                .bind(scope)
-                .bind(&change.view)
-                .bind(keys)
-                .bind(values)
-                .execute(&mut *conn)
-                .await?;
-            }
+        }
+        // Every view's new rows in one statement (a commit changes a view at most once).
+        let puts = commit
+            .changes
+            .iter()
+            .flat_map(|c| c.puts.iter().map(move |p| (c, p)));
+        let mut views: Vec<&str> = Vec::new();
+        let mut keys: Vec<&[u8]> = Vec::new();
+        let mut values: Vec<&[u8]> = Vec::new();
+        for (change, (key, value)) in puts {
+            views.push(&change.view);
+            keys.push(key);
+            values.push(value);
+        }
+        if !keys.is_empty() {
+            sqlx::query(
+                "INSERT INTO threads_v1_view_rows (scope, view, key, value) \
+                 SELECT $1, w, k, v FROM UNNEST($2::text[], $3::bytea[], $4::bytea[]) AS t (w, k, v) \
+                 ON CONFLICT (scope, view, key) DO UPDATE SET value = EXCLUDED.value",
+            )
+            .bind(scope)
+            .bind(views)
+            .bind(keys)
+            .bind(values)
+            .execute(&mut *conn)
+            .await?;
         }
         sqlx::query(
             "INSERT INTO threads_v1_view_cursors (scope, cursor) VALUES ($1, $2) \

@@ -379,6 +379,7 @@ impl SqliteStore {
 
     /// Writes `commit` in the transaction `conn`.
     async fn view_commit_in(conn: &mut SqliteConnection, commit: &ViewCommit) -> Result<()> {
+        commit.check()?;
         let scope = commit.scope.as_str();
         for change in &commit.changes {
             if change.reset {
@@ -413,22 +414,31 @@ impl SqliteStore {
                 }
                 query.execute(&mut *conn).await?;
             }
-            for rows in change.puts.chunks(ROWS_PER_STATEMENT) {
-                let sql = format!(
-                    "INSERT OR REPLACE INTO view_rows (scope, view, key, value) VALUES {}",
-                    (0..rows.len())
-                        .map(|i| format!("(?1, ?2, ?{}, ?{})", 3 + 2 * i, 4 + 2 * i))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(scope)
-                    .bind(&change.view);
-                for (key, value) in rows {
-                    query = query.bind(key).bind(value);
-                }
-                query.execute(&mut *conn).await?;
+        }
+        // Every view's new rows together, many per statement (a commit changes a view at
+        // most once, so deletes and resets above are not undone by another view's puts).
+        let puts: Vec<(&str, &[u8], &[u8])> = commit
+            .changes
+            .iter()
+            .flat_map(|c| {
+                c.puts
+                    .iter()
+                    .map(|(k, v)| (c.view.as_str(), k.as_slice(), v.as_slice()))
+            })
+            .collect();
+        for rows in puts.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT OR REPLACE INTO view_rows (scope, view, key, value) VALUES {}",
+                (0..rows.len())
+                    .map(|i| format!("(?1, ?{}, ?{}, ?{})", 2 + 3 * i, 3 + 3 * i, 4 + 3 * i))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(scope);
+            for (view, key, value) in rows {
+                query = query.bind(*view).bind(*key).bind(*value);
             }
+            query.execute(&mut *conn).await?;
         }
         sqlx::query("INSERT OR REPLACE INTO view_cursors (scope, cursor) VALUES (?, ?)")
             .bind(scope)

@@ -35,8 +35,24 @@ pub struct ViewCommit {
     pub scope: String,
     /// The scope's new cursor.
     pub cursor: Vec<u8>,
-    /// Row changes, per view.
+    /// Row changes, per view: at most one per view (a backend may apply one view's puts
+    /// after another view's deletes).
     pub changes: Vec<ViewChange>,
+}
+
+impl ViewCommit {
+    /// Refuses a commit that changes a view twice (see [`ViewCommit::changes`]).
+    pub(crate) fn check(&self) -> Result<()> {
+        let mut views: Vec<&str> = self.changes.iter().map(|c| c.view.as_str()).collect();
+        views.sort_unstable();
+        if views.windows(2).any(|pair| pair[0] == pair[1]) {
+            return Err(crate::StoreError::Corrupt(format!(
+                "a commit of scope {} changes a view twice",
+                self.scope
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// A range of a view's keys to read, in key order: keys from `from` (after it when

@@ -433,6 +433,48 @@ async fn appends_with_views<S: Store>(store: &S) {
         store.head(thread, log).await.expect("head"),
         Some(entries[149].record.head())
     );
+    // A commit that changes one view twice is refused, and writes nothing.
+    let twice = ViewCommit {
+        changes: vec![
+            commit(b"t", b"t").changes[0].clone(),
+            commit(b"t", b"u").changes[0].clone(),
+        ],
+        ..commit(b"t", b"t")
+    };
+    let err = store.view_commit(&twice).await;
+    assert!(matches!(err, Err(StoreError::Corrupt(_))), "{err:?}");
+    assert_eq!(rows().await.len(), 2);
+    // Puts of several views in one commit, beside a view's deletes.
+    let several = ViewCommit {
+        scope: "s".to_owned(),
+        cursor: b"c3".to_vec(),
+        changes: vec![
+            ViewChange {
+                view: "v".to_owned(),
+                deletes: vec![b"a".to_vec()],
+                puts: vec![(b"c".to_vec(), b"3".to_vec())],
+                ..ViewChange::default()
+            },
+            ViewChange {
+                view: "w".to_owned(),
+                puts: vec![(b"a".to_vec(), b"w".to_vec())],
+                ..ViewChange::default()
+            },
+        ],
+    };
+    store.view_commit(&several).await.expect("commit");
+    assert_eq!(
+        rows().await,
+        vec![
+            (b"b".to_vec(), b"c2".to_vec()),
+            (b"c".to_vec(), b"3".to_vec())
+        ]
+    );
+    let w = store
+        .view_range("s", "w", &RowRange::new(Vec::new(), None, 100))
+        .await
+        .expect("rows");
+    assert_eq!(w, vec![(b"a".to_vec(), b"w".to_vec())]);
 }
 
 async fn concurrent_appenders<S: Store + 'static>(store: Arc<S>) {
