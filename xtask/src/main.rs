@@ -36,13 +36,17 @@ const LAYERS: [&str; 8] = [
 const EXAMPLES: [&str; 1] = ["custom_view"];
 
 /// The fuzz targets in `fuzz/fuzz_targets/`.
-const FUZZ_TARGETS: [&str; 6] = [
+const FUZZ_TARGETS: [&str; 10] = [
     "thread_id_bytes",
     "thread_id_text",
     "thread_addr",
     "keyset_open",
     "record_decode",
     "log_append",
+    "message_bytes",
+    "announcement",
+    "invite_bytes",
+    "wire_entries",
 ];
 
 fn main() -> Result<()> {

@@ -1,4 +1,4 @@
-//! How a [`Db`](crate::Db) runs: its configuration, clock source and custom views.
+//! How a [`Db`](crate::Db)(crate::Db) runs: its configuration, clock source and custom views.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use threads_log::{TimeSource, WallClock};
 use threads_net::Faults;
 use threads_views::{Reducer, ViewConfig};
 
-/// How a [`Db`] runs.
+/// How a [`Db`](crate::Db) runs.
 #[derive(Debug, Clone)]
 pub struct DbConfig {
     /// Where the node listens (default: a free TCP port on 127.0.0.1).
@@ -37,7 +37,7 @@ impl std::fmt::Debug for CustomViews {
     }
 }
 
-/// A source of physical time for a [`Db`]'s clock ([`DbConfig::with_time`]).
+/// A source of physical time for a [`Db`](crate::Db)'s clock ([`DbConfig::with_time`]).
 #[derive(Clone)]
 pub struct TimeFn(Arc<dyn Fn() -> u64 + Send + Sync>);
 
@@ -100,9 +100,9 @@ impl DbConfig {
 
     /// Adds the application's own view, computed from the thread's events like the
     /// built-in ones on every peer, persisted and caught up the same way: write to it with
-    /// [`Db::write`] (a [`Batch`] with operations addressed to its name), read it with
-    /// [`Db::read_view`]. Its name must differ from the built-in views' (`kv`, `docs`,
-    /// `crdt`, `acl`) and from the other custom views' ([`Db::open`] refuses it otherwise).
+    /// [`Db::write`](crate::Db::write) (a [`Batch`](threads_views::Batch) with operations addressed to its name), read it with
+    /// [`Db::read_view`](crate::Db::read_view). Its name must differ from the built-in views' (`kv`, `docs`,
+    /// `crdt`, `acl`) and from the other custom views' ([`Db::open`](crate::Db::open) refuses it otherwise).
     #[must_use]
     pub fn with_view(mut self, reducer: impl Reducer + 'static) -> DbConfig {
         self.custom.0.push(Arc::new(reducer));

@@ -79,7 +79,7 @@ pub enum DocError {
     Automerge(String),
 }
 
-/// What can go wrong in a [`Db`].
+/// What can go wrong in a [`Db`](crate::Db).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DbError {

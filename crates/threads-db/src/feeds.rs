@@ -17,7 +17,7 @@ impl<S: Store + 'static> Db<S> {
     /// set as added). Dropping the receiver ends it.
     ///
     /// # Errors
-    /// [`DbError::UnknownThread`], or [`DocError::BadQuery`].
+    /// [`DbError::UnknownThread`], or [`DocError::BadQuery`](crate::DocError::BadQuery).
     pub async fn live_query(
         &self,
         thread: ThreadId,

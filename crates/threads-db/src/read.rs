@@ -60,7 +60,8 @@ impl<S: Store + 'static> Db<S> {
     /// Runs a query over a document collection.
     ///
     /// # Errors
-    /// [`DocError::UnknownCollection`], [`DocError::BadQuery`].
+    /// [`DocError::UnknownCollection`](crate::DocError::UnknownCollection),
+    /// [`DocError::BadQuery`](crate::DocError::BadQuery).
     pub async fn query(
         &self,
         thread: ThreadId,
@@ -74,8 +75,9 @@ impl<S: Store + 'static> Db<S> {
             .await??)
     }
 
-    /// Reads a view of the thread (a custom one added with [`DbConfig::with_view`], or a
-    /// built-in one) with `read`, under the thread's views lock: the state is the one
+    /// Reads a view of the thread (a custom one added with
+    /// [`DbConfig::with_view`](crate::DbConfig::with_view), or a built-in one) with
+    /// `read`, under the thread's views lock: the state is the one
     /// of the latest applied event, consistent across the view's rows. `read` may run more
     /// than once (see [`threads_views::Views::read`]): it must depend only on the state.
     ///

@@ -47,6 +47,7 @@
 
 mod admission;
 mod auth;
+pub mod check;
 mod faults;
 pub mod gossip;
 mod health;

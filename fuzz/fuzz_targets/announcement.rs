@@ -1,0 +1,4 @@
+//! Fuzz target: `threads_net::check::announcement`, a decoder reachable from the network.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| threads_net::check::announcement(data));
