@@ -100,7 +100,6 @@ fn network_seeds_are_saved() {
         .iter()
         .map(|a| WireEntry::from_entry(&a.entry))
         .collect();
-    let cbor = |value: &dyn erased::Encode| value.encode();
     let peer = Identity::from_secret_bytes(&[0x55; 32]).log_id().peer_id();
     let other = Identity::from_secret_bytes(&[0x66; 32]).log_id().peer_id();
     let proof = AuthProof::new(key.service(), &thread, &peer, &other);
@@ -110,11 +109,11 @@ fn network_seeds_are_saved() {
     let requests = [
         Request::GetLogs {
             thread,
-            proof: proof.clone(),
+            proof,
         },
         Request::GetRecords {
             thread,
-            proof: proof.clone(),
+            proof,
             log: writer.log_id(),
             after: 1,
             max_entries: 100,
@@ -122,7 +121,7 @@ fn network_seeds_are_saved() {
         },
         Request::PushRecords {
             thread,
-            proof: proof.clone(),
+            proof,
             log: writer.log_id(),
             entries: wire.clone(),
         },
@@ -193,14 +192,6 @@ fn network_seeds_are_saved() {
 }
 
 /// CBOR as the node's codec writes it.
-mod erased {
-    pub trait Encode {
-        fn encode(&self) -> Vec<u8>;
-    }
-
-    impl<T: serde::Serialize> Encode for T {
-        fn encode(&self) -> Vec<u8> {
-            cbor4ii::serde::to_vec(Vec::new(), self).expect("encodes")
-        }
-    }
+fn cbor<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    cbor4ii::serde::to_vec(Vec::new(), value).expect("encodes")
 }
