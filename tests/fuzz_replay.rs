@@ -107,10 +107,7 @@ fn network_seeds_are_saved() {
         .parse()
         .expect("addr");
     let requests = [
-        Request::GetLogs {
-            thread,
-            proof,
-        },
+        Request::GetLogs { thread, proof },
         Request::GetRecords {
             thread,
             proof,
