@@ -53,6 +53,7 @@ pub mod gossip;
 mod health;
 mod ingest;
 mod invite;
+mod limits;
 pub mod message;
 mod node;
 mod peers;

@@ -19,7 +19,8 @@ use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, Respons
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, gossipsub, identify, mdns, noise, ping, tcp, yamux,
+    Multiaddr, PeerId, StreamProtocol, connection_limits, gossipsub, identify, mdns, noise, ping,
+    tcp, yamux,
 };
 use threads_crypto::{Identity, ThreadKey};
 use threads_id::{LogId, ThreadAddr, ThreadId};
@@ -33,6 +34,7 @@ use crate::admission::{Admission, AdmitAll};
 use crate::faults::Faults;
 use crate::gossip::{decode_announcement, encode_announcement, topic_name};
 use crate::health::{Health, SyncStatus};
+use crate::limits::{PeerLimitConfig, PeerLimits};
 use crate::message::{MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, Refusal, Request, Response};
 use crate::peers::PeerBook;
 use crate::push::PushQueues;
@@ -110,9 +112,19 @@ pub struct NetConfig {
     listen: Vec<Multiaddr>,
     request_timeout: Duration,
     max_inbound_tasks: usize,
+    peer_limits: PeerLimitConfig,
+    connection_limits: ConnectionLimitConfig,
     mdns: bool,
     admission: Arc<dyn Admission>,
     faults: Faults,
+}
+
+/// Connection limits ([`NetConfig::with_connection_limits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ConnectionLimitConfig {
+    incoming: u32,
+    pending_incoming: u32,
+    per_peer: u32,
 }
 
 impl std::fmt::Debug for NetConfig {
@@ -133,6 +145,12 @@ impl NetConfig {
             listen: addrs.into_iter().collect(),
             request_timeout: Duration::from_secs(30),
             max_inbound_tasks: 64,
+            peer_limits: PeerLimitConfig::default(),
+            connection_limits: ConnectionLimitConfig {
+                incoming: 512,
+                pending_incoming: 128,
+                per_peer: 4,
+            },
             mdns: false,
             admission: Arc::new(AdmitAll),
             faults: Faults::new(),
@@ -165,6 +183,37 @@ impl NetConfig {
         self
     }
 
+    /// How many requests one peer may have answered at once (default 16), and how fast it
+    /// may send them: `per_second` on average, `burst` at once after a quiet time (default
+    /// 500 and 1,000). A request beyond a limit is refused `Unavailable` (the peer retries
+    /// later) and counted ([`Node::refused_requests`]), so one peer cannot take the
+    /// inbound slots every peer shares.
+    pub fn with_peer_limits(mut self, in_flight: usize, per_second: u32, burst: u32) -> NetConfig {
+        self.peer_limits = PeerLimitConfig {
+            in_flight: in_flight.max(1),
+            per_second: f64::from(per_second.max(1)),
+            burst: f64::from(burst.max(1)),
+        };
+        self
+    }
+
+    /// How many connections this node accepts: established incoming ones (default 512),
+    /// incoming ones still being set up (default 128), and established ones per peer, in
+    /// either direction (default 4). Connections beyond them are closed at once.
+    pub fn with_connection_limits(
+        mut self,
+        incoming: u32,
+        pending_incoming: u32,
+        per_peer: u32,
+    ) -> NetConfig {
+        self.connection_limits = ConnectionLimitConfig {
+            incoming,
+            pending_incoming,
+            per_peer,
+        };
+        self
+    }
+
     /// How long a request may take.
     pub fn with_request_timeout(mut self, timeout: Duration) -> NetConfig {
         self.request_timeout = timeout;
@@ -174,6 +223,7 @@ impl NetConfig {
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    limits: connection_limits::Behaviour,
     sync: request_response::Behaviour<request_response::cbor::codec::Codec<Request, Response>>,
     gossip: gossipsub::Behaviour,
     identify: identify::Behaviour,
@@ -218,6 +268,8 @@ pub(crate) struct Shared<S> {
     /// Peers the periodic sync waits for after failures: (failures, until when). An inbound
     /// request from a peer clears its entry (it is back).
     pub(crate) backoff: Arc<Mutex<HashMap<PeerId, (u32, tokio::time::Instant)>>>,
+    /// Each peer's inbound requests in flight and rate.
+    limits: Arc<Mutex<PeerLimits>>,
     pub(crate) cancel: CancellationToken,
     /// When each (peer, thread) last made us pull by an announcement.
     announced: Mutex<HashMap<(PeerId, ThreadId), tokio::time::Instant>>,
@@ -291,6 +343,12 @@ impl<S: Store + 'static> Node<S> {
         let builder = builder.with_quic();
         let mut swarm = builder
             .with_behaviour(|key| Behaviour {
+                limits: connection_limits::Behaviour::new(
+                    connection_limits::ConnectionLimits::default()
+                        .with_max_established_incoming(Some(config.connection_limits.incoming))
+                        .with_max_pending_incoming(Some(config.connection_limits.pending_incoming))
+                        .with_max_established_per_peer(Some(config.connection_limits.per_peer)),
+                ),
                 sync: request_response::Behaviour::with_codec(
                     codec,
                     [(SYNC_PROTOCOL, ProtocolSupport::Full)],
@@ -375,6 +433,7 @@ impl<S: Store + 'static> Node<S> {
                 faults: config.faults.clone(),
                 pushes: PushQueues::default(),
                 backoff: Arc::default(),
+                limits: Arc::new(Mutex::new(PeerLimits::new(config.peer_limits))),
                 cancel: CancellationToken::new(),
                 arrivals: std::sync::atomic::AtomicU64::new(0),
                 announced: Mutex::default(),
@@ -712,9 +771,34 @@ impl<S: Store + 'static> Node<S> {
         }
     }
 
+    /// How many requests of `peer` were refused for going over its limits
+    /// ([`NetConfig::with_peer_limits`]).
+    pub fn refused_requests(&self, peer: &PeerId) -> u64 {
+        self.inner
+            .limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .refused(peer)
+    }
+
     /// Whether [`Node::shutdown`] was called.
     pub fn is_shut_down(&self) -> bool {
         self.inner.cancel.is_cancelled()
+    }
+}
+
+/// An inbound request counted in flight for its peer until dropped.
+struct InFlight {
+    limits: Arc<Mutex<PeerLimits>>,
+    peer: PeerId,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .done(self.peer);
     }
 }
 
@@ -762,11 +846,21 @@ async fn run<S: Store + 'static>(
                             let _ = swarm.behaviour_mut().sync.send_response(channel, Response::Refused(Refusal::Unavailable));
                             continue;
                         }
+                        // Within the peer's own limits, or refused before it is read further.
+                        let admitted = node.inner.limits.lock().unwrap_or_else(|p| p.into_inner()).admit(peer, std::time::Instant::now());
+                        if !admitted {
+                            tracing::debug!(%peer, "request over the peer's limits refused");
+                            let _ = swarm.behaviour_mut().sync.send_response(channel, Response::Refused(Refusal::Unavailable));
+                            continue;
+                        }
+                        let in_flight = InFlight { limits: Arc::clone(&node.inner.limits), peer };
                         // The peer is back: the periodic sync stops waiting for it.
                         node.inner.backoff.lock().unwrap_or_else(|p| p.into_inner()).remove(&peer);
                         let node = node.clone();
                         let wake = wake.clone();
                         inbound.spawn(async move {
+                            // Answered (or dropped): no longer in flight for the peer.
+                            let _in_flight = in_flight;
                             let pushed = match &request {
                                 Request::PushRecords { thread, log, .. } => Some((*thread, *log)),
                                 _ => None,

@@ -340,3 +340,104 @@ async fn a_bad_log_is_quarantined_and_the_peers_other_logs_keep_syncing() {
     honest.shutdown().await;
     mallory.shutdown().await;
 }
+
+/// A peer that floods requests (here: an outsider asking about a thread it cannot prove)
+/// is held to its own limits: beyond them its requests are refused `Unavailable` before
+/// they are read, and counted against it; another peer sending at the same time is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_peer_is_held_to_its_limits_and_others_are_served() {
+    use std::sync::Arc;
+
+    use threads_net::{NetConfig, Node};
+    use threads_store::MemoryStore;
+
+    let thread = ThreadId::from_parts(Variant::Raw, [6; 32]);
+    let key = ThreadKey::generate();
+    // At most 4 requests of one peer at once, 20 a second, bursts of 20.
+    let config =
+        NetConfig::new(["/ip4/127.0.0.1/tcp/0".parse().expect("addr")]).with_peer_limits(4, 20, 20);
+    let honest = Node::start(
+        &Identity::from_secret_bytes(&[95; 32]),
+        Arc::new(MemoryStore::new()),
+        config,
+    )
+    .await
+    .expect("start");
+    let flooder = node(96).await;
+    let friend = node(97).await;
+    for n in [&honest, &friend] {
+        n.store().put_thread(thread, &key).await.expect("put");
+    }
+    let target = honest.peer_id();
+    let addrs = vec![honest.listen_addrs()[0].clone()];
+    let bad_proof = AuthProof::new(
+        ThreadKey::generate().service(),
+        &thread,
+        &flooder.peer_id(),
+        &target,
+    );
+    // 200 requests from the flooder in waves of 40 at once (its own node allows 64
+    // streams), in a task of their own; the friend's requests go out meanwhile.
+    let flood = {
+        let flooder = flooder.clone();
+        let addrs = addrs.clone();
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for _ in 0..5 {
+                let mut wave = tokio::task::JoinSet::new();
+                for _ in 0..40 {
+                    let flooder = flooder.clone();
+                    let addrs = addrs.clone();
+                    wave.spawn(async move {
+                        let request = Request::GetLogs {
+                            thread,
+                            proof: bad_proof,
+                        };
+                        flooder.request(target, addrs, request).await
+                    });
+                }
+                while let Some(answer) = wave.join_next().await {
+                    answers.push(answer.expect("task"));
+                }
+            }
+            answers
+        })
+    };
+    // The friend's requests, sent meanwhile, are answered.
+    let proof = AuthProof::new(key.service(), &thread, &friend.peer_id(), &target);
+    for _ in 0..5 {
+        let answer = tokio::time::timeout(
+            LIMIT,
+            friend.request(target, addrs.clone(), Request::GetLogs { thread, proof }),
+        )
+        .await
+        .expect("in time");
+        assert!(matches!(answer, Ok(Response::Logs(_))), "{answer:?}");
+    }
+    let mut unavailable = 0;
+    let mut unknown = 0;
+    for answer in flood.await.expect("flood") {
+        match answer {
+            Err(NetError::Refused {
+                refusal: Refusal::Unavailable,
+                ..
+            }) => unavailable += 1,
+            Err(NetError::Refused {
+                refusal: Refusal::UnknownThread,
+                ..
+            }) => unknown += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!(unavailable + unknown, 200);
+    // At most the burst and what the rate refilled meanwhile got through.
+    assert!(
+        unavailable >= 100,
+        "{unavailable} refused, {unknown} answered"
+    );
+    assert_eq!(honest.refused_requests(&flooder.peer_id()), unavailable);
+    assert_eq!(honest.refused_requests(&friend.peer_id()), 0);
+    for n in [&honest, &flooder, &friend] {
+        n.shutdown().await;
+    }
+}
