@@ -162,10 +162,19 @@ impl<S: Store + 'static> Node<S> {
             .open(me)
             .map_err(|e| NetError::Invite(e.to_string()))?;
         let thread = keys.thread_id();
-        self.inner
-            .store
-            .put_thread(thread, keys.thread_key())
-            .await?;
+        // A known thread keeps its key unless the invite adds the read key to a follower's:
+        // an invite never replaces the service key nor takes the read key away.
+        let known = self.inner.store.thread_key(thread).await?;
+        let key = keys.thread_key();
+        match known {
+            Some(known) if known.service() != key.service() => {
+                return Err(NetError::Invite(format!(
+                    "the invite's service key is not the one this peer holds for {thread}"
+                )));
+            }
+            Some(known) if known.can_read() || !key.can_read() => {}
+            _ => self.inner.store.put_thread(thread, key).await?,
+        }
         self.watch(thread).await?;
         for addr in &addrs {
             self.add_peer(addr.clone());

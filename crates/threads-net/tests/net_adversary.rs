@@ -441,3 +441,59 @@ async fn a_flooding_peer_is_held_to_its_limits_and_others_are_served() {
         n.shutdown().await;
     }
 }
+
+/// A crafted invite cannot downgrade a peer: joining a thread this peer knows keeps its
+/// read key (an invite carrying the service key only does not take it away) and refuses a
+/// different service key; an invite with the read key upgrades a follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invite_never_downgrades_or_replaces_a_known_key() {
+    use threads_crypto::KeySet;
+    use threads_net::Invite;
+
+    let thread = ThreadId::from_parts(Variant::Raw, [7; 32]);
+    let key = ThreadKey::generate();
+    let me = Identity::from_secret_bytes(&[98; 32]);
+    let peer = node(98).await;
+    peer.store().put_thread(thread, &key).await.expect("put");
+    // The service key only (a follower's invite): the read key stays.
+    let follower = Invite::link(Vec::new(), KeySet::new(thread, key.to_follower()));
+    peer.join(&follower, &me).await.expect("join");
+    let held = peer
+        .store()
+        .thread_key(thread)
+        .await
+        .expect("key")
+        .expect("held");
+    assert!(held.can_read());
+    assert!(held == key);
+    // Another service key for the same thread: refused, nothing changes.
+    let other = Invite::link(Vec::new(), KeySet::new(thread, ThreadKey::generate()));
+    let refused = peer.join(&other, &me).await;
+    assert!(matches!(refused, Err(NetError::Invite(_))), "{refused:?}");
+    assert!(
+        peer.store()
+            .thread_key(thread)
+            .await
+            .expect("key")
+            .expect("held")
+            == key
+    );
+    // A follower given the read key (same service key) can read from then on.
+    let follower_peer = node(99).await;
+    follower_peer
+        .store()
+        .put_thread(thread, &key.to_follower())
+        .await
+        .expect("put");
+    let reader = Invite::link(Vec::new(), KeySet::new(thread, key.clone()));
+    follower_peer.join(&reader, &me).await.expect("join");
+    let held = follower_peer
+        .store()
+        .thread_key(thread)
+        .await
+        .expect("key")
+        .expect("held");
+    assert!(held == key);
+    peer.shutdown().await;
+    follower_peer.shutdown().await;
+}
