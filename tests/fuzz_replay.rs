@@ -151,14 +151,16 @@ fn network_seeds_are_saved() {
     seeds.push((
         "invite_bytes",
         "link".into(),
-        Invite::link(vec![thread_addr.clone()], keys.clone())
+        Invite::link(&writer_id, vec![thread_addr.clone()], keys.clone())
             .to_bytes()
             .to_vec(),
     ));
     seeds.push((
         "invite_bytes",
         "sealed".into(),
-        Invite::sealed(vec![thread_addr], &keys, &recipient.public())
+        Invite::sealed(&writer_id, vec![thread_addr], &keys, &recipient.public())
+            .with_terms(&writer_id, b"role", Some(u64::MAX))
+            .expect("terms")
             .to_bytes()
             .to_vec(),
     ));

@@ -3,6 +3,9 @@
 //! ```text
 //! ACL invite = role code (1 byte) ‖ invite bytes (threads-net)        text: multibase base32
 //! ```
+//!
+//! The invite (threads-net) is signed by the inviter, with the role code as its context:
+//! the role outside must be the one signed, so it cannot be changed on the way.
 
 use std::fmt;
 use std::str::FromStr;
@@ -31,9 +34,18 @@ impl fmt::Debug for AclInvite {
 }
 
 impl AclInvite {
-    /// An invite granting `role`.
-    pub const fn new(role: Role, invite: Invite) -> AclInvite {
-        AclInvite { role, invite }
+    /// An invite granting `role`: `invite`'s signed context must be the role's code
+    /// (`Invite::with_terms(inviter, &[role.code()], expiry)`).
+    ///
+    /// # Errors
+    /// [`AclError::Malformed`] if the invite does not grant `role`.
+    pub fn new(role: Role, invite: Invite) -> Result<AclInvite> {
+        if invite.context() != [role.code()] {
+            return Err(AclError::Malformed(
+                "the role is not the one the inviter signed".to_owned(),
+            ));
+        }
+        Ok(AclInvite { role, invite })
     }
 
     /// The role granted.
@@ -71,10 +83,7 @@ impl AclInvite {
         let (&role, rest) = bytes
             .split_first()
             .ok_or_else(|| AclError::Malformed("empty invite".to_owned()))?;
-        Ok(AclInvite {
-            role: Role::from_code(role)?,
-            invite: Invite::from_bytes(rest)?,
-        })
+        AclInvite::new(Role::from_code(role)?, Invite::from_bytes(rest)?)
     }
 
     /// The text form: multibase (base32, prefix `b`).

@@ -403,8 +403,9 @@ impl<S: Store + 'static> AclViews<S> {
         } else {
             ThreadKey::follower(self.service.clone())
         };
-        let invite = Invite::sealed(addrs, &KeySet::new(self.thread, key), &public);
-        Ok(AclInvite { role, invite })
+        let invite = Invite::sealed(&self.me, addrs, &KeySet::new(self.thread, key), &public)
+            .with_terms(&self.me, &[role.code()], None)?;
+        AclInvite::new(role, invite)
     }
 
     /// The ACL as applied so far.

@@ -1,6 +1,6 @@
 //! Threads a peer holds: creating one, inviting a member, joining with an invite.
 
-use threads_acl::{ACL_VIEW, AclInvite, AclOp, Role, new_thread};
+use threads_acl::{ACL_VIEW, AclError, AclInvite, AclOp, Role, new_thread};
 use threads_crypto::{KeySet, PublicKey, ThreadKey};
 use threads_id::{LogId, ThreadId, Variant};
 use threads_net::Invite;
@@ -73,8 +73,11 @@ impl<S: Store + 'static> Db<S> {
             key.to_follower()
         };
         let public = PublicKey::from_log_id(&member).map_err(|e| DbError::Key(e.to_string()))?;
-        let invite = Invite::sealed(addrs, &KeySet::new(thread, key), &public);
-        Ok(AclInvite::new(role, invite).to_text().to_string())
+        let me = &self.inner.me;
+        let invite = Invite::sealed(me, addrs, &KeySet::new(thread, key), &public)
+            .with_terms(me, &[role.code()], None)
+            .map_err(AclError::from)?;
+        Ok(AclInvite::new(role, invite)?.to_text().to_string())
     }
 
     /// Joins a thread from an invite's text: stores its keys, pulls it from the inviter,

@@ -34,7 +34,8 @@
 //! let (thread, key) = alice.create_thread(Variant::Raw).await?;
 //! let writer = Writer::new(alice_id.clone(), thread, &key).unwrap();
 //! alice.write(&writer, b"hello", Hlc::new(1, 0)).await?;
-//! let invite = Invite::sealed(vec![alice.thread_addr(thread).unwrap()], &KeySet::new(thread, key), &bob_id.public());
+//! let addrs = vec![alice.thread_addr(thread).unwrap()];
+//! let invite = Invite::sealed(&alice_id, addrs, &KeySet::new(thread, key), &bob_id.public());
 //!
 //! // Bob joins from the invite's text and has Alice's entry, verified.
 //! let (_, stored) = bob.join(&invite.to_text().parse().unwrap(), &bob_id).await?;
@@ -66,6 +67,6 @@ pub use auth::AuthProof;
 pub use faults::Faults;
 pub use health::{Health, HealthRow, MAX_HEALTH_ROWS, PeerLogHealth, SyncStatus};
 pub use ingest::{Ingested, Rejection, ingest};
-pub use invite::{Invite, InviteError, MAX_INVITE_ADDRS};
+pub use invite::{Invite, InviteError, MAX_INVITE_ADDRS, MAX_INVITE_CONTEXT};
 pub use node::{NetConfig, NetError, NetEvent, Node, SYNC_PROTOCOL};
 pub use peers::{MAX_EXCHANGED_ADDRS, MAX_THREAD_PEERS};

@@ -456,7 +456,7 @@ async fn an_invite_never_downgrades_or_replaces_a_known_key() {
     let peer = node(98).await;
     peer.store().put_thread(thread, &key).await.expect("put");
     // The service key only (a follower's invite): the read key stays.
-    let follower = Invite::link(Vec::new(), KeySet::new(thread, key.to_follower()));
+    let follower = Invite::link(&me, Vec::new(), KeySet::new(thread, key.to_follower()));
     peer.join(&follower, &me).await.expect("join");
     let held = peer
         .store()
@@ -467,7 +467,7 @@ async fn an_invite_never_downgrades_or_replaces_a_known_key() {
     assert!(held.can_read());
     assert!(held == key);
     // Another service key for the same thread: refused, nothing changes.
-    let other = Invite::link(Vec::new(), KeySet::new(thread, ThreadKey::generate()));
+    let other = Invite::link(&me, Vec::new(), KeySet::new(thread, ThreadKey::generate()));
     let refused = peer.join(&other, &me).await;
     assert!(matches!(refused, Err(NetError::Invite(_))), "{refused:?}");
     assert!(
@@ -485,7 +485,7 @@ async fn an_invite_never_downgrades_or_replaces_a_known_key() {
         .put_thread(thread, &key.to_follower())
         .await
         .expect("put");
-    let reader = Invite::link(Vec::new(), KeySet::new(thread, key.clone()));
+    let reader = Invite::link(&me, Vec::new(), KeySet::new(thread, key.clone()));
     follower_peer.join(&reader, &me).await.expect("join");
     let held = follower_peer
         .store()

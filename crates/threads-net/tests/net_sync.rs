@@ -155,7 +155,9 @@ async fn join_by_invites_and_read_through_a_follower_while_the_writer_is_offline
 
     // A sealed invite for the follower: service key only, opened with its own identity.
     let follower_me = Identity::from_secret_bytes(&[31; 32]);
+    let alice_me = Identity::from_secret_bytes(&[30; 32]);
     let sealed = Invite::sealed(
+        &alice_me,
         vec![alice.thread_addr(thread).expect("address")],
         &KeySet::new(thread, key.to_follower()),
         &follower_me.public(),
@@ -177,6 +179,7 @@ async fn join_by_invites_and_read_through_a_follower_while_the_writer_is_offline
 
     // A link invite pointing at the follower: the reader gets everything from it.
     let link = Invite::link(
+        &follower_me,
         vec![follower.thread_addr(thread).expect("address")],
         KeySet::new(thread, key.clone()),
     );

@@ -170,6 +170,9 @@ pub struct Views<S> {
     /// A replayed event's outcome changed in a way the commutative views cannot follow
     /// (`apply_event`): the rewind in progress becomes a rebuild.
     pub(crate) rebuild_needed: bool,
+    /// A run stopped at an event stored while it went on that sorts before what it had
+    /// applied (`run`): the catch-up rewinds to it.
+    pub(crate) late_in_run: bool,
     /// The budget this scope's cache counts in, and what it counts there.
     pub(crate) budget: Arc<CacheBudget>,
     pub(crate) cached: AtomicUsize,
@@ -284,6 +287,7 @@ impl<S: Store + 'static> Views<S> {
             cached: AtomicUsize::new(0),
             stale: false,
             rebuild_needed: false,
+            late_in_run: false,
             applied_tx,
             rows_tx,
         };

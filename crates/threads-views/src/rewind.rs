@@ -121,7 +121,7 @@ impl<S: Store + 'static> Views<S> {
         }
         tracing::debug!(scope = %self.scope, undone, "late event: undid the events after it");
         let streams = self.streams(&self.mark.clone()).await?;
-        let mut progress = self.run(streams, &previous, Restart::Late).await?;
+        let mut progress = self.run(streams, &previous, Restart::Late, None).await?;
         if std::mem::take(&mut self.rebuild_needed) {
             tracing::info!(
                 scope = %self.scope,
@@ -155,7 +155,7 @@ impl<S: Store + 'static> Views<S> {
             ..Mark::default()
         };
         let streams = self.streams(&self.mark.clone()).await?;
-        let mut progress = self.run(streams, &previous, Restart::Rebuild).await?;
+        let mut progress = self.run(streams, &previous, Restart::Rebuild, None).await?;
         progress.rebuilt = true;
         Ok(progress)
     }

@@ -673,3 +673,58 @@ async fn compaction_drops_superseded_bodies_only_where_no_event_can_be_refused_l
     views.rebuild().await.expect("rebuild");
     assert_eq!(views.digest().await.expect("digest"), before);
 }
+
+/// Entries stored while a catch-up runs, sorting before what the run has applied (a log
+/// whose first entry was applied, then more of it arrives dated earlier than the other
+/// log's events): the run must not apply them out of order. The views end equal to a
+/// replay of the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_stored_during_a_catch_up_behind_it_are_rewound_to() {
+    let store = Arc::new(MemoryStore::new());
+    let (thread, key) = thread(15);
+    store.put_thread(thread, &key).await.expect("thread");
+    let a = writer(thread, &key, 1);
+    let b = writer(thread, &key, 2);
+    for i in 0..400u64 {
+        write_local(
+            &*store,
+            &a,
+            &put(&format!("a{i}"), "a"),
+            Hlc::new(1_000 + i, 0),
+        )
+        .await
+        .expect("write");
+    }
+    // B's first event, the earliest of all: the run applies it first and keeps reading
+    // B's log for more.
+    write_local(&*store, &b, &put("b0", "b"), Hlc::new(1, 0))
+        .await
+        .expect("write");
+    let mut config = ViewConfig::new();
+    config.page = 1;
+    let mut views = Views::open(Arc::clone(&store), thread, reducers(), config)
+        .await
+        .expect("open");
+    let writing = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            for i in 1..40u64 {
+                write_local(&*store, &b, &put(&format!("b{i}"), "b"), Hlc::new(1 + i, 0))
+                    .await
+                    .expect("write");
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    views.catch_up().await.expect("catch up");
+    writing.await.expect("writer");
+    views.catch_up().await.expect("catch up");
+    let mut replay = Views::open_scope(Arc::clone(&store), thread, "replay", reducers(), config)
+        .await
+        .expect("open");
+    replay.catch_up().await.expect("replay");
+    assert_eq!(
+        views.digest().await.expect("digest"),
+        replay.digest().await.expect("digest")
+    );
+}
