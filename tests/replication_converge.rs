@@ -119,6 +119,43 @@ async fn view(db: &Db<SqliteStore>, thread: ThreadId) -> (Vec<(String, serde_jso
     (docs, kv)
 }
 
+/// For each shared document, the save of greatest order that applied, as `db`'s change
+/// feed tells (the one every peer must show), to explain a divergence.
+async fn expected_shared(db: &Db<SqliteStore>, thread: ThreadId) -> Vec<(String, String)> {
+    let mut feed = db
+        .changes(thread, threads_views::Cursor::default())
+        .await
+        .expect("feed");
+    let mut best: std::collections::BTreeMap<String, (threads_log::EventOrder, String)> =
+        std::collections::BTreeMap::new();
+    let total: u64 = heads(db, thread).await.iter().map(|(_, c)| c).sum();
+    let mut seen = 0;
+    while seen < total {
+        let Ok(Ok(Some(event))) =
+            tokio::time::timeout(Duration::from_secs(5), feed.next()).await
+        else {
+            break;
+        };
+        seen += 1;
+        for change in &event.changes {
+            if let threads_db::ChangeKind::Doc {
+                id: Some(id),
+                action: threads_db::DocAction::Save,
+                doc: Some(doc),
+                ..
+            } = &change.kind
+                && change.rejected.is_none()
+                && best.get(id).is_none_or(|(o, _)| *o < event.order)
+            {
+                best.insert(id.clone(), (event.order, doc.to_string()));
+            }
+        }
+    }
+    best.into_iter()
+        .map(|(id, (order, doc))| (id, format!("{doc} at {}/{}/{}", order.time, order.log, order.counter)))
+        .collect()
+}
+
 /// `writes` transactions by `db`, one event each: a new document, a save of a shared one,
 /// and a key.
 async fn write(
@@ -348,11 +385,16 @@ async fn round(number: usize) {
     );
     assert_eq!(owner.1, 3 * N + 3 * N + 2 * N, "round {number}");
     for db in &dbs[1..3] {
-        assert_eq!(
-            view(db, thread).await,
-            owner,
-            "round {number}: identical views"
-        );
+        let shown = view(db, thread).await;
+        if shown != owner {
+            for (name, db) in ["owner", "b", "c"].iter().zip(&dbs) {
+                let view = view(db, thread).await.0;
+                let shared: Vec<_> = view.iter().filter(|(id, _)| id.starts_with('s')).collect();
+                eprintln!("{name} shows {shared:?}");
+                eprintln!("{name} expects {:?}", expected_shared(db, thread).await);
+            }
+        }
+        assert_eq!(shown, owner, "round {number}: identical views");
     }
     assert!(!want.is_empty());
     for peer in &mut peers {
