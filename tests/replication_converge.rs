@@ -131,8 +131,7 @@ async fn expected_shared(db: &Db<SqliteStore>, thread: ThreadId) -> Vec<(String,
     let total: u64 = heads(db, thread).await.iter().map(|(_, c)| c).sum();
     let mut seen = 0;
     while seen < total {
-        let Ok(Ok(Some(event))) =
-            tokio::time::timeout(Duration::from_secs(5), feed.next()).await
+        let Ok(Ok(Some(event))) = tokio::time::timeout(Duration::from_secs(5), feed.next()).await
         else {
             break;
         };
@@ -152,7 +151,12 @@ async fn expected_shared(db: &Db<SqliteStore>, thread: ThreadId) -> Vec<(String,
         }
     }
     best.into_iter()
-        .map(|(id, (order, doc))| (id, format!("{doc} at {}/{}/{}", order.time, order.log, order.counter)))
+        .map(|(id, (order, doc))| {
+            (
+                id,
+                format!("{doc} at {}/{}/{}", order.time, order.log, order.counter),
+            )
+        })
         .collect()
 }
 

@@ -314,10 +314,6 @@ impl<S: Store + 'static> Views<S> {
                 event.order.counter <= replay_until.get(&event.order.log).copied().unwrap_or(0);
             let ordered_only = replay && kind == Restart::Late;
             self.apply(&event, ordered_only).await?;
-            if self.rebuild_needed {
-                // The rewind becomes a rebuild (`rewind`): nothing more to apply here.
-                return Ok(progress);
-            }
             if replay {
                 replay_left -= 1;
                 progress.replayed += 1;
@@ -363,7 +359,6 @@ impl<S: Store + 'static> Views<S> {
             for index in 0..=self.states.len() {
                 self.state_at_mut(index).begin();
             }
-            self.rebuild_needed = false;
             let ordered = self.apply_event(event, ordered_only);
             if self.missed() {
                 // Something read was not in memory: undo this run, fetch, run again.
@@ -425,19 +420,10 @@ impl<S: Store + 'static> Views<S> {
         });
     }
 
-    /// Applies one event, all of its operations or none: every view's operations go
-    /// through the gate and the view's reducer; if any is refused, the event changes no
-    /// view, and each view it addressed gets a rejection (its own reason, or
-    /// [`NOT_APPLIED`] for a view whose operations were fine). Each view's verdict depends
-    /// only on its own state, so the outcome does not depend on the order in which the
-    /// views are tried.
-    ///
-    /// With `ordered_only` (an event replayed after a rewind) only the order-sensitive
-    /// views are run again; the commutative views kept their rows, and their verdicts are
-    /// read back from the rejections. If the event's outcome changes (refused before and
-    /// applied now, or the other way), the commutative views, which followed the old
-    /// outcome, are rebuilt (`rebuild_needed`). Returns whether the event addressed an
-    /// order-sensitive view.
+    /// Applies one event: every operation to its view (to order-sensitive views only when
+    /// `ordered_only`), the operations of one view all or none: a view that refuses its
+    /// operations keeps none of them and records why, the other views apply theirs.
+    /// Returns whether the event addressed an order-sensitive view.
     pub(crate) fn apply_event(&mut self, event: &Decoded, ordered_only: bool) -> bool {
         // A compacted event changes no view (that is why it was compacted).
         let Some(payload) = &event.payload else {
@@ -471,52 +457,17 @@ impl<S: Store + 'static> Views<S> {
                 None => groups.push((view, vec![(index, data)])),
             }
         }
-        let is_ordered =
-            |views: &Views<S>, view: usize| views.reducers[view].kind() == ViewKind::Ordered;
-        let ordered = groups.iter().any(|(view, _)| is_ordered(self, *view));
-        // The views run now, with where each stood before the event and its verdict.
-        let mut ran: Vec<(usize, usize, Option<String>)> = Vec::with_capacity(groups.len());
-        // Replayed: the commutative views' earlier verdicts (`None`: applied; `Some(None)`:
-        // rolled back for another view; `Some(Some(reason))`: refused by itself).
-        let mut before: Vec<(usize, Option<Option<String>>)> = Vec::new();
+        let mut ordered = false;
         for (view, ops) in &groups {
-            if ordered_only && !is_ordered(self, *view) {
-                let row = self
-                    .rejections
-                    .get(&rejection_key(&event.order, self.reducers[*view].name()));
-                let verdict = row.map(|reason| {
-                    (reason != NOT_APPLIED.as_bytes())
-                        .then(|| String::from_utf8_lossy(&reason).into_owned())
-                });
-                before.push((*view, verdict));
+            if self.reducers[*view].kind() == ViewKind::Ordered {
+                ordered = true;
+            } else if ordered_only {
                 continue;
             }
-            let point = self.states[*view].savepoint();
-            let verdict = self.run_group(*view, ops, event.order);
-            ran.push((*view, point, verdict));
-        }
-        let refused_now = ran.iter().any(|(_, _, v)| v.is_some())
-            || before.iter().any(|(_, v)| matches!(v, Some(Some(_))));
-        let refused_before = before.iter().any(|(_, v)| v.is_some());
-        if ordered_only && !before.is_empty() && refused_before != refused_now {
-            // The event's fate changed, and the commutative views followed the old one:
-            // what they applied since may depend on it (an automerge change numbered
-            // after one of this event), so they are rebuilt.
-            self.rebuild_needed = true;
-            return ordered;
-        }
-        if ran.iter().all(|(_, _, v)| v.is_none()) && !refused_now {
-            return ordered;
-        }
-        // Refused: no view keeps any of it.
-        for (view, point, verdict) in ran {
-            self.states[view].roll_back_to(point);
-            let name = self.reducers[view].name().to_owned();
-            self.reject(
-                &event.order,
-                &name,
-                verdict.as_deref().unwrap_or(NOT_APPLIED),
-            );
+            if let Some(reason) = self.run_group(*view, ops, event.order) {
+                let name = self.reducers[*view].name().to_owned();
+                self.reject(&event.order, &name, &reason);
+            }
         }
         ordered
     }
@@ -575,10 +526,6 @@ pub(crate) fn rejection_key(order: &EventOrder, view: &str) -> Vec<u8> {
     key.extend_from_slice(view.as_bytes());
     key
 }
-
-/// The reason given to a view whose operations of an event were fine when another view
-/// refused its own: events apply all or nothing.
-pub const NOT_APPLIED: &str = "not applied: another operation of its event was refused";
 
 /// This peer's wall clock, in milliseconds since the Unix epoch.
 fn now_ms() -> u64 {

@@ -12,7 +12,6 @@ use crate::engine::{Decoded, LogStream, ROW_CHANGES_KEYS, RowChanges, UNDO, View
 use crate::error::Result;
 use crate::event::{Batch, Event, encode_order};
 use crate::mark::UndoRecord;
-use crate::reducer::ViewKind;
 
 /// The rows `commit` changed, per view, for [`Views::watch_rows`].
 fn row_changes(commit: &ViewCommit) -> RowChanges {
@@ -187,9 +186,7 @@ impl<S: Store + 'static> Views<S> {
     /// Drops the bodies of applied events that no view needs any more (every operation
     /// superseded, say a put overwritten by a later put), keeping their signed records, so
     /// the logs stay verifiable and a rebuild gives the same views. Returns how many
-    /// bodies were dropped. Views behind a [`Gate`](crate::Gate), and scopes with both
-    /// order-sensitive and commutative views, drop nothing (an operation that superseded
-    /// another could be refused later).
+    /// bodies were dropped. Views behind a [`Gate`](crate::Gate) drop nothing.
     ///
     /// # Errors
     /// A store error or an unreadable entry.
@@ -198,14 +195,6 @@ impl<S: Store + 'static> Views<S> {
         if self.gate.is_some() {
             // Under a gate, a change of rules can refuse the operation that superseded
             // another one, which then matters again: nothing is dropped.
-            return Ok(0);
-        }
-        let ordered = self.reducers.iter().any(|r| r.kind() == ViewKind::Ordered);
-        let commutative = self.reducers.iter().any(|r| r.kind() != ViewKind::Ordered);
-        if ordered && commutative {
-            // An event that addresses both kinds can be refused whole by a late event (an
-            // event applies whole or not at all), and what its commutative operations
-            // superseded then matters again: nothing is dropped.
             return Ok(0);
         }
         let mut dropped = 0;

@@ -34,7 +34,7 @@ pub(crate) struct Mark {
 }
 
 /// The version of the mark's format.
-const MARK_VERSION: u8 = 3;
+const MARK_VERSION: u8 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct WireMark {
@@ -216,11 +216,9 @@ mod tests {
         struct Old {
             version: u8,
         }
-        // Versions 1 (snapshots) and 2 (events applied per view) rebuild.
-        for version in [1, 2] {
-            let old = serde_ipld_dagcbor::to_vec(&Old { version }).expect("encodes");
-            assert_eq!(Mark::decode(&old).expect("decodes"), None);
-        }
+        // Version 1 (snapshots) rebuilds.
+        let old = serde_ipld_dagcbor::to_vec(&Old { version: 1 }).expect("encodes");
+        assert_eq!(Mark::decode(&old).expect("decodes"), None);
         let undo = UndoRecord {
             prev_log: Some(LogMark {
                 counter: 2,
@@ -278,7 +276,7 @@ mod tests {
         );
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../test_data/views/golden-v3.txt"
+            "/../../test_data/views/golden-v2.txt"
         );
         if std::env::var_os("THREADS_BLESS").is_some() {
             std::fs::create_dir_all(concat!(
@@ -288,7 +286,7 @@ mod tests {
             .expect("dir");
             std::fs::write(path, &text).expect("write golden file");
         }
-        let golden = std::fs::read_to_string(path).expect("test_data/views/golden-v3.txt exists");
+        let golden = std::fs::read_to_string(path).expect("test_data/views/golden-v2.txt exists");
         assert_eq!(
             text, golden,
             "the view formats changed; if on purpose, rerun with THREADS_BLESS=1"

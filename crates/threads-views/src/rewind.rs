@@ -122,14 +122,6 @@ impl<S: Store + 'static> Views<S> {
         tracing::debug!(scope = %self.scope, undone, "late event: undid the events after it");
         let streams = self.streams(&self.mark.clone()).await?;
         let mut progress = self.run(streams, &previous, Restart::Late, None).await?;
-        if std::mem::take(&mut self.rebuild_needed) {
-            tracing::info!(
-                scope = %self.scope,
-                late = %late.time,
-                "a late event refuses an event the commutative views applied: rebuilding the views"
-            );
-            return self.rebuild_all().await;
-        }
         progress.rewound = true;
         Ok(progress)
     }
