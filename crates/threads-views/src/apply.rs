@@ -129,31 +129,16 @@ impl<S: Store + 'static> Views<S> {
     }
 
     pub(crate) async fn catch_up_inner(&mut self) -> Result<Progress> {
-        let mut total = Progress::default();
-        loop {
-            let mut streams = self.streams(&self.mark.clone()).await?;
-            let Some(first) = self.peek_min(&mut streams).await? else {
-                self.note_blocked(&streams);
-                return Ok(total);
-            };
-            let ordered = self.reducers.iter().any(|r| r.kind() == ViewKind::Ordered);
-            let progress = if ordered && self.mark.last.is_some_and(|last| first < last) {
-                self.rewind(first).await?
-            } else {
-                let floor = self.mark.last;
-                self.run(streams, &BTreeMap::new(), Restart::Late, floor)
-                    .await?
-            };
-            total.applied += progress.applied;
-            total.replayed += progress.replayed;
-            total.rewound |= progress.rewound;
-            total.rebuilt |= progress.rebuilt;
-            // An event stored while the run went on sorted before what it had applied: it
-            // is left for a rewind, now.
-            if !std::mem::take(&mut self.late_in_run) {
-                return Ok(total);
-            }
+        let mut streams = self.streams(&self.mark.clone()).await?;
+        let Some(first) = self.peek_min(&mut streams).await? else {
+            self.note_blocked(&streams);
+            return Ok(Progress::default());
+        };
+        let ordered = self.reducers.iter().any(|r| r.kind() == ViewKind::Ordered);
+        if ordered && self.mark.last.is_some_and(|last| first < last) {
+            return self.rewind(first).await;
         }
+        self.run(streams, &BTreeMap::new(), Restart::Late).await
     }
 
     pub(crate) async fn streams(&mut self, from: &Mark) -> Result<Vec<LogStream>> {
@@ -265,19 +250,17 @@ impl<S: Store + 'static> Views<S> {
         Ok(min)
     }
 
-    /// Applies the streams' events in the thread's order. `floor` is the greatest order
-    /// applied before the run (`None` after an undo or for a rebuild): an event that sorts
-    /// before it, or before an event this run applied, was stored while the run went on,
-    /// behind the merge; an order-sensitive view must not take it out of order, so the run
-    /// stops there (`late_in_run`) and the caller rewinds to it.
+    /// Applies the streams' events in the thread's order. The merge never goes back: a
+    /// stream whose buffer ran out is read again before the next event is chosen, so an
+    /// entry stored meanwhile sorts after its log's last applied event; one that sorts
+    /// before events of other logs already applied comes from a log whose stream ended,
+    /// and waits for the next catch-up, which rewinds to it.
     pub(crate) async fn run(
         &mut self,
         mut streams: Vec<LogStream>,
         replay_until: &BTreeMap<LogId, u64>,
         kind: Restart,
-        mut floor: Option<EventOrder>,
     ) -> Result<Progress> {
-        let ordered = self.reducers.iter().any(|r| r.kind() == ViewKind::Ordered);
         let mut progress = Progress::default();
         let mut replay_left: u64 = streams
             .iter()
@@ -300,13 +283,7 @@ impl<S: Store + 'static> Views<S> {
                     best = Some((i, next.order));
                 }
             }
-            let Some((i, next)) = best else { break };
-            if ordered && floor.is_some_and(|floor| next < floor) {
-                tracing::debug!(scope = %self.scope, late = %next.time, "an event arrived behind a run: rewinding to it");
-                self.late_in_run = true;
-                break;
-            }
-            floor = Some(floor.map_or(next, |f| f.max(next)));
+            let Some((i, _)) = best else { break };
             let Some(event) = streams[i].buffer.pop_front() else {
                 unreachable!("the chosen stream has an event")
             };

@@ -167,9 +167,6 @@ pub struct Views<S> {
     /// Delete every undo record at the next commit (a rebuild).
     pub(crate) undo_reset: bool,
     pub(crate) stale: bool,
-    /// A run stopped at an event stored while it went on that sorts before what it had
-    /// applied (`run`): the catch-up rewinds to it.
-    pub(crate) late_in_run: bool,
     /// The budget this scope's cache counts in, and what it counts there.
     pub(crate) budget: Arc<CacheBudget>,
     pub(crate) cached: AtomicUsize,
@@ -283,7 +280,6 @@ impl<S: Store + 'static> Views<S> {
             budget: CacheBudget::new(config.cache_bytes),
             cached: AtomicUsize::new(0),
             stale: false,
-            late_in_run: false,
             applied_tx,
             rows_tx,
         };

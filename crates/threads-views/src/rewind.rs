@@ -121,7 +121,7 @@ impl<S: Store + 'static> Views<S> {
         }
         tracing::debug!(scope = %self.scope, undone, "late event: undid the events after it");
         let streams = self.streams(&self.mark.clone()).await?;
-        let mut progress = self.run(streams, &previous, Restart::Late, None).await?;
+        let mut progress = self.run(streams, &previous, Restart::Late).await?;
         progress.rewound = true;
         Ok(progress)
     }
@@ -147,7 +147,7 @@ impl<S: Store + 'static> Views<S> {
             ..Mark::default()
         };
         let streams = self.streams(&self.mark.clone()).await?;
-        let mut progress = self.run(streams, &previous, Restart::Rebuild, None).await?;
+        let mut progress = self.run(streams, &previous, Restart::Rebuild).await?;
         progress.rebuilt = true;
         Ok(progress)
     }

@@ -662,12 +662,11 @@ async fn compaction_drops_superseded_bodies_and_a_rebuild_agrees() {
     assert_eq!(views.digest().await.expect("digest"), before);
 }
 
-/// Entries stored while a catch-up runs, sorting before what the run has applied (a log
-/// whose first entry was applied, then more of it arrives dated earlier than the other
-/// log's events): the run must not apply them out of order. The views end equal to a
-/// replay of the store.
+/// Entries stored while a catch-up runs (a log whose first entry is the earliest of all,
+/// then more of it, dated before the other log's events, stored during the catch-up):
+/// the views end equal to a replay of the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn entries_stored_during_a_catch_up_behind_it_are_rewound_to() {
+async fn entries_stored_during_a_catch_up_end_equal_to_a_replay() {
     let store = Arc::new(MemoryStore::new());
     let (thread, key) = thread(15);
     store.put_thread(thread, &key).await.expect("thread");
