@@ -52,7 +52,9 @@ impl<S: Store + 'static> Db<S> {
         member: LogId,
         role: Role,
     ) -> Result<String, DbError> {
-        let addrs: Vec<_> = self.inner.node.thread_addr(thread).into_iter().collect();
+        // Every address a remote peer may dial (never loopback when there is another).
+        let mut addrs = self.inner.node.thread_addrs(thread);
+        addrs.truncate(threads_net::MAX_INVITE_ADDRS);
         let views = self.views(thread).await?;
         if thread.variant() == Variant::AccessControlled {
             let batch = views.lock().await.set_role(member, role).await?;

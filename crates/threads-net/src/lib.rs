@@ -46,6 +46,7 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod addrs;
 mod admission;
 mod auth;
 pub mod check;
@@ -62,6 +63,7 @@ mod push;
 mod serve;
 mod sync;
 
+pub use addrs::is_loopback;
 pub use admission::{Admission, AdmitAll};
 pub use auth::AuthProof;
 pub use faults::Faults;

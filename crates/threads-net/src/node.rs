@@ -30,6 +30,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::addrs::Addrs;
 use crate::admission::{Admission, AdmitAll};
 use crate::faults::Faults;
 use crate::gossip::{decode_announcement, encode_announcement, topic_name};
@@ -110,6 +111,7 @@ pub enum NetEvent {
 #[derive(Clone)]
 pub struct NetConfig {
     listen: Vec<Multiaddr>,
+    announce: Vec<Multiaddr>,
     request_timeout: Duration,
     max_inbound_tasks: usize,
     peer_limits: PeerLimitConfig,
@@ -131,6 +133,7 @@ impl std::fmt::Debug for NetConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NetConfig")
             .field("listen", &self.listen)
+            .field("announce", &self.announce)
             .field("request_timeout", &self.request_timeout)
             .field("max_inbound_tasks", &self.max_inbound_tasks)
             .field("mdns", &self.mdns)
@@ -143,6 +146,7 @@ impl NetConfig {
     pub fn new(addrs: impl IntoIterator<Item = Multiaddr>) -> NetConfig {
         NetConfig {
             listen: addrs.into_iter().collect(),
+            announce: Vec::new(),
             request_timeout: Duration::from_secs(30),
             max_inbound_tasks: 64,
             peer_limits: PeerLimitConfig::default(),
@@ -214,6 +218,14 @@ impl NetConfig {
         self
     }
 
+    /// External addresses to announce (a public address in front of a NAT or a proxy, a
+    /// DNS name): given to remote peers (in invites and address exchanges) before the
+    /// listen addresses.
+    pub fn with_announce(mut self, addrs: impl IntoIterator<Item = Multiaddr>) -> NetConfig {
+        self.announce = addrs.into_iter().collect();
+        self
+    }
+
     /// How long a request may take.
     pub fn with_request_timeout(mut self, timeout: Duration) -> NetConfig {
         self.request_timeout = timeout;
@@ -256,7 +268,7 @@ pub struct Node<S> {
 pub(crate) struct Shared<S> {
     pub(crate) store: Arc<S>,
     pub(crate) peer: PeerId,
-    pub(crate) addrs: Vec<Multiaddr>,
+    pub(crate) addrs: std::sync::RwLock<Addrs>,
     commands: mpsc::Sender<Command>,
     pub(crate) events: broadcast::Sender<NetEvent>,
     pub(crate) health: Arc<Health>,
@@ -399,17 +411,46 @@ impl<S: Store + 'static> Node<S> {
                 .with_idle_connection_timeout(Duration::from_secs(60))
             })
             .build();
+        let mut listeners = std::collections::HashSet::new();
         for addr in &config.listen {
-            swarm
+            let id = swarm
                 .listen_on(addr.clone())
                 .map_err(|e| NetError::Transport(e.to_string()))?;
+            listeners.insert(id);
         }
-        let mut addrs = Vec::new();
-        while addrs.len() < config.listen.len() {
-            match swarm.next().await {
-                Some(SwarmEvent::NewListenAddr { address, .. }) => addrs.push(address),
+        for addr in &config.announce {
+            swarm.add_external_address(addr.clone());
+        }
+        let mut addrs = Addrs::default();
+        for addr in &config.announce {
+            addrs.external(addr.clone());
+        }
+        // Every listener reports at least one address before the node is returned; a
+        // wildcard listener reports one per interface, all at once, so the events ready
+        // right after are taken too.
+        let mut heard = std::collections::HashSet::new();
+        loop {
+            let next = if heard.len() < listeners.len() {
+                swarm.next().await
+            } else {
+                match tokio::time::timeout(Duration::from_millis(50), swarm.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                }
+            };
+            match next {
+                Some(SwarmEvent::NewListenAddr {
+                    listener_id,
+                    address,
+                }) => {
+                    heard.insert(listener_id);
+                    addrs.listening(address);
+                }
                 Some(SwarmEvent::ListenerError { error, .. }) => {
                     return Err(NetError::Transport(error.to_string()));
+                }
+                Some(SwarmEvent::ListenerClosed { reason: Err(e), .. }) => {
+                    return Err(NetError::Transport(e.to_string()));
                 }
                 Some(_) => {}
                 None => return Err(NetError::Shutdown),
@@ -423,7 +464,7 @@ impl<S: Store + 'static> Node<S> {
             inner: Arc::new(Shared {
                 store,
                 peer,
-                addrs,
+                addrs: std::sync::RwLock::new(addrs),
                 commands,
                 events,
                 health: Arc::new(Health::new()),
@@ -593,20 +634,56 @@ impl<S: Store + 'static> Node<S> {
         self.inner.peer
     }
 
-    /// The addresses this node listens on (with `/p2p/<peer>`).
+    /// The addresses this node listens on now (with `/p2p/<peer>`): every interface of a
+    /// wildcard (`0.0.0.0`, `::`) listener.
     pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        let addrs = self.addrs().listen;
+        self.with_peer(addrs)
+    }
+
+    /// The external addresses: announced ([`NetConfig::with_announce`]) and confirmed by
+    /// peers (with `/p2p/<peer>`).
+    pub fn external_addrs(&self) -> Vec<Multiaddr> {
+        let addrs = self.addrs().external;
+        self.with_peer(addrs)
+    }
+
+    /// The addresses this node gives remote peers (invites, address exchanges), best first:
+    /// external ones, then listen addresses that are not loopback, and loopback ones only
+    /// when there is nothing else; never a wildcard.
+    pub fn advertised_addrs(&self) -> Vec<Multiaddr> {
+        let addrs = self.addrs().advertised();
+        self.with_peer(addrs)
+    }
+
+    fn addrs(&self) -> Addrs {
         self.inner
             .addrs
-            .iter()
-            .map(|a| a.clone().with_p2p(self.inner.peer).unwrap_or_else(|a| a))
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn with_peer(&self, addrs: Vec<Multiaddr>) -> Vec<Multiaddr> {
+        addrs
+            .into_iter()
+            .map(|a| a.with_p2p(self.inner.peer).unwrap_or_else(|a| a))
             .collect()
     }
 
-    /// The address of `thread` on this node, for invites.
+    /// The best address of `thread` on this node (the first of [`Node::thread_addrs`]).
     pub fn thread_addr(&self, thread: ThreadId) -> Option<ThreadAddr> {
-        self.listen_addrs()
+        self.thread_addrs(thread).into_iter().next()
+    }
+
+    /// Every address of `thread` on this node that a remote peer may dial, best first
+    /// ([`Node::advertised_addrs`]), for invites.
+    pub fn thread_addrs(&self, thread: ThreadId) -> Vec<ThreadAddr> {
+        self.advertised_addrs()
             .into_iter()
-            .find_map(|a| ThreadAddr::new(a, thread).ok())
+            .filter_map(|a| ThreadAddr::new(a, thread).ok())
+            .take(crate::invite::MAX_INVITE_ADDRS)
+            .collect()
     }
 
     /// The store.
@@ -781,6 +858,16 @@ impl<S: Store + 'static> Node<S> {
             .refused(peer)
     }
 
+    fn change_addrs(&self, change: impl FnOnce(&mut Addrs)) {
+        change(
+            &mut self
+                .inner
+                .addrs
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+    }
+
     /// Whether [`Node::shutdown`] was called.
     pub fn is_shut_down(&self) -> bool {
         self.inner.cancel.is_cancelled()
@@ -865,7 +952,7 @@ async fn run<S: Store + 'static>(
                                 Request::PushRecords { thread, log, .. } => Some((*thread, *log)),
                                 _ => None,
                             };
-                            let addrs = node.listen_addrs();
+                            let addrs = node.advertised_addrs();
                             let responder = Responder {
                                 store: &*node.inner.store,
                                 health: &node.inner.health,
@@ -900,6 +987,16 @@ async fn run<S: Store + 'static>(
                     if let Some(reply) = pending.remove(&request_id) {
                         let _ = reply.send(Err(NetError::Request { peer, reason: error.to_string() }));
                     }
+                }
+                SwarmEvent::NewListenAddr { address, .. } => node.change_addrs(|a| a.listening(address)),
+                SwarmEvent::ExpiredListenAddr { address, .. } => node.change_addrs(|a| a.expired(&address)),
+                SwarmEvent::ExternalAddrConfirmed { address } => node.change_addrs(|a| a.external(address)),
+                SwarmEvent::ExternalAddrExpired { address } => node.change_addrs(|a| a.external_expired(&address)),
+                SwarmEvent::ListenerClosed { addresses, reason, .. } => {
+                    if let Err(error) = reason {
+                        tracing::warn!(%error, "a listener closed");
+                    }
+                    node.change_addrs(|a| for addr in &addresses { a.expired(addr); });
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                     for (peer, addr) in found {

@@ -212,7 +212,7 @@ impl<S: Store + 'static> Node<S> {
         let key = self.key(thread).await?;
         let proof = AuthProof::new(key.service(), &thread, &self.inner.peer, &peer);
         let addrs = exchanged(
-            &self.listen_addrs(),
+            &self.advertised_addrs(),
             &self.inner.peers.of(thread),
             Some(peer),
         );

@@ -506,3 +506,87 @@ async fn announcements_from_an_unknown_peer_are_ignored() {
     victim.shutdown().await;
     stranger.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wildcard_listener_gives_remote_peers_every_interface_but_loopback() {
+    let thread = ThreadId::from_parts(Variant::Raw, [40; 32]);
+    let key = ThreadKey::generate();
+    let wide = Node::start(
+        &Identity::from_secret_bytes(&[41; 32]),
+        Arc::new(MemoryStore::new()),
+        NetConfig::new(["/ip4/0.0.0.0/tcp/0".parse().expect("addr")]),
+    )
+    .await
+    .expect("start");
+    wide.store().put_thread(thread, &key).await.expect("put");
+    let listen = wide.listen_addrs();
+    assert!(
+        listen
+            .iter()
+            .all(|a| !a.to_string().starts_with("/ip4/0.0.0.0")),
+        "a wildcard is expanded to the interfaces: {listen:?}"
+    );
+    assert!(
+        listen.iter().any(threads_net::is_loopback),
+        "loopback is one of the interfaces: {listen:?}"
+    );
+    assert!(
+        listen.iter().any(|a| !threads_net::is_loopback(a)),
+        "this test needs a network interface besides loopback: {listen:?}"
+    );
+    let given = wide.thread_addrs(thread);
+    assert!(!given.is_empty());
+    for addr in &given {
+        let transport = addr.transport_addr();
+        assert!(!threads_net::is_loopback(&transport), "{addr} is loopback");
+        assert!(
+            listen
+                .iter()
+                .any(|l| l.to_string().starts_with(&transport.to_string())),
+            "{addr} is one of the listen addresses {listen:?}"
+        );
+    }
+    // A peer on this machine still reaches it through its loopback listen address.
+    let loopback = listen
+        .iter()
+        .find(|a| threads_net::is_loopback(a))
+        .expect("loopback")
+        .clone();
+    let writer = Writer::new(Identity::from_secret_bytes(&[42; 32]), thread, &key).expect("writer");
+    let first = writer
+        .append(None, None, b"one", Hlc::new(1, 0))
+        .expect("append");
+    wide.store()
+        .append(thread, writer.log_id(), None, std::slice::from_ref(&first))
+        .await
+        .expect("store");
+    let near = node(43).await;
+    near.store().put_thread(thread, &key).await.expect("put");
+    let addr = threads_id::ThreadAddr::new(loopback, thread).expect("thread addr");
+    let stored = tokio::time::timeout(LIMIT, near.pull(&addr))
+        .await
+        .expect("in time")
+        .expect("pull");
+    assert_eq!(stored, 1);
+
+    // Announced addresses come first; a loopback-only node gives its loopback address.
+    let announced: threads_id::Multiaddr = "/dns4/threads.example/tcp/4001".parse().expect("addr");
+    let behind = Node::start(
+        &Identity::from_secret_bytes(&[44; 32]),
+        Arc::new(MemoryStore::new()),
+        NetConfig::new(["/ip4/127.0.0.1/tcp/0".parse().expect("addr")])
+            .with_announce([announced.clone()]),
+    )
+    .await
+    .expect("start");
+    let given = behind.thread_addrs(thread);
+    assert_eq!(given.len(), 1, "{given:?}");
+    assert_eq!(given[0].transport_addr(), announced);
+    assert_eq!(behind.external_addrs().len(), 1);
+    assert!(threads_net::is_loopback(
+        &near.thread_addrs(thread)[0].transport_addr()
+    ));
+    for n in [wide, near, behind] {
+        n.shutdown().await;
+    }
+}
