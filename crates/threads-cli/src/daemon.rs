@@ -36,8 +36,10 @@ pub(crate) const MAX_BODY: usize = 1 << 20;
 pub(crate) struct Options {
     /// The data directory (store, identity, token).
     pub(crate) data: PathBuf,
-    /// The libp2p listen address.
-    pub(crate) listen: Multiaddr,
+    /// The libp2p listen addresses.
+    pub(crate) listen: Vec<Multiaddr>,
+    /// External addresses to give remote peers.
+    pub(crate) announce: Vec<Multiaddr>,
     /// The HTTP address (127.0.0.1 only).
     pub(crate) http: SocketAddr,
     /// A PostgreSQL URL to keep the data in instead of SQLite.
@@ -153,7 +155,8 @@ pub(crate) async fn run(options: Options) -> Result<()> {
     std::fs::create_dir_all(&options.data)?;
     let me = identity(&options.data)?;
     let config = DbConfig::default()
-        .with_listen(vec![options.listen.clone()])
+        .with_listen(options.listen.clone())
+        .with_announce(options.announce.clone())
         .with_sync_interval(Duration::from_secs(1));
     match &options.postgres {
         Some(url) => serve(Db::open_postgres(url, me, config).await?, &options).await,
@@ -220,6 +223,11 @@ pub(crate) fn router<S: Store + 'static>(state: Api<S>) -> Router {
             get(list_threads::<S>).post(create_thread::<S>),
         )
         .route("/v1/threads/{thread}/invites", post(invite::<S>))
+        .route("/v1/threads/{thread}/addrs", get(thread_addrs::<S>))
+        .route(
+            "/v1/threads/{thread}/peers",
+            get(list_peers::<S>).post(add_peer::<S>),
+        )
         .route("/v1/join", post(join::<S>))
         .route("/v1/health", get(health::<S>))
         .route("/v1/threads/{thread}/kv", get(kv_list::<S>))
@@ -356,6 +364,84 @@ async fn invite<S: Store + 'static>(
         .map_err(|e| bad("bad_role", format!("{e}")))?;
     let invite = s.db.invite(thread, member, role).await?;
     Ok(Json(json!({"invite": invite})))
+}
+
+/// This peer's addresses of a thread, as invites carry them (never loopback when the
+/// daemon listens on anything else).
+async fn thread_addrs<S: Store + 'static>(
+    State(s): State<Api<S>>,
+    UrlPath(thread): UrlPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = known_thread(&s, &thread).await?;
+    let addrs: Vec<String> =
+        s.db.node()
+            .thread_addrs(thread)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+    Ok(Json(json!({"addrs": addrs})))
+}
+
+/// The peers of a thread this daemon pushes to and pulls from.
+async fn list_peers<S: Store + 'static>(
+    State(s): State<Api<S>>,
+    UrlPath(thread): UrlPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = known_thread(&s, &thread).await?;
+    let peers: Vec<String> =
+        s.db.node()
+            .peers_of(thread)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+    Ok(Json(json!({"peers": peers})))
+}
+
+#[derive(Deserialize)]
+struct NewPeer {
+    /// A multiaddr ending in `/p2p/<peer>`, or a thread address (`.../thread/<id>`).
+    addr: String,
+}
+
+/// Adds a peer of a thread (remembered across restarts).
+async fn add_peer<S: Store + 'static>(
+    State(s): State<Api<S>>,
+    UrlPath(thread): UrlPath<String>,
+    Body(body): Body<NewPeer>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = known_thread(&s, &thread).await?;
+    let addr = peer_addr(&body.addr, thread)?;
+    s.db.add_peer(addr.clone()).await?;
+    Ok(Json(json!({"peer": addr.to_string()})))
+}
+
+/// A thread address from a multiaddr with `/p2p/<peer>` or a thread address of `thread`.
+fn peer_addr(text: &str, thread: ThreadId) -> Result<threads_id::ThreadAddr, ApiError> {
+    let addr = match text.parse::<threads_id::ThreadAddr>() {
+        Ok(addr) => addr,
+        Err(_) => {
+            let multiaddr: Multiaddr = text
+                .parse()
+                .map_err(|e| bad("bad_addr", format!("not a multiaddr: {e}")))?;
+            threads_id::ThreadAddr::new(multiaddr, thread)
+                .map_err(|e| bad("bad_addr", format!("{e}")))?
+        }
+    };
+    if addr.thread_id() != thread {
+        return Err(bad("bad_addr", "the address is of another thread"));
+    }
+    Ok(addr)
+}
+
+async fn known_thread<S: Store + 'static>(
+    s: &AppState<S>,
+    text: &str,
+) -> Result<ThreadId, ApiError> {
+    let thread = thread_id(text)?;
+    if !s.db.threads().await.contains(&thread) {
+        return Err(DbError::UnknownThread(thread).into());
+    }
+    Ok(thread)
 }
 
 #[derive(Deserialize)]

@@ -5,6 +5,7 @@
 mod client;
 mod daemon;
 mod demo;
+mod setup;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,6 +29,15 @@ struct Cli {
     /// Print JSON (for scripts).
     #[arg(long, global = true)]
     json: bool,
+    /// More log lines (-v debug, -vv trace); `RUST_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Fewer log lines (-q warnings and errors for the daemon, -qq errors only).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    quiet: u8,
+    /// How log lines (on standard error) are written.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<setup::LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,14 +46,22 @@ struct Cli {
 enum Command {
     /// Three peers on loopback in one process: the README's walk-through.
     Demo,
-    /// Runs a peer with the HTTP API on 127.0.0.1.
+    /// Runs a peer with the HTTP API on 127.0.0.1. Flags not given are read from
+    /// `<data>/config.toml` (`listen`, `announce`, `http`, `postgres`, `log`,
+    /// `log_format`).
     Daemon {
-        /// The libp2p listen address.
-        #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0")]
-        listen: String,
-        /// The HTTP address.
-        #[arg(long, default_value = "127.0.0.1:0")]
-        http: std::net::SocketAddr,
+        /// A libp2p listen address, any multiaddr (TCP, QUIC with the `quic` feature, IPv4
+        /// or IPv6; `0.0.0.0` and `::` listen on every interface); repeatable. Default
+        /// `/ip4/127.0.0.1/tcp/0`.
+        #[arg(long)]
+        listen: Vec<String>,
+        /// An external address to give remote peers (a public address, a DNS name);
+        /// repeatable.
+        #[arg(long)]
+        announce: Vec<String>,
+        /// The HTTP address (default `127.0.0.1:0`).
+        #[arg(long)]
+        http: Option<std::net::SocketAddr>,
         /// Keep the data in PostgreSQL (`postgres://user@host:port/db`) instead of SQLite in
         /// the data directory.
         #[arg(long, env = "THREADS_POSTGRES")]
@@ -52,9 +70,12 @@ enum Command {
     /// Runs an always-on follower: joins the threads of the given invites with the keys
     /// they carry (a follower's invite has the service key only) and replicates them.
     Follower {
-        /// The libp2p listen address.
-        #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0")]
-        listen: String,
+        /// A libp2p listen address (as for `daemon`); repeatable.
+        #[arg(long)]
+        listen: Vec<String>,
+        /// An external address to give remote peers; repeatable.
+        #[arg(long)]
+        announce: Vec<String>,
         /// Invites to join (already joined threads are kept).
         #[arg(long)]
         invite: Vec<String>,
@@ -66,6 +87,9 @@ enum Command {
     Thread(ThreadCmd),
     /// Sync health per thread, log and peer.
     Health,
+    /// The peers of a thread.
+    #[command(subcommand)]
+    Peer(PeerCmd),
     /// The key-value view.
     #[command(subcommand)]
     Kv(KvCmd),
@@ -102,6 +126,16 @@ enum ThreadCmd {
     Join { invite: String },
     /// The threads of this peer.
     List,
+    /// This peer's addresses of a thread (as invites carry them).
+    Addrs { thread: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum PeerCmd {
+    /// Adds a peer of a thread: a multiaddr ending in `/p2p/<peer>`, or a thread address.
+    Add { thread: String, addr: String },
+    /// The peers of a thread.
+    List { thread: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -173,6 +207,19 @@ fn json_arg(text: &str, what: &str) -> Result<Value> {
     serde_json::from_str(text).with_context(|| format!("{what} is not JSON"))
 }
 
+/// The strings of a JSON array, a line each.
+fn lines(array: &Value) -> String {
+    array
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
 fn print(json_out: bool, value: &Value, human: impl FnOnce(&Value) -> String) {
     if json_out {
         println!("{value}");
@@ -183,11 +230,67 @@ fn print(json_out: bool, value: &Value, human: impl FnOnce(&Value) -> String) {
 
 #[tokio::main]
 async fn main() {
-    if let Err(error) = run(Cli::parse()).await {
+    let cli = Cli::parse();
+    if let Err(error) = start_logs(&cli) {
+        eprintln!("threads: {error:#}");
+        std::process::exit(1);
+    }
+    if let Err(error) = run(cli).await {
         eprintln!("threads: {error:#}");
         std::process::exit(1);
     }
 }
+
+/// Starts the logs: info for the daemon and the follower, warnings for the rest.
+fn start_logs(cli: &Cli) -> Result<()> {
+    let serving = matches!(
+        cli.command,
+        Command::Daemon { .. } | Command::Follower { .. }
+    );
+    let config = if serving {
+        setup::Config::load(&cli.data)?
+    } else {
+        setup::Config::default()
+    };
+    let default = if serving {
+        tracing::Level::INFO
+    } else {
+        tracing::Level::WARN
+    };
+    let format = cli.log_format.or(config.log_format).unwrap_or_default();
+    setup::logs(
+        format,
+        default,
+        cli.verbose,
+        cli.quiet,
+        config.log.as_deref(),
+    )
+}
+
+/// Parses multiaddrs given by flags, else by the config file, else `fallback`.
+fn addrs(
+    flags: Vec<String>,
+    configured: Vec<String>,
+    fallback: &[&str],
+    what: &str,
+) -> Result<Vec<threads_id::Multiaddr>> {
+    let texts = if !flags.is_empty() {
+        flags
+    } else if !configured.is_empty() {
+        configured
+    } else {
+        fallback.iter().map(|s| (*s).to_owned()).collect()
+    };
+    texts
+        .iter()
+        .map(|t| {
+            t.parse()
+                .with_context(|| format!("{what} {t:?} is not a multiaddr"))
+        })
+        .collect()
+}
+
+const DEFAULT_LISTEN: &str = "/ip4/127.0.0.1/tcp/0";
 
 async fn run(cli: Cli) -> Result<()> {
     let out = cli.json;
@@ -195,18 +298,34 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Demo => demo::run().await,
         Command::Daemon {
             listen,
+            announce,
             http,
             postgres,
         } => {
+            let _lock = setup::lock(&cli.data)?;
+            let config = setup::Config::load(&cli.data)?;
             daemon::run(daemon::Options {
                 data: cli.data,
-                listen: listen.parse().context("listen address")?,
-                http,
-                postgres,
+                listen: addrs(listen, config.listen, &[DEFAULT_LISTEN], "--listen")?,
+                announce: addrs(announce, config.announce, &[], "--announce")?,
+                http: http
+                    .or(config.http)
+                    .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+                postgres: postgres.or(config.postgres),
             })
             .await
         }
-        Command::Follower { listen, invite } => follower(cli.data, &listen, invite).await,
+        Command::Follower {
+            listen,
+            announce,
+            invite,
+        } => {
+            let _lock = setup::lock(&cli.data)?;
+            let config = setup::Config::load(&cli.data)?;
+            let listen = addrs(listen, config.listen, &[DEFAULT_LISTEN], "--listen")?;
+            let announce = addrs(announce, config.announce, &[], "--announce")?;
+            follower(cli.data, listen, announce, invite).await
+        }
         Command::Id => {
             let v = client(&cli.data)?.ok("GET", "/v1/identity", None).await?;
             print(out, &v, |v| v["id"].as_str().unwrap_or_default().to_owned());
@@ -306,6 +425,36 @@ async fn run(cli: Cli) -> Result<()> {
                             })
                             .unwrap_or_default()
                     });
+                }
+                ThreadCmd::Addrs { thread } => {
+                    let v = c
+                        .ok("GET", &format!("/v1/threads/{thread}/addrs"), None)
+                        .await?;
+                    print(out, &v, |v| lines(&v["addrs"]));
+                }
+            }
+            Ok(())
+        }
+        Command::Peer(cmd) => {
+            let c = client(&cli.data)?;
+            match cmd {
+                PeerCmd::Add { thread, addr } => {
+                    let v = c
+                        .ok(
+                            "POST",
+                            &format!("/v1/threads/{thread}/peers"),
+                            Some(&json!({"addr": addr})),
+                        )
+                        .await?;
+                    print(out, &v, |v| {
+                        v["peer"].as_str().unwrap_or_default().to_owned()
+                    });
+                }
+                PeerCmd::List { thread } => {
+                    let v = c
+                        .ok("GET", &format!("/v1/threads/{thread}/peers"), None)
+                        .await?;
+                    print(out, &v, |v| lines(&v["peers"]));
                 }
             }
             Ok(())
@@ -487,11 +636,17 @@ async fn accepted(c: &Client) -> u64 {
         .unwrap_or(0)
 }
 
-async fn follower(data: PathBuf, listen: &str, invites: Vec<String>) -> Result<()> {
+async fn follower(
+    data: PathBuf,
+    listen: Vec<threads_id::Multiaddr>,
+    announce: Vec<threads_id::Multiaddr>,
+    invites: Vec<String>,
+) -> Result<()> {
     std::fs::create_dir_all(&data)?;
     let me = daemon::identity(&data)?;
     let config = threads_db::DbConfig::default()
-        .with_listen(vec![listen.parse().context("listen address")?])
+        .with_listen(listen)
+        .with_announce(announce)
         .with_sync_interval(Duration::from_secs(1));
     let db = threads_db::Db::open_sqlite(data.join("threads.db"), me, config).await?;
     println!("threads follower: peer {}", db.identity().log_id());

@@ -30,14 +30,28 @@ impl Daemon {
     }
 
     fn start_with(data: &Path, extra: &[&str]) -> Daemon {
+        Daemon::spawn(data, extra, Stdio::null(), None)
+    }
+
+    /// Starts a daemon whose log lines (standard error) go to `log`, with `RUST_LOG` set.
+    fn start_logged(data: &Path, extra: &[&str], log: &Path, filter: &str) -> Daemon {
+        let file = std::fs::File::create(log).expect("log file");
+        Daemon::spawn(data, extra, Stdio::from(file), Some(filter))
+    }
+
+    fn spawn(data: &Path, extra: &[&str], stderr: Stdio, filter: Option<&str>) -> Daemon {
         let _ = std::fs::remove_file(data.join("api"));
-        let child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args(["--data", data.to_str().expect("utf-8 path"), "daemon"])
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the daemon");
+            .stderr(stderr)
+            .env_remove("RUST_LOG");
+        if let Some(filter) = filter {
+            command.env("RUST_LOG", filter);
+        }
+        let child = command.spawn().expect("start the daemon");
         let started = Instant::now();
         let api = loop {
             if let Ok(text) = std::fs::read_to_string(data.join("api"))
@@ -601,4 +615,159 @@ fn a_daemon_keeps_its_data_in_postgresql() {
         daemon.cli(&["kv", "get", &thread, "where"])["value"],
         json!("postgres")
     );
+}
+
+#[test]
+fn a_daemon_on_every_interface_gives_no_loopback_address_and_owns_its_directory() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = Daemon::start_with(dir.path(), &["--listen", "/ip4/0.0.0.0/tcp/0"]);
+    let thread = a.cli(&["thread", "create"])["thread"]
+        .as_str()
+        .expect("thread")
+        .to_owned();
+    let listening = a.cli(&["id"])["addrs"].clone();
+    let listening: Vec<&str> = listening
+        .as_array()
+        .expect("addrs")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        listening.iter().any(|a| a.starts_with("/ip4/127.")),
+        "the wildcard listens on loopback too: {listening:?}"
+    );
+    assert!(
+        listening
+            .iter()
+            .any(|a| !a.starts_with("/ip4/127.") && !a.starts_with("/ip6/::1/")),
+        "this test needs a network interface besides loopback: {listening:?}"
+    );
+    let remote = |addr: &str| {
+        let transport = addr.split("/p2p/").next().unwrap_or(addr);
+        !transport.starts_with("/ip4/127.")
+            && !transport.starts_with("/ip6/::1/")
+            && !transport.starts_with("/ip4/0.0.0.0/")
+    };
+    let given = a.cli(&["thread", "addrs", &thread])["addrs"].clone();
+    let given: Vec<&str> = given
+        .as_array()
+        .expect("addrs")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(!given.is_empty());
+    assert!(given.iter().all(|a| remote(a)), "{given:?}");
+
+    // An invite carries the same addresses, every one of them.
+    let member = threads_crypto::Identity::generate();
+    let invite = a.cli(&[
+        "thread",
+        "invite",
+        &thread,
+        &member.log_id().to_string(),
+        "write",
+    ])["invite"]
+        .as_str()
+        .expect("invite")
+        .to_owned();
+    let invite: threads_acl::AclInvite = invite.parse().expect("an invite");
+    let (addrs, _) = invite.open(&member).expect("opens");
+    let carried: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    assert_eq!(carried, given, "the invite carries every address given");
+
+    // A second daemon on the same data directory stops at once, saying why.
+    let second = Command::new(BIN)
+        .args(["--data", dir.path().to_str().expect("utf-8"), "daemon"])
+        .output()
+        .expect("run");
+    assert!(!second.status.success());
+    let error = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        error.contains("in use by another threads process")
+            && error.contains(&a.child.id().to_string()),
+        "{error}"
+    );
+    // The first one still serves.
+    assert_eq!(a.cli(&["thread", "list"])["threads"], json!([thread]));
+    a.stop();
+}
+
+#[test]
+fn rust_log_debug_shows_the_sync_and_a_config_file_sets_the_flags() {
+    let dir_a = tempfile::tempdir().expect("dir");
+    let dir_b = tempfile::tempdir().expect("dir");
+    let logs = tempfile::tempdir().expect("dir");
+    // b's listen address and log format come from its config file.
+    std::fs::write(
+        dir_b.path().join("config.toml"),
+        "listen = [\"/ip4/127.0.0.1/tcp/0\"]\nlog_format = \"json\"\n",
+    )
+    .expect("config");
+    let a = Daemon::start_logged(dir_a.path(), &[], &logs.path().join("a"), "debug");
+    let b = Daemon::start_logged(
+        dir_b.path(),
+        &[],
+        &logs.path().join("b"),
+        "threads_net=debug",
+    );
+    let thread = a.cli(&["thread", "create"])["thread"]
+        .as_str()
+        .expect("thread")
+        .to_owned();
+    let b_id = b.cli(&["id"])["id"].as_str().expect("id").to_owned();
+    let invite = a.cli(&["thread", "invite", &thread, &b_id, "write"])["invite"]
+        .as_str()
+        .expect("invite")
+        .to_owned();
+    b.cli(&["thread", "join", &invite]);
+    a.cli(&["kv", "put", &thread, "k", "v"]);
+    eventually("b to get the write", || {
+        b.call("GET", &format!("/v1/threads/{thread}/kv/k"), &json!({}))
+            .0
+            == 200
+    });
+    let peers = a.cli(&["peer", "list", &thread])["peers"].clone();
+    assert!(
+        peers.as_array().is_some_and(|p| p
+            .iter()
+            .any(|p| p.as_str().is_some_and(|p| p.contains(&b_id)))),
+        "a knows b as a peer of the thread: {peers}"
+    );
+    let log_a = std::fs::read_to_string(logs.path().join("a")).expect("a's log");
+    assert!(
+        log_a.contains("pushed") || log_a.contains("pulled"),
+        "a's debug log shows the sync:\n{log_a}"
+    );
+    assert!(log_a.contains("listening"), "{log_a}");
+    eventually("b's JSON log lines of the sync", || {
+        let log_b = std::fs::read_to_string(logs.path().join("b")).expect("b's log");
+        log_b.lines().any(|line| {
+            serde_json::from_str::<Value>(line)
+                .is_ok_and(|v| v["message"] == json!("pulled") && v["thread"] == json!(thread))
+        })
+    });
+    // A peer added by hand is listed (and a malformed one refused).
+    let c = threads_crypto::Identity::generate();
+    let addr = format!("/ip4/127.0.0.1/tcp/9/p2p/{}", c.log_id());
+    let added = a.cli(&["peer", "add", &thread, &addr])["peer"]
+        .as_str()
+        .expect("peer")
+        .to_owned();
+    assert!(
+        added.starts_with(&addr) && added.ends_with(&thread),
+        "{added}"
+    );
+    assert!(
+        a.cli(&["peer", "list", &thread])["peers"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p.as_str() == Some(added.as_str())))
+    );
+    let (status, body) = a.call(
+        "POST",
+        &format!("/v1/threads/{thread}/peers"),
+        &json!({"addr": "/ip4/127.0.0.1/tcp/9"}),
+    );
+    assert_eq!(status, 400, "{body}");
+    a.stop();
+    b.stop();
 }

@@ -13,6 +13,9 @@ use threads_views::{Reducer, ViewConfig};
 pub struct DbConfig {
     /// Where the node listens (default: a free TCP port on 127.0.0.1).
     pub listen: Vec<Multiaddr>,
+    /// External addresses given to remote peers before the listen addresses (a public
+    /// address in front of a NAT, a DNS name); none by default.
+    pub announce: Vec<Multiaddr>,
     /// How often the node syncs with its peers (default: 2 s).
     pub sync_interval: Duration,
     /// How the views run.
@@ -73,6 +76,7 @@ impl Default for DbConfig {
                     .parse()
                     .unwrap_or_else(|_| unreachable!("a valid address")),
             ],
+            announce: Vec::new(),
             sync_interval: Duration::from_secs(2),
             views: ViewConfig::new(),
             faults: Faults::new(),
@@ -87,6 +91,14 @@ impl DbConfig {
     #[must_use]
     pub fn with_listen(mut self, addrs: Vec<Multiaddr>) -> DbConfig {
         self.listen = addrs;
+        self
+    }
+
+    /// Announces `addrs` as this peer's external addresses (invites and address exchanges
+    /// carry them first).
+    #[must_use]
+    pub fn with_announce(mut self, addrs: Vec<Multiaddr>) -> DbConfig {
+        self.announce = addrs;
         self
     }
 

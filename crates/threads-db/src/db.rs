@@ -226,6 +226,7 @@ impl<S: Store + 'static> Db<S> {
         check_custom(&config.custom)?;
         let admission = AclAdmission::new();
         let net = NetConfig::new(config.listen.clone())
+            .with_announce(config.announce.clone())
             .with_admission(admission.clone())
             .with_faults(config.faults.clone());
         let node = Node::start(&me, Arc::clone(&store), net).await?;

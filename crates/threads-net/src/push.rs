@@ -157,6 +157,7 @@ impl<S: Store + 'static> Node<S> {
                     match self.push_log(peer, thread, log).await {
                         Outcome::Done => {}
                         Outcome::Retry(error) => {
+                            tracing::debug!(%peer, %thread, %log, %error, ?retry, "push failed, will retry");
                             self.inner
                                 .health
                                 .error(thread, log, peer, error.to_string());
@@ -164,6 +165,7 @@ impl<S: Store + 'static> Node<S> {
                             failed = true;
                         }
                         Outcome::Refused(error) => {
+                            tracing::info!(%peer, %thread, %log, %error, "push refused");
                             self.inner
                                 .health
                                 .error(thread, log, peer, error.to_string());
@@ -251,6 +253,7 @@ impl<S: Store + 'static> Node<S> {
                 };
                 match self.request(peer, dial.clone(), request).await {
                     Ok(Response::Pushed { counter }) => {
+                        tracing::debug!(%peer, %thread, %log, counter, "pushed");
                         inner.health.peer_has(thread, log, peer, counter);
                         advanced |= counter > theirs;
                     }

@@ -141,6 +141,11 @@ pub(crate) async fn serve<S: Store>(
                     }
                 }
                 Err(rejection) => {
+                    if matches!(rejection, crate::ingest::Rejection::Gap { .. }) {
+                        tracing::debug!(peer = %remote, %thread, %log, %rejection, "pushed entries not stored");
+                    } else {
+                        tracing::warn!(peer = %remote, %thread, %log, %rejection, "pushed entries rejected");
+                    }
                     health.rejected(thread, log, remote, &rejection);
                     Response::Refused(Refusal::Rejected(rejection.code().to_owned()))
                 }

@@ -118,6 +118,7 @@ impl<S: Store + 'static> Node<S> {
                 }
                 match ingest(&**store, thread, remote.log, &key, page).await {
                     Ok(done) => {
+                        tracing::debug!(%peer, %thread, log = %remote.log, stored = done.stored, counter = done.counter, "pulled");
                         health.accepted(thread, remote.log, peer, done.stored);
                         stored += done.stored;
                         if done.counter <= after {
@@ -136,6 +137,7 @@ impl<S: Store + 'static> Node<S> {
                         });
                     }
                     Err(rejection) => {
+                        tracing::warn!(%peer, %thread, log = %remote.log, %rejection, "pulled entries rejected");
                         health.rejected(thread, remote.log, peer, &rejection);
                         first_error.get_or_insert(NetError::Rejected { peer, rejection });
                         break;
