@@ -70,5 +70,5 @@ pub use faults::Faults;
 pub use health::{Health, HealthRow, MAX_HEALTH_ROWS, PeerLogHealth, SyncStatus};
 pub use ingest::{Ingested, Rejection, ingest};
 pub use invite::{Invite, InviteError, MAX_INVITE_ADDRS, MAX_INVITE_CONTEXT};
-pub use node::{NetConfig, NetError, NetEvent, Node, SYNC_PROTOCOL};
+pub use node::{DEFAULT_ADDR_TTL, NetConfig, NetError, NetEvent, Node, SYNC_PROTOCOL};
 pub use peers::{MAX_EXCHANGED_ADDRS, MAX_THREAD_PEERS};

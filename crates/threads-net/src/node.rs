@@ -44,6 +44,9 @@ use crate::serve::{Responder, serve};
 /// An announcement makes a node pull from its sender at most this often.
 const ANNOUNCE_PULL_GAP: Duration = Duration::from_millis(200);
 
+/// How long a peer that does not answer keeps its addresses (one day).
+pub const DEFAULT_ADDR_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// The sync protocol's name on the wire.
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/threads-rs/sync/1");
 
@@ -112,6 +115,7 @@ pub enum NetEvent {
 pub struct NetConfig {
     listen: Vec<Multiaddr>,
     announce: Vec<Multiaddr>,
+    addr_ttl: Duration,
     request_timeout: Duration,
     max_inbound_tasks: usize,
     peer_limits: PeerLimitConfig,
@@ -147,6 +151,7 @@ impl NetConfig {
         NetConfig {
             listen: addrs.into_iter().collect(),
             announce: Vec::new(),
+            addr_ttl: DEFAULT_ADDR_TTL,
             request_timeout: Duration::from_secs(30),
             max_inbound_tasks: 64,
             peer_limits: PeerLimitConfig::default(),
@@ -226,6 +231,14 @@ impl NetConfig {
         self
     }
 
+    /// How long a peer may fail to answer the periodic sync before its addresses are
+    /// dropped from the thread's peers (default [`DEFAULT_ADDR_TTL`]). A peer that comes
+    /// back tells us its addresses again when it next exchanges peers with us.
+    pub fn with_addr_ttl(mut self, ttl: Duration) -> NetConfig {
+        self.addr_ttl = ttl;
+        self
+    }
+
     /// How long a request may take.
     pub fn with_request_timeout(mut self, timeout: Duration) -> NetConfig {
         self.request_timeout = timeout;
@@ -269,6 +282,8 @@ pub(crate) struct Shared<S> {
     pub(crate) store: Arc<S>,
     pub(crate) peer: PeerId,
     pub(crate) addrs: std::sync::RwLock<Addrs>,
+    /// How long a peer that does not answer keeps its addresses.
+    pub(crate) addr_ttl: Duration,
     commands: mpsc::Sender<Command>,
     pub(crate) events: broadcast::Sender<NetEvent>,
     pub(crate) health: Arc<Health>,
@@ -465,6 +480,7 @@ impl<S: Store + 'static> Node<S> {
                 store,
                 peer,
                 addrs: std::sync::RwLock::new(addrs),
+                addr_ttl: config.addr_ttl,
                 commands,
                 events,
                 health: Arc::new(Health::new()),
@@ -943,6 +959,7 @@ async fn run<S: Store + 'static>(
                         let in_flight = InFlight { limits: Arc::clone(&node.inner.limits), peer };
                         // The peer is back: the periodic sync stops waiting for it.
                         node.inner.backoff.lock().unwrap_or_else(|p| p.into_inner()).remove(&peer);
+                        node.inner.peers.answered(peer);
                         let node = node.clone();
                         let wake = wake.clone();
                         inbound.spawn(async move {

@@ -6,6 +6,12 @@
 //! peers it knows), so an inviter learns its invitees' addresses and members learn each
 //! other through any member they share. The lists are bounded and persisted in the store's
 //! thread metadata, so a restarted peer knows whom to sync with.
+//!
+//! Addresses expire: a peer that has not answered the periodic sync for the node's address
+//! TTL ([`NetConfig::with_addr_ttl`](crate::NetConfig::with_addr_ttl), a day by default)
+//! loses its addresses, and for as long again other peers cannot give them back (they may
+//! still list it); the peer itself can, by exchanging peers with us, and so can an address
+//! added by hand.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -42,11 +48,33 @@ struct ThreadPeers {
 #[derive(Debug, Default)]
 pub(crate) struct PeerBook {
     threads: Mutex<HashMap<ThreadId, ThreadPeers>>,
+    /// Peers that did not answer, since when (cleared when one answers or sends a
+    /// request). Kept in memory: a restart starts their clocks again, which only keeps
+    /// an address longer.
+    failing: Mutex<HashMap<PeerId, tokio::time::Instant>>,
+    /// Peers whose addresses expired, and until when other peers cannot give them back
+    /// (the peer itself can, and so can [`Node::add_peer`](crate::Node::add_peer)).
+    expired: Mutex<HashMap<PeerId, tokio::time::Instant>>,
 }
 
 impl PeerBook {
     fn with<T>(&self, f: impl FnOnce(&mut HashMap<ThreadId, ThreadPeers>) -> T) -> T {
         f(&mut self.threads.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Adds `addr` learned from `from` in a peer exchange: as [`PeerBook::add`] when it
+    /// is `from`'s own address; else not while its peer's addresses are expired (so peers
+    /// that still list a dead address do not bring it back every round).
+    pub(crate) fn learn(&self, addr: ThreadAddr, local: PeerId, from: PeerId) -> bool {
+        if addr.peer_id() != from {
+            let now = tokio::time::Instant::now();
+            let mut expired = self.expired.lock().unwrap_or_else(|p| p.into_inner());
+            expired.retain(|_, until| *until > now);
+            if expired.contains_key(&addr.peer_id()) {
+                return false;
+            }
+        }
+        self.add(addr, local)
     }
 
     /// Adds `addr` unless known, this node's own, or the thread is full. Returns whether it
@@ -55,6 +83,10 @@ impl PeerBook {
         if addr.peer_id() == local {
             return false;
         }
+        self.expired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&addr.peer_id());
         self.with(|threads| {
             let peers = threads.entry(addr.thread_id()).or_default();
             if peers.addrs.contains(&addr) || peers.addrs.len() >= MAX_THREAD_PEERS {
@@ -64,6 +96,70 @@ impl PeerBook {
             peers.version += 1;
             peers.dirty = true;
             true
+        })
+    }
+
+    /// `peer` could not be reached (its clock starts at the first failure).
+    pub(crate) fn failed(&self, peer: PeerId, now: tokio::time::Instant) {
+        self.failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(peer)
+            .or_insert(now);
+    }
+
+    /// `peer` answered, or sent us a request.
+    pub(crate) fn answered(&self, peer: PeerId) {
+        self.failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&peer);
+    }
+
+    /// Drops every address of the peers that have not answered for `ttl` or longer (the
+    /// lists are persisted at the next save). A peer that comes back tells us its
+    /// addresses again when it exchanges peers with us. Returns the addresses dropped.
+    pub(crate) fn expire(
+        &self,
+        now: tokio::time::Instant,
+        ttl: std::time::Duration,
+    ) -> Vec<ThreadAddr> {
+        let gone: std::collections::HashSet<PeerId> = {
+            let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+            let gone = failing
+                .iter()
+                .filter(|(_, since)| now.saturating_duration_since(**since) >= ttl)
+                .map(|(peer, _)| *peer)
+                .collect::<std::collections::HashSet<_>>();
+            failing.retain(|peer, _| !gone.contains(peer));
+            gone
+        };
+        {
+            let mut expired = self.expired.lock().unwrap_or_else(|p| p.into_inner());
+            for peer in &gone {
+                expired.insert(*peer, now + ttl);
+            }
+        }
+        if gone.is_empty() {
+            return Vec::new();
+        }
+        self.with(|threads| {
+            let mut dropped = Vec::new();
+            for peers in threads.values_mut() {
+                let before = peers.addrs.len();
+                peers.addrs.retain(|a| {
+                    let keep = !gone.contains(&a.peer_id());
+                    if !keep {
+                        dropped.push(a.clone());
+                    }
+                    keep
+                });
+                if peers.addrs.len() != before {
+                    peers.version += 1;
+                    peers.dirty = true;
+                }
+            }
+            dropped
         })
     }
 
@@ -237,6 +333,33 @@ mod tests {
         let again = PeerBook::default();
         again.load(&store, thread, local).await.expect("load");
         assert_eq!(again.of(thread), book.of(thread));
+    }
+
+    #[tokio::test]
+    async fn an_expired_peer_comes_back_only_by_itself_or_by_hand() {
+        let thread = ThreadId::from_parts(Variant::Raw, [1; 32]);
+        let local = Identity::from_secret_bytes(&[9; 32]).log_id().peer_id();
+        let book = PeerBook::default();
+        let (dead, other) = (addr(thread, 1, 1000), addr(thread, 2, 2000));
+        book.add(dead.clone(), local);
+        book.add(other.clone(), local);
+        let start = tokio::time::Instant::now();
+        let ttl = std::time::Duration::from_secs(60);
+        book.failed(dead.peer_id(), start);
+        book.failed(other.peer_id(), start);
+        book.answered(other.peer_id());
+        assert!(book.expire(start + ttl / 2, ttl).is_empty(), "not yet");
+        assert_eq!(book.expire(start + ttl, ttl), vec![dead.clone()]);
+        assert_eq!(book.of(thread), vec![other.clone()]);
+        assert!(!book.dirty().is_empty(), "the shorter list is saved");
+        // Another peer still listing it does not bring it back...
+        assert!(!book.learn(dead.clone(), local, other.peer_id()));
+        // ...the peer itself does, and so does adding it by hand.
+        assert!(book.learn(dead.clone(), local, dead.peer_id()));
+        book.failed(dead.peer_id(), start);
+        book.expire(start + ttl, ttl);
+        assert!(book.add(dead.clone(), local));
+        assert_eq!(book.of(thread).len(), 2);
     }
 
     #[test]

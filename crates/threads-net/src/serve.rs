@@ -188,7 +188,7 @@ pub(crate) async fn serve<S: Store>(
             }
             let mut learned = false;
             for addr in parse_exchanged(thread, &theirs) {
-                learned |= peers.add(addr, local);
+                learned |= peers.learn(addr, local, remote);
             }
             if learned && let Err(error) = peers.save(store, thread).await {
                 tracing::debug!(%error, "peers could not be persisted");

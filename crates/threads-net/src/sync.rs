@@ -234,7 +234,7 @@ impl<S: Store + 'static> Node<S> {
         };
         let mut learned = 0;
         for addr in parse_exchanged(thread, &theirs) {
-            if self.add_peer(addr) {
+            if self.inner.peers.learn(addr, self.inner.peer, peer) {
                 learned += 1;
             }
         }
@@ -280,6 +280,13 @@ impl<S: Store + 'static> Node<S> {
                     () = tokio::time::sleep(interval.mul_f64(jitter)) => {}
                 }
                 round += 1;
+                for addr in node
+                    .inner
+                    .peers
+                    .expire(tokio::time::Instant::now(), node.inner.addr_ttl)
+                {
+                    tracing::info!(%addr, "a peer address that stopped answering expired");
+                }
                 for thread in node.inner.peers.dirty() {
                     if let Err(error) = node.inner.peers.save(&*node.inner.store, thread).await {
                         tracing::debug!(%error, "peers could not be persisted");
@@ -311,9 +318,11 @@ impl<S: Store + 'static> Node<S> {
                     match result {
                         Ok(()) => {
                             backoff.remove(&peer);
+                            node.inner.peers.answered(peer);
                         }
                         Err(e) => {
                             tracing::debug!(%peer, error = %e, "sync failed");
+                            node.inner.peers.failed(peer, now);
                             let failures = backoff.get(&peer).map_or(0, |(n, _)| *n) + 1;
                             let factor = 2u32
                                 .saturating_pow(failures.min(6))

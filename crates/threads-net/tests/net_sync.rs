@@ -13,7 +13,7 @@ use threads_id::{ThreadId, Variant};
 use threads_log::{Hlc, Verifier, VerifyError, Writer};
 use threads_net::message::Refusal;
 use threads_net::{NetConfig, NetError, Node};
-use threads_store::{LogBook, MemoryStore, ThreadBook};
+use threads_store::{LogBook, MemoryStore, MetaBook, ThreadBook};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -589,4 +589,48 @@ async fn a_wildcard_listener_gives_remote_peers_every_interface_but_loopback() {
     for n in [wide, near, behind] {
         n.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_stops_answering_expires_from_the_peers_and_a_live_one_stays() {
+    let thread = ThreadId::from_parts(Variant::Raw, [50; 32]);
+    let key = ThreadKey::generate();
+    let keeper = Node::start(
+        &Identity::from_secret_bytes(&[51; 32]),
+        Arc::new(MemoryStore::new()),
+        NetConfig::new(["/ip4/127.0.0.1/tcp/0".parse().expect("addr")])
+            .with_addr_ttl(Duration::from_millis(400)),
+    )
+    .await
+    .expect("start");
+    let live = node(52).await;
+    let gone = node(53).await;
+    for n in [&keeper, &live, &gone] {
+        n.store().put_thread(thread, &key).await.expect("put");
+    }
+    let live_addr = live.thread_addr(thread).expect("addr");
+    let gone_addr = gone.thread_addr(thread).expect("addr");
+    keeper.add_peer(live_addr.clone());
+    keeper.add_peer(gone_addr.clone());
+    gone.shutdown().await;
+    keeper.start_sync(Duration::from_millis(50));
+    let started = std::time::Instant::now();
+    while keeper.peers_of(thread).contains(&gone_addr) {
+        assert!(started.elapsed() < LIMIT, "the dead address never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Gone after at least the TTL; the peer that answers every round stays.
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(keeper.peers_of(thread), vec![live_addr]);
+    // The list without it is what a restart loads.
+    let saved = keeper
+        .store()
+        .meta(thread, "threads-net.peers")
+        .await
+        .expect("meta")
+        .expect("saved");
+    assert!(!String::from_utf8_lossy(&saved).contains(&gone_addr.to_string()));
+    keeper.shutdown().await;
+    live.shutdown().await;
 }
