@@ -430,7 +430,8 @@ pub(crate) async fn open_thread<S: Store + 'static>(
         thread,
         &inner.me,
         reducers(&inner.crdt, &inner.config.custom),
-        inner.config.views,
+        // A database's events apply whole or not at all across its views.
+        inner.config.views.with_atomic(true),
     )
     .await?;
     views.share_cache(Arc::clone(&inner.cache));

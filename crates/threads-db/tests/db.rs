@@ -721,12 +721,13 @@ async fn writers_that_give_up_do_not_interrupt_the_others() {
 }
 
 /// Two writers create the same document at once, each with a KV put in the same event.
-/// Once they sync, one creation is refused on both peers (the document exists), the same
-/// way whichever order the events arrived in; each view applies its own operations of an
-/// event all or none, so both puts apply (events are not yet atomic across views on
-/// receipt: docs/ARCHITECTURE.md). The change feeds mark the refused operation.
+/// Once they sync, one creation is refused on both peers (the document exists), and with
+/// it the KV put of its event: an event applies whole or not at all, on every peer,
+/// whichever order its events arrived in. The change feeds mark both operations of the
+/// refused event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_document_operation_is_refused_the_same_way_everywhere() {
+async fn a_rejected_document_operation_leaves_the_kv_operations_of_its_event_unapplied_everywhere()
+{
     let alice_faults = threads_net::Faults::new();
     let bob_faults = threads_net::Faults::new();
     let alice = Db::open_memory(
@@ -778,7 +779,7 @@ async fn a_refused_document_operation_is_refused_the_same_way_everywhere() {
         .expect("bob writes");
     alice_faults.heal();
     bob_faults.heal();
-    // Both converge on one creation, and both puts.
+    // Both converge on one creation, and only its event's put.
     let state = async |db: &Db<threads_store::MemoryStore>| {
         let doc = db.doc(thread, "notes", "same").await.expect("doc");
         let alice_key = db.get(thread, b"alice").await.expect("get");
@@ -800,13 +801,23 @@ async fn a_refused_document_operation_is_refused_the_same_way_everywhere() {
     .await;
     let (doc, alice_key, bob_key) = state(&alice).await;
     let winner = doc.expect("one creation applies")["by"].clone();
-    assert_eq!((alice_key, bob_key), (true, true));
-    // The refused creation is reported, the same on both peers.
+    assert_eq!(
+        (alice_key, bob_key),
+        (winner == json!("alice"), winner == json!("bob"))
+    );
+    // The refused event is reported for both of its views, the same on both peers.
     let refused = alice.rejections(thread).await.expect("rejections");
     assert_eq!(refused, bob.rejections(thread).await.expect("rejections"));
-    let views: Vec<&str> = refused.iter().map(|r| r.view.as_str()).collect();
-    assert_eq!(views, vec!["docs"], "{refused:?}");
-    // Each peer's change feed marks the refused creation, and nothing else.
+    let mut views: Vec<&str> = refused.iter().map(|r| r.view.as_str()).collect();
+    views.sort_unstable();
+    assert_eq!(views, vec!["docs", "kv"], "{refused:?}");
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.view == "kv" && r.reason == threads_views::NOT_APPLIED),
+        "{refused:?}"
+    );
+    // Each peer's change feed marks both operations of the refused event, and nothing else.
     let loser = if winner == json!("alice") {
         bob.identity().log_id()
     } else {
@@ -832,7 +843,7 @@ async fn a_refused_document_operation_is_refused_the_same_way_everywhere() {
             }
         }
         for (author, rejected) in seen {
-            assert_eq!(rejected, vec![author == loser, false], "{author}");
+            assert_eq!(rejected, vec![author == loser, author == loser], "{author}");
         }
     }
     alice.shutdown().await;

@@ -102,7 +102,7 @@ impl<S: Store + 'static> Views<S> {
             let (a, b) = (pair[0].0, pair[1].0);
             a.log == b.log && a.counter + 1 == b.counter && a.time < b.time
         });
-        let ordered = self.reducers.iter().any(|r| r.kind() == ViewKind::Ordered);
+        let ordered = self.any_ordered();
         let late = ordered && self.mark.last.is_some_and(|last| *first < last);
         // An event dated beyond the allowed drift waits in a catch-up: not applied here.
         let horizon = now_ms().saturating_add(self.config.max_future_ms);
@@ -134,7 +134,7 @@ impl<S: Store + 'static> Views<S> {
             self.note_blocked(&streams);
             return Ok(Progress::default());
         };
-        let ordered = self.reducers.iter().any(|r| r.kind() == ViewKind::Ordered);
+        let ordered = self.any_ordered();
         if ordered && self.mark.last.is_some_and(|last| first < last) {
             return self.rewind(first).await;
         }
@@ -372,7 +372,7 @@ impl<S: Store + 'static> Views<S> {
         let mut changes = Vec::new();
         for (index, log) in logs.into_iter().enumerate() {
             let rejections = index == self.states.len();
-            if !rejections && self.reducers[index].kind() != ViewKind::Ordered {
+            if !rejections && self.kind_of(index) != ViewKind::Ordered {
                 continue;
             }
             let mut seen = std::collections::HashSet::new();
@@ -434,9 +434,13 @@ impl<S: Store + 'static> Views<S> {
                 None => groups.push((view, vec![(index, data)])),
             }
         }
+        if self.config.atomic {
+            self.apply_whole(&groups, event.order);
+            return !groups.is_empty();
+        }
         let mut ordered = false;
         for (view, ops) in &groups {
-            if self.reducers[*view].kind() == ViewKind::Ordered {
+            if self.kind_of(*view) == ViewKind::Ordered {
                 ordered = true;
             } else if ordered_only {
                 continue;
@@ -447,6 +451,37 @@ impl<S: Store + 'static> Views<S> {
             }
         }
         ordered
+    }
+
+    /// Applies an event's operations whole or not at all ([`ViewConfig::atomic`]): at the
+    /// first view that refuses its operations, every view's changes of this event are
+    /// undone; that view records why, and every other view the event addressed records
+    /// [`NOT_APPLIED`].
+    ///
+    /// [`ViewConfig::atomic`]: crate::ViewConfig::atomic
+    fn apply_whole(&mut self, groups: &[(usize, Vec<IndexedOp<'_>>)], order: EventOrder) {
+        let points: Vec<usize> = groups
+            .iter()
+            .map(|(view, _)| self.states[*view].savepoint())
+            .collect();
+        let refused = groups.iter().find_map(|(view, ops)| {
+            self.run_group(*view, ops, order)
+                .map(|reason| (*view, reason))
+        });
+        let Some((refusing, reason)) = refused else {
+            return;
+        };
+        for ((view, _), point) in groups.iter().zip(points) {
+            self.states[*view].roll_back_to(point);
+        }
+        for (view, _) in groups {
+            let name = self.reducers[*view].name().to_owned();
+            if *view == refusing {
+                self.reject(&order, &name, &reason);
+            } else {
+                self.reject(&order, &name, NOT_APPLIED);
+            }
+        }
     }
 
     /// Runs one view's operations of an event through the gate and the reducer. Returns
@@ -496,6 +531,11 @@ impl<S: Store + 'static> Views<S> {
         None
     }
 }
+
+/// The reason recorded for a view whose operations of an event were fine but not applied,
+/// because another view refused its operations of the same event
+/// ([`ViewConfig::atomic`](crate::ViewConfig::atomic)).
+pub const NOT_APPLIED: &str = "not applied: another operation of its event was refused";
 
 /// The key of the rejection of `view`'s operations of the event at `order`.
 pub(crate) fn rejection_key(order: &EventOrder, view: &str) -> Vec<u8> {

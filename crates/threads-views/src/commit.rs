@@ -192,9 +192,10 @@ impl<S: Store + 'static> Views<S> {
     /// A store error or an unreadable entry.
     pub async fn compact(&mut self) -> Result<u64> {
         self.catch_up().await?;
-        if self.gate.is_some() {
+        if self.gate.is_some() || (self.config.atomic && self.reducers.len() > 1) {
             // Under a gate, a change of rules can refuse the operation that superseded
-            // another one, which then matters again: nothing is dropped.
+            // another one, which then matters again; with atomic events, so can another
+            // view refusing its event: nothing is dropped.
             return Ok(0);
         }
         let mut dropped = 0;

@@ -32,6 +32,19 @@ pub struct ViewConfig {
     /// or make every later event late, and every honest peer decides the same once its
     /// clock passes the event.
     pub max_future_ms: u64,
+    /// Whether an event applies whole or not at all across the views (default `false`:
+    /// each view takes or refuses its own operations of an event).
+    ///
+    /// With `true`, when one view refuses its operations of an event, no view keeps any of
+    /// that event's operations, on every peer, and every view the event addressed records
+    /// a rejection ([`NOT_APPLIED`](crate::NOT_APPLIED) for the views that were fine).
+    /// Whether an event is refused can then depend on the events before it, so every view
+    /// of the scope, commutative ones included, takes events in the thread's order and
+    /// keeps undo records: a late event undoes and replays the events after it in every
+    /// view (its cost stays proportional to those events, never to the size of the
+    /// views), and [`Views::compact`](crate::Views::compact) drops nothing when the scope
+    /// has more than one view.
+    pub atomic: bool,
 }
 
 impl Default for ViewConfig {
@@ -44,6 +57,7 @@ impl Default for ViewConfig {
             page: 512,
             skip_unreadable: false,
             max_future_ms: threads_log::DEFAULT_MAX_DRIFT_MS,
+            atomic: false,
         }
     }
 }
@@ -53,6 +67,13 @@ impl ViewConfig {
     /// 1,000 events.
     pub fn new() -> ViewConfig {
         ViewConfig::default()
+    }
+
+    /// Sets [`ViewConfig::atomic`].
+    #[must_use]
+    pub const fn with_atomic(mut self, atomic: bool) -> ViewConfig {
+        self.atomic = atomic;
+        self
     }
 
     /// Sets [`ViewConfig::cache_bytes`].

@@ -21,7 +21,7 @@ use crate::error::{Result, ViewError};
 use crate::event::{ORDER_LEN, decode_order, encode_order};
 use crate::mark::{LogMark, Mark, Signature};
 use crate::read::CacheBudget;
-use crate::reducer::{Gate, Reducer};
+use crate::reducer::{Gate, Reducer, ViewKind};
 use crate::state::State;
 use crate::subscribe::{Cursor, Subscription};
 
@@ -294,6 +294,21 @@ impl<S: Store + 'static> Views<S> {
             .collect()
     }
 
+    /// How the view at `index` takes events here: in the thread's order when it is
+    /// order-sensitive or when events are atomic ([`ViewConfig::atomic`]).
+    pub(crate) fn kind_of(&self, index: usize) -> ViewKind {
+        if self.config.atomic {
+            ViewKind::Ordered
+        } else {
+            self.reducers[index].kind()
+        }
+    }
+
+    /// Whether any view takes events in the thread's order.
+    pub(crate) fn any_ordered(&self) -> bool {
+        (0..self.reducers.len()).any(|i| self.kind_of(i) == ViewKind::Ordered)
+    }
+
     /// Resumes from the store's cursor (no row is read: rows are read when used); starts
     /// over if the views changed.
     pub(crate) async fn load(&mut self) -> Result<()> {
@@ -310,7 +325,9 @@ impl<S: Store + 'static> Views<S> {
         self.undo_done.clear();
         self.undo_reset = false;
         match stored {
-            Some(Some(mark)) if mark.views == signature => self.mark = mark,
+            Some(Some(mark)) if mark.views == signature && mark.atomic == self.config.atomic => {
+                self.mark = mark;
+            }
             previous => {
                 // New scope, older format or different views (names, kinds or reducer
                 // versions): start from nothing and say so in the store at once, dropping
@@ -338,6 +355,7 @@ impl<S: Store + 'static> Views<S> {
                     .collect();
                 self.mark = Mark {
                     views: signature,
+                    atomic: self.config.atomic,
                     ..Mark::default()
                 };
                 self.store

@@ -100,6 +100,7 @@ mod rewind;
 mod state;
 mod subscribe;
 
+pub use apply::NOT_APPLIED;
 pub use check::Refused;
 pub use config::ViewConfig;
 pub use engine::{EVENT_LEVEL, Progress, Rejection, RowChanges, Views};

@@ -31,10 +31,16 @@ pub(crate) struct Mark {
     /// Undo records of events dated before this were pruned: a late event before it
     /// rebuilds the views.
     pub(crate) undo_floor: Option<Hlc>,
+    /// Whether events applied whole or not at all across the views
+    /// ([`ViewConfig::atomic`](crate::ViewConfig::atomic)); `false` for a mark of version 2.
+    pub(crate) atomic: bool,
 }
 
 /// The version of the mark's format.
-const MARK_VERSION: u8 = 2;
+const MARK_VERSION: u8 = 3;
+
+/// The oldest version still read (it lacks `atomic`, which is then `false`).
+const OLDEST_READ: u8 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct WireMark {
@@ -43,6 +49,8 @@ struct WireMark {
     logs: Vec<(ByteBuf, u64, u64, u32)>,
     last: Option<ByteBuf>,
     undo_floor: Option<(u64, u32)>,
+    #[serde(default)]
+    atomic: bool,
 }
 
 /// Only the version of a stored mark, to tell an older format from a corrupt one.
@@ -135,6 +143,7 @@ impl Mark {
                 .collect(),
             last: self.last.map(|o| ByteBuf::from(encode_order(&o).to_vec())),
             undo_floor: self.undo_floor.map(|t| (t.physical_ms(), t.logical())),
+            atomic: self.atomic,
         };
         serde_ipld_dagcbor::to_vec(&wire).unwrap_or_else(|_| unreachable!("plain data encodes"))
     }
@@ -144,10 +153,10 @@ impl Mark {
     pub(crate) fn decode(bytes: &[u8]) -> Result<Option<Mark>> {
         let version: WireVersion = serde_ipld_dagcbor::from_slice(bytes)
             .map_err(|e| ViewError::Corrupt(format!("view cursor: {e}")))?;
-        if version.version < MARK_VERSION {
+        if version.version < OLDEST_READ {
             return Ok(None);
         }
-        if version.version != MARK_VERSION {
+        if version.version > MARK_VERSION {
             return Err(ViewError::Corrupt(format!(
                 "view cursor version {} is not supported",
                 version.version
@@ -183,6 +192,7 @@ impl Mark {
             logs,
             last: wire.last.map(|b| decode_order(&b)).transpose()?,
             undo_floor: wire.undo_floor.map(|(p, l)| Hlc::new(p, l)),
+            atomic: wire.atomic,
         }))
     }
 }
@@ -210,8 +220,9 @@ mod tests {
             )]),
             last: Some(order),
             undo_floor: Some(Hlc::new(4, 0)),
+            atomic: true,
         };
-        assert_eq!(Mark::decode(&mark.encode()).expect("decodes"), Some(mark));
+        assert_eq!(Mark::decode(&mark.encode()).expect("decodes"), Some(mark.clone()));
         #[derive(Serialize)]
         struct Old {
             version: u8,
@@ -219,6 +230,32 @@ mod tests {
         // Version 1 (snapshots) rebuilds.
         let old = serde_ipld_dagcbor::to_vec(&Old { version: 1 }).expect("encodes");
         assert_eq!(Mark::decode(&old).expect("decodes"), None);
+        // Version 2 reads as applied view by view (not atomic).
+        #[derive(Serialize)]
+        struct V2 {
+            version: u8,
+            views: Vec<(String, bool, u32)>,
+            logs: Vec<(ByteBuf, u64, u64, u32)>,
+            last: Option<ByteBuf>,
+            undo_floor: Option<(u64, u32)>,
+        }
+        let v2 = serde_ipld_dagcbor::to_vec(&V2 {
+            version: 2,
+            views: vec![("docs".into(), true, 2)],
+            logs: vec![(ByteBuf::from(log.to_bytes()), 3, 5, 1)],
+            last: Some(ByteBuf::from(encode_order(&order).to_vec())),
+            undo_floor: Some((4, 0)),
+        })
+        .expect("encodes");
+        assert_eq!(
+            Mark::decode(&v2).expect("decodes"),
+            Some(Mark {
+                atomic: false,
+                ..mark
+            })
+        );
+        let future = serde_ipld_dagcbor::to_vec(&Old { version: 4 }).expect("encodes");
+        assert!(Mark::decode(&future).is_err());
         let undo = UndoRecord {
             prev_log: Some(LogMark {
                 counter: 2,
@@ -257,6 +294,7 @@ mod tests {
             )]),
             last: Some(order),
             undo_floor: Some(Hlc::new(1_699_999_000_000, 0)),
+            atomic: true,
         };
         let undo = UndoRecord {
             prev_log: Some(LogMark {
@@ -270,13 +308,13 @@ mod tests {
         };
         let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
         let text = format!(
-            "mark-v2 {}\nundo-v1 {}\n",
+            "mark-v3 {}\nundo-v1 {}\n",
             hex(&mark.encode()),
             hex(&undo.encode())
         );
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../test_data/views/golden-v2.txt"
+            "/../../test_data/views/golden-v3.txt"
         );
         if std::env::var_os("THREADS_BLESS").is_some() {
             std::fs::create_dir_all(concat!(
@@ -286,7 +324,7 @@ mod tests {
             .expect("dir");
             std::fs::write(path, &text).expect("write golden file");
         }
-        let golden = std::fs::read_to_string(path).expect("test_data/views/golden-v2.txt exists");
+        let golden = std::fs::read_to_string(path).expect("test_data/views/golden-v3.txt exists");
         assert_eq!(
             text, golden,
             "the view formats changed; if on purpose, rerun with THREADS_BLESS=1"

@@ -30,10 +30,8 @@ impl<S: Store + 'static> Views<S> {
     /// As [`Views::catch_up`].
     pub async fn regate(&mut self, since: Option<EventOrder>) -> Result<Progress> {
         self.reload_if_stale().await?;
-        let commutative = self
-            .reducers
-            .iter()
-            .any(|r| r.kind() == ViewKind::Commutative);
+        let commutative =
+            (0..self.reducers.len()).any(|i| self.kind_of(i) == ViewKind::Commutative);
         let result = match since {
             Some(order) if !commutative => self.rewind(order).await,
             _ => self.rebuild_all().await,
@@ -144,6 +142,7 @@ impl<S: Store + 'static> Views<S> {
         self.undo_reset = true;
         self.mark = Mark {
             views: self.mark.views.clone(),
+            atomic: self.mark.atomic,
             ..Mark::default()
         };
         let streams = self.streams(&self.mark.clone()).await?;
@@ -156,6 +155,6 @@ impl<S: Store + 'static> Views<S> {
         std::str::from_utf8(name)
             .ok()
             .and_then(|n| self.by_name.get(n))
-            .is_some_and(|&i| self.reducers[i].kind() == ViewKind::Ordered)
+            .is_some_and(|&i| self.kind_of(i) == ViewKind::Ordered)
     }
 }

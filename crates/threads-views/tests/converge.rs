@@ -87,6 +87,8 @@ fn reducers() -> Vec<Arc<dyn Reducer>> {
 struct Setup {
     horizon_ms: u64,
     cache_bytes: usize,
+    /// Events whole or not at all across the views (the same for every replica of a case).
+    atomic: bool,
 }
 
 fn config(setup: Setup) -> ViewConfig {
@@ -94,6 +96,7 @@ fn config(setup: Setup) -> ViewConfig {
         .with_undo_horizon_ms(setup.horizon_ms)
         .with_cache_bytes(setup.cache_bytes)
         .with_commit_every(3)
+        .with_atomic(setup.atomic)
 }
 
 fn setup() -> impl Strategy<Value = Setup> {
@@ -104,12 +107,14 @@ fn setup() -> impl Strategy<Value = Setup> {
         .prop_map(|(horizon_ms, cache_bytes)| Setup {
             horizon_ms,
             cache_bytes,
+            atomic: false,
         })
 }
 
 const DEFAULT: Setup = Setup {
     horizon_ms: u64::MAX / 4,
     cache_bytes: 64 << 20,
+    atomic: false,
 };
 
 struct Case {
@@ -206,16 +211,53 @@ proptest! {
         logs in logs(),
         seeds in prop::collection::vec(any::<u64>(), 3),
         setups in prop::collection::vec(setup(), 3),
+        atomic in any::<bool>(),
     ) {
+        let setups: Vec<Setup> = setups.into_iter().map(|s| Setup { atomic, ..s }).collect();
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         rt.block_on(async {
             let case = make_case(&logs);
             // The reference: everything stored first, applied once.
-            let mut reference = replica(&case, 0, DEFAULT, false).await;
+            let mut reference = replica(&case, 0, Setup { atomic, ..DEFAULT }, false).await;
             let expected_kv = rows(&mut reference, "kv").await;
             let expected_chain = rows(&mut reference, "chain").await;
             let expected_rejections = reference.rejections().await.expect("rejections");
             let before = reference.digest().await.expect("digest");
+            if atomic {
+                // An event refused by one view is refused by every view it addressed.
+                for (log, events) in logs.iter().enumerate() {
+                    for (at, event) in events.iter().enumerate() {
+                        let Some(ops) = &event.ops else { continue };
+                        let author = case.logs[log].0;
+                        let counter = at as u64 + 1;
+                        let addressed: std::collections::BTreeSet<&str> = ops
+                            .iter()
+                            .map(|op| match op {
+                                Op::Put(..) | Op::Del(_) | Op::BadKv => "kv",
+                                _ => "chain",
+                            })
+                            .collect();
+                        let refused: std::collections::BTreeSet<&str> = expected_rejections
+                            .iter()
+                            .filter(|r| r.author() == author && r.order.counter == counter && r.view != threads_views::EVENT_LEVEL)
+                            .map(|r| r.view.as_str())
+                            .collect();
+                        // Nothing of a refused event shows: the chain keeps no row of it.
+                        for r in expected_rejections.iter().filter(|r| r.author() == author && r.order.counter == counter) {
+                            let mut row = b"op/".to_vec();
+                            row.extend_from_slice(&threads_views::encode_order(&r.order));
+                            prop_assert!(
+                                expected_chain.iter().all(|(k, _)| *k != row),
+                                "event {}/{} was refused ({}) but the chain applied it", log, counter, r.reason
+                            );
+                        }
+                        prop_assert!(
+                            refused.is_empty() || refused == addressed,
+                            "event {}/{}: addressed {:?}, refused by {:?}", log, counter, addressed, refused
+                        );
+                    }
+                }
+            }
             let mut all = Vec::new();
             for (i, (seed, setup)) in seeds.iter().zip(&setups).enumerate() {
                 let mut views = replica(&case, *seed, *setup, i == 0).await;
