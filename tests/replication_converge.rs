@@ -396,6 +396,17 @@ async fn round(number: usize) {
                 let shared: Vec<_> = view.iter().filter(|(id, _)| id.starts_with('s')).collect();
                 eprintln!("{name} shows {shared:?}");
                 eprintln!("{name} expects {:?}", expected_shared(db, thread).await);
+                let refused = db.rejections(thread).await.expect("rejections");
+                eprintln!(
+                    "{name} refused {:?}",
+                    refused
+                        .iter()
+                        .map(|r| format!(
+                            "{}/{}/{} {}: {}",
+                            r.order.time, r.order.log, r.order.counter, r.view, r.reason
+                        ))
+                        .collect::<Vec<_>>()
+                );
             }
         }
         assert_eq!(shown, owner, "round {number}: identical views");

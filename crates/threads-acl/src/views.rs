@@ -102,7 +102,9 @@ impl<S: Store + 'static> AclViews<S> {
             &format!("{name}.acl"),
             acl_key.clone(),
             vec![Arc::new(AclLog)],
-            config.with_skip_unreadable(true),
+            // One commutative view: atomic events mean nothing here, and without them the
+            // ACL never rewinds.
+            config.with_skip_unreadable(true).with_atomic(false),
         )
         .await?;
         // A follower's views read nothing but ACL events: they stay empty, blocked at the

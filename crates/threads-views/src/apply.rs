@@ -262,14 +262,16 @@ impl<S: Store + 'static> Views<S> {
         kind: Restart,
     ) -> Result<Progress> {
         let mut progress = Progress::default();
+        // Counted from the mark, not from the streams: they may have read ahead already.
         let mut replay_left: u64 = streams
             .iter()
             .map(|s| {
+                let applied = self.mark.logs.get(&s.log).map_or(0, |m| m.counter);
                 replay_until
                     .get(&s.log)
                     .copied()
                     .unwrap_or(0)
-                    .saturating_sub(s.after)
+                    .saturating_sub(applied)
             })
             .sum();
         let mut pending = 0usize;

@@ -222,7 +222,10 @@ mod tests {
             undo_floor: Some(Hlc::new(4, 0)),
             atomic: true,
         };
-        assert_eq!(Mark::decode(&mark.encode()).expect("decodes"), Some(mark.clone()));
+        assert_eq!(
+            Mark::decode(&mark.encode()).expect("decodes"),
+            Some(mark.clone())
+        );
         #[derive(Serialize)]
         struct Old {
             version: u8,

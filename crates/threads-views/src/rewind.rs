@@ -33,6 +33,8 @@ impl<S: Store + 'static> Views<S> {
         let commutative =
             (0..self.reducers.len()).any(|i| self.kind_of(i) == ViewKind::Commutative);
         let result = match since {
+            // Entries stored since the last catch-up that sort before `since` are undone
+            // to as well (`rewind` reads the logs again after undoing).
             Some(order) if !commutative => self.rewind(order).await,
             _ => self.rebuild_all().await,
         };
@@ -68,57 +70,80 @@ impl<S: Store + 'static> Views<S> {
     /// when it was applied already), then applies the logs from there: the undone events
     /// again, `late` and new events. Falls back to a rebuild if undo records no longer
     /// reach back to `late`.
-    pub(crate) async fn rewind(&mut self, late: EventOrder) -> Result<Progress> {
-        if self.mark.undo_floor.is_some_and(|floor| late.time < floor) {
-            tracing::info!(
-                scope = %self.scope,
-                late = %late.time,
-                "a late event is older than the undo horizon: rebuilding the views"
-            );
-            return self.rebuild_all().await;
-        }
+    ///
+    /// Entries keep arriving while this runs (peers push into the store): once the undo is
+    /// done the logs are read again, and if an entry stored meanwhile sorts before `late`,
+    /// the undo goes on back to it before anything applies, so no event is ever applied
+    /// after one it sorts before.
+    pub(crate) async fn rewind(&mut self, mut late: EventOrder) -> Result<Progress> {
         let previous: BTreeMap<LogId, u64> = self
             .mark
             .logs
             .iter()
             .map(|(log, m)| (*log, m.counter))
             .collect();
-        // The records of events at `late` and after it, oldest first, a page at a time.
-        let mut records = Vec::new();
-        let mut range = RowRange::new(encode_order(&late).to_vec(), None, UNDO_PAGE);
-        loop {
-            let page = self.store.view_range(&self.scope, UNDO, &range).await?;
-            let full = page.len() == range.limit;
-            if let Some((last, _)) = page.last() {
-                range.from.clone_from(last);
-                range.after = true;
+        // Records at this order and after are undone already.
+        let mut undone_from: Option<EventOrder> = None;
+        let mut undone = 0usize;
+        let streams = loop {
+            if self.mark.undo_floor.is_some_and(|floor| late.time < floor) {
+                tracing::info!(
+                    scope = %self.scope,
+                    late = %late.time,
+                    "a late event is older than the undo horizon: rebuilding the views"
+                );
+                return self.rebuild_all().await;
             }
-            records.extend(page);
-            if !full {
-                break;
+            // The records of events from `late` to what is undone already, oldest first,
+            // a page at a time.
+            let mut records = Vec::new();
+            let mut range = RowRange::new(
+                encode_order(&late).to_vec(),
+                undone_from.map(|o| encode_order(&o).to_vec()),
+                UNDO_PAGE,
+            );
+            loop {
+                let page = self.store.view_range(&self.scope, UNDO, &range).await?;
+                let full = page.len() == range.limit;
+                if let Some((last, _)) = page.last() {
+                    range.from.clone_from(last);
+                    range.after = true;
+                }
+                records.extend(page);
+                if !full {
+                    break;
+                }
             }
-        }
-        let undone = records.len();
-        // Undo newest first; a log's cursor goes back to before its oldest undone event.
-        for (key, bytes) in records.into_iter().rev() {
-            let order = decode_order(&key)?;
-            let record = UndoRecord::decode(&bytes)?;
-            for (view, row, old) in record.changes {
-                let index = if view == REJECTIONS {
-                    self.states.len()
-                } else {
-                    self.view_index(&view)?
+            undone += records.len();
+            // Undo newest first; a log's cursor goes back to before its oldest undone event.
+            for (key, bytes) in records.into_iter().rev() {
+                let order = decode_order(&key)?;
+                let record = UndoRecord::decode(&bytes)?;
+                for (view, row, old) in record.changes {
+                    let index = if view == REJECTIONS {
+                        self.states.len()
+                    } else {
+                        self.view_index(&view)?
+                    };
+                    self.state_at_mut(index).restore(row, old);
+                }
+                match record.prev_log {
+                    Some(mark) => self.mark.logs.insert(order.log, mark),
+                    None => self.mark.logs.remove(&order.log),
                 };
-                self.state_at_mut(index).restore(row, old);
+                self.undo_done.push(key);
             }
-            match record.prev_log {
-                Some(mark) => self.mark.logs.insert(order.log, mark),
-                None => self.mark.logs.remove(&order.log),
-            };
-            self.undo_done.push(key);
-        }
+            undone_from = Some(late);
+            let mut streams = self.streams(&self.mark.clone()).await?;
+            match self.peek_min(&mut streams).await? {
+                Some(first) if first < late => {
+                    tracing::debug!(scope = %self.scope, late = %first.time, "an entry stored during the rewind sorts before it: undoing further");
+                    late = first;
+                }
+                _ => break streams,
+            }
+        };
         tracing::debug!(scope = %self.scope, undone, "late event: undid the events after it");
-        let streams = self.streams(&self.mark.clone()).await?;
         let mut progress = self.run(streams, &previous, Restart::Late).await?;
         progress.rewound = true;
         Ok(progress)

@@ -715,3 +715,67 @@ async fn entries_stored_during_a_catch_up_end_equal_to_a_replay() {
         replay.digest().await.expect("digest")
     );
 }
+
+/// A gate that admits everything (the rules do not matter here, only where a regate
+/// starts again).
+struct Open;
+
+impl threads_views::Gate for Open {
+    fn admits(
+        &self,
+        _view: &str,
+        _access: threads_views::Access,
+        _resource: Option<&[u8]>,
+        _event: &threads_views::Event<'_>,
+    ) -> Result<(), threads_views::Reject> {
+        Ok(())
+    }
+}
+
+/// A regate from some event on, in a scope whose views all rewind (atomic events), while
+/// an entry that sorts before that event waits to be applied: the regate goes back to the
+/// entry too, and the views end equal to a replay.
+#[tokio::test]
+async fn a_regate_goes_back_to_entries_stored_before_it_too() {
+    let store = Arc::new(MemoryStore::new());
+    let (thread, key) = thread(16);
+    store.put_thread(thread, &key).await.expect("thread");
+    let a = writer(thread, &key, 1);
+    let b = writer(thread, &key, 2);
+    for i in 0..10u64 {
+        write_local(
+            &*store,
+            &a,
+            &put("k", &format!("a{i}")),
+            Hlc::new(100 + i, 0),
+        )
+        .await
+        .expect("write");
+    }
+    let config = ViewConfig::new().with_atomic(true);
+    let mut views = Views::open(Arc::clone(&store), thread, reducers(), config)
+        .await
+        .expect("open");
+    views.set_gate(Arc::new(Open));
+    views.catch_up().await.expect("catch up");
+    // Late: sorts before every event of A, stored but not applied yet.
+    let late = write_local(&*store, &b, &put("k", "b0"), Hlc::new(50, 0))
+        .await
+        .expect("write");
+    let since = threads_log::EventOrder {
+        time: Hlc::new(105, 0),
+        log: a.log_id(),
+        counter: 6,
+    };
+    views.regate(Some(since)).await.expect("regate");
+    let mut replay = Views::open_scope(Arc::clone(&store), thread, "replay", reducers(), config)
+        .await
+        .expect("open");
+    replay.set_gate(Arc::new(Open));
+    replay.catch_up().await.expect("replay");
+    assert_eq!(
+        views.digest().await.expect("digest"),
+        replay.digest().await.expect("digest"),
+        "the late event {late:?} applied in its place"
+    );
+}
