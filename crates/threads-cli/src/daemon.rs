@@ -48,15 +48,37 @@ pub(crate) struct Options {
 
 /// An API error: an HTTP status, a stable code and a message.
 #[derive(Debug)]
-pub(crate) struct ApiError(StatusCode, &'static str, String);
+pub(crate) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    /// More about the error (the refused operations of a write).
+    details: Option<Value>,
+}
+
+impl ApiError {
+    /// An error with a status, a stable code and a message.
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.0,
-            Json(json!({"error": {"code": self.1, "message": self.2}})),
-        )
-            .into_response()
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(details) = self.details {
+            error["details"] = details;
+        }
+        (self.status, Json(json!({ "error": error }))).into_response()
     }
 }
 
@@ -85,20 +107,36 @@ impl From<DbError> for ApiError {
             DbError::Acl(_) | DbError::Key(_) => (StatusCode::BAD_REQUEST, "bad_invite"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        ApiError(status, code, message)
+        let details = match &e {
+            // Each refused operation: its place in the write, its view, why, and whether
+            // access control refused it.
+            DbError::Rejected { refused, .. } => Some(json!({
+                "refused": refused
+                    .iter()
+                    .map(|r| json!({"index": r.index, "view": r.view, "reason": r.reason, "forbidden": r.forbidden}))
+                    .collect::<Vec<_>>()
+            })),
+            _ => None,
+        };
+        ApiError {
+            status,
+            code,
+            message,
+            details,
+        }
     }
 }
 
-fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, code, message.into())
+pub(crate) fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, code, message)
 }
 
-type Api<S> = Arc<AppState<S>>;
+pub(crate) type Api<S> = Arc<AppState<S>>;
 
 /// What the handlers share.
 #[derive(Debug)]
 pub(crate) struct AppState<S: Store + 'static> {
-    db: Db<S>,
+    pub(crate) db: Db<S>,
     token: String,
 }
 
@@ -249,13 +287,39 @@ pub(crate) fn router<S: Store + 'static>(state: Api<S>) -> Router {
         )
         .route("/v1/threads/{thread}/events", get(events::<S>))
         .route("/v1/threads/{thread}/rejections", get(rejections::<S>))
+        .merge(crate::api::routes::<S>())
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::<S>,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY));
-    api.fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no_route", "no such route".into()) })
+    api.fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route") })
+        .layer(middleware::map_response(json_method_not_allowed))
         .with_state(state)
+}
+
+/// A wrong method gets the JSON error shape too, keeping the `Allow` header axum sets.
+async fn json_method_not_allowed(response: Response) -> Response {
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return response;
+    }
+    let allow = response.headers().get(axum::http::header::ALLOW).cloned();
+    let mut out = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "this route takes {}",
+            allow
+                .as_ref()
+                .and_then(|a| a.to_str().ok())
+                .unwrap_or("other methods")
+        ),
+    )
+    .into_response();
+    if let Some(allow) = allow {
+        out.headers_mut().insert(axum::http::header::ALLOW, allow);
+    }
+    out
 }
 
 async fn auth<S: Store + 'static>(
@@ -270,10 +334,10 @@ async fn auth<S: Store + 'static>(
         .and_then(|v| v.strip_prefix("Bearer "))
         .is_some_and(|t| constant_time_eq(t.as_bytes(), state.token.as_bytes()));
     if !ok {
-        return ApiError(
+        return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "a valid bearer token is needed".into(),
+            "a valid bearer token is needed",
         )
         .into_response();
     }
@@ -285,7 +349,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// A JSON body, with JSON errors for bad JSON.
-pub(crate) struct Body<T>(T);
+pub(crate) struct Body<T>(pub(crate) T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
     type Rejection = ApiError;
@@ -293,10 +357,15 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(Body(v)),
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError(
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
                 format!("bodies are limited to {MAX_BODY} bytes"),
+            )),
+            Err(e) if e.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON (Content-Type: application/json)",
             )),
             Err(e) => Err(bad("bad_json", e.body_text())),
         }
@@ -433,7 +502,7 @@ fn peer_addr(text: &str, thread: ThreadId) -> Result<threads_id::ThreadAddr, Api
     Ok(addr)
 }
 
-async fn known_thread<S: Store + 'static>(
+pub(crate) async fn known_thread<S: Store + 'static>(
     s: &AppState<S>,
     text: &str,
 ) -> Result<ThreadId, ApiError> {
@@ -531,7 +600,7 @@ async fn kv_get<S: Store + 'static>(
         Some(v) => Ok(Json(
             json!({"key": key, "value": String::from_utf8_lossy(&v)}),
         )),
-        None => Err(ApiError(
+        None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no key {key:?}"),
@@ -603,7 +672,7 @@ async fn doc_get<S: Store + 'static>(
     let thread = thread_id(&thread)?;
     match s.db.doc(thread, &collection, &id).await? {
         Some(doc) => Ok(Json(json!({"id": id, "doc": doc}))),
-        None => Err(ApiError(
+        None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no document {id:?}"),
@@ -710,7 +779,7 @@ async fn events<S: Store + 'static>(
 
 /// A stream fed by a task through a bounded channel (backpressure: a slow client slows the
 /// task, which reads from the store).
-fn async_stream<T, F, Fut>(f: F) -> impl Stream<Item = T>
+pub(crate) fn async_stream<T, F, Fut>(f: F) -> impl Stream<Item = T>
 where
     T: Send + 'static,
     F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,

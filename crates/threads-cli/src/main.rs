@@ -2,6 +2,7 @@
 //! it, an always-on follower, and a demo.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod api;
 mod client;
 mod daemon;
 mod demo;

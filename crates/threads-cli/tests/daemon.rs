@@ -771,3 +771,215 @@ fn rust_log_debug_shows_the_sync_and_a_config_file_sets_the_flags() {
     a.stop();
     b.stop();
 }
+
+/// A raw HTTP/1.0 request with the given extra header lines; returns the status, the
+/// head and the body (read until `enough` says so, or the end).
+fn raw(
+    addr: &str,
+    request: &str,
+    body: &[u8],
+    enough: impl Fn(&str) -> bool,
+) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(LIMIT)).expect("timeout");
+    stream.write_all(request.as_bytes()).expect("write");
+    stream.write_all(body).expect("write body");
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&raw);
+        if let Some((_, body)) = text.split_once("\r\n\r\n")
+            && enough(body)
+        {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// The Server-Sent Events in `body`: (id, data) of each complete one.
+fn sse_events(body: &str) -> Vec<(String, Value)> {
+    body.split("\n\n")
+        .filter_map(|block| {
+            let id = block.lines().find_map(|l| l.strip_prefix("id: "))?;
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
+            Some((id.to_owned(), serde_json::from_str(data).ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn transactions_collections_explain_and_the_change_feed_over_http() {
+    let dir = tempfile::tempdir().expect("dir");
+    let d = Daemon::start(dir.path());
+    let thread = d.cli(&["thread", "create"])["thread"]
+        .as_str()
+        .expect("thread")
+        .to_owned();
+    let tx = format!("/v1/threads/{thread}/transactions");
+    // A collection, an index, a document and a binary key as one event.
+    let (status, body) = d.call(
+        "POST",
+        &tx,
+        &json!({"ops": [
+            {"op": "create_collection", "name": "notes", "schema": {"type": "object", "required": ["title"]}},
+            {"op": "add_index", "collection": "notes", "name": "by_title", "path": "title", "unique": true},
+            {"op": "create", "collection": "notes", "id": "n1", "doc": {"title": "one"}},
+            {"op": "put", "key": "AAEC", "value": "/wA=", "encoding": "base64"}
+        ]}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = d.call(
+        "GET",
+        &format!("/v1/threads/{thread}/collections"),
+        &json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["collections"][0]["name"], json!("notes"));
+    assert_eq!(
+        body["collections"][0]["indexes"][0]["name"],
+        json!("by_title")
+    );
+
+    // A transaction whose second operation conflicts with its first is refused whole,
+    // naming that operation; nothing of it is visible.
+    let (status, body) = d.call(
+        "POST",
+        &tx,
+        &json!({"ops": [
+            {"op": "create", "collection": "notes", "id": "n2", "doc": {"title": "two"}},
+            {"op": "create", "collection": "notes", "id": "n3", "doc": {"title": "two"}}
+        ]}),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], json!("rejected"));
+    let refused = body["error"]["details"]["refused"]
+        .as_array()
+        .expect("refused");
+    assert_eq!(refused.len(), 1, "{body}");
+    assert_eq!(refused[0]["index"], json!(1));
+    assert_eq!(refused[0]["view"], json!("docs"));
+    let (status, _) = d.call(
+        "GET",
+        &format!("/v1/threads/{thread}/docs/notes/n2"),
+        &json!({}),
+    );
+    assert_eq!(status, 404);
+
+    // A document with an id made by the daemon.
+    let (status, body) = d.call(
+        "POST",
+        &format!("/v1/threads/{thread}/docs/notes"),
+        &json!({"title": "three"}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().expect("id").to_owned();
+    let (status, body) = d.call(
+        "GET",
+        &format!("/v1/threads/{thread}/docs/notes/{id}"),
+        &json!({}),
+    );
+    assert_eq!(
+        (status, body["doc"]["title"].clone()),
+        (200, json!("three"))
+    );
+
+    // The schema changes (version 2); a query reads the index (explain says so).
+    let (status, body) = d.call(
+        "PUT",
+        &format!("/v1/threads/{thread}/collections/notes/schema"),
+        &json!({"schema": {"type": "object"}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = d.call(
+        "GET",
+        &format!("/v1/threads/{thread}/collections/notes"),
+        &json!({}),
+    );
+    assert_eq!(body["version"], json!(2), "{body}");
+    let (status, body) = d.call(
+        "POST",
+        &format!("/v1/threads/{thread}/explain/notes"),
+        &json!({"filter": {"eq": ["title", "one"]}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["plan"].as_str().expect("plan").contains("by_title"),
+        "{body}"
+    );
+
+    // A wrong method: 405 with Allow and the JSON error; a body that is not JSON: 415.
+    let auth = format!("Authorization: Bearer {}\r\n", d.token);
+    let (status, head, body) = raw(
+        &d.addr,
+        &format!("DELETE /v1/threads HTTP/1.0\r\n{auth}\r\n"),
+        b"",
+        |_| false,
+    );
+    assert_eq!(status, 405, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("allow: get,head,post"),
+        "{head}"
+    );
+    assert!(body.contains("method_not_allowed"), "{body}");
+    let (status, _, body) = raw(
+        &d.addr,
+        &format!(
+            "POST {tx} HTTP/1.0\r\n{auth}Content-Type: text/plain\r\nContent-Length: 2\r\n\r\n"
+        ),
+        b"{}",
+        |_| false,
+    );
+    assert_eq!(status, 415, "{body}");
+    assert!(body.contains("unsupported_media_type"), "{body}");
+
+    // The change feed: each event with its operations; its ids resume losslessly.
+    let feed = format!("/v1/threads/{thread}/changes");
+    let (status, _, body) = raw(
+        &d.addr,
+        &format!("GET {feed} HTTP/1.0\r\n{auth}\r\n"),
+        b"",
+        |body| sse_events(body).len() >= 3,
+    );
+    assert_eq!(status, 200);
+    let events = sse_events(&body);
+    assert_eq!(events.len(), 3, "{body}");
+    let first = &events[0].1["changes"];
+    assert_eq!(first[2]["kind"], json!("doc"));
+    assert_eq!(first[2]["action"], json!("create"));
+    assert_eq!(first[2]["id"], json!("n1"));
+    assert_eq!(first[3]["kind"], json!("kv"));
+    assert_eq!(first[3]["key"], json!("\u{0}\u{1}\u{2}"));
+    assert_eq!(first[3]["value_encoding"], json!("base64"));
+    let (_, _, body) = raw(
+        &d.addr,
+        &format!(
+            "GET {feed} HTTP/1.0\r\n{auth}Last-Event-ID: {}\r\n\r\n",
+            events[0].0
+        ),
+        b"",
+        |body| sse_events(body).len() >= 2,
+    );
+    let resumed = sse_events(&body);
+    assert_eq!(
+        resumed.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(),
+        events[1..]
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect::<Vec<_>>(),
+        "resumes right after the event whose id it was given"
+    );
+    d.stop();
+}

@@ -1,0 +1,427 @@
+//! The daemon's routes for transactions, collections, explain and the change feed (see
+//! docs/openapi.yaml). The server, authentication and errors are in `daemon.rs`.
+
+use std::convert::Infallible;
+
+use axum::extract::{Path as UrlPath, Query as UrlQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use base64::Engine as _;
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use threads_db::{ChangeKind, DOCS_VIEW, DocAction, DocOp, Docs, IndexSpec, Query};
+use threads_store::Store;
+use threads_views::Cursor;
+
+use crate::daemon::{Api, ApiError, Body, async_stream, bad, known_thread};
+
+/// The routes of this module, to merge into the API's router (behind its authentication).
+pub(crate) fn routes<S: Store + 'static>() -> Router<Api<S>> {
+    Router::new()
+        .route("/v1/threads/{thread}/transactions", post(transaction::<S>))
+        .route(
+            "/v1/threads/{thread}/collections",
+            get(list_collections::<S>),
+        )
+        .route(
+            "/v1/threads/{thread}/collections/{name}",
+            get(get_collection::<S>),
+        )
+        .route(
+            "/v1/threads/{thread}/collections/{name}/schema",
+            put(set_schema::<S>),
+        )
+        .route(
+            "/v1/threads/{thread}/collections/{name}/indexes",
+            post(add_index::<S>),
+        )
+        .route(
+            "/v1/threads/{thread}/docs/{collection}",
+            post(create_doc::<S>),
+        )
+        .route(
+            "/v1/threads/{thread}/explain/{collection}",
+            post(explain::<S>),
+        )
+        .route("/v1/threads/{thread}/changes", get(changes::<S>))
+}
+
+/// Bytes in JSON: UTF-8 text, or base64 when `encoding` is `"base64"`.
+fn bytes_of(text: &str, base64: bool, what: &str) -> Result<Vec<u8>, ApiError> {
+    if base64 {
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|e| bad("bad_base64", format!("{what} is not base64: {e}")))
+    } else {
+        Ok(text.as_bytes().to_vec())
+    }
+}
+
+/// Bytes for JSON: text when they are UTF-8, else base64 (`encoding` says which).
+pub(crate) fn bytes_json(bytes: &[u8]) -> (String, &'static str) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => (text.to_owned(), "utf8"),
+        Err(_) => (
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+            "base64",
+        ),
+    }
+}
+
+/// One operation of a transaction.
+#[derive(Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+enum TxOp {
+    Put {
+        key: String,
+        value: String,
+        #[serde(default)]
+        encoding: Option<String>,
+    },
+    Del {
+        key: String,
+        #[serde(default)]
+        encoding: Option<String>,
+    },
+    Create {
+        collection: String,
+        id: String,
+        doc: Value,
+    },
+    Save {
+        collection: String,
+        id: String,
+        doc: Value,
+    },
+    Delete {
+        collection: String,
+        id: String,
+    },
+    CreateCollection {
+        name: String,
+        schema: Value,
+    },
+    SetSchema {
+        name: String,
+        schema: Value,
+    },
+    AddIndex {
+        collection: String,
+        name: String,
+        path: String,
+        #[serde(default)]
+        unique: bool,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTransaction {
+    ops: Vec<TxOp>,
+}
+
+/// The most operations one transaction takes.
+const MAX_TX_OPS: usize = 1_000;
+
+fn base64_flag(encoding: Option<&str>) -> Result<bool, ApiError> {
+    match encoding {
+        None | Some("utf8") => Ok(false),
+        Some("base64") => Ok(true),
+        Some(other) => Err(bad(
+            "bad_encoding",
+            format!("encoding {other:?} is not utf8 or base64"),
+        )),
+    }
+}
+
+/// Several operations as one event: every one applies, or none (a refused one is named
+/// in the error with why, and nothing of the transaction is written).
+async fn transaction<S: Store + 'static>(
+    State(s): State<Api<S>>,
+    UrlPath(thread): UrlPath<String>,
+    Body(body): Body<NewTransaction>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = known_thread(&s, &thread).await?;
+    if body.ops.is_empty() {
+        return Err(bad("empty_transaction", "a transaction needs an operation"));
+    }
+    if body.ops.len() > MAX_TX_OPS {
+        return Err(bad(
+            "too_many_operations",
+            format!("a transaction takes at most {MAX_TX_OPS} operations"),
+        ));
+    }
+    let mut tx = s.db.transaction(thread);
+    for op in body.ops {
+        tx = match op {
+            TxOp::Put {
+                key,
+                value,
+                encoding,
+            } => {
+                let b64 = base64_flag(encoding.as_deref())?;
+                tx.put(
+                    &bytes_of(&key, b64, "key")?,
+                    &bytes_of(&value, b64, "value")?,
+                )
+            }
+            TxOp::Del { key, encoding } => {
+                let b64 = base64_flag(encoding.as_deref())?;
+                tx.del(&bytes_of(&key, b64, "key")?)
+            }
+            TxOp::Create {
+                collection,
+                id,
+                doc,
+            } => tx.create(&collection, &id, &doc),
+            TxOp::Save {
+                collection,
+                id,
+                doc,
+            } => tx.save(&collection, &id, &doc),
+            TxOp::Delete { collection, id } => tx.delete(&collection, &id),
+            TxOp::CreateCollection { name, schema } => tx.create_collection(&name, &schema),
+            TxOp::SetSchema { name, schema } => tx.doc(DocOp::SetSchema {
+                name,
+                schema: schema.to_string(),
+            }),
+            TxOp::AddIndex {
+                collection,
+                name,
+                path,
+                unique,
+            } => tx.doc(DocOp::AddIndex {
+                collection,
+                spec: IndexSpec { name, path, unique },
+            }),
+        };
+    }
+    let counter = tx.commit().await?;
+    Ok(Json(json!({"counter": counter})))
+}
+
+async fn list_collections<S: Store + 'static>(
+    State(s): State<Api<S>>,
+    UrlPath(thread): UrlPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = known_thread(&s, &thread).await?;
+    let collections = s.db.read_view(thread, DOCS_VIEW, Docs::collections).await?;
+    let out: Vec<Value> = collections.iter().map(collection_json).collect();
+    Ok(Json(json!({"collections": out})))
+}
+
+fn collection_json(c: &threads_db::Collection) -> Value {
+    json!({
+        "name": c.name,
+        "version": c.version(),
+        "schema": c.schemas.last(),
+        "indexes": c.indexes,
+    })
+}
+
+async fn get_collection<S: Store + 'static>(
+    State(s): State<Api<S>>,
+    UrlPath((thread, name)): UrlPath<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = known_thread(&s, &thread).await?;
+    let collection =
+        s.db.read_view(thread, DOCS_VIEW, |state| Docs::collection(state, &name))
+            .await?
+            .map_err(threads_db::DbError::Doc)?;
+    Ok(Json(collection_json(&collection)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSchema {
+    schema: Value,
+}
+
+/// Replaces a collection's schema (its next version).
+async fn set_schema<S: Store + 'static>(
+    State(s): State<Api<S>>,
+    UrlPath((thread, name)): UrlPath<(String, String)>,
+    Body(body): Body<NewSchema>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = known_thread(&s, &thread).await?;
+    let counter =
+        s.db.transaction(thread)
+            .doc(DocOp::SetSchema {
+                name,
+                schema: body.schema.to_string(),
+            })
+            .commit()
+            .await?;
+    Ok(Json(json!({"counter": counter})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewIndex {
+    name: String,
+    path: String,
+    #[serde(default)]
+    unique: bool,
+}
+
+async fn add_index<S: Store + 'static>(
+    State(s): State<Api<S>>,
+    UrlPath((thread, collection)): UrlPath<(String, String)>,
+    Body(body): Body<NewIndex>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = known_thread(&s, &thread).await?;
+    let counter =
+        s.db.transaction(thread)
+            .doc(DocOp::AddIndex {
+                collection,
+                spec: IndexSpec {
+                    name: body.name,
+                    path: body.path,
+                    unique: body.unique,
+                },
+            })
+            .commit()
+            .await?;
+    Ok(Json(json!({"counter": counter})))
+}
+
+/// Creates a document with an id made here (random, 128 bits, base32).
+async fn create_doc<S: Store + 'static>(
+    State(s): State<Api<S>>,
+    UrlPath((thread, collection)): UrlPath<(String, String)>,
+    Body(doc): Body<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let thread = known_thread(&s, &thread).await?;
+    let random: [u8; 16] = rand::random();
+    let id = multibase::encode(multibase::Base::Base32Lower, random);
+    let counter =
+        s.db.transaction(thread)
+            .create(&collection, &id, &doc)
+            .commit()
+            .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": id, "counter": counter})),
+    ))
+}
+
+/// How a query would read the collection (which index, which range), without running it.
+async fn explain<S: Store + 'static>(
+    State(s): State<Api<S>>,
+    UrlPath((thread, collection)): UrlPath<(String, String)>,
+    Body(query): Body<Query>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = known_thread(&s, &thread).await?;
+    let plan =
+        s.db.read_view(thread, DOCS_VIEW, |state| {
+            Docs::explain(state, &collection, &query)
+        })
+        .await?
+        .map_err(threads_db::DbError::Doc)?;
+    Ok(Json(json!({"plan": plan.to_string()})))
+}
+
+#[derive(Deserialize)]
+struct From {
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+fn parse_cursor(text: &str) -> Result<Cursor, ApiError> {
+    let (_, bytes) = multibase::decode(text).map_err(|_| bad("bad_cursor", "not multibase"))?;
+    Cursor::from_bytes(&bytes).map_err(|e| bad("bad_cursor", e.to_string()))
+}
+
+/// The change feed as Server-Sent Events: one event per applied event of the thread, each
+/// operation with what it did and whether it was refused. Every SSE event's `id:` is the
+/// feed's cursor after it, so a client that reconnects with `Last-Event-ID` (or `?cursor=`)
+/// resumes with the next one, losing and repeating nothing.
+async fn changes<S: Store + 'static>(
+    State(s): State<Api<S>>,
+    UrlPath(thread): UrlPath<String>,
+    UrlQuery(from): UrlQuery<From>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let thread = known_thread(&s, &thread).await?;
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or(from.cursor);
+    let cursor = match resume {
+        Some(text) => parse_cursor(&text)?,
+        None => Cursor::default(),
+    };
+    let mut feed = s.db.changes(thread, cursor).await?;
+    let stream = async_stream(move |tx| async move {
+        while let Ok(Some(event)) = feed.next().await {
+            let id = multibase::encode(multibase::Base::Base32Lower, event.cursor.to_bytes());
+            let changes: Vec<Value> = event.changes.iter().map(change_json).collect();
+            let data = json!({
+                "author": event.order.log.to_string(),
+                "counter": event.order.counter,
+                "time": event.order.time.physical_ms(),
+                "changes": changes,
+                "rejected": event.rejected,
+            });
+            if tx
+                .send(Ok(Event::default().id(id).data(data.to_string())))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+fn change_json(change: &threads_db::Change) -> Value {
+    let mut out = match &change.kind {
+        ChangeKind::Kv { key, value } => {
+            let (key, key_encoding) = bytes_json(key);
+            let value = value.as_deref().map(bytes_json);
+            json!({
+                "kind": "kv",
+                "key": key,
+                "key_encoding": key_encoding,
+                "value": value.as_ref().map(|(v, _)| v),
+                "value_encoding": value.as_ref().map(|(_, e)| e),
+            })
+        }
+        ChangeKind::Doc {
+            collection,
+            id,
+            action,
+            doc,
+        } => json!({
+            "kind": "doc",
+            "collection": collection,
+            "id": id,
+            "action": action_name(action),
+            "doc": doc,
+        }),
+        ChangeKind::Automerge { collection, id, .. } => {
+            json!({"kind": "automerge", "collection": collection, "id": id})
+        }
+        _ => json!({"kind": "other"}),
+    };
+    out["view"] = json!(change.view);
+    out["index"] = json!(change.index);
+    out["rejected"] = json!(change.rejected);
+    out
+}
+
+fn action_name(action: &DocAction) -> &'static str {
+    match action {
+        DocAction::Create => "create",
+        DocAction::Save => "save",
+        DocAction::Delete => "delete",
+        DocAction::CreateCollection => "create_collection",
+        DocAction::SetSchema => "set_schema",
+        DocAction::AddIndex => "add_index",
+    }
+}
