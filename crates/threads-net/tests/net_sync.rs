@@ -624,7 +624,10 @@ async fn an_address_that_stops_answering_expires_from_the_peers_and_a_live_one_s
     assert!(started.elapsed() >= Duration::from_millis(1_500));
     let expired = std::time::Instant::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(expired.elapsed() < Duration::from_millis(1_500), "the check came too late");
+    assert!(
+        expired.elapsed() < Duration::from_millis(1_500),
+        "the check came too late"
+    );
     assert_eq!(keeper.peers_of(thread), vec![live_addr]);
     // The list without it is what a restart loads.
     let saved = keeper
