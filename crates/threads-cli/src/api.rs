@@ -1,11 +1,16 @@
 //! The daemon's routes for transactions, collections, explain and the change feed (see
 //! docs/openapi.yaml). The server, authentication and errors are in `daemon.rs`.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use axum::extract::{Path as UrlPath, Query as UrlQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path as UrlPath, Query as UrlQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use base64::Engine as _;
@@ -47,6 +52,134 @@ pub(crate) fn routes<S: Store + 'static>() -> Router<Api<S>> {
             post(explain::<S>),
         )
         .route("/v1/threads/{thread}/changes", get(changes::<S>))
+        .route("/v1/stream-tokens", post(stream_token::<S>))
+}
+
+/// How long a stream token opens streams.
+pub(crate) const STREAM_TOKEN_TTL: Duration = Duration::from_secs(60);
+
+/// The most stream tokens alive at once (older ones are dropped first).
+const MAX_STREAM_TOKENS: usize = 1_024;
+
+/// Short-lived tokens that open one thread's streams (`/changes`, `/events`) with
+/// `?token=`, for browsers' `EventSource`, which cannot send an `Authorization` header.
+/// A token opens nothing else, and nothing after [`STREAM_TOKEN_TTL`].
+#[derive(Debug, Default)]
+pub(crate) struct StreamTokens {
+    tokens: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl StreamTokens {
+    fn issue(&self, thread: &str) -> String {
+        let bytes: [u8; 24] = rand::random();
+        let token = multibase::encode(multibase::Base::Base32Lower, bytes);
+        let now = Instant::now();
+        let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+        tokens.retain(|_, (_, until)| *until > now);
+        if tokens.len() >= MAX_STREAM_TOKENS
+            && let Some(oldest) = tokens
+                .iter()
+                .min_by_key(|(_, (_, until))| *until)
+                .map(|(t, _)| t.clone())
+        {
+            tokens.remove(&oldest);
+        }
+        tokens.insert(token.clone(), (thread.to_owned(), now + STREAM_TOKEN_TTL));
+        token
+    }
+
+    /// Whether `uri` is a stream of a thread whose live token it carries.
+    pub(crate) fn admits(&self, uri: &Uri) -> bool {
+        let path = uri.path();
+        let Some(rest) = path.strip_prefix("/v1/threads/") else {
+            return false;
+        };
+        let Some((thread, stream)) = rest.split_once('/') else {
+            return false;
+        };
+        if stream != "changes" && stream != "events" {
+            return false;
+        }
+        let Some(token) = uri.query().and_then(|q| {
+            q.split('&')
+                .find_map(|pair| pair.strip_prefix("token="))
+                .map(str::to_owned)
+        }) else {
+            return false;
+        };
+        let tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+        tokens
+            .get(&token)
+            .is_some_and(|(t, until)| t == thread && *until > Instant::now())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewStreamToken {
+    thread: String,
+}
+
+/// A token that opens the thread's streams for a minute (`?token=` on `/changes` and
+/// `/events`).
+async fn stream_token<S: Store + 'static>(
+    State(s): State<Api<S>>,
+    Body(body): Body<NewStreamToken>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = known_thread(&s, &body.thread).await?;
+    let token = s.streams.issue(&thread.to_string());
+    Ok(Json(
+        json!({"token": token, "expires_in_s": STREAM_TOKEN_TTL.as_secs()}),
+    ))
+}
+
+/// Cross-origin access for the origins the daemon was given (`--cors-origin`): a
+/// preflight from one of them is answered here (it carries no token); other answers get
+/// `Access-Control-Allow-Origin`. Requests from other origins get no CORS header, so
+/// browsers keep their pages out.
+pub(crate) async fn cors<S: Store + 'static>(
+    State(s): State<Api<S>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let origin = request
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let allowed = origin
+        .filter(|o| s.cors_allows(o))
+        .and_then(|o| HeaderValue::from_str(&o).ok());
+    let Some(allowed) = allowed else {
+        return next.run(request).await;
+    };
+    let preflight = request.method() == Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut response = if preflight {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, PUT, DELETE"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization, content-type, last-event-id"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+        response
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
+    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    response
 }
 
 /// Bytes in JSON: UTF-8 text, or base64 when `encoding` is `"base64"`.
@@ -366,6 +499,7 @@ async fn changes<S: Store + 'static>(
                 "time": event.order.time.physical_ms(),
                 "changes": changes,
                 "rejected": event.rejected,
+                "cursor": id,
             });
             if tx
                 .send(Ok(Event::default().id(id).data(data.to_string())))

@@ -44,6 +44,8 @@ pub(crate) struct Options {
     pub(crate) http: SocketAddr,
     /// A PostgreSQL URL to keep the data in instead of SQLite.
     pub(crate) postgres: Option<String>,
+    /// Origins a browser may call the API from.
+    pub(crate) cors: Vec<String>,
 }
 
 /// An API error: an HTTP status, a stable code and a message.
@@ -138,6 +140,17 @@ pub(crate) type Api<S> = Arc<AppState<S>>;
 pub(crate) struct AppState<S: Store + 'static> {
     pub(crate) db: Db<S>,
     token: String,
+    /// Origins a browser may call the API from (`*` for any).
+    cors: Vec<String>,
+    /// Stream tokens: for `EventSource`, which cannot send a header.
+    pub(crate) streams: crate::api::StreamTokens,
+}
+
+impl<S: Store + 'static> AppState<S> {
+    /// Whether a browser page from `origin` may call the API.
+    pub(crate) fn cors_allows(&self, origin: &str) -> bool {
+        self.cors.iter().any(|o| o == "*" || o == origin)
+    }
 }
 
 fn thread_id(text: &str) -> Result<ThreadId, ApiError> {
@@ -213,6 +226,8 @@ async fn serve<S: Store + 'static>(db: Db<S>, options: &Options) -> Result<()> {
     let state = Arc::new(AppState {
         db: db.clone(),
         token,
+        cors: options.cors.clone(),
+        streams: crate::api::StreamTokens::default(),
     });
     let listener = tokio::net::TcpListener::bind(options.http).await?;
     let local = listener.local_addr()?;
@@ -292,6 +307,11 @@ pub(crate) fn router<S: Store + 'static>(state: Api<S>) -> Router {
             Arc::clone(&state),
             auth::<S>,
         ))
+        // Outside the authentication: a browser's preflight carries no token.
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            crate::api::cors::<S>,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY));
     api.fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route") })
         .layer(middleware::map_response(json_method_not_allowed))
@@ -332,7 +352,8 @@ async fn auth<S: Store + 'static>(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| constant_time_eq(t.as_bytes(), state.token.as_bytes()));
+        .is_some_and(|t| constant_time_eq(t.as_bytes(), state.token.as_bytes()))
+        || state.streams.admits(request.uri());
     if !ok {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -554,6 +575,38 @@ async fn health<S: Store + 'static>(State(s): State<Api<S>>) -> Result<Json<Valu
 struct Prefix {
     #[serde(default)]
     prefix: String,
+    /// `base64` when the prefix is base64 (URL-safe alphabet, no padding).
+    #[serde(default)]
+    prefix_encoding: Option<String>,
+}
+
+/// How a key in a URL is written: `?key_encoding=base64` for a key in URL-safe base64
+/// without padding (any bytes), else the key's UTF-8 text.
+#[derive(Deserialize)]
+struct KeyEncoding {
+    #[serde(default)]
+    key_encoding: Option<String>,
+}
+
+fn url_bytes(text: &str, encoding: Option<&str>, what: &str) -> Result<Vec<u8>, ApiError> {
+    use base64::Engine as _;
+    match encoding {
+        None | Some("utf8") => Ok(text.as_bytes().to_vec()),
+        Some("base64") => base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|e| bad("bad_base64", format!("{what} is not URL-safe base64: {e}"))),
+        Some(other) => Err(bad(
+            "bad_encoding",
+            format!("encoding {other:?} is not utf8 or base64"),
+        )),
+    }
+}
+
+/// A key and value as JSON: text when UTF-8, else base64 (each with its encoding).
+fn kv_json(key: &[u8], value: &[u8]) -> Value {
+    let (key, key_encoding) = crate::api::bytes_json(key);
+    let (value, encoding) = crate::api::bytes_json(value);
+    json!({"key": key, "key_encoding": key_encoding, "value": value, "encoding": encoding})
 }
 
 async fn kv_list<S: Store + 'static>(
@@ -562,44 +615,58 @@ async fn kv_list<S: Store + 'static>(
     UrlQuery(q): UrlQuery<Prefix>,
 ) -> Result<Json<Value>, ApiError> {
     let thread = thread_id(&thread)?;
-    let items: Vec<Value> = s
-        .db
-        .list(thread, q.prefix.as_bytes())
-        .await?
-        .into_iter()
-        .map(|(k, v)| json!({"key": String::from_utf8_lossy(&k), "value": String::from_utf8_lossy(&v)}))
-        .collect();
+    let prefix = url_bytes(&q.prefix, q.prefix_encoding.as_deref(), "prefix")?;
+    let items: Vec<Value> =
+        s.db.list(thread, &prefix)
+            .await?
+            .into_iter()
+            .map(|(k, v)| kv_json(&k, &v))
+            .collect();
     Ok(Json(json!({"items": items})))
 }
 
 #[derive(Deserialize)]
 struct KvValue {
     value: String,
+    /// `base64` when `value` is base64 (standard alphabet), else UTF-8 text.
+    #[serde(default)]
+    encoding: Option<String>,
 }
 
 async fn kv_put<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath((thread, key)): UrlPath<(String, String)>,
+    UrlQuery(k): UrlQuery<KeyEncoding>,
     Body(body): Body<KvValue>,
 ) -> Result<Json<Value>, ApiError> {
+    use base64::Engine as _;
     let thread = thread_id(&thread)?;
-    let counter =
-        s.db.transaction(thread)
-            .put(key.as_bytes(), body.value.as_bytes())
-            .commit()
-            .await?;
+    let key = url_bytes(&key, k.key_encoding.as_deref(), "key")?;
+    let value = match body.encoding.as_deref() {
+        None | Some("utf8") => body.value.into_bytes(),
+        Some("base64") => base64::engine::general_purpose::STANDARD
+            .decode(&body.value)
+            .map_err(|e| bad("bad_base64", format!("value is not base64: {e}")))?,
+        Some(other) => {
+            return Err(bad(
+                "bad_encoding",
+                format!("encoding {other:?} is not utf8 or base64"),
+            ));
+        }
+    };
+    let counter = s.db.transaction(thread).put(&key, &value).commit().await?;
     Ok(Json(json!({"counter": counter})))
 }
 
 async fn kv_get<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath((thread, key)): UrlPath<(String, String)>,
+    UrlQuery(k): UrlQuery<KeyEncoding>,
 ) -> Result<Json<Value>, ApiError> {
     let thread = thread_id(&thread)?;
-    match s.db.get(thread, key.as_bytes()).await? {
-        Some(v) => Ok(Json(
-            json!({"key": key, "value": String::from_utf8_lossy(&v)}),
-        )),
+    let bytes = url_bytes(&key, k.key_encoding.as_deref(), "key")?;
+    match s.db.get(thread, &bytes).await? {
+        Some(v) => Ok(Json(kv_json(&bytes, &v))),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -611,13 +678,11 @@ async fn kv_get<S: Store + 'static>(
 async fn kv_del<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath((thread, key)): UrlPath<(String, String)>,
+    UrlQuery(k): UrlQuery<KeyEncoding>,
 ) -> Result<Json<Value>, ApiError> {
     let thread = thread_id(&thread)?;
-    let counter =
-        s.db.transaction(thread)
-            .del(key.as_bytes())
-            .commit()
-            .await?;
+    let key = url_bytes(&key, k.key_encoding.as_deref(), "key")?;
+    let counter = s.db.transaction(thread).del(&key).commit().await?;
     Ok(Json(json!({"counter": counter})))
 }
 

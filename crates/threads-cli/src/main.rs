@@ -63,6 +63,10 @@ enum Command {
         /// The HTTP address (default `127.0.0.1:0`).
         #[arg(long)]
         http: Option<std::net::SocketAddr>,
+        /// An origin whose browser pages may call the API (`https://app.example`, or `*`);
+        /// repeatable. None by default.
+        #[arg(long)]
+        cors_origin: Vec<String>,
         /// Keep the data in PostgreSQL (`postgres://user@host:port/db`) instead of SQLite in
         /// the data directory.
         #[arg(long, env = "THREADS_POSTGRES")]
@@ -301,6 +305,7 @@ async fn run(cli: Cli) -> Result<()> {
             listen,
             announce,
             http,
+            cors_origin,
             postgres,
         } => {
             let _lock = setup::lock(&cli.data)?;
@@ -313,6 +318,11 @@ async fn run(cli: Cli) -> Result<()> {
                     .or(config.http)
                     .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
                 postgres: postgres.or(config.postgres),
+                cors: if cors_origin.is_empty() {
+                    config.cors_origins
+                } else {
+                    cors_origin
+                },
             })
             .await
         }
@@ -601,20 +611,15 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             let c = client(&cli.data)?;
             let path = match cursor {
-                Some(cursor) => format!("/v1/threads/{thread}/events?cursor={cursor}"),
-                None => format!("/v1/threads/{thread}/events"),
+                Some(cursor) => format!("/v1/threads/{thread}/changes?cursor={cursor}"),
+                None => format!("/v1/threads/{thread}/changes"),
             };
             let mut seen = 0usize;
             c.events(&path, |data| {
                 if out {
                     println!("{data}");
                 } else if let Ok(v) = serde_json::from_str::<Value>(data) {
-                    println!(
-                        "{} #{} {} op(s)",
-                        v["author"].as_str().unwrap_or(""),
-                        v["counter"],
-                        v["ops"].as_array().map_or(0, Vec::len)
-                    );
+                    println!("{}", describe_event(&v));
                 }
                 seen += 1;
                 count.is_none_or(|n| seen < n)
@@ -622,6 +627,52 @@ async fn run(cli: Cli) -> Result<()> {
             .await
         }
     }
+}
+
+/// One line per operation of a change-feed event, for people.
+fn describe_event(v: &Value) -> String {
+    let head = format!("{} #{}", v["author"].as_str().unwrap_or(""), v["counter"]);
+    if let Some(reason) = v["rejected"].as_str() {
+        return format!("{head} refused: {reason}");
+    }
+    let changes = v["changes"].as_array().cloned().unwrap_or_default();
+    if changes.is_empty() {
+        return format!("{head} (no operations)");
+    }
+    changes
+        .iter()
+        .map(|c| {
+            let what = match c["kind"].as_str() {
+                Some("kv") => match c["value"].as_str() {
+                    Some(value) => format!("kv put {} = {value}", c["key"].as_str().unwrap_or("")),
+                    None => format!("kv del {}", c["key"].as_str().unwrap_or("")),
+                },
+                Some("doc") => {
+                    let target = match c["id"].as_str() {
+                        Some(id) => format!("{}/{id}", c["collection"].as_str().unwrap_or("")),
+                        None => c["collection"].as_str().unwrap_or("").to_owned(),
+                    };
+                    let doc = if c["doc"].is_null() {
+                        String::new()
+                    } else {
+                        format!(" {}", c["doc"])
+                    };
+                    format!("{} {target}{doc}", c["action"].as_str().unwrap_or(""))
+                }
+                Some("automerge") => format!(
+                    "automerge change {}/{}",
+                    c["collection"].as_str().unwrap_or(""),
+                    c["id"].as_str().unwrap_or("")
+                ),
+                _ => format!("{} operation", c["view"].as_str().unwrap_or("")),
+            };
+            match c["rejected"].as_str() {
+                Some(reason) => format!("{head} {what} (refused: {reason})"),
+                None => format!("{head} {what}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Entries accepted from peers so far, over every thread (0 if the daemon does not say).

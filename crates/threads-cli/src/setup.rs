@@ -135,6 +135,9 @@ pub(crate) struct Config {
     pub(crate) announce: Vec<String>,
     /// The HTTP API's address.
     pub(crate) http: Option<std::net::SocketAddr>,
+    /// Origins whose browser pages may call the API.
+    #[serde(default)]
+    pub(crate) cors_origins: Vec<String>,
     /// A PostgreSQL URL.
     pub(crate) postgres: Option<String>,
     /// The log filter (`RUST_LOG` syntax); the environment's `RUST_LOG` wins.

@@ -983,3 +983,155 @@ fn transactions_collections_explain_and_the_change_feed_over_http() {
     );
     d.stop();
 }
+
+#[test]
+fn binary_keys_and_values_cors_origins_and_stream_tokens() {
+    let dir = tempfile::tempdir().expect("dir");
+    let d = Daemon::start_with(dir.path(), &["--cors-origin", "https://app.example"]);
+    let thread = d.cli(&["thread", "create"])["thread"]
+        .as_str()
+        .expect("thread")
+        .to_owned();
+    // A key and value that are not UTF-8 go in and come back byte for byte.
+    let (status, body) = d.call(
+        "PUT",
+        &format!("/v1/threads/{thread}/kv/_wA?key_encoding=base64"),
+        &json!({"value": "AP8=", "encoding": "base64"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = d.call(
+        "GET",
+        &format!("/v1/threads/{thread}/kv/_wA?key_encoding=base64"),
+        &json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["key"].clone(), body["key_encoding"].clone()),
+        (json!("/wA="), json!("base64"))
+    );
+    assert_eq!(
+        (body["value"].clone(), body["encoding"].clone()),
+        (json!("AP8="), json!("base64"))
+    );
+    let (_, body) = d.call(
+        "GET",
+        &format!("/v1/threads/{thread}/kv?prefix=_w&prefix_encoding=base64"),
+        &json!({}),
+    );
+    assert_eq!(body["items"].as_array().map(Vec::len), Some(1), "{body}");
+    d.cli(&["kv", "put", &thread, "plain", "text"]);
+    assert_eq!(
+        d.cli(&["kv", "get", &thread, "plain"])["encoding"],
+        json!("utf8")
+    );
+
+    // CORS: a preflight from the allowed origin is answered without a token; answers
+    // carry the origin; another origin gets no CORS header.
+    let (status, head, _) = raw(
+        &d.addr,
+        &format!(
+            "OPTIONS /v1/threads/{thread}/transactions HTTP/1.0\r\nOrigin: https://app.example\r\n\
+             Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: authorization, content-type\r\n\r\n"
+        ),
+        b"",
+        |_| false,
+    );
+    let head = head.to_ascii_lowercase();
+    assert_eq!(status, 204, "{head}");
+    assert!(
+        head.contains("access-control-allow-origin: https://app.example"),
+        "{head}"
+    );
+    assert!(
+        head.contains("access-control-allow-headers: authorization"),
+        "{head}"
+    );
+    let auth = format!("Authorization: Bearer {}\r\n", d.token);
+    let (status, head, _) = raw(
+        &d.addr,
+        &format!("GET /v1/threads HTTP/1.0\r\n{auth}Origin: https://app.example\r\n\r\n"),
+        b"",
+        |_| false,
+    );
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("access-control-allow-origin: https://app.example")
+    );
+    let (status, head, _) = raw(
+        &d.addr,
+        &format!("GET /v1/threads HTTP/1.0\r\n{auth}Origin: https://evil.example\r\n\r\n"),
+        b"",
+        |_| false,
+    );
+    assert_eq!(status, 200);
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("access-control-allow-origin"),
+        "{head}"
+    );
+    let (status, _, _) = raw(
+        &d.addr,
+        "OPTIONS /v1/threads HTTP/1.0\r\nOrigin: https://evil.example\r\nAccess-Control-Request-Method: GET\r\n\r\n",
+        b"",
+        |_| false,
+    );
+    assert_eq!(
+        status, 401,
+        "a preflight from another origin is not answered"
+    );
+
+    // A stream token opens this thread's change feed without a header, and nothing else.
+    let (status, body) = d.call("POST", "/v1/stream-tokens", &json!({"thread": thread}));
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().expect("token").to_owned();
+    let (status, _, body) = raw(
+        &d.addr,
+        &format!("GET /v1/threads/{thread}/changes?token={token} HTTP/1.0\r\n\r\n"),
+        b"",
+        |body| !sse_events(body).is_empty(),
+    );
+    assert_eq!(status, 200);
+    assert!(!sse_events(&body).is_empty(), "{body}");
+    for path in [
+        format!("/v1/threads/{thread}/kv?token={token}"),
+        format!("/v1/threads/{thread}/changes?token=wrong"),
+        format!("/v1/threads?token={token}"),
+    ] {
+        let (status, _, _) = raw(
+            &d.addr,
+            &format!("GET {path} HTTP/1.0\r\n\r\n"),
+            b"",
+            |_| false,
+        );
+        assert_eq!(status, 401, "{path}");
+    }
+    let other = d.cli(&["thread", "create"])["thread"]
+        .as_str()
+        .expect("thread")
+        .to_owned();
+    let (status, _, _) = raw(
+        &d.addr,
+        &format!("GET /v1/threads/{other}/changes?token={token} HTTP/1.0\r\n\r\n"),
+        b"",
+        |_| false,
+    );
+    assert_eq!(status, 401, "a token opens its own thread's streams only");
+
+    // `threads watch` shows each operation.
+    let output = Command::new(BIN)
+        .args([
+            "--data",
+            dir.path().to_str().expect("utf-8"),
+            "watch",
+            &thread,
+            "--count",
+            "2",
+        ])
+        .output()
+        .expect("watch");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("kv put plain = text"), "{text}");
+    d.stop();
+}
