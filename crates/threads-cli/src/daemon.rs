@@ -46,6 +46,8 @@ pub(crate) struct Options {
     pub(crate) postgres: Option<String>,
     /// Origins a browser may call the API from.
     pub(crate) cors: Vec<String>,
+    /// The most bytes of one log kept from peers.
+    pub(crate) log_quota: u64,
 }
 
 /// An API error: an HTTP status, a stable code and a message.
@@ -208,6 +210,7 @@ pub(crate) async fn run(options: Options) -> Result<()> {
     let config = DbConfig::default()
         .with_listen(options.listen.clone())
         .with_announce(options.announce.clone())
+        .with_log_quota(options.log_quota)
         .with_sync_interval(Duration::from_secs(1));
     match &options.postgres {
         Some(url) => serve(Db::open_postgres(url, me, config).await?, &options).await,

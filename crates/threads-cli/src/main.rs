@@ -67,6 +67,10 @@ enum Command {
         /// repeatable. None by default.
         #[arg(long)]
         cors_origin: Vec<String>,
+        /// The most bytes of one log (one member's writes in a thread) kept from peers
+        /// (default 1 GiB).
+        #[arg(long)]
+        log_quota: Option<u64>,
         /// Keep the data in PostgreSQL (`postgres://user@host:port/db`) instead of SQLite in
         /// the data directory.
         #[arg(long, env = "THREADS_POSTGRES")]
@@ -81,6 +85,9 @@ enum Command {
         /// An external address to give remote peers; repeatable.
         #[arg(long)]
         announce: Vec<String>,
+        /// The most bytes of one log kept from peers (default 1 GiB).
+        #[arg(long)]
+        log_quota: Option<u64>,
         /// Invites to join (already joined threads are kept).
         #[arg(long)]
         invite: Vec<String>,
@@ -306,6 +313,7 @@ async fn run(cli: Cli) -> Result<()> {
             announce,
             http,
             cors_origin,
+            log_quota,
             postgres,
         } => {
             let _lock = setup::lock(&cli.data)?;
@@ -323,19 +331,26 @@ async fn run(cli: Cli) -> Result<()> {
                 } else {
                     cors_origin
                 },
+                log_quota: log_quota
+                    .or(config.log_quota)
+                    .unwrap_or(threads_net::DEFAULT_LOG_QUOTA),
             })
             .await
         }
         Command::Follower {
             listen,
             announce,
+            log_quota,
             invite,
         } => {
             let _lock = setup::lock(&cli.data)?;
             let config = setup::Config::load(&cli.data)?;
             let listen = addrs(listen, config.listen, &[DEFAULT_LISTEN], "--listen")?;
             let announce = addrs(announce, config.announce, &[], "--announce")?;
-            follower(cli.data, listen, announce, invite).await
+            let quota = log_quota
+                .or(config.log_quota)
+                .unwrap_or(threads_net::DEFAULT_LOG_QUOTA);
+            follower(cli.data, listen, announce, quota, invite).await
         }
         Command::Id => {
             let v = client(&cli.data)?.ok("GET", "/v1/identity", None).await?;
@@ -692,6 +707,7 @@ async fn follower(
     data: PathBuf,
     listen: Vec<threads_id::Multiaddr>,
     announce: Vec<threads_id::Multiaddr>,
+    log_quota: u64,
     invites: Vec<String>,
 ) -> Result<()> {
     std::fs::create_dir_all(&data)?;
@@ -699,6 +715,7 @@ async fn follower(
     let config = threads_db::DbConfig::default()
         .with_listen(listen)
         .with_announce(announce)
+        .with_log_quota(log_quota)
         .with_sync_interval(Duration::from_secs(1));
     let db = threads_db::Db::open_sqlite(data.join("threads.db"), me, config).await?;
     println!("threads follower: peer {}", db.identity().log_id());

@@ -138,6 +138,8 @@ pub(crate) struct Config {
     /// Origins whose browser pages may call the API.
     #[serde(default)]
     pub(crate) cors_origins: Vec<String>,
+    /// The most bytes of one log stored from peers.
+    pub(crate) log_quota: Option<u64>,
     /// A PostgreSQL URL.
     pub(crate) postgres: Option<String>,
     /// The log filter (`RUST_LOG` syntax); the environment's `RUST_LOG` wins.

@@ -16,6 +16,9 @@ pub struct DbConfig {
     /// External addresses given to remote peers before the listen addresses (a public
     /// address in front of a NAT, a DNS name); none by default.
     pub announce: Vec<Multiaddr>,
+    /// The most bytes of one log this peer stores from other peers (default 1 GiB,
+    /// [`threads_net::DEFAULT_LOG_QUOTA`]).
+    pub log_quota: u64,
     /// How often the node syncs with its peers (default: 2 s).
     pub sync_interval: Duration,
     /// How the views run.
@@ -77,6 +80,7 @@ impl Default for DbConfig {
                     .unwrap_or_else(|_| unreachable!("a valid address")),
             ],
             announce: Vec::new(),
+            log_quota: threads_net::DEFAULT_LOG_QUOTA,
             sync_interval: Duration::from_secs(2),
             views: ViewConfig::new(),
             faults: Faults::new(),
@@ -99,6 +103,14 @@ impl DbConfig {
     #[must_use]
     pub fn with_announce(mut self, addrs: Vec<Multiaddr>) -> DbConfig {
         self.announce = addrs;
+        self
+    }
+
+    /// Stores at most `bytes` of each log received from other peers (this peer's own log
+    /// is not limited); a batch past it is refused and counted in the sync health.
+    #[must_use]
+    pub fn with_log_quota(mut self, bytes: u64) -> DbConfig {
+        self.log_quota = bytes;
         self
     }
 

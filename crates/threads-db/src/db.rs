@@ -227,6 +227,7 @@ impl<S: Store + 'static> Db<S> {
         let admission = AclAdmission::new();
         let net = NetConfig::new(config.listen.clone())
             .with_announce(config.announce.clone())
+            .with_log_quota(config.log_quota)
             .with_admission(admission.clone())
             .with_faults(config.faults.clone());
         let node = Node::start(&me, Arc::clone(&store), net).await?;

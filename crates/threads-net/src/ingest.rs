@@ -50,6 +50,15 @@ pub enum Rejection {
         /// Its size.
         size: usize,
     },
+    /// The batch would take the log past this node's storage quota for one log
+    /// ([`NetConfig::with_log_quota`](crate::NetConfig::with_log_quota)).
+    #[error("the log holds {used} bytes here; the batch would pass the quota of {limit}")]
+    Quota {
+        /// The quota, in bytes.
+        limit: u64,
+        /// What the log holds here already.
+        used: u64,
+    },
     /// The local store failed (not the peer's fault).
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -71,6 +80,7 @@ impl Rejection {
             Rejection::Gap { .. } => "gap",
             Rejection::TooMany(_) => "too-many",
             Rejection::EntryTooLarge { .. } => "entry-too-large",
+            Rejection::Quota { .. } => "quota",
             Rejection::Store(_) => "store",
         }
     }

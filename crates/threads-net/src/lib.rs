@@ -60,6 +60,7 @@ pub mod message;
 mod node;
 mod peers;
 mod push;
+mod quota;
 mod serve;
 mod sync;
 
@@ -72,3 +73,4 @@ pub use ingest::{Ingested, Rejection, ingest};
 pub use invite::{Invite, InviteError, MAX_INVITE_ADDRS, MAX_INVITE_CONTEXT};
 pub use node::{DEFAULT_ADDR_TTL, NetConfig, NetError, NetEvent, Node, SYNC_PROTOCOL};
 pub use peers::{MAX_EXCHANGED_ADDRS, MAX_THREAD_PEERS};
+pub use quota::DEFAULT_LOG_QUOTA;

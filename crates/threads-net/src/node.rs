@@ -116,6 +116,7 @@ pub struct NetConfig {
     listen: Vec<Multiaddr>,
     announce: Vec<Multiaddr>,
     addr_ttl: Duration,
+    log_quota: u64,
     request_timeout: Duration,
     max_inbound_tasks: usize,
     peer_limits: PeerLimitConfig,
@@ -152,6 +153,7 @@ impl NetConfig {
             listen: addrs.into_iter().collect(),
             announce: Vec::new(),
             addr_ttl: DEFAULT_ADDR_TTL,
+            log_quota: crate::quota::DEFAULT_LOG_QUOTA,
             request_timeout: Duration::from_secs(30),
             max_inbound_tasks: 64,
             peer_limits: PeerLimitConfig::default(),
@@ -239,6 +241,15 @@ impl NetConfig {
         self
     }
 
+    /// The most bytes of one log (one identity's writes in one thread) this node stores
+    /// from peers (default [`DEFAULT_LOG_QUOTA`](crate::DEFAULT_LOG_QUOTA), 1 GiB). A batch
+    /// that would pass it is refused ([`Rejection::Quota`](crate::Rejection::Quota)) and
+    /// counted in the sync health; this node's own log is not limited.
+    pub fn with_log_quota(mut self, bytes: u64) -> NetConfig {
+        self.log_quota = bytes;
+        self
+    }
+
     /// How long a request may take.
     pub fn with_request_timeout(mut self, timeout: Duration) -> NetConfig {
         self.request_timeout = timeout;
@@ -284,6 +295,8 @@ pub(crate) struct Shared<S> {
     pub(crate) addrs: std::sync::RwLock<Addrs>,
     /// How long a peer that does not answer keeps its addresses.
     pub(crate) addr_ttl: Duration,
+    /// The storage quota of each log received from peers.
+    pub(crate) quota: crate::quota::Quota,
     commands: mpsc::Sender<Command>,
     pub(crate) events: broadcast::Sender<NetEvent>,
     pub(crate) health: Arc<Health>,
@@ -481,6 +494,7 @@ impl<S: Store + 'static> Node<S> {
                 peer,
                 addrs: std::sync::RwLock::new(addrs),
                 addr_ttl: config.addr_ttl,
+                quota: crate::quota::Quota::new(config.log_quota, peer),
                 commands,
                 events,
                 health: Arc::new(Health::new()),
@@ -977,6 +991,7 @@ async fn run<S: Store + 'static>(
                                 peers: &node.inner.peers,
                                 local: node.inner.peer,
                                 addrs: &addrs,
+                                quota: &node.inner.quota,
                             };
                             let response = serve(&responder, peer, request).await;
                             match (pushed, &response) {

@@ -9,7 +9,6 @@ use threads_store::{Page, Store};
 use crate::admission::Admission;
 use crate::auth::AuthProof;
 use crate::health::Health;
-use crate::ingest::ingest;
 use crate::message::{
     EdgeDigest, LogHead, MAX_PAGE_BYTES, MAX_PAGE_ENTRIES, Refusal, Request, Response, WireEntry,
 };
@@ -25,6 +24,8 @@ pub(crate) struct Responder<'a, S> {
     pub(crate) local: PeerId,
     /// This node's own addresses, with `/p2p/<local>`.
     pub(crate) addrs: &'a [libp2p::Multiaddr],
+    /// The storage quota of each log.
+    pub(crate) quota: &'a crate::quota::Quota,
 }
 
 /// The answer of the responder to `request` from `remote`.
@@ -43,6 +44,7 @@ pub(crate) async fn serve<S: Store>(
         peers,
         local,
         addrs,
+        quota,
     } = *responder;
     // The peer is checked against the admission rule and the proof against the thread's
     // key; an unknown thread, a peer not admitted and a bad proof all get the same answer.
@@ -132,7 +134,7 @@ pub(crate) async fn serve<S: Store>(
                 health.refused(thread, log, remote, "quarantined");
                 return Response::Refused(Refusal::Rejected("quarantined".to_owned()));
             }
-            match ingest(store, thread, log, &key, entries).await {
+            match quota.ingest(store, thread, log, &key, entries).await {
                 Ok(done) => {
                     health.accepted(thread, log, remote, done.stored);
                     health.peer_has_at_least(thread, log, remote, done.counter);

@@ -19,7 +19,6 @@ use threads_id::{PeerId, ThreadAddr, ThreadId};
 use threads_store::Store;
 
 use crate::auth::AuthProof;
-use crate::ingest::ingest;
 use crate::invite::Invite;
 use crate::message::{Edge, LogHead, MAX_PAGE_BYTES, MAX_PAGE_ENTRIES, Request, Response};
 use crate::node::{NetError, NetEvent, Node};
@@ -116,7 +115,12 @@ impl<S: Store + 'static> Node<S> {
                 if page.is_empty() {
                     break;
                 }
-                match ingest(&**store, thread, remote.log, &key, page).await {
+                match self
+                    .inner
+                    .quota
+                    .ingest(&**store, thread, remote.log, &key, page)
+                    .await
+                {
                     Ok(done) => {
                         tracing::debug!(%peer, %thread, log = %remote.log, stored = done.stored, counter = done.counter, "pulled");
                         health.accepted(thread, remote.log, peer, done.stored);

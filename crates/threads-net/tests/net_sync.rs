@@ -640,3 +640,96 @@ async fn an_address_that_stops_answering_expires_from_the_peers_and_a_live_one_s
     keeper.shutdown().await;
     live.shutdown().await;
 }
+
+/// A node holds at most its quota of one log's bytes from peers: the log stops there on
+/// this node (the refusal is counted in the health report), while other logs replicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_past_the_storage_quota_is_refused_and_the_others_replicate() {
+    const QUOTA: u64 = 4_000;
+    let thread = ThreadId::from_parts(Variant::Raw, [60; 32]);
+    let key = ThreadKey::generate();
+    let source = node(61).await;
+    let small = Node::start(
+        &Identity::from_secret_bytes(&[62; 32]),
+        Arc::new(MemoryStore::new()),
+        NetConfig::new(["/ip4/127.0.0.1/tcp/0".parse().expect("addr")]).with_log_quota(QUOTA),
+    )
+    .await
+    .expect("start");
+    for n in [&source, &small] {
+        n.store().put_thread(thread, &key).await.expect("put");
+    }
+    let big = Writer::new(Identity::from_secret_bytes(&[63; 32]), thread, &key).expect("writer");
+    let light = Writer::new(Identity::from_secret_bytes(&[64; 32]), thread, &key).expect("writer");
+    write(&source, &big, 60).await;
+    write(&source, &light, 3).await;
+    let total = source
+        .store()
+        .log_bytes(thread, big.log_id())
+        .await
+        .expect("bytes");
+    assert!(
+        total > 2 * QUOTA,
+        "the big log is larger than the quota ({total})"
+    );
+    let pulled = tokio::time::timeout(
+        LIMIT,
+        small.pull(&source.thread_addr(thread).expect("addr")),
+    )
+    .await
+    .expect("in time");
+    assert!(
+        matches!(&pulled, Err(NetError::Rejected { rejection, .. }) if rejection.code() == "quota"),
+        "{pulled:?}"
+    );
+    let held = small
+        .store()
+        .log_bytes(thread, big.log_id())
+        .await
+        .expect("bytes");
+    assert!(held <= QUOTA, "{held} bytes held, quota {QUOTA}");
+    assert_eq!(
+        small
+            .store()
+            .head(thread, light.log_id())
+            .await
+            .expect("head")
+            .map(|h| h.counter),
+        Some(3),
+        "the other log replicates"
+    );
+    let refused: u64 = small
+        .health()
+        .report()
+        .iter()
+        .filter(|r| r.log == big.log_id())
+        .map(|r| r.health.rejections.get("quota").copied().unwrap_or(0))
+        .sum();
+    assert!(refused >= 1);
+    // Pushed batches are held to it too.
+    let at = small
+        .store()
+        .head(thread, big.log_id())
+        .await
+        .expect("head")
+        .map_or(0, |h| h.counter);
+    source.add_peer(small.thread_addr(thread).expect("addr"));
+    let all = entries(&source, thread, &big).await;
+    let next = &all[usize::try_from(at).expect("small")..][..10];
+    let took = tokio::time::timeout(LIMIT, source.push(thread, big.log_id(), next))
+        .await
+        .expect("in time")
+        .expect("push");
+    assert_eq!(took, 0, "the push is refused");
+    assert_eq!(
+        small
+            .store()
+            .log_bytes(thread, big.log_id())
+            .await
+            .expect("bytes"),
+        held
+    );
+    for n in [source, small] {
+        n.shutdown().await;
+    }
+}

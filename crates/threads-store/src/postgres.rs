@@ -591,6 +591,19 @@ impl LogBook for PostgresStore {
         )
     }
 
+    async fn log_bytes(&self, thread: ThreadId, log: LogId) -> Result<u64> {
+        let total: Option<i64> = sqlx::query_scalar(
+            "SELECT SUM(length(e.record) + length(e.event) + length(e.header) + length(e.body))::BIGINT \
+             FROM threads_v1_entries e JOIN threads_v1_logs l ON e.log = l.id \
+             WHERE l.thread = $1 AND l.log = $2",
+        )
+        .bind(&thread.to_bytes()[..])
+        .bind(log.to_bytes())
+        .fetch_one(&self.pool)
+        .await?;
+        to_u64(total.unwrap_or(0))
+    }
+
     async fn record_cid(&self, thread: ThreadId, log: LogId, counter: u64) -> Result<Option<Cid>> {
         let cid: Option<Vec<u8>> = sqlx::query_scalar(
             "SELECT e.record_cid FROM threads_v1_entries e JOIN threads_v1_logs l ON e.log = l.id \

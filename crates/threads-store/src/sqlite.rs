@@ -675,6 +675,18 @@ impl LogBook for SqliteStore {
         )
     }
 
+    async fn log_bytes(&self, thread: ThreadId, log: LogId) -> Result<u64> {
+        let total: Option<i64> = sqlx::query_scalar(
+            "SELECT SUM(length(e.record) + length(e.event) + length(e.header) + length(e.body)) \
+             FROM entries e JOIN logs l ON e.log = l.id WHERE l.thread = ? AND l.log = ?",
+        )
+        .bind(&thread.to_bytes()[..])
+        .bind(log.to_bytes())
+        .fetch_one(&self.pool)
+        .await?;
+        to_u64(total.unwrap_or(0))
+    }
+
     async fn record_cid(&self, thread: ThreadId, log: LogId, counter: u64) -> Result<Option<Cid>> {
         let cid: Option<Vec<u8>> = sqlx::query_scalar(
             "SELECT e.record_cid FROM entries e JOIN logs l ON e.log = l.id \

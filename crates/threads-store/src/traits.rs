@@ -143,6 +143,27 @@ pub trait LogBook: Send + Sync {
     ) -> impl Future<Output = Result<Option<Cid>>> + Send;
     /// A digest of the heads of every log of `thread`.
     fn heads_digest(&self, thread: ThreadId) -> impl Future<Output = Result<HeadsDigest>> + Send;
+    /// The bytes of the entries of a log this store holds (its four blocks each), for
+    /// storage quotas. The default reads every entry; stores override it with a sum.
+    fn log_bytes(&self, thread: ThreadId, log: LogId) -> impl Future<Output = Result<u64>> + Send {
+        async move {
+            let mut total = 0u64;
+            let mut after = 0;
+            loop {
+                let page = self
+                    .entries_after(thread, log, after, Page::new(1024, 64 << 20))
+                    .await?;
+                let Some(last) = page.last() else {
+                    return Ok(total);
+                };
+                after = last.counter;
+                for stored in &page {
+                    let bytes: usize = stored.entry.blocks().iter().map(|b| b.data().len()).sum();
+                    total = total.saturating_add(bytes as u64);
+                }
+            }
+        }
+    }
 }
 
 /// Private keys: the identity of each log this peer writes.

@@ -159,6 +159,23 @@ async fn appends<S: Store>(store: &S) {
     }
     assert_eq!(store.head(thread, log).await.expect("head"), head);
     assert_eq!(store.logs(thread).await.expect("logs"), vec![log]);
+    // The bytes a log holds: its entries' four blocks each, whatever the store.
+    let bytes: usize = entries
+        .iter()
+        .map(|a| {
+            a.entry
+                .blocks()
+                .iter()
+                .map(|b| b.data().len())
+                .sum::<usize>()
+        })
+        .sum();
+    assert_eq!(
+        store.log_bytes(thread, log).await.expect("bytes"),
+        bytes as u64
+    );
+    let stranger = Identity::from_secret_bytes(&[22; 32]).log_id();
+    assert_eq!(store.log_bytes(thread, stranger).await.expect("bytes"), 0);
 
     // Replays of stored batches are no-ops.
     let outcome = store
