@@ -306,6 +306,7 @@ pub(crate) fn router<S: Store + 'static>(state: Api<S>) -> Router {
         .route("/v1/threads/{thread}/events", get(events::<S>))
         .route("/v1/threads/{thread}/rejections", get(rejections::<S>))
         .merge(crate::api::routes::<S>())
+        .merge(crate::live_routes::routes::<S>())
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::<S>,

@@ -6,6 +6,7 @@ mod api;
 mod client;
 mod daemon;
 mod demo;
+mod live_routes;
 mod setup;
 
 use std::path::PathBuf;

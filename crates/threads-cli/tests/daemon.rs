@@ -1135,3 +1135,91 @@ fn binary_keys_and_values_cors_origins_and_stream_tokens() {
     assert!(text.contains("kv put plain = text"), "{text}");
     d.stop();
 }
+
+#[test]
+fn automerge_documents_and_live_queries_over_http() {
+    use automerge::transaction::Transactable as _;
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().expect("dir");
+    let d = Daemon::start(dir.path());
+    let thread = d.cli(&["thread", "create"])["thread"]
+        .as_str()
+        .expect("thread")
+        .to_owned();
+    let doc = format!("/v1/threads/{thread}/automerge/notes/a1");
+    let (status, body) = d.call(
+        "PATCH",
+        &doc,
+        &json!({"title": "hello", "tags": ["x", "y"], "meta": {"n": 1}, "done": false}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = d.call("PATCH", &doc, &json!({"done": null, "title": "hi"}));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = d.call("GET", &doc, &json!({}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["doc"],
+        json!({"title": "hi", "tags": ["x", "y"], "meta": {"n": 1}})
+    );
+
+    // Changes made elsewhere: by this daemon's actor they apply; by another they are
+    // refused, naming why.
+    let change = |actor: Vec<u8>| {
+        let mut am = automerge::AutoCommit::new();
+        am.set_actor(automerge::ActorId::from(actor));
+        am.put(automerge::ROOT, "from", "outside").expect("put");
+        am.commit();
+        let change = am.get_last_local_change().expect("a change").clone();
+        base64::engine::general_purpose::STANDARD.encode(change.raw_bytes())
+    };
+    let id: threads_id::LogId = d.cli(&["id"])["id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("log id");
+    let (status, body) = d.call(
+        "POST",
+        &format!("/v1/threads/{thread}/automerge/notes/b1/changes"),
+        &json!({"changes": [change(id.to_bytes().to_vec())]}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = d.call(
+        "GET",
+        &format!("/v1/threads/{thread}/automerge/notes/b1"),
+        &json!({}),
+    );
+    assert_eq!(body["doc"], json!({"from": "outside"}));
+    let (status, body) = d.call(
+        "POST",
+        &format!("/v1/threads/{thread}/automerge/notes/b2/changes"),
+        &json!({"changes": [change(vec![7; 16])]}),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["details"]["refused"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("actor")),
+        "{body}"
+    );
+
+    // A live query over the automerge collection: the result set first.
+    let auth = format!("Authorization: Bearer {}\r\n", d.token);
+    let (status, _, body) = raw(
+        &d.addr,
+        &format!("GET /v1/threads/{thread}/live/notes?source=automerge HTTP/1.0\r\n{auth}\r\n"),
+        b"",
+        |body| body.matches("data: ").count() >= 2,
+    );
+    assert_eq!(status, 200);
+    let added: Vec<Value> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).expect("JSON"))
+        .collect();
+    assert_eq!(added.len(), 2, "{body}");
+    assert!(
+        added.iter().all(|c| c["change"] == json!("added")),
+        "{body}"
+    );
+    d.stop();
+}
