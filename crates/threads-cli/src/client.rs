@@ -1,10 +1,10 @@
-//! A small HTTP/1.1 client for the daemon's API on 127.0.0.1 (plain TCP, one request per
-//! connection).
+//! The CLI's client for the daemon's API on 127.0.0.1 (`reqwest`, no TLS: loopback only).
+//! Paths are built from segments with [`path`], which percent-encodes each one, so keys,
+//! collections and ids may hold `/`, `?`, spaces or any other character.
 
 use anyhow::{Context, Result, bail};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 /// Where the daemon is and how to authenticate.
 #[derive(Debug, Clone)]
@@ -24,58 +24,68 @@ pub(crate) struct Answer {
     pub(crate) body: Value,
 }
 
+/// Characters left as they are in a path segment or a query value.
+const KEEP: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// `/seg1/seg2/...`, each segment percent-encoded.
+pub(crate) fn path(segments: &[&str]) -> String {
+    let mut out = String::new();
+    for segment in segments {
+        out.push('/');
+        out.extend(utf8_percent_encode(segment, KEEP));
+    }
+    out
+}
+
+/// A query value, percent-encoded.
+pub(crate) fn query_value(value: &str) -> String {
+    utf8_percent_encode(value, KEEP).to_string()
+}
+
 impl Client {
-    async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<TcpStream> {
-        let mut stream = TcpStream::connect(&self.addr)
-            .await
-            .with_context(|| format!("connect to the daemon at {} (is it running?)", self.addr))?;
-        let body = body.map(Value::to_string).unwrap_or_default();
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.addr,
-            self.token,
-            body.len()
-        );
-        stream.write_all(request.as_bytes()).await?;
-        Ok(stream)
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<reqwest::RequestBuilder> {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).context("an HTTP method")?;
+        let url = format!("http://{}{path}", self.addr);
+        let mut request = reqwest::Client::new()
+            .request(method, url)
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        Ok(request)
     }
 
     /// Sends a request and reads the whole answer.
     ///
     /// # Errors
-    /// The daemon cannot be reached or answers with something that is not HTTP and JSON.
+    /// The daemon cannot be reached or answers with something that is not JSON.
     pub(crate) async fn call(
         &self,
         method: &str,
         path: &str,
         body: Option<&Value>,
     ) -> Result<Answer> {
-        let mut stream = self.send(method, path, body).await?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
-        let text = String::from_utf8_lossy(&raw);
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .context("a malformed HTTP answer")?;
-        let status: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .context("no HTTP status")?;
-        let chunked = head.lines().any(|l| {
-            l.to_ascii_lowercase()
-                .starts_with("transfer-encoding: chunked")
-        });
-        let body = if chunked {
-            dechunk(body)
-        } else {
-            body.to_owned()
-        };
-        let body = if body.trim().is_empty() {
+        let response = self
+            .request(method, path, body)?
+            .send()
+            .await
+            .with_context(|| format!("connect to the daemon at {} (is it running?)", self.addr))?;
+        let status = response.status().as_u16();
+        let text = response.text().await.context("read the answer")?;
+        let body = if text.trim().is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&body)
-                .with_context(|| format!("a body that is not JSON: {body}"))?
+            serde_json::from_str(&text)
+                .with_context(|| format!("a body that is not JSON: {text}"))?
         };
         Ok(Answer { status, body })
     }
@@ -94,7 +104,8 @@ impl Client {
         Ok(answer.body)
     }
 
-    /// Follows a Server-Sent Events stream, calling `each` with every event's data.
+    /// Follows a Server-Sent Events stream, calling `each` with every event's data until it
+    /// returns `false` or the stream ends.
     ///
     /// # Errors
     /// The daemon cannot be reached or refuses.
@@ -103,35 +114,42 @@ impl Client {
         path: &str,
         mut each: impl FnMut(&str) -> bool,
     ) -> Result<()> {
-        let stream = self.send("GET", path, None).await?;
-        let mut lines = BufReader::new(stream).lines();
-        let status = lines.next_line().await?.unwrap_or_default();
-        if !status.contains(" 200 ") {
-            bail!("the daemon refused: {status}");
+        let mut response = self
+            .request("GET", path, None)?
+            .send()
+            .await
+            .with_context(|| format!("connect to the daemon at {} (is it running?)", self.addr))?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            bail!("the daemon refused ({status}): {text}");
         }
-        while let Some(line) = lines.next_line().await? {
-            if let Some(data) = line.strip_prefix("data: ")
-                && !each(data)
-            {
-                break;
+        let mut pending = String::new();
+        while let Some(chunk) = response.chunk().await.context("read the stream")? {
+            pending.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = pending.find('\n') {
+                let line: String = pending.drain(..=end).collect();
+                if let Some(data) = line.trim_end_matches(['\r', '\n']).strip_prefix("data: ")
+                    && !each(data)
+                {
+                    return Ok(());
+                }
             }
         }
         Ok(())
     }
 }
 
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || tail.len() < n {
-            break;
-        }
-        out.push_str(&tail[..n]);
-        rest = tail[n..].trim_start_matches("\r\n");
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_percent_encoded() {
+        assert_eq!(
+            path(&["v1", "threads", "t", "kv", "a/b c?d"]),
+            "/v1/threads/t/kv/a%2Fb%20c%3Fd"
+        );
+        assert_eq!(query_value("x&y=z"), "x%26y%3Dz");
     }
-    out
 }

@@ -408,7 +408,7 @@ async fn run(cli: Cli) -> Result<()> {
                     let v = c
                         .ok(
                             "POST",
-                            &format!("/v1/threads/{thread}/invites"),
+                            &client::path(&["v1", "threads", &thread, "invites"]),
                             Some(&json!({"member": member, "role": role})),
                         )
                         .await?;
@@ -455,7 +455,11 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 ThreadCmd::Addrs { thread } => {
                     let v = c
-                        .ok("GET", &format!("/v1/threads/{thread}/addrs"), None)
+                        .ok(
+                            "GET",
+                            &client::path(&["v1", "threads", &thread, "addrs"]),
+                            None,
+                        )
                         .await?;
                     print(out, &v, |v| lines(&v["addrs"]));
                 }
@@ -469,7 +473,7 @@ async fn run(cli: Cli) -> Result<()> {
                     let v = c
                         .ok(
                             "POST",
-                            &format!("/v1/threads/{thread}/peers"),
+                            &client::path(&["v1", "threads", &thread, "peers"]),
                             Some(&json!({"addr": addr})),
                         )
                         .await?;
@@ -479,7 +483,11 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 PeerCmd::List { thread } => {
                     let v = c
-                        .ok("GET", &format!("/v1/threads/{thread}/peers"), None)
+                        .ok(
+                            "GET",
+                            &client::path(&["v1", "threads", &thread, "peers"]),
+                            None,
+                        )
                         .await?;
                     print(out, &v, |v| lines(&v["peers"]));
                 }
@@ -493,7 +501,7 @@ async fn run(cli: Cli) -> Result<()> {
                     let v = c
                         .ok(
                             "PUT",
-                            &format!("/v1/threads/{thread}/kv/{key}"),
+                            &client::path(&["v1", "threads", &thread, "kv", &key]),
                             Some(&json!({"value": value})),
                         )
                         .await?;
@@ -501,7 +509,11 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 KvCmd::Get { thread, key } => {
                     let v = c
-                        .ok("GET", &format!("/v1/threads/{thread}/kv/{key}"), None)
+                        .ok(
+                            "GET",
+                            &client::path(&["v1", "threads", &thread, "kv", &key]),
+                            None,
+                        )
                         .await?;
                     print(out, &v, |v| {
                         v["value"].as_str().unwrap_or_default().to_owned()
@@ -509,7 +521,11 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 KvCmd::Del { thread, key } => {
                     let v = c
-                        .ok("DELETE", &format!("/v1/threads/{thread}/kv/{key}"), None)
+                        .ok(
+                            "DELETE",
+                            &client::path(&["v1", "threads", &thread, "kv", &key]),
+                            None,
+                        )
                         .await?;
                     print(out, &v, |_| "ok".to_owned());
                 }
@@ -517,7 +533,11 @@ async fn run(cli: Cli) -> Result<()> {
                     let v = c
                         .ok(
                             "GET",
-                            &format!("/v1/threads/{thread}/kv?prefix={prefix}"),
+                            &format!(
+                                "{}?prefix={}",
+                                client::path(&["v1", "threads", &thread, "kv"]),
+                                client::query_value(&prefix)
+                            ),
                             None,
                         )
                         .await?;
@@ -554,7 +574,7 @@ async fn run(cli: Cli) -> Result<()> {
                     let v = c
                         .ok(
                             "POST",
-                            &format!("/v1/threads/{thread}/collections"),
+                            &client::path(&["v1", "threads", &thread, "collections"]),
                             Some(&json!({"name": name, "schema": schema})),
                         )
                         .await?;
@@ -570,7 +590,7 @@ async fn run(cli: Cli) -> Result<()> {
                     let v = c
                         .ok(
                             "PUT",
-                            &format!("/v1/threads/{thread}/docs/{collection}/{id}"),
+                            &client::path(&["v1", "threads", &thread, "docs", &collection, &id]),
                             Some(&doc),
                         )
                         .await?;
@@ -584,7 +604,7 @@ async fn run(cli: Cli) -> Result<()> {
                     let v = c
                         .ok(
                             "GET",
-                            &format!("/v1/threads/{thread}/docs/{collection}/{id}"),
+                            &client::path(&["v1", "threads", &thread, "docs", &collection, &id]),
                             None,
                         )
                         .await?;
@@ -599,7 +619,7 @@ async fn run(cli: Cli) -> Result<()> {
                     let v = c
                         .ok(
                             "POST",
-                            &format!("/v1/threads/{thread}/query/{collection}"),
+                            &client::path(&["v1", "threads", &thread, "query", &collection]),
                             Some(&query),
                         )
                         .await?;
@@ -627,8 +647,12 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             let c = client(&cli.data)?;
             let path = match cursor {
-                Some(cursor) => format!("/v1/threads/{thread}/changes?cursor={cursor}"),
-                None => format!("/v1/threads/{thread}/changes"),
+                Some(cursor) => format!(
+                    "{}?cursor={}",
+                    client::path(&["v1", "threads", &thread, "changes"]),
+                    client::query_value(&cursor)
+                ),
+                None => client::path(&["v1", "threads", &thread, "changes"]),
             };
             let mut seen = 0usize;
             c.events(&path, |data| {

@@ -1024,6 +1024,13 @@ fn binary_keys_and_values_cors_origins_and_stream_tokens() {
         d.cli(&["kv", "get", &thread, "plain"])["encoding"],
         json!("utf8")
     );
+    // The CLI percent-encodes what it puts in a path: keys with `/`, `?`, `%` or spaces.
+    for key in ["a/b c?d", "100%", "x#y&z=1"] {
+        d.cli(&["kv", "put", &thread, key, "v"]);
+        assert_eq!(d.cli(&["kv", "get", &thread, key])["key"], json!(key));
+    }
+    let listed = d.cli(&["kv", "list", &thread, "a/b "])["items"].clone();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
 
     // CORS: a preflight from the allowed origin is answered without a token; answers
     // carry the origin; another origin gets no CORS header.
