@@ -733,3 +733,77 @@ async fn a_log_past_the_storage_quota_is_refused_and_the_others_replicate() {
         n.shutdown().await;
     }
 }
+
+/// The paper's follower fallback, learned rather than configured: a reader joins by the
+/// writer's invite (which names only the writer), learns the follower from the writer's
+/// peer exchange, and when the writer goes offline it catches up from the follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_falls_back_to_a_follower_it_learned_from_the_writer() {
+    use threads_crypto::KeySet;
+    use threads_net::{Faults, Invite};
+
+    let thread = ThreadId::from_parts(Variant::Raw, [70; 32]);
+    let key = ThreadKey::generate();
+    let faults = Faults::new();
+    let alice_me = Identity::from_secret_bytes(&[71; 32]);
+    let alice = Node::start(
+        &alice_me,
+        Arc::new(MemoryStore::new()),
+        NetConfig::new(["/ip4/127.0.0.1/tcp/0".parse().expect("addr")]).with_faults(faults.clone()),
+    )
+    .await
+    .expect("start");
+    let follower = node(72).await;
+    let reader = node(73).await;
+    alice.store().put_thread(thread, &key).await.expect("put");
+    let writer = Writer::new(Identity::from_secret_bytes(&[74; 32]), thread, &key).expect("writer");
+    write(&alice, &writer, 10).await;
+
+    // The follower joins by alice's invite (alice learns where it is).
+    let follower_me = Identity::from_secret_bytes(&[72; 32]);
+    let sealed = Invite::sealed(
+        &alice_me,
+        vec![alice.thread_addr(thread).expect("address")],
+        &KeySet::new(thread, key.to_follower()),
+        &follower_me.public(),
+    );
+    tokio::time::timeout(LIMIT, follower.join(&sealed, &follower_me))
+        .await
+        .expect("in time")
+        .expect("join");
+    // The reader joins by an invite that names alice only, and learns the follower.
+    let reader_me = Identity::from_secret_bytes(&[73; 32]);
+    let link = Invite::link(
+        &alice_me,
+        vec![alice.thread_addr(thread).expect("address")],
+        KeySet::new(thread, key.clone()),
+    );
+    tokio::time::timeout(LIMIT, reader.join(&link, &reader_me))
+        .await
+        .expect("in time")
+        .expect("join");
+    let follower_peer = follower.peer_id();
+    assert!(
+        reader
+            .peers_of(thread)
+            .iter()
+            .any(|a| a.peer_id() == follower_peer),
+        "the reader learned the follower from alice: {:?}",
+        reader.peers_of(thread)
+    );
+    // Alice writes on while the reader cannot reach her; her pushes reach the follower.
+    faults.block(reader.peer_id());
+    write(&alice, &writer, 20).await;
+    alice.publish(thread, writer.log_id());
+    wait_counter(&follower, thread, writer.log_id(), 30).await;
+    alice.shutdown().await;
+    // The reader's periodic sync gets the rest from the follower alone.
+    reader.start_sync(Duration::from_millis(50));
+    wait_counter(&reader, thread, writer.log_id(), 30).await;
+    assert_eq!(
+        entries(&reader, thread, &writer).await,
+        entries(&follower, thread, &writer).await
+    );
+    follower.shutdown().await;
+    reader.shutdown().await;
+}
