@@ -48,6 +48,8 @@ pub(crate) struct Options {
     pub(crate) cors: Vec<String>,
     /// The most bytes of one log kept from peers.
     pub(crate) log_quota: u64,
+    /// Serve as a circuit relay.
+    pub(crate) relay: bool,
 }
 
 /// An API error: an HTTP status, a stable code and a message.
@@ -211,6 +213,7 @@ pub(crate) async fn run(options: Options) -> Result<()> {
         .with_listen(options.listen.clone())
         .with_announce(options.announce.clone())
         .with_log_quota(options.log_quota)
+        .with_relay(options.relay)
         .with_sync_interval(Duration::from_secs(1));
     match &options.postgres {
         Some(url) => serve(Db::open_postgres(url, me, config).await?, &options).await,

@@ -72,6 +72,10 @@ enum Command {
         /// (default 1 GiB).
         #[arg(long)]
         log_quota: Option<u64>,
+        /// Serve as a circuit relay (v2) for peers behind NAT. To be reached through a
+        /// relay, listen on its circuit address: `--listen <relay addr>/p2p/<relay id>/p2p-circuit`.
+        #[arg(long)]
+        relay: bool,
         /// Keep the data in PostgreSQL (`postgres://user@host:port/db`) instead of SQLite in
         /// the data directory.
         #[arg(long, env = "THREADS_POSTGRES")]
@@ -89,6 +93,9 @@ enum Command {
         /// The most bytes of one log kept from peers (default 1 GiB).
         #[arg(long)]
         log_quota: Option<u64>,
+        /// Serve as a circuit relay (v2) for peers behind NAT.
+        #[arg(long)]
+        relay: bool,
         /// Invites to join (already joined threads are kept).
         #[arg(long)]
         invite: Vec<String>,
@@ -315,6 +322,7 @@ async fn run(cli: Cli) -> Result<()> {
             http,
             cors_origin,
             log_quota,
+            relay,
             postgres,
         } => {
             let _lock = setup::lock(&cli.data)?;
@@ -335,6 +343,7 @@ async fn run(cli: Cli) -> Result<()> {
                 log_quota: log_quota
                     .or(config.log_quota)
                     .unwrap_or(threads_net::DEFAULT_LOG_QUOTA),
+                relay: relay || config.relay,
             })
             .await
         }
@@ -342,6 +351,7 @@ async fn run(cli: Cli) -> Result<()> {
             listen,
             announce,
             log_quota,
+            relay,
             invite,
         } => {
             let _lock = setup::lock(&cli.data)?;
@@ -351,7 +361,8 @@ async fn run(cli: Cli) -> Result<()> {
             let quota = log_quota
                 .or(config.log_quota)
                 .unwrap_or(threads_net::DEFAULT_LOG_QUOTA);
-            follower(cli.data, listen, announce, quota, invite).await
+            let relay = relay || config.relay;
+            follower(cli.data, listen, announce, quota, relay, invite).await
         }
         Command::Id => {
             let v = client(&cli.data)?.ok("GET", "/v1/identity", None).await?;
@@ -733,6 +744,7 @@ async fn follower(
     listen: Vec<threads_id::Multiaddr>,
     announce: Vec<threads_id::Multiaddr>,
     log_quota: u64,
+    relay: bool,
     invites: Vec<String>,
 ) -> Result<()> {
     std::fs::create_dir_all(&data)?;
@@ -741,6 +753,7 @@ async fn follower(
         .with_listen(listen)
         .with_announce(announce)
         .with_log_quota(log_quota)
+        .with_relay(relay)
         .with_sync_interval(Duration::from_secs(1));
     let db = threads_db::Db::open_sqlite(data.join("threads.db"), me, config).await?;
     println!("threads follower: peer {}", db.identity().log_id());

@@ -140,6 +140,9 @@ pub(crate) struct Config {
     pub(crate) cors_origins: Vec<String>,
     /// The most bytes of one log stored from peers.
     pub(crate) log_quota: Option<u64>,
+    /// Serve as a circuit relay for peers behind NAT.
+    #[serde(default)]
+    pub(crate) relay: bool,
     /// A PostgreSQL URL.
     pub(crate) postgres: Option<String>,
     /// The log filter (`RUST_LOG` syntax); the environment's `RUST_LOG` wins.

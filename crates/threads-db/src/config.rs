@@ -19,6 +19,8 @@ pub struct DbConfig {
     /// The most bytes of one log this peer stores from other peers (default 1 GiB,
     /// [`threads_net::DEFAULT_LOG_QUOTA`]).
     pub log_quota: u64,
+    /// Whether this peer serves as a circuit relay for peers behind NAT (default off).
+    pub relay: bool,
     /// How often the node syncs with its peers (default: 2 s).
     pub sync_interval: Duration,
     /// How the views run.
@@ -81,6 +83,7 @@ impl Default for DbConfig {
             ],
             announce: Vec::new(),
             log_quota: threads_net::DEFAULT_LOG_QUOTA,
+            relay: false,
             sync_interval: Duration::from_secs(2),
             views: ViewConfig::new(),
             faults: Faults::new(),
@@ -111,6 +114,14 @@ impl DbConfig {
     #[must_use]
     pub fn with_log_quota(mut self, bytes: u64) -> DbConfig {
         self.log_quota = bytes;
+        self
+    }
+
+    /// Serves as a circuit relay (v2) for peers behind NAT: they reserve a slot here and are
+    /// reached through it until hole punching gives a direct connection.
+    #[must_use]
+    pub fn with_relay(mut self, on: bool) -> DbConfig {
+        self.relay = on;
         self
     }
 

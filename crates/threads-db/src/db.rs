@@ -228,6 +228,7 @@ impl<S: Store + 'static> Db<S> {
         let net = NetConfig::new(config.listen.clone())
             .with_announce(config.announce.clone())
             .with_log_quota(config.log_quota)
+            .with_relay(config.relay)
             .with_admission(admission.clone())
             .with_faults(config.faults.clone());
         let node = Node::start(&me, Arc::clone(&store), net).await?;

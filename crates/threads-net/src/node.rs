@@ -47,6 +47,12 @@ const ANNOUNCE_PULL_GAP: Duration = Duration::from_millis(200);
 /// How long a peer that does not answer keeps its addresses (one day).
 pub const DEFAULT_ADDR_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// How long one relayed connection may last on a relay (an hour).
+const RELAY_CIRCUIT_DURATION: Duration = Duration::from_secs(60 * 60);
+
+/// How many bytes one relayed connection may carry on a relay (64 MiB).
+const RELAY_CIRCUIT_BYTES: u64 = 64 << 20;
+
 /// The sync protocol's name on the wire.
 pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/threads-rs/sync/1");
 
@@ -117,6 +123,7 @@ pub struct NetConfig {
     announce: Vec<Multiaddr>,
     addr_ttl: Duration,
     log_quota: u64,
+    relay: bool,
     request_timeout: Duration,
     max_inbound_tasks: usize,
     peer_limits: PeerLimitConfig,
@@ -154,6 +161,7 @@ impl NetConfig {
             announce: Vec::new(),
             addr_ttl: DEFAULT_ADDR_TTL,
             log_quota: crate::quota::DEFAULT_LOG_QUOTA,
+            relay: false,
             request_timeout: Duration::from_secs(30),
             max_inbound_tasks: 64,
             peer_limits: PeerLimitConfig::default(),
@@ -250,6 +258,15 @@ impl NetConfig {
         self
     }
 
+    /// Serve as a circuit relay (v2) for other peers: peers behind NAT reserve a slot here
+    /// and are reached through it (`<this node's address>/p2p/<this peer>/p2p-circuit`)
+    /// until hole punching (DCUtR) gives a direct connection. Off by default. Every node
+    /// can use relays: listen on a relay's circuit address to be reached through it.
+    pub fn with_relay(mut self, on: bool) -> NetConfig {
+        self.relay = on;
+        self
+    }
+
     /// How long a request may take.
     pub fn with_request_timeout(mut self, timeout: Duration) -> NetConfig {
         self.request_timeout = timeout;
@@ -260,6 +277,10 @@ impl NetConfig {
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     limits: connection_limits::Behaviour,
+    relay_client: libp2p::relay::client::Behaviour,
+    relay: Toggle<libp2p::relay::Behaviour>,
+    dcutr: libp2p::dcutr::Behaviour,
+    autonat: libp2p::autonat::Behaviour,
     sync: request_response::Behaviour<request_response::cbor::codec::Codec<Request, Response>>,
     gossip: gossipsub::Behaviour,
     identify: identify::Behaviour,
@@ -381,8 +402,32 @@ impl<S: Store + 'static> Node<S> {
         // QUIC listens on `/udp/<port>/quic-v1` addresses when the feature is on.
         #[cfg(feature = "quic")]
         let builder = builder.with_quic();
+        let relay_server = config.relay;
         let mut swarm = builder
-            .with_behaviour(|key| Behaviour {
+            // Circuit relay v2, client side: `/p2p/<relay>/p2p-circuit` addresses can be
+            // listened on (a reservation on the relay) and dialed.
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| NetError::Transport(e.to_string()))?
+            .with_behaviour(|key, relay_client| Behaviour {
+                relay_client,
+                relay: Toggle::from(relay_server.then(|| {
+                    libp2p::relay::Behaviour::new(
+                        key.public().to_peer_id(),
+                        libp2p::relay::Config {
+                            // A relayed connection is a way in until hole punching makes a
+                            // direct one, or the way when it cannot: long enough for a
+                            // sync, bounded so one pair cannot hold the relay.
+                            max_circuit_duration: RELAY_CIRCUIT_DURATION,
+                            max_circuit_bytes: RELAY_CIRCUIT_BYTES,
+                            ..libp2p::relay::Config::default()
+                        },
+                    )
+                })),
+                dcutr: libp2p::dcutr::Behaviour::new(key.public().to_peer_id()),
+                autonat: libp2p::autonat::Behaviour::new(
+                    key.public().to_peer_id(),
+                    libp2p::autonat::Config::default(),
+                ),
                 limits: connection_limits::Behaviour::new(
                     connection_limits::ConnectionLimits::default()
                         .with_max_established_incoming(Some(config.connection_limits.incoming))
@@ -439,12 +484,25 @@ impl<S: Store + 'static> Node<S> {
                 .with_idle_connection_timeout(Duration::from_secs(60))
             })
             .build();
+        // A node asked to relay relays, whether or not libp2p has confirmed an external
+        // address of it yet (it would stay silent until then).
+        if let Some(relay) = swarm.behaviour_mut().relay.as_mut() {
+            relay.set_status(Some(libp2p::relay::Status::Enable));
+        }
         let mut listeners = std::collections::HashSet::new();
         for addr in &config.listen {
             let id = swarm
                 .listen_on(addr.clone())
                 .map_err(|e| NetError::Transport(e.to_string()))?;
-            listeners.insert(id);
+            // A relay's circuit address is listened on once the relay accepts a
+            // reservation, which may take a while (or the relay may be down): the node
+            // starts without waiting for it.
+            let circuit = addr
+                .iter()
+                .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit));
+            if !circuit {
+                listeners.insert(id);
+            }
         }
         for addr in &config.announce {
             swarm.add_external_address(addr.clone());
@@ -475,13 +533,22 @@ impl<S: Store + 'static> Node<S> {
                     addrs.listening(address);
                 }
                 Some(SwarmEvent::ListenerError { error, .. }) => {
-                    return Err(NetError::Transport(error.to_string()));
+                    return Err(NetError::Transport(format!("{error:?}")));
                 }
                 Some(SwarmEvent::ListenerClosed { reason: Err(e), .. }) => {
-                    return Err(NetError::Transport(e.to_string()));
+                    return Err(NetError::Transport(format!("{e:?}")));
                 }
                 Some(_) => {}
                 None => return Err(NetError::Shutdown),
+            }
+        }
+        // A relay's reservations carry its external addresses (peers behind NAT give them
+        // out as `<relay address>/p2p-circuit`): with none announced, its listen addresses
+        // are taken as external.
+        if config.relay && config.announce.is_empty() {
+            for addr in addrs.listen.clone() {
+                swarm.add_external_address(addr.clone());
+                addrs.external(addr);
             }
         }
         let (commands, command_rx) = mpsc::channel(256);
@@ -1029,6 +1096,18 @@ async fn run<S: Store + 'static>(
                         tracing::warn!(%error, "a listener closed");
                     }
                     node.change_addrs(|a| for addr in &addresses { a.expired(addr); });
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::RelayClient(event)) => {
+                    tracing::info!(?event, "relay client");
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => {
+                    tracing::debug!(?event, "relay");
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Dcutr(event)) => {
+                    tracing::info!(?event, "hole punching");
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Autonat(libp2p::autonat::Event::StatusChanged { old, new })) => {
+                    tracing::info!(?old, ?new, "NAT status");
                 }
                 SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                     for (peer, addr) in found {

@@ -807,3 +807,63 @@ async fn a_reader_falls_back_to_a_follower_it_learned_from_the_writer() {
     follower.shutdown().await;
     reader.shutdown().await;
 }
+
+/// Circuit relay v2: a node that can only be reached through a relay (its one address known
+/// to others is a circuit through the relay) is pulled from through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_reached_only_through_a_relay_is_synced_with() {
+    let thread = ThreadId::from_parts(Variant::Raw, [80; 32]);
+    let key = ThreadKey::generate();
+    let relay = Node::start(
+        &Identity::from_secret_bytes(&[81; 32]),
+        Arc::new(MemoryStore::new()),
+        NetConfig::new(["/ip4/127.0.0.1/tcp/0".parse().expect("addr")]).with_relay(true),
+    )
+    .await
+    .expect("relay");
+    let circuit: threads_id::Multiaddr = format!("{}/p2p-circuit", relay.listen_addrs()[0])
+        .parse()
+        .expect("circuit address");
+    let hidden = Node::start(
+        &Identity::from_secret_bytes(&[82; 32]),
+        Arc::new(MemoryStore::new()),
+        NetConfig::new([
+            "/ip4/127.0.0.1/tcp/0".parse().expect("addr"),
+            circuit.clone(),
+        ]),
+    )
+    .await
+    .expect("hidden");
+    hidden.store().put_thread(thread, &key).await.expect("put");
+    let writer = Writer::new(Identity::from_secret_bytes(&[83; 32]), thread, &key).expect("writer");
+    write(&hidden, &writer, 12).await;
+    // The relay accepts the reservation: the node listens on the circuit address.
+    let started = std::time::Instant::now();
+    let relayed = loop {
+        if let Some(addr) = hidden
+            .listen_addrs()
+            .into_iter()
+            .find(|a| a.to_string().contains("/p2p-circuit"))
+        {
+            break addr;
+        }
+        assert!(started.elapsed() < LIMIT, "no reservation on the relay");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        relayed.to_string().starts_with(&circuit.to_string()),
+        "{relayed} goes through {circuit}"
+    );
+    // Another node knows only the circuit address, and pulls through it.
+    let reader = node(84).await;
+    reader.store().put_thread(thread, &key).await.expect("put");
+    let addr = threads_id::ThreadAddr::new(relayed, thread).expect("thread addr");
+    let stored = tokio::time::timeout(LIMIT, reader.pull(&addr))
+        .await
+        .expect("in time")
+        .expect("pull through the relay");
+    assert_eq!(stored, 12);
+    for n in [relay, hidden, reader] {
+        n.shutdown().await;
+    }
+}
