@@ -53,6 +53,60 @@ pub(crate) fn routes<S: Store + 'static>() -> Router<Api<S>> {
         )
         .route("/v1/threads/{thread}/changes", get(changes::<S>))
         .route("/v1/stream-tokens", post(stream_token::<S>))
+        .route("/v1/threads/{thread}", get(thread_info::<S>))
+}
+
+/// What this peer knows of a thread: its kind, its logs and their heads, its members and
+/// roles (access-controlled threads), its peers and this peer's addresses of it.
+async fn thread_info<S: Store + 'static>(
+    State(s): State<Api<S>>,
+    UrlPath(thread): UrlPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = known_thread(&s, &thread).await?;
+    let store = s.db.node().store();
+    let mut logs = Vec::new();
+    for log in store
+        .logs(thread)
+        .await
+        .map_err(threads_db::DbError::Store)?
+    {
+        let counter = store
+            .head(thread, log)
+            .await
+            .map_err(threads_db::DbError::Store)?
+            .map_or(0, |h| h.counter);
+        logs.push(json!({"log": log.to_string(), "counter": counter}));
+    }
+    let members: Vec<Value> =
+        s.db.members(thread)
+            .await?
+            .into_iter()
+            .map(|(member, role)| json!({"member": member.to_string(), "role": role.to_string()}))
+            .collect();
+    let peers: Vec<String> =
+        s.db.node()
+            .peers_of(thread)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+    let addrs: Vec<String> =
+        s.db.node()
+            .thread_addrs(thread)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+    let variant = match thread.variant() {
+        threads_id::Variant::AccessControlled => "access_controlled",
+        _ => "raw",
+    };
+    Ok(Json(json!({
+        "thread": thread.to_string(),
+        "variant": variant,
+        "logs": logs,
+        "members": members,
+        "peers": peers,
+        "addrs": addrs,
+    })))
 }
 
 /// How long a stream token opens streams.

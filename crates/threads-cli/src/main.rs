@@ -148,6 +148,8 @@ enum ThreadCmd {
     List,
     /// This peer's addresses of a thread (as invites carry them).
     Addrs { thread: String },
+    /// A thread's kind, logs and heads, members and roles, peers and addresses.
+    Info { thread: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -462,6 +464,36 @@ async fn run(cli: Cli) -> Result<()> {
                                     .join("\n")
                             })
                             .unwrap_or_default()
+                    });
+                }
+                ThreadCmd::Info { thread } => {
+                    let v = c
+                        .ok("GET", &client::path(&["v1", "threads", &thread]), None)
+                        .await?;
+                    print(out, &v, |v| {
+                        let mut lines = vec![format!(
+                            "{} ({})",
+                            v["thread"].as_str().unwrap_or(""),
+                            v["variant"].as_str().unwrap_or("")
+                        )];
+                        for log in v["logs"].as_array().into_iter().flatten() {
+                            lines.push(format!(
+                                "log {} at {}",
+                                log["log"].as_str().unwrap_or(""),
+                                log["counter"]
+                            ));
+                        }
+                        for m in v["members"].as_array().into_iter().flatten() {
+                            lines.push(format!(
+                                "member {} {}",
+                                m["member"].as_str().unwrap_or(""),
+                                m["role"].as_str().unwrap_or("")
+                            ));
+                        }
+                        for p in v["peers"].as_array().into_iter().flatten() {
+                            lines.push(format!("peer {}", p.as_str().unwrap_or("")));
+                        }
+                        lines.join("\n")
                     });
                 }
                 ThreadCmd::Addrs { thread } => {

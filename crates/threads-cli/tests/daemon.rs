@@ -195,6 +195,15 @@ fn two_daemons_sync_a_document_collection_and_keep_it_across_restarts() {
         .and_then(|n| n.parse().ok())
         .expect("a progress line");
     assert!(received >= 2, "{progress}");
+    let info = a.cli(&["thread", "info", &thread]);
+    assert_eq!(info["variant"], json!("access_controlled"));
+    let members = info["members"].as_array().cloned().unwrap_or_default();
+    assert!(
+        members
+            .iter()
+            .any(|m| m["member"] == json!(b_id) && m["role"] == json!("write")),
+        "{info}"
+    );
     a.cli(&[
         "doc",
         "collection",
@@ -726,6 +735,12 @@ fn rust_log_debug_shows_the_sync_and_a_config_file_sets_the_flags() {
             .0
             == 200
     });
+    let info = a.cli(&["thread", "info", &thread]);
+    assert_eq!(info["variant"], json!("raw"));
+    assert!(
+        info["logs"].as_array().is_some_and(|l| !l.is_empty()),
+        "{info}"
+    );
     let peers = a.cli(&["peer", "list", &thread])["peers"].clone();
     assert!(
         peers.as_array().is_some_and(|p| p

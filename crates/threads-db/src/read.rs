@@ -111,6 +111,20 @@ impl<S: Store + 'static> Db<S> {
             .await?)
     }
 
+    /// The members of an access-controlled thread and their roles, as this peer's ACL has
+    /// them now (empty for a raw thread, which has no roles).
+    ///
+    /// # Errors
+    /// [`DbError::UnknownThread`].
+    pub async fn members(
+        &self,
+        thread: ThreadId,
+    ) -> Result<std::collections::BTreeMap<threads_id::LogId, threads_acl::Role>, DbError> {
+        let views = self.views(thread).await?;
+        let views = views.lock().await;
+        Ok(views.acl().members())
+    }
+
     /// Every operation refused in the thread, with author and reason.
     ///
     /// # Errors
