@@ -110,13 +110,17 @@ pub(crate) async fn serve<S: Store>(
                 // A compacted entry (its body dropped by local view compaction) cannot be
                 // verified by the receiver: the page ends before it, and the puller gets the
                 // rest of the log from a peer that kept the bodies.
-                Ok(entries) => Response::Records(
-                    entries
+                Ok(entries) => {
+                    let wire: Vec<WireEntry> = entries
                         .iter()
                         .take_while(|e| !e.entry.body.data().is_empty())
                         .map(|e| WireEntry::from_entry(&e.entry))
-                        .collect(),
-                ),
+                        .collect();
+                    if !wire.is_empty() {
+                        tracing::debug!(peer = %remote, %thread, %log, after, entries = wire.len(), "served records");
+                    }
+                    Response::Records(wire)
+                }
                 Err(_) => Response::Refused(Refusal::Unavailable),
             }
         }
@@ -136,6 +140,7 @@ pub(crate) async fn serve<S: Store>(
             }
             match quota.ingest(store, thread, log, &key, entries).await {
                 Ok(done) => {
+                    tracing::debug!(peer = %remote, %thread, %log, stored = done.stored, counter = done.counter, "pushed entries stored");
                     health.accepted(thread, log, remote, done.stored);
                     health.peer_has_at_least(thread, log, remote, done.counter);
                     Response::Pushed {
