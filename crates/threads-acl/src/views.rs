@@ -398,6 +398,21 @@ impl<S: Store + 'static> AclViews<S> {
     /// [`AclError::Malformed`] for a member whose id is not a key, or
     /// [`AclError::NoReadKey`] if this member was left out of the current epoch.
     pub fn invite(&self, addrs: Vec<ThreadAddr>, member: &LogId, role: Role) -> Result<AclInvite> {
+        self.invite_until(addrs, member, role, None)
+    }
+
+    /// [`AclViews::invite`] that cannot be opened after `expires_ms` (milliseconds since
+    /// the Unix epoch; signed with the rest, so it cannot be extended).
+    ///
+    /// # Errors
+    /// As [`AclViews::invite`].
+    pub fn invite_until(
+        &self,
+        addrs: Vec<ThreadAddr>,
+        member: &LogId,
+        role: Role,
+        expires_ms: Option<u64>,
+    ) -> Result<AclInvite> {
         let public = PublicKey::from_log_id(member)
             .map_err(|e| AclError::Malformed(format!("member {member}: {e}")))?;
         let key = if role.can_read() {
@@ -406,7 +421,7 @@ impl<S: Store + 'static> AclViews<S> {
             ThreadKey::follower(self.service.clone())
         };
         let invite = Invite::sealed(&self.me, addrs, &KeySet::new(self.thread, key), &public)
-            .with_terms(&self.me, &[role.code()], None)?;
+            .with_terms(&self.me, &[role.code()], expires_ms)?;
         AclInvite::new(role, invite)
     }
 

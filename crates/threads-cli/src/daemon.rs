@@ -443,6 +443,9 @@ async fn create_thread<S: Store + 'static>(
 struct NewInvite {
     member: String,
     role: String,
+    /// Seconds the invite can be opened for (none: no expiry).
+    #[serde(default)]
+    expires_in_s: Option<u64>,
 }
 
 async fn invite<S: Store + 'static>(
@@ -459,7 +462,16 @@ async fn invite<S: Store + 'static>(
         .role
         .parse()
         .map_err(|e| bad("bad_role", format!("{e}")))?;
-    let invite = s.db.invite(thread, member, role).await?;
+    let expires_ms = match body.expires_in_s {
+        Some(seconds) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            Some(now.saturating_add(seconds.saturating_mul(1_000)))
+        }
+        None => None,
+    };
+    let invite = s.db.invite_until(thread, member, role, expires_ms).await?;
     Ok(Json(json!({"invite": invite})))
 }
 

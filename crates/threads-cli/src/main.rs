@@ -141,6 +141,9 @@ enum ThreadCmd {
         member: String,
         #[arg(default_value = "write")]
         role: String,
+        /// Seconds the invite can be opened for (default: no expiry).
+        #[arg(long)]
+        expires_in: Option<u64>,
     },
     /// Joins a thread from an invite.
     Join { invite: String },
@@ -417,12 +420,13 @@ async fn run(cli: Cli) -> Result<()> {
                     thread,
                     member,
                     role,
+                    expires_in,
                 } => {
                     let v = c
                         .ok(
                             "POST",
                             &client::path(&["v1", "threads", &thread, "invites"]),
-                            Some(&json!({"member": member, "role": role})),
+                            Some(&json!({"member": member, "role": role, "expires_in_s": expires_in})),
                         )
                         .await?;
                     print(out, &v, |v| {

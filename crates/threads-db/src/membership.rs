@@ -52,6 +52,22 @@ impl<S: Store + 'static> Db<S> {
         member: LogId,
         role: Role,
     ) -> Result<String, DbError> {
+        self.invite_until(thread, member, role, None).await
+    }
+
+    /// [`Db::invite`] that cannot be opened after `expires_ms` (milliseconds since the Unix
+    /// epoch): the expiry is signed with the rest of the invite. The role it grants in an
+    /// access-controlled thread stays granted; only the invite stops working.
+    ///
+    /// # Errors
+    /// As [`Db::invite`].
+    pub async fn invite_until(
+        &self,
+        thread: ThreadId,
+        member: LogId,
+        role: Role,
+        expires_ms: Option<u64>,
+    ) -> Result<String, DbError> {
         // Every address a remote peer may dial (never loopback when there is another).
         let mut addrs = self.inner.node.thread_addrs(thread);
         addrs.truncate(threads_net::MAX_INVITE_ADDRS);
@@ -59,7 +75,10 @@ impl<S: Store + 'static> Db<S> {
         if thread.variant() == Variant::AccessControlled {
             let batch = views.lock().await.set_role(member, role).await?;
             self.write(thread, batch).await?;
-            let invite = views.lock().await.invite(addrs, &member, role)?;
+            let invite = views
+                .lock()
+                .await
+                .invite_until(addrs, &member, role, expires_ms)?;
             return Ok(invite.to_text().to_string());
         }
         let key = self
@@ -77,7 +96,7 @@ impl<S: Store + 'static> Db<S> {
         let public = PublicKey::from_log_id(&member).map_err(|e| DbError::Key(e.to_string()))?;
         let me = &self.inner.me;
         let invite = Invite::sealed(me, addrs, &KeySet::new(thread, key), &public)
-            .with_terms(me, &[role.code()], None)
+            .with_terms(me, &[role.code()], expires_ms)
             .map_err(AclError::from)?;
         Ok(AclInvite::new(role, invite)?.to_text().to_string())
     }

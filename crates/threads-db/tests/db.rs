@@ -937,3 +937,47 @@ async fn the_change_feed_is_lossless_and_resumes_from_a_cursor() {
     assert_eq!(last.cursor.total(), 6);
     db.shutdown().await;
 }
+
+/// An invite made with an expiry cannot be used after it (the expiry is signed with the
+/// invite); one still within it joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_invite_is_refused_and_a_live_one_joins() {
+    let alice = Db::open_memory(Identity::from_secret_bytes(&[91; 32]), config())
+        .await
+        .expect("alice");
+    let bob = Db::open_memory(Identity::from_secret_bytes(&[92; 32]), config())
+        .await
+        .expect("bob");
+    for variant in [Variant::Raw, Variant::AccessControlled] {
+        let thread = alice.create_thread(variant).await.expect("thread");
+        let past = alice
+            .invite_until(thread, bob.identity().log_id(), Role::Write, Some(1))
+            .await
+            .expect("invite");
+        let refused = bob.join(&past).await;
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("expired")),
+            "{variant:?}: {refused:?}"
+        );
+        assert!(!bob.threads().await.contains(&thread));
+        let in_an_hour = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_millis() as u64
+            + 3_600_000;
+        let live = alice
+            .invite_until(
+                thread,
+                bob.identity().log_id(),
+                Role::Write,
+                Some(in_an_hour),
+            )
+            .await
+            .expect("invite");
+        assert_eq!(bob.join(&live).await.expect("joins"), thread, "{variant:?}");
+    }
+    alice.shutdown().await;
+    bob.shutdown().await;
+}
