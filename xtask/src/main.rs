@@ -142,6 +142,14 @@ fn ci() -> Result<()> {
         "net_quic",
     ]);
     run(quic)?;
+    // The JavaScript client against a real daemon (the binary the tests above built). It
+    // has no npm dependencies, so Node.js alone runs it; a machine without Node.js fails
+    // here rather than skipping it.
+    let mut js = Command::new("node");
+    js.args(["--test", "test/"])
+        .current_dir(root().join("clients/js"))
+        .env("THREADS_BIN", root().join("target/debug/threads"));
+    run(js).context("the JavaScript client's tests need Node.js 20 or later (`node`)")?;
     // The runnable examples at the workspace root run to their end.
     for example in EXAMPLES {
         let mut cmd = cargo();

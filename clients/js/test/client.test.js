@@ -1,0 +1,77 @@
+// The client against a real daemon: `THREADS_BIN` (default target/debug/threads) is
+// started on a temporary data directory and stopped at the end.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { Client, ThreadsError, where } from "../src/index.js";
+
+const bin = process.env.THREADS_BIN || resolve(import.meta.dirname, "../../../target/debug/threads");
+
+async function startDaemon() {
+  const data = mkdtempSync(join(tmpdir(), "threads-js-"));
+  const child = spawn(bin, ["--data", data, "daemon"], { stdio: "ignore" });
+  const started = Date.now();
+  while (!existsSync(join(data, "api")) || readFileSync(join(data, "api"), "utf8") === "") {
+    if (Date.now() - started > 60_000) throw new Error("the daemon did not start");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const base = readFileSync(join(data, "api"), "utf8").trim();
+  const token = readFileSync(join(data, "token"), "utf8").trim();
+  return { child, client: new Client(base, token) };
+}
+
+test("threads, collections, documents, queries, transactions and a feed that resumes", async () => {
+  const { child, client } = await startDaemon();
+  try {
+    const thread = await client.createThread();
+    assert.deepEqual(await client.threads(), [thread]);
+    await client.newCollection(thread, "people", {
+      type: "object",
+      required: ["name"],
+      properties: { name: { type: "string" }, age: { type: "integer" } },
+    });
+    await client.transaction(thread).addIndex("people", "by_age", "age").commit();
+    const { id } = await client.create(thread, "people", { name: "Ann", age: 41 });
+    await client.save(thread, "people", "bob", { name: "Bob", age: 17 });
+    assert.deepEqual(await client.get(thread, "people", id), { name: "Ann", age: 41 });
+    assert.equal(await client.get(thread, "people", "nobody"), null);
+
+    const adults = where("age").ge(18).query({ sort: [{ path: "age" }] });
+    const page = await client.find(thread, "people", adults);
+    assert.deepEqual(page.docs.map((d) => d.doc.name), ["Ann"]);
+    assert.match(await client.explain(thread, "people", adults), /by_age/);
+
+    // A schema violation: a typed error with the API's code.
+    await assert.rejects(client.save(thread, "people", "x", { age: 3 }), (e) =>
+      e instanceof ThreadsError && e.status === 422 && e.code === "schema_violation");
+    // A transaction is all or none: the second create conflicts with the first.
+    await assert.rejects(
+      client.transaction(thread)
+        .create("people", "cy", { name: "Cy" })
+        .create("people", "cy", { name: "Cy again" })
+        .put("k", "v")
+        .commit(),
+      (e) => e instanceof ThreadsError && e.code === "rejected" && e.details.refused[0].index === 1,
+    );
+    assert.equal(await client.get(thread, "people", "cy"), null);
+
+    // The change feed: events in order; a listener started from a cursor resumes after it.
+    const seen = [];
+    let stop = client.listen(thread, (e) => { seen.push(e); });
+    while (seen.length < 4) await new Promise((r) => setTimeout(r, 20));
+    await stop();
+    assert.deepEqual(seen.map((e) => e.counter), [1, 2, 3, 4]);
+    const resumed = [];
+    stop = client.listen(thread, (e) => { resumed.push(e); }, { cursor: seen[1].cursor });
+    await client.transaction(thread).put("after", "resume").commit();
+    while (resumed.length < 3) await new Promise((r) => setTimeout(r, 20));
+    await stop();
+    assert.deepEqual(resumed.map((e) => e.counter), [3, 4, 5]);
+    assert.equal(resumed[2].changes[0].kind, "kv");
+  } finally {
+    child.kill("SIGTERM");
+  }
+});
