@@ -3,16 +3,17 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, existsSync } from "node:fs";
+import { mkdtempSync, readFileSync, existsSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Client, ThreadsError, where } from "../src/index.js";
 
 const bin = process.env.THREADS_BIN || resolve(import.meta.dirname, "../../../target/debug/threads");
 
-async function startDaemon() {
-  const data = mkdtempSync(join(tmpdir(), "threads-js-"));
-  const child = spawn(bin, ["--data", data, "daemon"], { stdio: "ignore" });
+async function startDaemon(data = mkdtempSync(join(tmpdir(), "threads-js-")), http = "127.0.0.1:0") {
+  rmSync(join(data, "api"), { force: true });
+  const child = spawn(bin, ["--data", data, "daemon", "--http", http], { stdio: "ignore" });
   const started = Date.now();
   while (!existsSync(join(data, "api")) || readFileSync(join(data, "api"), "utf8") === "") {
     if (Date.now() - started > 60_000) throw new Error("the daemon did not start");
@@ -20,8 +21,19 @@ async function startDaemon() {
   }
   const base = readFileSync(join(data, "api"), "utf8").trim();
   const token = readFileSync(join(data, "token"), "utf8").trim();
-  return { child, client: new Client(base, token) };
+  return { child, data, client: new Client(base, token) };
 }
+
+/** A free TCP port on 127.0.0.1. */
+async function freePort() {
+  const server = createServer();
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const { port } = server.address();
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+const stopped = (child) => new Promise((r) => { child.once("exit", r); child.kill("SIGTERM"); });
 
 test("threads, collections, documents, queries, transactions and a feed that resumes", async () => {
   const { child, client } = await startDaemon();
@@ -72,6 +84,32 @@ test("threads, collections, documents, queries, transactions and a feed that res
     assert.deepEqual(resumed.map((e) => e.counter), [3, 4, 5]);
     assert.equal(resumed[2].changes[0].kind, "kv");
   } finally {
+    child.kill("SIGTERM");
+  }
+});
+
+test("a listener resumes after the daemon restarts, losing and repeating nothing", async () => {
+  const http = `127.0.0.1:${await freePort()}`;
+  let { child, data, client } = await startDaemon(undefined, http);
+  const thread = await client.createThread();
+  const seen = [];
+  const stop = client.listen(thread, (e) => { seen.push(e.counter); }, { retryMs: 100 });
+  try {
+    await client.transaction(thread).put("a", "1").commit();
+    await client.transaction(thread).put("b", "2").commit();
+    while (seen.length < 2) await new Promise((r) => setTimeout(r, 20));
+    await stopped(child);
+    ({ child } = await startDaemon(data, http));
+    await client.transaction(thread).put("c", "3").commit();
+    const started = Date.now();
+    while (seen.length < 3) {
+      assert.ok(Date.now() - started < 30_000, "the listener did not resume");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(seen, [1, 2, 3]);
+  } finally {
+    await stop();
     child.kill("SIGTERM");
   }
 });

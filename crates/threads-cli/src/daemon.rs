@@ -28,6 +28,9 @@ use threads_id::{LogId, Multiaddr, ThreadId, Variant};
 use threads_store::Store;
 use threads_views::Cursor;
 
+/// How long open requests (streams) may go on after a stop signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// The largest request body accepted.
 pub(crate) const MAX_BODY: usize = 1 << 20;
 
@@ -245,7 +248,8 @@ async fn serve<S: Store + 'static>(db: Db<S>, options: &Options) -> Result<()> {
         println!("listening on {addr}");
     }
     let app = router(state);
-    let shutdown = async {
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -262,12 +266,22 @@ async fn serve<S: Store + 'static>(db: Db<S>, options: &Options) -> Result<()> {
         }
         #[cfg(not(unix))]
         let _ = ctrl_c.await;
+        let _ = stopping_tx.send(true);
     };
     // The address file is written last: once it exists, the API answers.
     std::fs::write(options.data.join("api"), format!("http://{local}"))?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    // Requests in progress finish; streams (SSE) never do on their own, so they get a
+    // moment after the signal and are then closed with the process (clients resume from
+    // their last event id).
+    let streams_closed = async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        result = server => result?,
+        () = streams_closed => tracing::info!("streams still open at shutdown were closed"),
+    }
     db.shutdown().await;
     println!("threads daemon stopped");
     Ok(())
