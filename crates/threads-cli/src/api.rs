@@ -237,13 +237,39 @@ pub(crate) async fn cors<S: Store + 'static>(
 }
 
 /// Bytes in JSON: UTF-8 text, or base64 when `encoding` is `"base64"`.
-fn bytes_of(text: &str, base64: bool, what: &str) -> Result<Vec<u8>, ApiError> {
-    if base64 {
-        base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .map_err(|e| bad("bad_base64", format!("{what} is not base64: {e}")))
-    } else {
-        Ok(text.as_bytes().to_vec())
+/// Which base64 alphabet bytes are written in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Alphabet {
+    /// In a JSON body: the standard alphabet, padded.
+    Json,
+    /// In a URL: the URL-safe alphabet, no padding.
+    Url,
+}
+
+/// Bytes written as `encoding` says: UTF-8 text (no encoding, or `utf8`) or base64 in
+/// `alphabet` (`base64`); `what` names them in errors.
+pub(crate) fn decode_bytes(
+    text: &str,
+    encoding: Option<&str>,
+    alphabet: Alphabet,
+    what: &str,
+) -> Result<Vec<u8>, ApiError> {
+    let engine = match alphabet {
+        Alphabet::Json => &base64::engine::general_purpose::STANDARD,
+        Alphabet::Url => &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    };
+    match encoding {
+        None | Some("utf8") => Ok(text.as_bytes().to_vec()),
+        Some("base64") => engine.decode(text).map_err(|e| {
+            bad(
+                "bad_base64",
+                format!("{what} is not base64 ({alphabet:?} alphabet): {e}"),
+            )
+        }),
+        Some(other) => Err(bad(
+            "bad_encoding",
+            format!("encoding {other:?} is not utf8 or base64"),
+        )),
     }
 }
 
@@ -313,17 +339,6 @@ struct NewTransaction {
 /// The most operations one transaction takes.
 const MAX_TX_OPS: usize = 1_000;
 
-fn base64_flag(encoding: Option<&str>) -> Result<bool, ApiError> {
-    match encoding {
-        None | Some("utf8") => Ok(false),
-        Some("base64") => Ok(true),
-        Some(other) => Err(bad(
-            "bad_encoding",
-            format!("encoding {other:?} is not utf8 or base64"),
-        )),
-    }
-}
-
 /// Several operations as one event: every one applies, or none (a refused one is named
 /// in the error with why, and nothing of the transaction is written).
 async fn transaction<S: Store + 'static>(
@@ -349,16 +364,18 @@ async fn transaction<S: Store + 'static>(
                 value,
                 encoding,
             } => {
-                let b64 = base64_flag(encoding.as_deref())?;
+                let encoding = encoding.as_deref();
                 tx.put(
-                    &bytes_of(&key, b64, "key")?,
-                    &bytes_of(&value, b64, "value")?,
+                    &decode_bytes(&key, encoding, Alphabet::Json, "key")?,
+                    &decode_bytes(&value, encoding, Alphabet::Json, "value")?,
                 )
             }
-            TxOp::Del { key, encoding } => {
-                let b64 = base64_flag(encoding.as_deref())?;
-                tx.del(&bytes_of(&key, b64, "key")?)
-            }
+            TxOp::Del { key, encoding } => tx.del(&decode_bytes(
+                &key,
+                encoding.as_deref(),
+                Alphabet::Json,
+                "key",
+            )?),
             TxOp::Create {
                 collection,
                 id,

@@ -622,17 +622,7 @@ struct KeyEncoding {
 }
 
 fn url_bytes(text: &str, encoding: Option<&str>, what: &str) -> Result<Vec<u8>, ApiError> {
-    use base64::Engine as _;
-    match encoding {
-        None | Some("utf8") => Ok(text.as_bytes().to_vec()),
-        Some("base64") => base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(text)
-            .map_err(|e| bad("bad_base64", format!("{what} is not URL-safe base64: {e}"))),
-        Some(other) => Err(bad(
-            "bad_encoding",
-            format!("encoding {other:?} is not utf8 or base64"),
-        )),
-    }
+    crate::api::decode_bytes(text, encoding, crate::api::Alphabet::Url, what)
 }
 
 /// A key and value as JSON: text when UTF-8, else base64 (each with its encoding).
@@ -672,21 +662,14 @@ async fn kv_put<S: Store + 'static>(
     UrlQuery(k): UrlQuery<KeyEncoding>,
     Body(body): Body<KvValue>,
 ) -> Result<Json<Value>, ApiError> {
-    use base64::Engine as _;
     let thread = thread_id(&thread)?;
     let key = url_bytes(&key, k.key_encoding.as_deref(), "key")?;
-    let value = match body.encoding.as_deref() {
-        None | Some("utf8") => body.value.into_bytes(),
-        Some("base64") => base64::engine::general_purpose::STANDARD
-            .decode(&body.value)
-            .map_err(|e| bad("bad_base64", format!("value is not base64: {e}")))?,
-        Some(other) => {
-            return Err(bad(
-                "bad_encoding",
-                format!("encoding {other:?} is not utf8 or base64"),
-            ));
-        }
-    };
+    let value = crate::api::decode_bytes(
+        &body.value,
+        body.encoding.as_deref(),
+        crate::api::Alphabet::Json,
+        "value",
+    )?;
     let counter = s.db.transaction(thread).put(&key, &value).commit().await?;
     Ok(Json(json!({"counter": counter})))
 }
