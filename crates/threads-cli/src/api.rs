@@ -534,7 +534,8 @@ struct From {
     cursor: Option<String>,
 }
 
-fn parse_cursor(text: &str) -> Result<Cursor, ApiError> {
+/// A cursor in its text form (multibase), as the feeds hand it out.
+pub(crate) fn parse_cursor(text: &str) -> Result<Cursor, ApiError> {
     let (_, bytes) = multibase::decode(text).map_err(|_| bad("bad_cursor", "not multibase"))?;
     Cursor::from_bytes(&bytes).map_err(|e| bad("bad_cursor", e.to_string()))
 }

@@ -817,11 +817,7 @@ async fn events<S: Store + 'static>(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let thread = thread_id(&thread)?;
     let cursor = match from.cursor {
-        Some(text) => {
-            let (_, bytes) =
-                multibase::decode(&text).map_err(|_| bad("bad_cursor", "not multibase"))?;
-            Cursor::from_bytes(&bytes).map_err(|e| bad("bad_cursor", e.to_string()))?
-        }
+        Some(text) => crate::api::parse_cursor(&text)?,
         None => Cursor::default(),
     };
     let mut subscription = s.db.subscribe(thread, cursor).await?;

@@ -458,17 +458,7 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 ThreadCmd::List => {
                     let v = c.ok("GET", "/v1/threads", None).await?;
-                    print(out, &v, |v| {
-                        v["threads"]
-                            .as_array()
-                            .map(|a| {
-                                a.iter()
-                                    .filter_map(Value::as_str)
-                                    .collect::<Vec<_>>()
-                                    .join("\n")
-                            })
-                            .unwrap_or_default()
-                    });
+                    print(out, &v, |v| lines(&v["threads"]));
                 }
                 ThreadCmd::Info { thread } => {
                     let v = c
