@@ -45,6 +45,11 @@ fn record_decode() {
 }
 
 #[test]
+fn fork_proof() {
+    replay("fork_proof", threads_log::check::fork_proof_bytes);
+}
+
+#[test]
 fn log_append() {
     replay("log_append", threads_log::check::append_model);
 }
@@ -127,11 +132,35 @@ fn network_seeds_are_saved() {
             proof,
             addrs: vec![serde_bytes::ByteBuf::from(addr.to_vec())],
         },
+        Request::GetForkProof {
+            thread,
+            proof,
+            log: writer.log_id(),
+        },
     ];
+    // The author's other record 2: a fork at 2.
+    let other = writer
+        .append(
+            Some(&log[0].record.head()),
+            None,
+            b"the other branch",
+            Hlc::new(11, 0),
+        )
+        .expect("append");
+    let verifier = threads_log::Verifier::new(thread, writer.log_id(), &key).expect("verifier");
+    let fork =
+        threads_log::ForkProof::new(&verifier, log[1].entry.record.clone(), other.entry.record)
+            .expect("a fork")
+            .to_bytes();
+    let mut head = threads_net::message::LogHead::new(writer.log_id(), 3);
+    head.head = Some(serde_bytes::ByteBuf::from(log[2].record.cid().to_bytes()));
+    head.fork = Some(2);
     let responses = [
         Response::Records(wire.clone()),
         Response::Pushed { counter: 3 },
         Response::Peers(vec![serde_bytes::ByteBuf::from(addr.to_vec())]),
+        Response::Logs(vec![head]),
+        Response::ForkProof(Some(serde_bytes::ByteBuf::from(fork.clone()))),
     ];
     let mut seeds: Vec<(&str, String, Vec<u8>)> = Vec::new();
     for (i, request) in requests.iter().enumerate() {
@@ -165,6 +194,7 @@ fn network_seeds_are_saved() {
             .to_vec(),
     ));
     seeds.push(("wire_entries", "chain-3".into(), cbor(&wire)));
+    seeds.push(("fork_proof", "at-2".into(), fork));
     let mut broken = wire;
     broken[1].record[10] ^= 1;
     seeds.push(("wire_entries", "broken-record".into(), cbor(&broken)));

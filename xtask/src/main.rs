@@ -36,7 +36,7 @@ const LAYERS: [&str; 8] = [
 const EXAMPLES: [&str; 1] = ["custom_view"];
 
 /// The fuzz targets in `fuzz/fuzz_targets/`.
-const FUZZ_TARGETS: [&str; 10] = [
+const FUZZ_TARGETS: [&str; 11] = [
     "thread_id_bytes",
     "thread_id_text",
     "thread_addr",
@@ -47,6 +47,7 @@ const FUZZ_TARGETS: [&str; 10] = [
     "announcement",
     "invite_bytes",
     "wire_entries",
+    "fork_proof",
 ];
 
 fn main() -> Result<()> {

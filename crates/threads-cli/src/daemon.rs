@@ -581,6 +581,20 @@ async fn join<S: Store + 'static>(
 }
 
 async fn health<S: Store + 'static>(State(s): State<Api<S>>) -> Result<Json<Value>, ApiError> {
+    let mut forks = Vec::new();
+    for thread in s.db.threads().await {
+        for proof in s.db.forks(thread).await? {
+            forks.push(json!({
+                "thread": thread.to_string(),
+                "log": proof.log().to_string(),
+                "counter": proof.counter(),
+                "proof": base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    proof.to_bytes(),
+                ),
+            }));
+        }
+    }
     let rows: Vec<Value> =
         s.db.health()
             .await?
@@ -598,10 +612,11 @@ async fn health<S: Store + 'static>(State(s): State<Api<S>>) -> Result<Json<Valu
                     "rejected": r.health.rejected(),
                     "last_error": r.health.last_error,
                     "quarantined": r.health.quarantined,
+                    "forked": r.forked,
                 })
             })
             .collect();
-    Ok(Json(json!({"health": rows})))
+    Ok(Json(json!({"health": rows, "forks": forks})))
 }
 
 #[derive(Deserialize)]

@@ -266,7 +266,9 @@ impl<S: Store + 'static> Db<S> {
             loop {
                 let thread = tokio::select! {
                     event = events.recv() => match event {
-                        Ok(NetEvent::Stored { thread, .. }) => Some(thread),
+                        Ok(NetEvent::Stored { thread, .. } | NetEvent::Forked { thread, .. }) => {
+                            Some(thread)
+                        }
                         Ok(_) => continue,
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -378,6 +380,17 @@ impl<S: Store + 'static> Db<S> {
     /// A store error.
     pub async fn health(&self) -> Result<Vec<SyncStatus>, DbError> {
         Ok(self.inner.node.sync_status().await?)
+    }
+
+    /// The proofs this peer holds that a log's author forked its log (signed two different
+    /// records at one counter): the views apply such a log up to the record before the
+    /// fork and nothing after, on every peer that holds the proof. Peers exchange proofs as
+    /// they sync.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn forks(&self, thread: ThreadId) -> Result<Vec<threads_log::ForkProof>, DbError> {
+        Ok(self.inner.node.fork_proofs(thread).await?)
     }
 
     /// Stops syncing, live queries and the node, and returns once every task the

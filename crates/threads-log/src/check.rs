@@ -34,6 +34,31 @@ pub fn record_bytes(data: &[u8]) {
     let _ = verifier.open_records(&[block]);
 }
 
+/// Decodes arbitrary bytes as a fork proof and checks it against the fixture's log. Must
+/// never panic; a proof that decodes re-encodes to the same bytes, and one that verifies
+/// holds two different records at its counter.
+pub fn fork_proof_bytes(data: &[u8]) {
+    let (thread, key, writer) = fixture();
+    let Ok(proof) = crate::ForkProof::from_bytes(data) else {
+        return;
+    };
+    assert_eq!(proof.to_bytes(), data, "one encoding per proof");
+    assert!(proof.counter() >= 1);
+    let Ok(verifier) = Verifier::new(thread, writer.log_id(), &key) else {
+        return;
+    };
+    if proof.verify(&verifier).is_ok() {
+        let [a, b] = proof.records();
+        assert_ne!(a.cid(), b.cid());
+        for record in [a, b] {
+            let opened = verifier
+                .open_record(record)
+                .expect("a verified proof's record opens");
+            assert_eq!(opened.counter(), proof.counter());
+        }
+    }
+}
+
 /// A stateful check: interprets `ops` as a sequence of operations on one log and compares
 /// the log against a simple model (the list of payloads appended).
 ///

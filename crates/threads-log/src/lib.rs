@@ -4,6 +4,7 @@
 mod block;
 mod cbor;
 pub mod check;
+mod fork;
 mod hlc;
 mod record;
 mod skip;
@@ -13,6 +14,7 @@ mod writer;
 
 pub use block::{Block, BlockError, DAG_CBOR, RAW, SHA2_256, cid_of};
 pub use cid::Cid;
+pub use fork::{ForkError, ForkProof, MAX_PROOF_RECORD_BYTES};
 pub use hlc::{
     Clock, ClockError, DEFAULT_MAX_DRIFT_MS, EventOrder, FixedTime, Hlc, TimeSource, WallClock,
 };

@@ -68,6 +68,9 @@ pub struct SyncStatus {
     /// How many entries this node has that the peer lacks, as last heard (0 if unknown or
     /// none): what the push queue and the periodic sync still have to deliver.
     pub peer_lacks: u64,
+    /// The counter at which the log's author forked it, if this node holds the proof
+    /// ([`Node::fork_proofs`](crate::Node::fork_proofs)): the log stops there.
+    pub forked: Option<u64>,
     /// What the peer did.
     pub health: PeerLogHealth,
 }
@@ -84,6 +87,7 @@ impl SyncStatus {
             peer_counter,
             lag: peer_counter.map_or(0, |p| p.saturating_sub(local_counter)),
             peer_lacks: peer_counter.map_or(0, |p| local_counter.saturating_sub(p)),
+            forked: None,
             health: row.health,
         }
     }

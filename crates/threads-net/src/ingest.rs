@@ -24,11 +24,19 @@ pub enum Rejection {
         /// Why.
         source: VerifyError,
     },
-    /// A validly signed record differs from the one stored at its counter: the log's
-    /// author forked it.
-    #[error("fork at counter {counter}")]
+    /// A validly signed record differs from the one stored at its counter, or the batch's
+    /// first new record does not link to the stored head: the sender holds another branch
+    /// of the log (its author forked it, at `counter` or before).
+    #[error("the sender's record at counter {counter} differs from this node's")]
     Fork {
-        /// The contested counter.
+        /// A counter at which the sender's record and this node's differ.
+        counter: u64,
+    },
+    /// This node holds a proof that the log's author forked it at `counter`
+    /// ([`threads_log::ForkProof`]): nothing from there on is taken.
+    #[error("the log's author forked it at counter {counter}")]
+    Forked {
+        /// The fork's counter.
         counter: u64,
     },
     /// The batch starts past the next counter: entries are missing in between.
@@ -59,6 +67,10 @@ pub enum Rejection {
         /// What the log holds here already.
         used: u64,
     },
+    /// A peer's records, asked for to locate a fork, do not prove one (they are not one
+    /// chain): the peer misbehaves.
+    #[error("records that do not locate a fork: {0}")]
+    BadForkEvidence(threads_log::ForkError),
     /// The local store failed (not the peer's fault).
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -77,6 +89,8 @@ impl Rejection {
                 _ => "malformed",
             },
             Rejection::Fork { .. } => "fork",
+            Rejection::Forked { .. } => "forked",
+            Rejection::BadForkEvidence(_) => "bad-fork-evidence",
             Rejection::Gap { .. } => "gap",
             Rejection::TooMany(_) => "too-many",
             Rejection::EntryTooLarge { .. } => "entry-too-large",
@@ -85,9 +99,15 @@ impl Rejection {
         }
     }
 
-    /// Whether the sending peer is to blame (everything but a local store failure).
+    /// Whether the sending peer is to blame: not for a local store failure, nor for a
+    /// branch of a forked log (the log's author signed it; the sender may be honest and
+    /// hold the other branch: the fork is located and proven instead,
+    /// [`threads_log::ForkProof`]).
     pub fn is_peer_fault(&self) -> bool {
-        !matches!(self, Rejection::Store(_))
+        !matches!(
+            self,
+            Rejection::Store(_) | Rejection::Fork { .. } | Rejection::Forked { .. }
+        )
     }
 }
 
@@ -129,6 +149,10 @@ pub async fn ingest<S: Store>(
     }
     let verifier =
         Verifier::new(thread, log, key).map_err(|source| Rejection::Verify { index: 0, source })?;
+    let stop = threads_store::fork_stops(store, thread)
+        .await?
+        .get(&log)
+        .copied();
     let entries: Vec<_> = entries.into_iter().map(WireEntry::into_entry).collect();
     // A concurrent ingest of the same log may win the compare-and-set; then verify again
     // against the new head (the overlap is skipped), once.
@@ -159,6 +183,20 @@ pub async fn ingest<S: Store>(
                 return Err(Rejection::Gap {
                     expected: head_counter + 1,
                     got: counter,
+                });
+            }
+            if let Some(stop) = stop.filter(|&stop| counter >= stop) {
+                return Err(Rejection::Forked { counter: stop });
+            }
+            if fresh.is_empty()
+                && counter == head_counter + 1
+                && let Some(head) = &head
+                && record.prev() != Some(&head.cid)
+            {
+                // Validly signed, the next counter, another previous record: the sender's
+                // record at the head's counter is not ours.
+                return Err(Rejection::Fork {
+                    counter: head_counter,
                 });
             }
             Verifier::check_successor(prev.as_ref(), &record).map_err(reject)?;

@@ -6,6 +6,7 @@ mod admission;
 mod auth;
 pub mod check;
 mod faults;
+mod forks;
 pub mod gossip;
 mod health;
 mod ingest;

@@ -75,6 +75,26 @@ pub struct LogHead {
     pub log: LogId,
     /// Its number of records (0 if none).
     pub counter: u64,
+    /// The CID bytes of its head record (absent from peers that do not send it, and for an
+    /// empty log): a puller whose record at that counter differs has found a fork.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<serde_bytes::ByteBuf>,
+    /// The counter at which the responder holds a proof that the log's author forked it
+    /// (ask with [`Request::GetForkProof`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork: Option<u64>,
+}
+
+impl LogHead {
+    /// A log at `counter`, with nothing else said.
+    pub fn new(log: LogId, counter: u64) -> LogHead {
+        LogHead {
+            log,
+            counter,
+            head: None,
+            fork: None,
+        }
+    }
 }
 
 /// One thread's entry in an `ExchangeEdges` request: the requester's heads digest.
@@ -125,6 +145,16 @@ pub enum Request {
         log: LogId,
         /// The entries, oldest first.
         entries: Vec<WireEntry>,
+    },
+    /// The proof that the author of a log forked it, held by the responder
+    /// ([`threads_log::ForkProof`]).
+    GetForkProof {
+        /// The thread.
+        thread: ThreadId,
+        /// Proof of the service key.
+        proof: AuthProof,
+        /// The log.
+        log: LogId,
     },
     /// Compare many threads at once: which digests differ.
     ExchangeEdges {
@@ -179,6 +209,9 @@ pub enum Response {
     /// The peers of the thread the responder knows, and its own addresses (binary
     /// multiaddrs ending in `/p2p/<peer>`).
     Peers(Vec<serde_bytes::ByteBuf>),
+    /// The fork proof of the log asked for ([`threads_log::ForkProof::to_bytes`]), or
+    /// `None` if the responder holds none.
+    ForkProof(Option<serde_bytes::ByteBuf>),
     /// The request was refused.
     Refused(Refusal),
 }

@@ -114,6 +114,16 @@ pub enum NetEvent {
         /// The log's counter afterwards.
         counter: u64,
     },
+    /// A proof that the author of a log forked it was found or learned
+    /// ([`Node::fork_proofs`]): views stop the log at `counter`.
+    Forked {
+        /// The thread.
+        thread: ThreadId,
+        /// The log.
+        log: LogId,
+        /// The fork's counter.
+        counter: u64,
+    },
 }
 
 /// How a node runs.
@@ -336,6 +346,11 @@ pub(crate) struct Shared<S> {
     announced: Mutex<HashMap<(PeerId, ThreadId), tokio::time::Instant>>,
     /// How many times entries received from peers were stored (see [`Node::arrivals`]).
     pub(crate) arrivals: std::sync::atomic::AtomicU64,
+    /// Held while a fork proof is kept (the thread's proofs are read, then written).
+    pub(crate) forks: tokio::sync::Mutex<()>,
+    /// (thread, log, peer) of forked logs whose records before the fork were found equal
+    /// to ours, with (the peer's counter, the counter compared) then.
+    pub(crate) fork_checked: Mutex<HashMap<(ThreadId, LogId, PeerId), (u64, u64)>>,
     /// Set once [`Node::shutdown`] has joined every task.
     stopped: tokio::sync::watch::Sender<bool>,
     /// Every task the node started, the swarm's connection tasks included; taken and
@@ -574,6 +589,8 @@ impl<S: Store + 'static> Node<S> {
                 limits: Arc::new(Mutex::new(PeerLimits::new(config.peer_limits))),
                 cancel: CancellationToken::new(),
                 arrivals: std::sync::atomic::AtomicU64::new(0),
+                forks: tokio::sync::Mutex::default(),
+                fork_checked: Mutex::default(),
                 announced: Mutex::default(),
                 stopped: tokio::sync::watch::Sender::new(false),
                 tasks,
@@ -804,6 +821,7 @@ impl<S: Store + 'static> Node<S> {
     /// lags behind it.
     pub async fn sync_status(&self) -> Result<Vec<SyncStatus>, NetError> {
         let mut out = Vec::new();
+        let mut stops: HashMap<ThreadId, std::collections::BTreeMap<LogId, u64>> = HashMap::new();
         for row in self.inner.health.report() {
             let local = self
                 .inner
@@ -811,7 +829,17 @@ impl<S: Store + 'static> Node<S> {
                 .head(row.thread, row.log)
                 .await?
                 .map_or(0, |h| h.counter);
-            out.push(SyncStatus::new(row, local));
+            if !stops.contains_key(&row.thread) {
+                let read = threads_store::fork_stops(&*self.inner.store, row.thread).await?;
+                stops.insert(row.thread, read);
+            }
+            let forked = stops
+                .get(&row.thread)
+                .and_then(|s| s.get(&row.log))
+                .copied();
+            let mut status = SyncStatus::new(row, local);
+            status.forked = forked;
+            out.push(status);
         }
         Ok(out)
     }

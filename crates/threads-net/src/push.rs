@@ -198,6 +198,13 @@ impl<S: Store + 'static> Node<S> {
             Ok(head) => head.map_or(0, |h| h.counter),
             Err(e) => return Outcome::Retry(e.into()),
         };
+        // A forked log is pushed up to its fork, no further.
+        let ours = match threads_store::fork_stops(&*inner.store, thread).await {
+            Ok(stops) => stops
+                .get(&log)
+                .map_or(ours, |&stop| ours.min(stop.saturating_sub(1))),
+            Err(e) => return Outcome::Retry(e.into()),
+        };
         let dial = inner.peers.dial(thread, peer);
         let proof = AuthProof::new(key.service(), &thread, &inner.peer, &peer);
         let mut refreshed = false;

@@ -76,6 +76,9 @@ pub(crate) async fn serve<S: Store>(
             let Ok(logs) = store.logs(thread).await else {
                 return Response::Refused(Refusal::Unavailable);
             };
+            let Ok(forks) = threads_store::fork_stops(store, thread).await else {
+                return Response::Refused(Refusal::Unavailable);
+            };
             let mut heads = Vec::with_capacity(logs.len());
             for log in logs {
                 let Ok(head) = store.head(thread, log).await else {
@@ -84,6 +87,8 @@ pub(crate) async fn serve<S: Store>(
                 heads.push(LogHead {
                     log,
                     counter: head.map_or(0, |h| h.counter),
+                    head: head.map(|h| serde_bytes::ByteBuf::from(h.cid.to_bytes())),
+                    fork: forks.get(&log).copied(),
                 });
             }
             Response::Logs(heads)
@@ -156,6 +161,22 @@ pub(crate) async fn serve<S: Store>(
                     health.rejected(thread, log, remote, &rejection);
                     Response::Refused(Refusal::Rejected(rejection.code().to_owned()))
                 }
+            }
+        }
+        Request::GetForkProof { thread, proof, log } => {
+            if authorized(store, admission, thread, &proof, local, remote)
+                .await
+                .is_none()
+            {
+                return Response::Refused(Refusal::UnknownThread);
+            }
+            match threads_store::fork_proofs(store, thread).await {
+                Ok(proofs) => Response::ForkProof(
+                    proofs
+                        .get(&log)
+                        .map(|p| serde_bytes::ByteBuf::from(p.to_bytes())),
+                ),
+                Err(_) => Response::Refused(Refusal::Unavailable),
             }
         }
         Request::ExchangeEdges { edges } => {

@@ -19,6 +19,7 @@ use threads_id::{PeerId, ThreadAddr, ThreadId};
 use threads_store::Store;
 
 use crate::auth::AuthProof;
+use crate::forks::Contested;
 use crate::invite::Invite;
 use crate::message::{Edge, LogHead, MAX_PAGE_BYTES, MAX_PAGE_ENTRIES, Request, Response};
 use crate::node::{NetError, NetEvent, Node};
@@ -89,16 +90,70 @@ impl<S: Store + 'static> Node<S> {
         let proof = AuthProof::new(key.service(), &thread, &self.inner.peer, &peer);
         let logs = self.learn_heads(thread, peer, dial.clone(), proof).await?;
         let (store, health) = (&self.inner.store, &self.inner.health);
+        let mut forks = threads_store::fork_stops(&**store, thread).await?;
         let mut stored = 0;
         let mut first_error = None;
         for remote in logs {
+            let at = Contested {
+                thread,
+                log: remote.log,
+                peer,
+                dial: &dial,
+                proof,
+                key: &key,
+            };
+            if let Some(fork) = remote.fork
+                && forks.get(&remote.log).is_none_or(|&ours| fork < ours)
+            {
+                // The peer holds a proof that the log forked, earlier than any we hold.
+                match self.fetch_fork_proof(&at).await {
+                    Ok(true) => {
+                        forks = threads_store::fork_stops(&**store, thread).await?;
+                    }
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::debug!(%peer, %thread, log = %remote.log, %error, "fork proof not fetched");
+                    }
+                }
+            }
             if health.is_quarantined(thread, remote.log, peer) {
                 continue;
             }
-            let mut after = store
-                .head(thread, remote.log)
-                .await?
-                .map_or(0, |h| h.counter);
+            let stop = forks.get(&remote.log).copied();
+            let ours = store.head(thread, remote.log).await?;
+            let mut after = ours.map_or(0, |h| h.counter);
+            // Does the peer hold another branch of what we take of the log (all of it, or
+            // what is before its fork)? Compared at the last counter both have.
+            let limit = stop.map_or(u64::MAX, |s| s.saturating_sub(1));
+            let compared = remote.counter.min(after).min(limit);
+            if compared > 0 {
+                let differs = if compared == remote.counter {
+                    match &remote.head {
+                        Some(theirs) => store
+                            .record_cid(thread, remote.log, compared)
+                            .await?
+                            .is_none_or(|cid| cid.to_bytes() != theirs.as_slice()),
+                        None => false,
+                    }
+                } else if stop.is_some() {
+                    // Records before a fork: one held by the peer may still differ from
+                    // ours (the log forked earlier too). Asked once per peer counter.
+                    self.differs_below_fork(&at, remote.counter, compared).await
+                } else {
+                    // We are behind: the pull below finds out.
+                    false
+                };
+                if differs {
+                    if self.found_fork(&at, compared).await {
+                        forks = threads_store::fork_stops(&**store, thread).await?;
+                    }
+                    continue;
+                }
+            }
+            if stop.is_some() {
+                // A forked log takes nothing more.
+                continue;
+            }
             while after < remote.counter {
                 let request = Request::GetRecords {
                     thread,
@@ -139,6 +194,20 @@ impl<S: Store + 'static> Node<S> {
                             log: remote.log,
                             counter: after,
                         });
+                    }
+                    Err(crate::ingest::Rejection::Fork { counter }) => {
+                        // The peer holds another branch: find where it parts from ours.
+                        tracing::debug!(%peer, %thread, log = %remote.log, counter, "pulled entries are another branch");
+                        health.rejected(
+                            thread,
+                            remote.log,
+                            peer,
+                            &crate::ingest::Rejection::Fork { counter },
+                        );
+                        if self.found_fork(&at, counter).await {
+                            forks = threads_store::fork_stops(&**store, thread).await?;
+                        }
+                        break;
                     }
                     Err(rejection) => {
                         tracing::warn!(%peer, %thread, log = %remote.log, %rejection, "pulled entries rejected");

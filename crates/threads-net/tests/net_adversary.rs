@@ -14,7 +14,7 @@ use threads_id::{ThreadId, Variant};
 use threads_log::{Appended, Hlc, Writer, skip_target};
 use threads_net::message::{Refusal, Request, Response, WireEntry};
 use threads_net::{AuthProof, NetError};
-use threads_store::{LogBook, Page, ThreadBook};
+use threads_store::{LogBook, MetaBook, Page, ThreadBook};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -262,20 +262,13 @@ async fn a_bad_log_is_quarantined_and_the_peers_other_logs_keep_syncing() {
     for n in [&honest, &mallory] {
         n.store().put_thread(thread, &key).await.expect("put");
     }
-    // Log X: the honest node has its first 4 entries; mallory serves another branch of it
-    // (the same author signed both: an equivocation). Log Y: mallory serves it honestly.
+    // Log X: the honest node has its first 4 entries; mallory serves records of another
+    // author in its place (they do not open as X's). Log Y: mallory serves it honestly.
     let x = Writer::new(Identity::from_secret_bytes(&[98; 32]), thread, &key).expect("writer");
     let y = Writer::new(Identity::from_secret_bytes(&[99; 32]), thread, &key).expect("writer");
     let genuine = build(&x, 4);
-    let mut branch: Vec<Appended> = Vec::new();
-    for i in 0..8u64 {
-        let prev = branch.last().map(|a| a.record.head());
-        let skip = skip_target(i + 1).map(|t| *branch[t as usize - 1].record.cid());
-        branch.push(
-            x.append(prev.as_ref(), skip, b"the other branch", Hlc::new(i, 1))
-                .expect("append"),
-        );
-    }
+    let forger = Writer::new(Identity::from_secret_bytes(&[100; 32]), thread, &key).expect("w");
+    let branch = build(&forger, 8);
     honest
         .store()
         .append(thread, x.log_id(), None, &genuine)
@@ -496,4 +489,204 @@ async fn an_invite_never_downgrades_or_replaces_a_known_key() {
     assert!(held == key);
     peer.shutdown().await;
     follower_peer.shutdown().await;
+}
+
+/// `n` entries of `writer`'s log whose first `shared` are `prefix`'s and the rest carry
+/// `tag`: another branch of the same log when the author signs both.
+fn branch(
+    writer: &Writer,
+    prefix: &[Appended],
+    shared: usize,
+    n: usize,
+    tag: &[u8],
+) -> Vec<Appended> {
+    let mut log: Vec<Appended> = prefix[..shared].to_vec();
+    for i in shared..n {
+        let prev = log.last().map(|a| a.record.head());
+        let skip = skip_target(i as u64 + 1).map(|t| *log[t as usize - 1].record.cid());
+        log.push(
+            writer
+                .append(prev.as_ref(), skip, tag, Hlc::new(i as u64, 1))
+                .expect("append"),
+        );
+    }
+    log
+}
+
+/// A member who equivocates (signs two branches of its log): an honest peer that meets
+/// the other branch finds the exact counter where the branches part, whether the other
+/// branch is longer or as long as its own, keeps the two records there as a proof (a
+/// lower counter replaces a higher one), takes nothing more of the log, and serves the
+/// proof; a third peer that never saw the other branch learns it and stops at the same
+/// counter. A proof that does not hold is counted and changes nothing; the other logs
+/// keep syncing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_equivocation_is_located_proven_and_learned_by_every_peer() {
+    let thread = ThreadId::from_parts(Variant::Raw, [7; 32]);
+    let key = ThreadKey::generate();
+    let honest = node(101).await;
+    let longer = node(102).await;
+    let level = node(103).await;
+    let third = node(104).await;
+    let mallory = node(105).await;
+    for n in [&honest, &longer, &level, &third, &mallory] {
+        n.store().put_thread(thread, &key).await.expect("put");
+    }
+    let x = Writer::new(Identity::from_secret_bytes(&[106; 32]), thread, &key).expect("writer");
+    let y = Writer::new(Identity::from_secret_bytes(&[107; 32]), thread, &key).expect("writer");
+    let genuine = build(&x, 20);
+    // Parts from the genuine log at counter 12 and is longer; parts at 5 and is as long.
+    let at_twelve = branch(&x, &genuine, 11, 30, b"longer");
+    let at_five = branch(&x, &genuine, 4, 20, b"level");
+    for (n, entries) in [
+        (&honest, &genuine),
+        (&longer, &at_twelve),
+        (&level, &at_five),
+        (&third, &genuine),
+    ] {
+        n.store()
+            .append(thread, x.log_id(), None, entries)
+            .await
+            .expect("store");
+    }
+    let y_log = build(&y, 6);
+    longer
+        .store()
+        .append(thread, y.log_id(), None, &y_log)
+        .await
+        .expect("store");
+    let mut events = honest.subscribe();
+
+    // The longer branch: its next record does not follow ours; located at 12.
+    honest
+        .pull(&longer.thread_addr(thread).expect("addr"))
+        .await
+        .expect("a fork is not an error of the pull");
+    let proofs = honest.fork_proofs(thread).await.expect("proofs");
+    assert_eq!(proofs.len(), 1);
+    assert_eq!((proofs[0].log(), proofs[0].counter()), (x.log_id(), 12));
+    let verifier = threads_log::Verifier::new(thread, x.log_id(), &key).expect("verifier");
+    proofs[0].verify(&verifier).expect("the proof holds");
+    let records = proofs[0].records();
+    let ours = *genuine[11].record.cid();
+    let theirs = *at_twelve[11].record.cid();
+    assert!(records.iter().any(|r| *r.cid() == ours) && records.iter().any(|r| *r.cid() == theirs));
+    match tokio::time::timeout(LIMIT, events.recv())
+        .await
+        .expect("in time")
+    {
+        Ok(threads_net::NetEvent::Forked { log, counter, .. }) => {
+            assert_eq!((log, counter), (x.log_id(), 12));
+        }
+        other => panic!("expected a fork event, got {other:?}"),
+    }
+    // Nothing of the other branch was stored; the other log came through.
+    let head = |n: &threads_net::Node<threads_store::MemoryStore>, log| {
+        let n = n.clone();
+        async move {
+            n.store()
+                .head(thread, log)
+                .await
+                .expect("head")
+                .map(|h| h.counter)
+        }
+    };
+    assert_eq!(head(&honest, x.log_id()).await, Some(20));
+    assert_eq!(head(&honest, y.log_id()).await, Some(6));
+
+    // A branch as long as ours: the heads differ at the same counter; located at 5, which
+    // replaces the proof at 12.
+    honest
+        .pull(&level.thread_addr(thread).expect("addr"))
+        .await
+        .expect("pull");
+    let proofs = honest.fork_proofs(thread).await.expect("proofs");
+    assert_eq!(proofs.len(), 1);
+    assert_eq!(proofs[0].counter(), 5);
+    proofs[0].verify(&verifier).expect("the proof holds");
+    let status = honest.sync_status().await.expect("status");
+    assert!(
+        status
+            .iter()
+            .filter(|s| s.log == x.log_id())
+            .all(|s| s.forked == Some(5)),
+        "{status:?}"
+    );
+
+    // A peer that holds only the genuine log learns the proof from the honest peer.
+    third
+        .pull(&honest.thread_addr(thread).expect("addr"))
+        .await
+        .expect("pull");
+    let learned = third.fork_proofs(thread).await.expect("proofs");
+    assert_eq!(learned, proofs);
+    assert_eq!(head(&third, y.log_id()).await, Some(6));
+    // Nothing of a forked log from its fork on is taken any more, from anyone.
+    let push = Request::PushRecords {
+        thread,
+        proof: AuthProof::new(key.service(), &thread, &longer.peer_id(), &third.peer_id()),
+        log: x.log_id(),
+        entries: wire(&at_twelve[20..22]),
+    };
+    match longer
+        .request(third.peer_id(), vec![third.listen_addrs()[0].clone()], push)
+        .await
+    {
+        Err(NetError::Refused {
+            refusal: Refusal::Rejected(code),
+            ..
+        }) => assert_eq!(code, "forked"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    // Mallory claims log Y forked, with a proof made of records of log X.
+    let fake = {
+        let mut bytes = vec![1u8];
+        let log = y.log_id().to_bytes();
+        threads_id::varint::encode(log.len() as u64, &mut bytes);
+        bytes.extend_from_slice(&log);
+        threads_id::varint::encode(5, &mut bytes);
+        let mut pair = [
+            genuine[4].entry.record.clone(),
+            at_five[4].entry.record.clone(),
+        ];
+        pair.sort_by_key(|b| b.cid().to_bytes());
+        for record in &pair {
+            threads_id::varint::encode(record.data().len() as u64, &mut bytes);
+            bytes.extend_from_slice(record.data());
+        }
+        let mut value = Vec::new();
+        threads_id::varint::encode(bytes.len() as u64, &mut value);
+        value.extend_from_slice(&bytes);
+        value
+    };
+    mallory
+        .store()
+        .put_meta(thread, threads_store::FORKS_META, &fake)
+        .await
+        .expect("meta");
+    mallory
+        .store()
+        .append(thread, y.log_id(), None, &y_log)
+        .await
+        .expect("store");
+    third
+        .pull(&mallory.thread_addr(thread).expect("addr"))
+        .await
+        .expect("pull");
+    assert_eq!(third.fork_proofs(thread).await.expect("proofs"), proofs);
+    let row = third
+        .health()
+        .report()
+        .into_iter()
+        .find(|r| r.log == y.log_id() && r.peer == mallory.peer_id())
+        .expect("a row");
+    assert_eq!(
+        row.health.rejections.get("bad-fork-proof"),
+        Some(&1),
+        "{row:?}"
+    );
+    for n in [&honest, &longer, &level, &third, &mallory] {
+        n.shutdown().await;
+    }
 }

@@ -3,6 +3,7 @@
 
 mod chain;
 mod error;
+mod forks;
 mod memory;
 mod postgres;
 mod secrets;
@@ -12,6 +13,7 @@ mod traits;
 mod views;
 
 pub use error::StoreError;
+pub use forks::{FORKS_META, fork_proofs, fork_stops, put_fork_proof};
 pub use memory::MemoryStore;
 pub use postgres::{POSTGRES_SCHEMA_VERSION, PostgresStore};
 pub use secrets::StoreOptions;

@@ -771,7 +771,77 @@ async fn view_book<S: Store>(store: &S) {
     assert!(matches!(outcome, AppendOutcome::AlreadyStored { .. }));
 }
 
+/// Fork proofs: one per log, the lowest counter kept, across reopening the value.
+async fn forks<S: Store>(store: &S) {
+    let (thread, key) = thread_and_key(9);
+    store.put_thread(thread, &key).await.expect("put");
+    let writer = Writer::new(Identity::from_secret_bytes(&[10; 32]), thread, &key).expect("w");
+    let verifier = threads_log::Verifier::new(thread, writer.log_id(), &key).expect("v");
+    let x = build(&writer, 4, 1);
+    let y = build(&writer, 4, 2);
+    let proof_at = |n: usize| {
+        threads_log::ForkProof::new(
+            &verifier,
+            x[n - 1].entry.record.clone(),
+            y[n - 1].entry.record.clone(),
+        )
+    };
+    // The two branches differ from the first record: only counter 1 proves where.
+    assert!(proof_at(3).is_err());
+    let at_one = proof_at(1).expect("a proof");
+    assert!(
+        threads_store::fork_proofs(store, thread)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    assert!(
+        threads_store::put_fork_proof(store, thread, &at_one)
+            .await
+            .expect("put")
+    );
+    assert!(
+        !threads_store::put_fork_proof(store, thread, &at_one)
+            .await
+            .expect("put")
+    );
+    let other = Writer::new(Identity::from_secret_bytes(&[11; 32]), thread, &key).expect("w");
+    let other_verifier = threads_log::Verifier::new(thread, other.log_id(), &key).expect("v");
+    let a = build(&other, 3, 3);
+    // The same first record, a different second: forked at 2.
+    let mut b2 = vec![a[0].clone()];
+    b2.push(
+        other
+            .append(Some(&a[0].record.head()), None, b"else", Hlc::new(1, 0))
+            .expect("append"),
+    );
+    let at_two = threads_log::ForkProof::new(
+        &other_verifier,
+        a[1].entry.record.clone(),
+        b2[1].entry.record.clone(),
+    )
+    .expect("a proof");
+    assert_eq!(at_two.counter(), 2);
+    assert!(
+        threads_store::put_fork_proof(store, thread, &at_two)
+            .await
+            .expect("put")
+    );
+    let held = threads_store::fork_proofs(store, thread)
+        .await
+        .expect("read");
+    assert_eq!(held.len(), 2);
+    assert_eq!(held[&writer.log_id()], at_one);
+    assert_eq!(held[&other.log_id()], at_two);
+    let stops = threads_store::fork_stops(store, thread)
+        .await
+        .expect("read");
+    assert_eq!(stops[&writer.log_id()], 1);
+    assert_eq!(stops[&other.log_id()], 2);
+}
+
 async fn suite<S: Store + 'static>(make: impl AsyncFn() -> S) {
+    forks(&make().await).await;
     view_book(&make().await).await;
     books(&make().await).await;
     appends(&make().await).await;

@@ -107,7 +107,8 @@ impl<S: Store + 'static> Views<S> {
         // An event dated beyond the allowed drift waits in a catch-up: not applied here.
         let horizon = now_ms().saturating_add(self.config.max_future_ms);
         let future = events.iter().any(|(o, _)| o.time.physical_ms() > horizon);
-        Ok(follows && consecutive && !late && !future && self.blocked.is_empty())
+        let stopped = self.stops.contains_key(&first.log);
+        Ok(follows && consecutive && !late && !future && !stopped && self.blocked.is_empty())
     }
 
     /// Applies `events` from their payloads, uncommitted.
@@ -129,6 +130,10 @@ impl<S: Store + 'static> Views<S> {
     }
 
     pub(crate) async fn catch_up_inner(&mut self) -> Result<Progress> {
+        if let Some(back) = self.refresh_stops().await? {
+            // A log forked before events of it that were applied: they are undone.
+            return self.regate_inner(Some(back)).await;
+        }
         let mut streams = self.streams(&self.mark.clone()).await?;
         let Some(first) = self.peek_min(&mut streams).await? else {
             self.note_blocked(&streams);
@@ -141,19 +146,25 @@ impl<S: Store + 'static> Views<S> {
         self.run(streams, &BTreeMap::new(), Restart::Late).await
     }
 
+    /// The verifier of `log`, made on first use.
+    pub(crate) fn verifier_for(&mut self, log: LogId) -> Result<&threads_log::Verifier> {
+        if !self.verifiers.contains_key(&log) {
+            let epochs = self
+                .epochs
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            let verifier = verifier(self.thread, log, &self.key, &epochs)?;
+            self.verifiers.insert(log, verifier);
+        }
+        Ok(&self.verifiers[&log])
+    }
+
     pub(crate) async fn streams(&mut self, from: &Mark) -> Result<Vec<LogStream>> {
         let logs = self.store.logs(self.thread).await?;
         let mut streams = Vec::with_capacity(logs.len());
         for log in logs {
-            if !self.verifiers.contains_key(&log) {
-                let epochs = self
-                    .epochs
-                    .read()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .clone();
-                let verifier = verifier(self.thread, log, &self.key, &epochs)?;
-                self.verifiers.insert(log, verifier);
-            }
+            self.verifier_for(log)?;
             let mark = from.logs.get(&log);
             streams.push(LogStream {
                 log,
@@ -186,7 +197,13 @@ impl<S: Store + 'static> Views<S> {
         }
         let verifier = &self.verifiers[&stream.log];
         let horizon = now_ms().saturating_add(self.config.max_future_ms);
+        let stop = self.stops.get(&stream.log).copied();
         for stored in entries {
+            if stop.is_some_and(|stop| stored.counter >= stop) {
+                // The author forked the log here: nothing from here on applies.
+                stream.done = true;
+                break;
+            }
             let (time, monotone, payload) = match verifier.read_stored(&stored.entry) {
                 Ok(read) if read.time.physical_ms() > horizon => {
                     // Dated beyond the allowed drift: the log waits here until the clock

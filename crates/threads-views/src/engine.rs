@@ -154,6 +154,8 @@ pub struct Views<S> {
     /// change no view (see [`Views::pass_over`]).
     pub(crate) pass: Vec<ReadKey>,
     pub(crate) blocked: BTreeMap<LogId, u64>,
+    /// Logs whose author forked them (a fork proof is held): the first counter not applied.
+    pub(crate) stops: BTreeMap<LogId, u64>,
     pub(crate) by_name: HashMap<String, usize>,
     pub(crate) states: Vec<State>,
     pub(crate) rejections: State,
@@ -269,6 +271,7 @@ impl<S: Store + 'static> Views<S> {
             epochs: Arc::default(),
             pass: Vec::new(),
             blocked: BTreeMap::new(),
+            stops: BTreeMap::new(),
             by_name,
             rejections: State::stored(),
             mark: Mark::default(),
@@ -430,6 +433,14 @@ impl<S: Store + 'static> Views<S> {
     /// wait behind it.
     pub fn blocked(&self) -> &BTreeMap<LogId, u64> {
         &self.blocked
+    }
+
+    /// The logs whose author forked them, with the counter at which each forked, as of the
+    /// last catch-up: the fork proofs the store holds ([`threads_store::fork_proofs`]).
+    /// The views apply such a log's events before that counter and none from it on, so
+    /// every peer that holds the proof computes the same views, whichever branch it holds.
+    pub fn stopped(&self) -> &BTreeMap<LogId, u64> {
+        &self.stops
     }
 
     /// The thread.

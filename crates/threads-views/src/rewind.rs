@@ -30,6 +30,18 @@ impl<S: Store + 'static> Views<S> {
     /// As [`Views::catch_up`].
     pub async fn regate(&mut self, since: Option<EventOrder>) -> Result<Progress> {
         self.reload_if_stale().await?;
+        let since = match (since, self.refresh_stops().await) {
+            (_, Err(e)) => {
+                self.stale = true;
+                return Err(e);
+            }
+            (Some(since), Ok(Some(back))) => Some(since.min(back)),
+            (since, Ok(_)) => since,
+        };
+        self.regate_inner(since).await
+    }
+
+    pub(crate) async fn regate_inner(&mut self, since: Option<EventOrder>) -> Result<Progress> {
         let commutative =
             (0..self.reducers.len()).any(|i| self.kind_of(i) == ViewKind::Commutative);
         let result = match since {
@@ -51,11 +63,67 @@ impl<S: Store + 'static> Views<S> {
     /// As [`Views::catch_up`].
     pub async fn rebuild(&mut self) -> Result<Progress> {
         self.reload_if_stale().await?;
-        let result = self.rebuild_all().await;
+        let result = match self.refresh_stops().await {
+            Ok(_) => self.rebuild_all().await,
+            Err(e) => Err(e),
+        };
         if result.is_err() {
             self.stale = true;
         }
         result
+    }
+
+    /// Reads the fork proofs' stops from the store. Returns the earliest place to go back
+    /// to when a log newly stopped had events applied at or after its stop.
+    pub(crate) async fn refresh_stops(&mut self) -> Result<Option<EventOrder>> {
+        let stops = threads_store::fork_stops(&*self.store, self.thread).await?;
+        if stops == self.stops {
+            return Ok(None);
+        }
+        let mut back: Option<EventOrder> = None;
+        for (&log, &stop) in &stops {
+            let applied = self.mark.logs.get(&log).map_or(0, |m| m.counter);
+            if applied < stop {
+                continue;
+            }
+            tracing::warn!(thread = %self.thread, %log, counter = stop, "the log's author forked it: its events from the fork on are undone");
+            let order = self.order_of(log, stop).await?;
+            back = Some(back.map_or(order, |b| b.min(order)));
+        }
+        self.stops = stops;
+        Ok(back)
+    }
+
+    /// A place in the order at or before where the entry `counter` of `log` was applied:
+    /// its own time (an event is applied at its time, or later if its log's time did not
+    /// increase), or the start of the order if it cannot be read.
+    async fn order_of(&mut self, log: LogId, counter: u64) -> Result<EventOrder> {
+        let start = EventOrder {
+            time: threads_log::Hlc::new(0, 0),
+            log,
+            counter,
+        };
+        let entries = self
+            .store
+            .entries_after(
+                self.thread,
+                log,
+                counter.saturating_sub(1),
+                threads_store::Page::new(1, 16 << 20),
+            )
+            .await?;
+        let Some(stored) = entries.into_iter().next() else {
+            return Ok(start);
+        };
+        let verifier = self.verifier_for(log)?;
+        Ok(match verifier.read_stored(&stored.entry) {
+            Ok(read) => EventOrder {
+                time: read.time,
+                log,
+                counter,
+            },
+            Err(_) => start,
+        })
     }
 
     pub(crate) async fn reload_if_stale(&mut self) -> Result<()> {

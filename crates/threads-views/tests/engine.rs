@@ -779,3 +779,130 @@ async fn a_regate_goes_back_to_entries_stored_before_it_too() {
         "the late event {late:?} applied in its place"
     );
 }
+
+/// A log whose author forked it (a fork proof is held) applies up to the record before
+/// the fork and nothing after: views that had applied more undo it, and equal views
+/// computed from the log's prefix alone; entries past the fork that arrive later change
+/// nothing.
+#[tokio::test]
+async fn a_forked_log_stops_at_its_fork_and_what_was_applied_after_it_is_undone() {
+    use support::build;
+    use threads_store::{Page, put_fork_proof};
+
+    for atomic in [false, true] {
+        let (thread, key) = thread(21);
+        let config = ViewConfig::new().with_atomic(atomic).with_commit_every(3);
+        let honest = writer(thread, &key, 1);
+        let forker = writer(thread, &key, 2);
+        // Interleaved times; the forker's events 3.. and the honest log's later events
+        // touch the same keys, so an undo that went wrong would show.
+        let events = |w: u64, n: u64, tag: &str| -> Vec<(Hlc, Vec<u8>)> {
+            (0..n)
+                .map(|i| {
+                    let time = Hlc::new(1_000 + 2 * i + w, 0);
+                    (time, put(&format!("k{}", i % 3), &format!("{tag}{i}")))
+                })
+                .collect()
+        };
+        let a = build(&honest, &events(0, 8, "a"));
+        let b = build(&forker, &events(1, 8, "b"));
+        // The forker's other record 3, after the same record 2.
+        let other_third = forker
+            .append(
+                Some(&b[1].record.head()),
+                threads_log::skip_target(3).map(|t| *b[t as usize - 1].record.cid()),
+                &put("k2", "the other branch"),
+                Hlc::new(1_005, 0),
+            )
+            .expect("append");
+        let stores = [Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new())];
+        for store in &stores {
+            store.put_thread(thread, &key).await.expect("thread");
+            store
+                .append(thread, honest.log_id(), None, &a)
+                .await
+                .expect("a");
+        }
+        // The first store holds the forker's whole branch; the second only the two records
+        // before the fork (what a peer that stopped there from the start holds).
+        stores[0]
+            .append(thread, forker.log_id(), None, &b[..6])
+            .await
+            .expect("b");
+        stores[1]
+            .append(thread, forker.log_id(), None, &b[..2])
+            .await
+            .expect("b");
+        let mut views = Views::open(Arc::clone(&stores[0]), thread, reducers(), config.clone())
+            .await
+            .expect("open");
+        assert_eq!(views.catch_up().await.expect("catch up").applied, 14);
+        let before = views.digest().await.expect("digest");
+
+        let verifier = threads_log::Verifier::new(thread, forker.log_id(), &key).expect("verifier");
+        let proof = threads_log::ForkProof::new(
+            &verifier,
+            b[2].entry.record.clone(),
+            other_third.entry.record.clone(),
+        )
+        .expect("a fork at 3");
+        assert!(
+            put_fork_proof(&*stores[0], thread, &proof)
+                .await
+                .expect("put")
+        );
+        views.catch_up().await.expect("catch up");
+        assert_eq!(
+            views.stopped().get(&forker.log_id()),
+            Some(&3),
+            "atomic {atomic}"
+        );
+        let after = views.digest().await.expect("digest");
+        assert_ne!(before, after, "events past the fork were undone");
+        let (k2, k1) = views
+            .read("kv", |kv| (Kv::get(kv, b"k2"), Kv::get(kv, b"k1")))
+            .await
+            .expect("read");
+        // The forker's events 3.. are gone: k2 and k1 hold the honest log's last values.
+        assert_eq!(k2.as_deref(), Some(&b"a5"[..]), "atomic {atomic}");
+        assert_eq!(k1.as_deref(), Some(&b"a7"[..]), "atomic {atomic}");
+
+        // More of the forked branch arrives: nothing of it applies.
+        stores[0]
+            .append(thread, forker.log_id(), Some(b[5].record.head()), &b[6..])
+            .await
+            .expect("b");
+        views.catch_up().await.expect("catch up");
+        assert_eq!(views.digest().await.expect("digest"), after);
+
+        // Equal to views that never saw past the fork, and to views opened afresh.
+        let mut prefix = Views::open(Arc::clone(&stores[1]), thread, reducers(), config.clone())
+            .await
+            .expect("open");
+        prefix.catch_up().await.expect("catch up");
+        assert_eq!(
+            prefix.digest().await.expect("digest"),
+            after,
+            "atomic {atomic}"
+        );
+        let mut fresh =
+            Views::open_scope(Arc::clone(&stores[0]), thread, "fresh", reducers(), config)
+                .await
+                .expect("open");
+        fresh.catch_up().await.expect("catch up");
+        assert_eq!(
+            fresh.digest().await.expect("digest"),
+            after,
+            "atomic {atomic}"
+        );
+        let stored = stores[0]
+            .entries_after(thread, forker.log_id(), 0, Page::new(100, usize::MAX))
+            .await
+            .expect("read");
+        assert_eq!(
+            stored.len(),
+            8,
+            "the branch stays stored: its record at 3 is evidence"
+        );
+    }
+}
