@@ -652,6 +652,16 @@ async fn content_sealed_with_the_acl_key_is_not_applied() {
                 views.views().blocked().is_empty(),
                 "the follower's log goes on"
             );
+            // Both forgeries are recorded as refused, with why: the follower's events 1 and 2.
+            let refused: Vec<_> = views
+                .rejections()
+                .await
+                .expect("rejections")
+                .into_iter()
+                .filter(|r| r.reason == threads_views::PASSED_OVER)
+                .map(|r| r.order.counter)
+                .collect();
+            assert_eq!(refused, [1, 2], "raw: {raw}");
         }
     }
 }

@@ -101,6 +101,37 @@ impl<S: Store + 'static> Db<S> {
         Ok(AclInvite::new(role, invite)?.to_text().to_string())
     }
 
+    /// Gives `member` `role` in an access-controlled thread, from its next event on:
+    /// `Role::NoAccess` revokes it (peers stop serving it and taking its pushes, and a
+    /// member that loses the read role is left out of a new read-key epoch, so it cannot
+    /// read what is written after). Only an editor of the ACL may do it.
+    ///
+    /// # Errors
+    /// [`DbError::Forbidden`] if this peer may not change the ACL, or if the thread is not
+    /// access-controlled (a raw thread has no roles); [`DbError::UnknownThread`].
+    pub async fn set_role(
+        &self,
+        thread: ThreadId,
+        member: LogId,
+        role: Role,
+    ) -> Result<(), DbError> {
+        let views = self.views(thread).await?;
+        if thread.variant() != Variant::AccessControlled {
+            return Err(DbError::Forbidden {
+                thread,
+                refused: vec![threads_views::Refused {
+                    index: 0,
+                    view: ACL_VIEW.to_owned(),
+                    reason: "a raw thread has no roles".to_owned(),
+                    forbidden: true,
+                }],
+            });
+        }
+        let batch = views.lock().await.set_role(member, role).await?;
+        self.write(thread, batch).await?;
+        Ok(())
+    }
+
     /// Joins a thread from an invite's text: stores its keys, pulls it from the inviter,
     /// and opens its views. Returns the thread.
     ///

@@ -97,6 +97,9 @@ impl SyncStatus {
 #[derive(Debug, Default)]
 pub struct Health {
     rows: Mutex<BTreeMap<(ThreadId, LogId, PeerId), PeerLogHealth>>,
+    /// Requests refused because the peer, though it proved the thread's key, is not
+    /// admitted (a revoked member), per (thread, peer).
+    denied: Mutex<BTreeMap<(ThreadId, PeerId), u64>>,
 }
 
 impl Health {
@@ -143,6 +146,24 @@ impl Health {
         self.update(thread, log, peer, |h| {
             *h.rejections.entry(code).or_default() += 1;
         });
+    }
+
+    /// Counts a request of `peer` about `thread` refused because the peer is not admitted
+    /// (it proved the thread's key: a member whose access was revoked).
+    pub fn denied(&self, thread: ThreadId, peer: PeerId) {
+        let mut denied = self.denied.lock().unwrap_or_else(|p| p.into_inner());
+        if denied.len() >= MAX_HEALTH_ROWS && !denied.contains_key(&(thread, peer)) {
+            return;
+        }
+        *denied.entry((thread, peer)).or_default() += 1;
+    }
+
+    /// Requests refused because the peer is not admitted, per (thread, peer).
+    pub fn denials(&self) -> BTreeMap<(ThreadId, PeerId), u64> {
+        self.denied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Whether `log` is quarantined with `peer`.

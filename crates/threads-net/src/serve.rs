@@ -48,26 +48,32 @@ pub(crate) async fn serve<S: Store>(
     } = *responder;
     // The peer is checked against the admission rule and the proof against the thread's
     // key; an unknown thread, a peer not admitted and a bad proof all get the same answer.
+    // The proof is checked against the thread's key, then the peer against the admission
+    // rule; an unknown thread, a bad proof and a peer not admitted all get the same answer.
+    // A peer that proves the key but is not admitted (a revoked member) is counted.
     async fn authorized<S: Store>(
         store: &S,
         admission: &dyn Admission,
+        health: &Health,
         thread: threads_id::ThreadId,
         proof: &AuthProof,
         local: PeerId,
         remote: PeerId,
     ) -> Option<threads_crypto::ThreadKey> {
-        if !admission.admits(thread, remote) {
+        let key = store.thread_key(thread).await.ok()??;
+        if !proof.verify(key.service(), &thread, &remote, &local) {
             return None;
         }
-        let key = store.thread_key(thread).await.ok()??;
-        proof
-            .verify(key.service(), &thread, &remote, &local)
-            .then_some(key)
+        if !admission.admits(thread, remote) {
+            health.denied(thread, remote);
+            return None;
+        }
+        Some(key)
     }
 
     match request {
         Request::GetLogs { thread, proof } => {
-            if authorized(store, admission, thread, &proof, local, remote)
+            if authorized(store, admission, health, thread, &proof, local, remote)
                 .await
                 .is_none()
             {
@@ -101,7 +107,7 @@ pub(crate) async fn serve<S: Store>(
             max_entries,
             max_bytes,
         } => {
-            if authorized(store, admission, thread, &proof, local, remote)
+            if authorized(store, admission, health, thread, &proof, local, remote)
                 .await
                 .is_none()
             {
@@ -135,7 +141,8 @@ pub(crate) async fn serve<S: Store>(
             log,
             entries,
         } => {
-            let Some(key) = authorized(store, admission, thread, &proof, local, remote).await
+            let Some(key) =
+                authorized(store, admission, health, thread, &proof, local, remote).await
             else {
                 return Response::Refused(Refusal::UnknownThread);
             };
@@ -164,7 +171,7 @@ pub(crate) async fn serve<S: Store>(
             }
         }
         Request::GetForkProof { thread, proof, log } => {
-            if authorized(store, admission, thread, &proof, local, remote)
+            if authorized(store, admission, health, thread, &proof, local, remote)
                 .await
                 .is_none()
             {
@@ -185,17 +192,24 @@ pub(crate) async fn serve<S: Store>(
             }
             let mut out = Vec::with_capacity(edges.len());
             for edge in edges {
-                let digest =
-                    match authorized(store, admission, edge.thread, &edge.proof, local, remote)
+                let digest = match authorized(
+                    store,
+                    admission,
+                    health,
+                    edge.thread,
+                    &edge.proof,
+                    local,
+                    remote,
+                )
+                .await
+                {
+                    Some(_) => store
+                        .heads_digest(edge.thread)
                         .await
-                    {
-                        Some(_) => store
-                            .heads_digest(edge.thread)
-                            .await
-                            .ok()
-                            .map(|d| EdgeDigest(d.0)),
-                        None => None,
-                    };
+                        .ok()
+                        .map(|d| EdgeDigest(d.0)),
+                    None => None,
+                };
                 out.push(digest);
             }
             Response::Edges(out)
@@ -205,7 +219,7 @@ pub(crate) async fn serve<S: Store>(
             proof,
             addrs: theirs,
         } => {
-            if authorized(store, admission, thread, &proof, local, remote)
+            if authorized(store, admission, health, thread, &proof, local, remote)
                 .await
                 .is_none()
             {

@@ -10,7 +10,8 @@ use threads_log::{Appended, EventOrder, Head, Hlc};
 use threads_store::{Page, Store};
 
 use crate::engine::{
-    Decoded, EVENT_LEVEL, IndexedOp, LogStream, PendingUndo, Progress, Restart, Views, verifier,
+    Decoded, EVENT_LEVEL, IndexedOp, LogStream, PASSED_OVER, PendingUndo, Progress, Restart, Views,
+    verifier,
 };
 use crate::error::Result;
 use crate::event::{Batch, Event, ORDER_LEN, encode_order};
@@ -119,6 +120,7 @@ impl<S: Store + 'static> Views<S> {
                 order: *order,
                 payload: Some(payload.to_vec()),
                 monotone: true,
+                passed: false,
             };
             if let Err(e) = self.apply(&event, false).await {
                 self.stale = true;
@@ -204,7 +206,7 @@ impl<S: Store + 'static> Views<S> {
                 stream.done = true;
                 break;
             }
-            let (time, monotone, payload) = match verifier.read_stored(&stored.entry) {
+            let (time, monotone, payload, passed) = match verifier.read_stored(&stored.entry) {
                 Ok(read) if read.time.physical_ms() > horizon => {
                     // Dated beyond the allowed drift: the log waits here until the clock
                     // reaches the event (a catch-up after that applies it).
@@ -216,21 +218,20 @@ impl<S: Store + 'static> Views<S> {
                 Ok(read) => {
                     // Sealed with a key whose events these views pass over: in its place,
                     // with nothing to apply.
-                    let payload = if self.pass.contains(&read.read_key) {
-                        None
-                    } else {
-                        read.payload
-                    };
+                    let passed = self.pass.contains(&read.read_key);
                     match stream.last_time {
-                        Some(last) if read.time <= last => (last, false, payload),
-                        _ => (read.time, true, payload),
+                        Some(last) if read.time <= last => (last, false, read.payload, passed),
+                        _ => (read.time, true, read.payload, passed),
                     }
                 }
                 // Passed over: it counts as applied with nothing to apply, placed right
                 // after the log's previous event.
-                Err(_) if self.config.skip_unreadable => {
-                    (stream.last_time.unwrap_or(Hlc::new(0, 0)), true, None)
-                }
+                Err(_) if self.config.skip_unreadable => (
+                    stream.last_time.unwrap_or(Hlc::new(0, 0)),
+                    true,
+                    None,
+                    false,
+                ),
                 Err(source) => {
                     // Not readable with the keys held: the log waits here (events of a log
                     // apply in counter order) until a key that opens it is added.
@@ -250,6 +251,7 @@ impl<S: Store + 'static> Views<S> {
                 },
                 payload,
                 monotone,
+                passed,
             });
         }
         Ok(())
@@ -432,6 +434,20 @@ impl<S: Store + 'static> Views<S> {
                     EVENT_LEVEL,
                     "its time does not increase in its log",
                 );
+            }
+            return false;
+        }
+        if event.passed {
+            // Sealed with a key others hold too (the ACL key, which followers have): what
+            // it addresses to these views is refused, in its place in the order.
+            let addressed = Batch::decode(payload).is_some_and(|batch| {
+                batch
+                    .ops()
+                    .iter()
+                    .any(|(name, _)| self.by_name.contains_key(name))
+            });
+            if addressed && !ordered_only {
+                self.reject(&event.order, EVENT_LEVEL, PASSED_OVER);
             }
             return false;
         }

@@ -33,6 +33,19 @@ pub(crate) const UNDO: &str = "~undo";
 /// The "view" named in rejections of a whole event (not a batch, time going back).
 pub const EVENT_LEVEL: &str = "~event";
 
+/// The reason recorded for an event sealed with a key these views pass over
+/// ([`Views::pass_over`]) that addresses them: a follower holds the ACL key and cannot write
+/// content with it.
+pub const PASSED_OVER: &str = "sealed with a key that may not write to these views";
+
+/// The engine's own entry in a scope's signature: when the rules by which the engine
+/// applies events change (what it records as refused, in particular), views stored under
+/// older rules are rebuilt, so every peer computes them by the same rules.
+const RULES_VIEW: &str = "~rules";
+/// 2: content sealed with a passed-over key (a follower writing with the ACL key) is
+/// recorded as refused.
+const RULES_VERSION: u32 = 2;
+
 /// What a catch-up did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Progress {
@@ -104,6 +117,9 @@ pub(crate) struct Decoded {
     /// `false` if its time did not increase in its log: it is then ordered right after the
     /// previous event of its log and refused.
     pub(crate) monotone: bool,
+    /// Sealed with a key whose events these views pass over ([`Views::pass_over`]): it
+    /// applies nothing, and operations of it addressed to these views are refused.
+    pub(crate) passed: bool,
 }
 
 /// One log's events after a counter, read a page at a time.
@@ -294,6 +310,7 @@ impl<S: Store + 'static> Views<S> {
         self.reducers
             .iter()
             .map(|r| (r.name().to_owned(), r.kind(), r.version()))
+            .chain([(RULES_VIEW.to_owned(), ViewKind::Ordered, RULES_VERSION)])
             .collect()
     }
 

@@ -19,7 +19,7 @@ mod subscribe;
 pub use apply::NOT_APPLIED;
 pub use check::Refused;
 pub use config::ViewConfig;
-pub use engine::{EVENT_LEVEL, Progress, Rejection, RowChanges, Views};
+pub use engine::{EVENT_LEVEL, PASSED_OVER, Progress, Rejection, RowChanges, Views};
 pub use error::{Result, ViewError};
 pub use event::{
     Batch, Event, ORDER_LEN, STAMP_LEN, Stamp, decode_order, decode_stamp, encode_order,
