@@ -382,6 +382,22 @@ impl<S: Store + 'static> Db<S> {
         Ok(self.inner.node.sync_status().await?)
     }
 
+    /// The logs of `thread` whose next event the views cannot apply yet, with its counter:
+    /// dated beyond the allowed clock drift ahead of this peer's clock (it applies once the
+    /// clock reaches it), or not readable with the keys this peer holds. Later events of
+    /// such a log wait behind it.
+    ///
+    /// # Errors
+    /// [`DbError::UnknownThread`].
+    pub async fn waiting(
+        &self,
+        thread: ThreadId,
+    ) -> Result<std::collections::BTreeMap<threads_id::LogId, u64>, DbError> {
+        let views = self.views(thread).await?;
+        let views = views.lock().await;
+        Ok(views.views().blocked().clone())
+    }
+
     /// The proofs this peer holds that a log's author forked its log (signed two different
     /// records at one counter): the views apply such a log up to the record before the
     /// fork and nothing after, on every peer that holds the proof. Peers exchange proofs as

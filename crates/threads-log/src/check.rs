@@ -159,3 +159,18 @@ pub fn forge_signature(
         service.seal_synthetic(&ctx.ad_record, &node.to_cbor()),
     ))
 }
+
+/// For adversarial tests: the same record block sealed again under the service key with a
+/// random nonce, as a follower (which holds the service key) could try, to give one signed
+/// record a second identity. Verification refuses it (the nonce is not the record's
+/// synthetic nonce). `None` if the block does not open as a record of `log`.
+pub fn reseal_record(
+    block: &Block,
+    thread: threads_id::ThreadId,
+    log: threads_id::LogId,
+    service: &threads_crypto::ServiceKey,
+) -> Option<Block> {
+    let ctx = crate::record::LogContext::new(thread, log);
+    let plain = service.open_synthetic(&ctx.ad_record, block.data()).ok()?;
+    Some(Block::raw(service.seal(&ctx.ad_record, &plain)))
+}

@@ -15,6 +15,46 @@ use crate::auth::AuthProof;
 use crate::message::{MAX_PAGE_BYTES, Request, Response};
 use crate::node::{NetError, NetEvent, Node};
 
+/// Keeps a verified `proof` if it is new or forks its log earlier than the one held, and
+/// tells subscribers. Returns whether it was kept.
+pub(crate) async fn keep<S: Store>(
+    store: &S,
+    lock: &tokio::sync::Mutex<()>,
+    events: &tokio::sync::broadcast::Sender<NetEvent>,
+    thread: ThreadId,
+    proof: &ForkProof,
+) -> Result<bool, threads_store::StoreError> {
+    let kept = {
+        let _one_at_a_time = lock.lock().await;
+        threads_store::put_fork_proof(store, thread, proof).await?
+    };
+    if kept {
+        tracing::warn!(%thread, log = %proof.log(), counter = proof.counter(), "the log's author forked it: it stops at the fork");
+        let _ = events.send(NetEvent::Forked {
+            thread,
+            log: proof.log(),
+            counter: proof.counter(),
+        });
+    }
+    Ok(kept)
+}
+
+/// The proof that `theirs` (a record of `log` at `counter`, its signature verified) and
+/// this store's record there make, if they make one (same previous record).
+pub(crate) async fn proof_in_hand<S: Store>(
+    store: &S,
+    thread: ThreadId,
+    log: LogId,
+    key: &ThreadKey,
+    counter: u64,
+    theirs: Block,
+) -> Option<ForkProof> {
+    let cid = store.record_cid(thread, log, counter).await.ok()??;
+    let ours = store.get_block(&cid).await.ok()??;
+    let verifier = Verifier::new(thread, log, key).ok()?;
+    ForkProof::new(&verifier, ours, theirs).ok()
+}
+
 /// Whom a fork search talks to, about which log.
 pub(crate) struct Contested<'a> {
     pub(crate) thread: ThreadId,
@@ -49,19 +89,14 @@ impl<S: Store + 'static> Node<S> {
         thread: ThreadId,
         proof: &ForkProof,
     ) -> Result<bool, NetError> {
-        let kept = {
-            let _one_at_a_time = self.inner.forks.lock().await;
-            threads_store::put_fork_proof(&*self.inner.store, thread, proof).await?
-        };
-        if kept {
-            tracing::warn!(%thread, log = %proof.log(), counter = proof.counter(), "the log's author forked it: it stops at the fork");
-            let _ = self.inner.events.send(NetEvent::Forked {
-                thread,
-                log: proof.log(),
-                counter: proof.counter(),
-            });
-        }
-        Ok(kept)
+        Ok(keep(
+            &*self.inner.store,
+            &self.inner.forks,
+            &self.inner.events,
+            thread,
+            proof,
+        )
+        .await?)
     }
 
     /// Asks the peer for the proof it holds of the log's fork, checks it and keeps it.

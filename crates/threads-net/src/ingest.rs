@@ -31,6 +31,10 @@ pub enum Rejection {
     Fork {
         /// A counter at which the sender's record and this node's differ.
         counter: u64,
+        /// The sender's record at `counter` (sealed, its signature verified), when the
+        /// batch holds it: with this node's record there it may prove the fork at once
+        /// ([`threads_log::ForkProof::new`]).
+        record: Option<threads_log::Block>,
     },
     /// This node holds a proof that the log's author forked it at `counter`
     /// ([`threads_log::ForkProof`]): nothing from there on is taken.
@@ -175,7 +179,10 @@ pub async fn ingest<S: Store>(
                 // Already stored? The same CID means the same bytes, verified back then.
                 let stored = store.record_cid(thread, log, counter).await?;
                 if stored.as_ref() != Some(record.cid()) {
-                    return Err(Rejection::Fork { counter });
+                    return Err(Rejection::Fork {
+                        counter,
+                        record: Some(entry.record.clone()),
+                    });
                 }
                 continue;
             }
@@ -197,6 +204,7 @@ pub async fn ingest<S: Store>(
                 // record at the head's counter is not ours.
                 return Err(Rejection::Fork {
                     counter: head_counter,
+                    record: None,
                 });
             }
             Verifier::check_successor(prev.as_ref(), &record).map_err(reject)?;

@@ -1087,6 +1087,8 @@ async fn run<S: Store + 'static>(
                                 local: node.inner.peer,
                                 addrs: &addrs,
                                 quota: &node.inner.quota,
+                                forks: &node.inner.forks,
+                                events: &node.inner.events,
                             };
                             let response = serve(&responder, peer, request).await;
                             match (pushed, &response) {
@@ -1096,7 +1098,9 @@ async fn run<S: Store + 'static>(
                                 }
                                 // The pusher has entries we lack before its batch: pull them
                                 // (a full queue drops the wake; the periodic sync catches up).
-                                (Some((thread, _)), Response::Refused(Refusal::Rejected(code))) if code == "gap" => {
+                                // Also when it holds another branch of the log: the pull
+                                // locates the fork.
+                                (Some((thread, _)), Response::Refused(Refusal::Rejected(code))) if code == "gap" || code == "fork" => {
                                     let _ = wake.try_send(Wake::Gap { thread, from: peer });
                                 }
                                 _ => {}

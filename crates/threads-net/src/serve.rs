@@ -26,6 +26,10 @@ pub(crate) struct Responder<'a, S> {
     pub(crate) addrs: &'a [libp2p::Multiaddr],
     /// The storage quota of each log.
     pub(crate) quota: &'a crate::quota::Quota,
+    /// Held while a fork proof is kept.
+    pub(crate) forks: &'a tokio::sync::Mutex<()>,
+    /// The node's events (a fork proven by a push is announced).
+    pub(crate) events: &'a tokio::sync::broadcast::Sender<crate::node::NetEvent>,
 }
 
 /// The answer of the responder to `request` from `remote`.
@@ -45,6 +49,8 @@ pub(crate) async fn serve<S: Store>(
         local,
         addrs,
         quota,
+        forks,
+        events,
     } = *responder;
     // The peer is checked against the admission rule and the proof against the thread's
     // key; an unknown thread, a peer not admitted and a bad proof all get the same answer.
@@ -160,6 +166,27 @@ pub(crate) async fn serve<S: Store>(
                     }
                 }
                 Err(rejection) => {
+                    if let crate::ingest::Rejection::Fork {
+                        counter,
+                        record: Some(theirs),
+                    } = &rejection
+                        && let Some(proof) = crate::forks::proof_in_hand(
+                            store,
+                            thread,
+                            log,
+                            &key,
+                            *counter,
+                            theirs.clone(),
+                        )
+                        .await
+                    {
+                        // The pushed record and ours prove the fork by themselves.
+                        if let Err(error) =
+                            crate::forks::keep(store, forks, events, thread, &proof).await
+                        {
+                            tracing::warn!(%error, "a fork proof could not be kept");
+                        }
+                    }
                     if matches!(rejection, crate::ingest::Rejection::Gap { .. }) {
                         tracing::debug!(peer = %remote, %thread, %log, %rejection, "pushed entries not stored");
                     } else {

@@ -195,15 +195,11 @@ impl<S: Store + 'static> Node<S> {
                             counter: after,
                         });
                     }
-                    Err(crate::ingest::Rejection::Fork { counter }) => {
+                    Err(crate::ingest::Rejection::Fork { counter, record }) => {
+                        let rejection = crate::ingest::Rejection::Fork { counter, record };
                         // The peer holds another branch: find where it parts from ours.
                         tracing::debug!(%peer, %thread, log = %remote.log, counter, "pulled entries are another branch");
-                        health.rejected(
-                            thread,
-                            remote.log,
-                            peer,
-                            &crate::ingest::Rejection::Fork { counter },
-                        );
+                        health.rejected(thread, remote.log, peer, &rejection);
                         if self.found_fork(&at, counter).await {
                             forks = threads_store::fork_stops(&**store, thread).await?;
                         }
