@@ -296,6 +296,7 @@ pub(crate) fn router<S: Store + 'static>(state: Api<S>) -> Router {
             get(list_threads::<S>).post(create_thread::<S>),
         )
         .route("/v1/threads/{thread}/invites", post(invite::<S>))
+        .route("/v1/threads/{thread}/members/{member}", put(set_role::<S>))
         .route("/v1/threads/{thread}/addrs", get(thread_addrs::<S>))
         .route(
             "/v1/threads/{thread}/peers",
@@ -489,6 +490,31 @@ async fn invite<S: Store + 'static>(
     Ok(Json(json!({"invite": invite})))
 }
 
+#[derive(Deserialize)]
+struct NewRole {
+    role: String,
+}
+
+/// Gives a member a role in an access-controlled thread; `no-access` revokes it.
+async fn set_role<S: Store + 'static>(
+    State(s): State<Api<S>>,
+    UrlPath((thread, member)): UrlPath<(String, String)>,
+    Body(body): Body<NewRole>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = thread_id(&thread)?;
+    let member: LogId = member
+        .parse()
+        .map_err(|e| bad("bad_member", format!("{e}")))?;
+    let role: Role = body
+        .role
+        .parse()
+        .map_err(|e| bad("bad_role", format!("{e}")))?;
+    s.db.set_role(thread, member, role).await?;
+    Ok(Json(
+        json!({"member": member.to_string(), "role": role.to_string()}),
+    ))
+}
+
 /// This peer's addresses of a thread, as invites carry them (never loopback when the
 /// daemon listens on anything else).
 async fn thread_addrs<S: Store + 'static>(
@@ -595,6 +621,16 @@ async fn health<S: Store + 'static>(State(s): State<Api<S>>) -> Result<Json<Valu
             }));
         }
     }
+    let denied: Vec<Value> = s
+        .db
+        .node()
+        .health()
+        .denials()
+        .into_iter()
+        .map(|((thread, peer), count)| {
+            json!({"thread": thread.to_string(), "peer": peer.to_string(), "count": count})
+        })
+        .collect();
     let rows: Vec<Value> =
         s.db.health()
             .await?
@@ -616,7 +652,9 @@ async fn health<S: Store + 'static>(State(s): State<Api<S>>) -> Result<Json<Valu
                 })
             })
             .collect();
-    Ok(Json(json!({"health": rows, "forks": forks})))
+    Ok(Json(
+        json!({"health": rows, "forks": forks, "denied": denied}),
+    ))
 }
 
 #[derive(Deserialize)]

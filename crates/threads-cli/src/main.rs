@@ -145,6 +145,12 @@ enum ThreadCmd {
         #[arg(long)]
         expires_in: Option<u64>,
     },
+    /// Gives a member a role in an access-controlled thread (`no-access` revokes it).
+    Role {
+        thread: String,
+        member: String,
+        role: String,
+    },
     /// Joins a thread from an invite.
     Join { invite: String },
     /// The threads of this peer.
@@ -431,6 +437,26 @@ async fn run(cli: Cli) -> Result<()> {
                         .await?;
                     print(out, &v, |v| {
                         v["invite"].as_str().unwrap_or_default().to_owned()
+                    });
+                }
+                ThreadCmd::Role {
+                    thread,
+                    member,
+                    role,
+                } => {
+                    let v = c
+                        .ok(
+                            "PUT",
+                            &client::path(&["v1", "threads", &thread, "members", &member]),
+                            Some(&json!({"role": role})),
+                        )
+                        .await?;
+                    print(out, &v, |v| {
+                        format!(
+                            "{} {}",
+                            v["member"].as_str().unwrap_or_default(),
+                            v["role"].as_str().unwrap_or_default()
+                        )
                     });
                 }
                 ThreadCmd::Join { invite } => {

@@ -268,6 +268,36 @@ fn two_daemons_sync_a_document_collection_and_keep_it_across_restarts() {
         (422, Some("schema_violation"))
     );
 
+    // A role changed from the CLI: b may read but no longer write (its write is refused
+    // before it is stored); b may not change roles itself.
+    let changed = a.cli(&["thread", "role", &thread, &b_id, "read"]);
+    assert_eq!(changed, json!({"member": b_id, "role": "read"}));
+    eventually("b to apply its new role", || {
+        b.call(
+            "PUT",
+            &format!("/v1/threads/{thread}/docs/tasks/t4"),
+            &json!({"title": "from b, now a reader"}),
+        )
+        .0 == 403
+    });
+    let a_id = a.cli(&["id"])["id"].as_str().expect("id").to_owned();
+    let (status, body) = b.call(
+        "PUT",
+        &format!("/v1/threads/{thread}/members/{a_id}"),
+        &json!({"role": "no-access"}),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let (status, _) = a.call(
+        "PUT",
+        &format!("/v1/threads/{thread}/members/{b_id}"),
+        &json!({"role": "owner"}),
+    );
+    assert_eq!(status, 400);
+
     // Live events over SSE, from the start: the ACL's founding event, the collection, t1.
     let output = Command::new(BIN)
         .args([
