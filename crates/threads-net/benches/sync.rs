@@ -1,7 +1,8 @@
 //! Benchmark of replication on loopback, side by side with local verification in one run:
 //!
 //! - catching up a 10,000- and a 100,000-entry log between two peers (SQLite stores) vs
-//!   verifying the same entries locally (target: sync at least half the verification rate);
+//!   verifying the same entries locally (target: sync at least half the verification rate,
+//!   0.6 of it at 100,000 entries);
 //! - the receiving peer's peak memory at 100,000 vs 10,000 entries (target: at most 1.5x),
 //!   measured in a child process that does nothing but receive;
 //! - live push latency, append on one peer to stored on the other (median, 99th percentile;
@@ -242,8 +243,9 @@ async fn main() {
     for n in [10_000usize, 100_000] {
         let (sync, verify, peak) = catch_up(n, dir.path()).await;
         println!(
-            "catch up {n:>7} entries: sync {sync:>8.0}/s, local follower verification {verify:>8.0}/s, ratio {:.2} (target >= 0.5); receiver peak RSS {} MiB",
+            "catch up {n:>7} entries: sync {sync:>8.0}/s, local follower verification {verify:>8.0}/s, ratio {:.2} (target >= {}); receiver peak RSS {} MiB",
             sync / verify,
+            if n >= 100_000 { "0.6" } else { "0.5" },
             peak / 1024
         );
         rss.push(peak);
