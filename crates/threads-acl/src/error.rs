@@ -19,6 +19,7 @@ pub enum AclError {
     #[error("no read key of the current epoch")]
     NoReadKey,
     /// An invite that cannot be read or opened.
+    #[cfg(feature = "net")]
     #[error(transparent)]
     Invite(#[from] threads_net::InviteError),
     /// The thread is not of the access-controlled variant.

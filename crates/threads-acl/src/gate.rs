@@ -1,11 +1,9 @@
 //! Enforcement: the ACL's view, the gate in front of the other views, and network
 //! admission.
 
-use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use threads_id::{LogId, PeerId, ThreadId, Variant};
-use threads_net::Admission;
+use threads_id::ThreadId;
 use threads_views::{
     Access, Event, Gate, Reducer, Reject, State, ViewKind, decode_stamp, encode_stamp,
 };
@@ -51,7 +49,7 @@ impl Reducer for AclLog {
 /// An ACL shared between the views that compute it, their gate and network admission.
 pub type SharedAcl = Arc<RwLock<Acl>>;
 
-fn read(acl: &SharedAcl) -> std::sync::RwLockReadGuard<'_, Acl> {
+pub(crate) fn read(acl: &SharedAcl) -> std::sync::RwLockReadGuard<'_, Acl> {
     acl.read().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -85,44 +83,5 @@ impl Gate for AclGate {
                 "{author} has the {role} role here; {needed} is needed"
             )))
         }
-    }
-}
-
-/// Network admission by role: a peer is served and pushed an access-controlled thread's
-/// records only if the identity of its peer id has at least [`Role::Follow`] now. `Raw`
-/// threads admit every peer that proves the service key; an access-controlled thread whose
-/// ACL was not registered admits nobody.
-#[derive(Debug, Clone, Default)]
-pub struct AclAdmission {
-    acls: Arc<RwLock<HashMap<ThreadId, SharedAcl>>>,
-}
-
-impl AclAdmission {
-    /// Admission with no thread registered.
-    pub fn new() -> AclAdmission {
-        AclAdmission::default()
-    }
-
-    /// Decides admission to the ACL's thread from `acl` from now on.
-    pub fn register(&self, acl: SharedAcl) {
-        let thread = read(&acl).thread();
-        self.acls
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(thread, acl);
-    }
-}
-
-impl Admission for AclAdmission {
-    fn admits(&self, thread: ThreadId, peer: PeerId) -> bool {
-        if thread.variant() == Variant::Raw {
-            return true;
-        }
-        let Ok(member) = LogId::from_peer_id(peer) else {
-            return false;
-        };
-        let acls = self.acls.read().unwrap_or_else(PoisonError::into_inner);
-        acls.get(&thread)
-            .is_some_and(|acl| read(acl).role(&member) >= Role::Follow)
     }
 }

@@ -2,16 +2,22 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod acl;
+#[cfg(feature = "net")]
+mod admission;
 mod error;
 mod gate;
+#[cfg(feature = "net")]
 mod invite;
 mod op;
 mod role;
 mod views;
 
 pub use acl::{Acl, AclRejection};
+#[cfg(feature = "net")]
+pub use admission::AclAdmission;
 pub use error::{AclError, Result};
-pub use gate::{AclAdmission, AclGate, AclLog, SharedAcl};
+pub use gate::{AclGate, AclLog, SharedAcl};
+#[cfg(feature = "net")]
 pub use invite::AclInvite;
 pub use op::{ACL_VIEW, AclOp, SALT_LEN, acl_key, new_thread, owned_by};
 pub use role::Role;

@@ -4,9 +4,8 @@
 use std::sync::{Arc, PoisonError, RwLock};
 
 use threads_crypto::{Identity, KeySet, PublicKey, ReadKey, ServiceKey, ThreadKey};
-use threads_id::{LogId, ThreadAddr, ThreadId, Variant};
+use threads_id::{LogId, ThreadId, Variant};
 use threads_log::{Appended, EventOrder, Head, Verifier};
-use threads_net::Invite;
 use threads_store::{Page, Store};
 use threads_views::{
     Batch, Progress, Reducer, Refused, Rejection, Stamp, State, ViewConfig, ViewError, Views,
@@ -15,6 +14,7 @@ use threads_views::{
 use crate::acl::Acl;
 use crate::error::{AclError, Result};
 use crate::gate::{AclGate, AclLog, SharedAcl};
+#[cfg(feature = "net")]
 use crate::invite::AclInvite;
 use crate::op::{ACL_VIEW, AclOp, acl_key};
 use crate::role::Role;
@@ -397,7 +397,13 @@ impl<S: Store + 'static> AclViews<S> {
     /// # Errors
     /// [`AclError::Malformed`] for a member whose id is not a key, or
     /// [`AclError::NoReadKey`] if this member was left out of the current epoch.
-    pub fn invite(&self, addrs: Vec<ThreadAddr>, member: &LogId, role: Role) -> Result<AclInvite> {
+    #[cfg(feature = "net")]
+    pub fn invite(
+        &self,
+        addrs: Vec<threads_id::ThreadAddr>,
+        member: &LogId,
+        role: Role,
+    ) -> Result<AclInvite> {
         self.invite_until(addrs, member, role, None)
     }
 
@@ -406,9 +412,10 @@ impl<S: Store + 'static> AclViews<S> {
     ///
     /// # Errors
     /// As [`AclViews::invite`].
+    #[cfg(feature = "net")]
     pub fn invite_until(
         &self,
-        addrs: Vec<ThreadAddr>,
+        addrs: Vec<threads_id::ThreadAddr>,
         member: &LogId,
         role: Role,
         expires_ms: Option<u64>,
@@ -420,8 +427,9 @@ impl<S: Store + 'static> AclViews<S> {
         } else {
             ThreadKey::follower(self.service.clone())
         };
-        let invite = Invite::sealed(&self.me, addrs, &KeySet::new(self.thread, key), &public)
-            .with_terms(&self.me, &[role.code()], expires_ms)?;
+        let invite =
+            threads_net::Invite::sealed(&self.me, addrs, &KeySet::new(self.thread, key), &public)
+                .with_terms(&self.me, &[role.code()], expires_ms)?;
         AclInvite::new(role, invite)
     }
 

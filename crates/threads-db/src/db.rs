@@ -1,7 +1,6 @@
 //! [`Db`]: a peer of the Threads network with its threads, their views and sync.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use threads_acl::{ACL_VIEW, AclAdmission, AclViews};
@@ -9,7 +8,7 @@ use threads_crypto::Identity;
 use threads_id::{ThreadAddr, ThreadId};
 use threads_log::Clock;
 use threads_net::{NetConfig, NetEvent, Node, SyncStatus};
-use threads_store::{MemoryStore, PostgresStore, SqliteStore, Store};
+use threads_store::{MemoryStore, Store};
 use threads_views::{Kv, Reducer};
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinHandle;
@@ -162,7 +161,8 @@ impl Db<MemoryStore> {
     }
 }
 
-impl Db<PostgresStore> {
+#[cfg(feature = "postgres")]
+impl Db<threads_store::PostgresStore> {
     /// A database in PostgreSQL (for servers), at `url`
     /// (`postgres://user@host:port/database`).
     ///
@@ -172,23 +172,24 @@ impl Db<PostgresStore> {
         url: &str,
         me: Identity,
         config: DbConfig,
-    ) -> Result<Db<PostgresStore>, DbError> {
-        let store = PostgresStore::connect(url).await?;
+    ) -> Result<Db<threads_store::PostgresStore>, DbError> {
+        let store = threads_store::PostgresStore::connect(url).await?;
         Db::open(me, Arc::new(store), config).await
     }
 }
 
-impl Db<SqliteStore> {
+#[cfg(feature = "sqlite")]
+impl Db<threads_store::SqliteStore> {
     /// A database in a SQLite file (created if missing).
     ///
     /// # Errors
     /// As [`Db::open`], or the file cannot be opened.
     pub async fn open_sqlite(
-        path: impl AsRef<Path>,
+        path: impl AsRef<std::path::Path>,
         me: Identity,
         config: DbConfig,
-    ) -> Result<Db<SqliteStore>, DbError> {
-        let store = SqliteStore::open(path.as_ref()).await?;
+    ) -> Result<Db<threads_store::SqliteStore>, DbError> {
+        let store = threads_store::SqliteStore::open(path.as_ref()).await?;
         Db::open(me, Arc::new(store), config).await
     }
 }

@@ -52,6 +52,7 @@ pub enum StoreError {
     #[error("cannot append: {0}")]
     Append(#[from] threads_log::AppendError),
     /// The database failed.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
     /// A file could not be read or written.
@@ -59,6 +60,7 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> StoreError {
         match error {

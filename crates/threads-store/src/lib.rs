@@ -5,9 +5,12 @@ mod chain;
 mod error;
 mod forks;
 mod memory;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod secrets;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 mod traits;
 mod views;
@@ -15,8 +18,10 @@ mod views;
 pub use error::StoreError;
 pub use forks::{FORKS_META, fork_proofs, fork_stops, put_fork_proof};
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
 pub use postgres::{POSTGRES_SCHEMA_VERSION, PostgresStore};
 pub use secrets::StoreOptions;
+#[cfg(feature = "sqlite")]
 pub use sqlite::{SQLITE_SCHEMA_VERSION, SqliteStore};
 pub use traits::{
     AddrBook, AppendOutcome, BlockStore, HeadsDigest, KeyBook, LogBook, MetaBook, Page, Result,

@@ -6,6 +6,8 @@
 //! with the derived key; opening the check tells a wrong passphrase from a right one before
 //! anything else is read. Each secret is sealed with associated data naming its row, so a
 //! sealed secret cannot be moved to another row.
+// Without a SQL backend only `StoreOptions` is used (the memory store keeps no secrets).
+#![cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 
 use threads_crypto::{KdfParams, StorageKey};
 use zeroize::Zeroizing;
