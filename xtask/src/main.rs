@@ -1,11 +1,15 @@
 //! Project automation, run as `cargo xtask <command>` (see `.cargo/config.toml`).
 //!
 //! - `ci`: everything CI checks, in order: formatting, tidy, layering, PostgreSQL present
-//!   (installed with apt-get if missing), clippy with warnings denied, all tests (with
-//!   nextest when installed), doc tests, the QUIC transport's test (feature `quic`), the
-//!   runnable examples in `examples/`, and the docs with broken intra-doc links denied.
+//!   (installed with apt-get if missing), clippy with warnings denied, each library crate
+//!   alone with each of its cargo features (`features`), all tests (with nextest when
+//!   installed), doc tests, the net layer's optional transports' tests (features `quic`,
+//!   `mdns`, `relay`), the runnable examples in `examples/`, the docs with broken
+//!   intra-doc links denied, and packaging.
 //! - `layering`: the library crates depend only on crates below them (the order is
 //!   `LAYERS`).
+//! - `features`: each library crate checks alone with `--no-default-features`, and with
+//!   each of its features alone.
 //! - `fuzz <target>|--all [--seconds N]`: runs cargo-fuzz (nightly) and keeps any crashing
 //!   input under `test_data/fuzz/<target>/regressions/`, where ordinary tests replay it.
 //! - `proptest [--cases N]`: all tests with `PROPTEST_CASES=N`.
@@ -53,11 +57,14 @@ const FUZZ_TARGETS: [&str; 11] = [
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((command, rest)) = args.split_first() else {
-        bail!("usage: cargo xtask <ci|layering|fuzz|proptest|bench|crash|soak|tidy> [options]");
+        bail!(
+            "usage: cargo xtask <ci|layering|features|fuzz|proptest|bench|crash|soak|tidy> [options]"
+        );
     };
     match command.as_str() {
         "ci" => ci(),
         "layering" => layering(),
+        "features" => feature_checks(),
         "fuzz" => fuzz(rest),
         "proptest" => proptest(rest),
         "bench" => bench(rest),
@@ -129,8 +136,11 @@ fn ci() -> Result<()> {
         "warnings",
     ]);
     run(clippy)?;
+    feature_checks()?;
     test_all(&[])?;
-    // The QUIC transport is a cargo feature (it pulls in a TLS stack): built and tested once.
+    // The QUIC transport is a cargo feature (it pulls in a TLS stack): built and tested
+    // once, with the other optional transports and behaviours (mDNS, relay) on, so the
+    // tests that need them run too.
     let mut quic = cargo();
     quic.args([
         "test",
@@ -138,9 +148,11 @@ fn ci() -> Result<()> {
         "-p",
         "threads-net",
         "--features",
-        "quic",
+        "quic,mdns,relay",
         "--test",
         "net_quic",
+        "--test",
+        "net_sync",
     ]);
     run(quic)?;
     // The JavaScript client against a real daemon (the binary the tests above built). It
@@ -276,7 +288,8 @@ fn layering_violations(metadata: &serde_json::Value) -> Result<Vec<String>> {
     Ok(bad)
 }
 
-fn layering() -> Result<()> {
+/// The workspace's `cargo metadata` (its own packages only).
+fn metadata() -> Result<serde_json::Value> {
     let output = cargo()
         .args(["metadata", "--no-deps", "--format-version", "1"])
         .output()
@@ -287,7 +300,57 @@ fn layering() -> Result<()> {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
+/// The cargo features of `package` in `metadata`, but `default`, sorted.
+fn features_of(metadata: &serde_json::Value, package: &str) -> Vec<String> {
+    let mut features: Vec<String> = metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["name"] == package)
+        .filter_map(|p| p["features"].as_object())
+        .flat_map(|f| f.keys().cloned())
+        .filter(|f| f != "default")
+        .collect();
+    features.sort();
+    features
+}
+
+/// Each library crate builds alone with no default features, and with each of its
+/// features alone: a feature that needs another to build, or code that compiles only with
+/// the workspace's unified features, fails here (`cargo check`, so no code is generated).
+fn feature_checks() -> Result<()> {
+    let metadata = metadata()?;
+    for package in LAYERS {
+        let mut sets = vec![None];
+        sets.extend(features_of(&metadata, package).into_iter().map(Some));
+        for set in sets {
+            let mut check = cargo();
+            check.args([
+                "check",
+                "--locked",
+                "-p",
+                package,
+                "--lib",
+                "--no-default-features",
+            ]);
+            if let Some(feature) = &set {
+                check.args(["--features", feature]);
+            }
+            eprintln!(
+                "features: {package} with {}",
+                set.as_deref().unwrap_or("no default features")
+            );
+            run(check)?;
+        }
+    }
+    Ok(())
+}
+
+fn layering() -> Result<()> {
+    let metadata = metadata()?;
     let bad = layering_violations(&metadata)?;
     for line in &bad {
         eprintln!("layering: {line}");

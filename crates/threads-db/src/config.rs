@@ -19,7 +19,8 @@ pub struct DbConfig {
     /// The most bytes of one log this peer stores from other peers (default 1 GiB,
     /// [`threads_net::DEFAULT_LOG_QUOTA`]).
     pub log_quota: u64,
-    /// Whether this peer serves as a circuit relay for peers behind NAT (default off).
+    /// Whether this peer serves as a circuit relay for peers behind NAT (default off;
+    /// cargo feature `relay`).
     pub relay: bool,
     /// How often the node syncs with its peers (default: 2 s).
     pub sync_interval: Duration,
@@ -118,7 +119,9 @@ impl DbConfig {
     }
 
     /// Serves as a circuit relay (v2) for peers behind NAT: they reserve a slot here and are
-    /// reached through it until hole punching gives a direct connection.
+    /// reached through it until hole punching gives a direct connection. Cargo feature
+    /// `relay` (on by default), as the relay client, hole punching and AutoNAT are.
+    #[cfg(feature = "relay")]
     #[must_use]
     pub fn with_relay(mut self, on: bool) -> DbConfig {
         self.relay = on;

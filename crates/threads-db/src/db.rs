@@ -229,9 +229,16 @@ impl<S: Store + 'static> Db<S> {
         let net = NetConfig::new(config.listen.clone())
             .with_announce(config.announce.clone())
             .with_log_quota(config.log_quota)
-            .with_relay(config.relay)
             .with_admission(admission.clone())
             .with_faults(config.faults.clone());
+        #[cfg(feature = "relay")]
+        let net = net.with_relay(config.relay);
+        #[cfg(not(feature = "relay"))]
+        if config.relay {
+            return Err(DbError::Net(threads_net::NetError::Transport(
+                "serving as a relay needs the cargo feature `relay`".to_owned(),
+            )));
+        }
         let node = Node::start(&me, Arc::clone(&store), net).await?;
         let inner = Arc::new(Inner {
             me,

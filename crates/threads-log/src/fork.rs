@@ -100,7 +100,7 @@ impl ForkProof {
     /// Why they do not ([`ForkError`]).
     pub fn new(verifier: &Verifier, a: Block, b: Block) -> Result<ForkProof, ForkError> {
         let mut records = [a, b];
-        records.sort_by(|x, y| x.cid().to_bytes().cmp(&y.cid().to_bytes()));
+        records.sort_by_key(|r| r.cid().to_bytes());
         let counter = check(verifier, &records)?.counter();
         Ok(ForkProof {
             log: verifier.log_id(),

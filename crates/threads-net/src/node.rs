@@ -18,10 +18,9 @@ use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, connection_limits, gossipsub, identify, mdns, noise, ping,
-    tcp, yamux,
-};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, connection_limits, gossipsub, identify, ping};
+#[cfg(any(feature = "tcp", feature = "relay", not(feature = "quic")))]
+use libp2p::{noise, yamux};
 use threads_crypto::{Identity, ThreadKey};
 use threads_id::{LogId, ThreadAddr, ThreadId};
 use threads_log::{Appended, Hlc, Writer};
@@ -48,9 +47,11 @@ const ANNOUNCE_PULL_GAP: Duration = Duration::from_millis(200);
 pub const DEFAULT_ADDR_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// How long one relayed connection may last on a relay (an hour).
+#[cfg(feature = "relay")]
 const RELAY_CIRCUIT_DURATION: Duration = Duration::from_secs(60 * 60);
 
 /// How many bytes one relayed connection may carry on a relay (64 MiB).
+#[cfg(feature = "relay")]
 const RELAY_CIRCUIT_BYTES: u64 = 64 << 20;
 
 /// The sync protocol's name on the wire.
@@ -133,11 +134,13 @@ pub struct NetConfig {
     announce: Vec<Multiaddr>,
     addr_ttl: Duration,
     log_quota: u64,
+    #[cfg_attr(not(feature = "relay"), allow(dead_code))]
     relay: bool,
     request_timeout: Duration,
     max_inbound_tasks: usize,
     peer_limits: PeerLimitConfig,
     connection_limits: ConnectionLimitConfig,
+    #[cfg_attr(not(feature = "mdns"), allow(dead_code))]
     mdns: bool,
     admission: Arc<dyn Admission>,
     faults: Faults,
@@ -194,13 +197,15 @@ impl NetConfig {
     }
 
     /// Discover peers on the local network with mDNS (off by default: it announces this
-    /// node to the whole network segment).
+    /// node to the whole network segment). Cargo feature `mdns`.
+    #[cfg(feature = "mdns")]
     pub fn with_mdns(mut self, on: bool) -> NetConfig {
         self.mdns = on;
         self
     }
 
     /// Whether mDNS is on.
+    #[cfg(feature = "mdns")]
     pub fn mdns(&self) -> bool {
         self.mdns
     }
@@ -272,6 +277,8 @@ impl NetConfig {
     /// and are reached through it (`<this node's address>/p2p/<this peer>/p2p-circuit`)
     /// until hole punching (DCUtR) gives a direct connection. Off by default. Every node
     /// can use relays: listen on a relay's circuit address to be reached through it.
+    /// Cargo feature `relay`, as the relay client, hole punching and AutoNAT are.
+    #[cfg(feature = "relay")]
     pub fn with_relay(mut self, on: bool) -> NetConfig {
         self.relay = on;
         self
@@ -284,18 +291,119 @@ impl NetConfig {
     }
 }
 
+/// The NAT traversal behaviours (cargo feature `relay`): circuit relay v2 client and
+/// server, DCUtR hole punching, AutoNAT. Without the feature they are inert stand-ins.
+#[cfg(feature = "relay")]
+mod nat {
+    pub(super) type RelayClient = libp2p::relay::client::Behaviour;
+    pub(super) type Relay = libp2p::relay::Behaviour;
+    pub(super) type Dcutr = libp2p::dcutr::Behaviour;
+    pub(super) type Autonat = libp2p::autonat::Behaviour;
+}
+#[cfg(not(feature = "relay"))]
+mod nat {
+    pub(super) type RelayClient = libp2p::swarm::dummy::Behaviour;
+    pub(super) type Relay = libp2p::swarm::dummy::Behaviour;
+    pub(super) type Dcutr = libp2p::swarm::dummy::Behaviour;
+    pub(super) type Autonat = libp2p::swarm::dummy::Behaviour;
+}
+
+/// Local peer discovery (cargo feature `mdns`); an inert stand-in without it.
+#[cfg(feature = "mdns")]
+type Mdns = libp2p::mdns::tokio::Behaviour;
+#[cfg(not(feature = "mdns"))]
+type Mdns = libp2p::swarm::dummy::Behaviour;
+
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     limits: connection_limits::Behaviour,
-    relay_client: libp2p::relay::client::Behaviour,
-    relay: Toggle<libp2p::relay::Behaviour>,
-    dcutr: libp2p::dcutr::Behaviour,
-    autonat: libp2p::autonat::Behaviour,
+    relay_client: nat::RelayClient,
+    relay: Toggle<nat::Relay>,
+    dcutr: nat::Dcutr,
+    autonat: nat::Autonat,
     sync: request_response::Behaviour<request_response::cbor::codec::Codec<Request, Response>>,
     gossip: gossipsub::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
-    mdns: Toggle<mdns::tokio::Behaviour>,
+    mdns: Toggle<Mdns>,
+}
+
+/// The node's behaviours, for the identity `key` (`relay_client` comes from the transport
+/// when the `relay` feature is on).
+fn behaviour(
+    key: &libp2p::identity::Keypair,
+    relay_client: nat::RelayClient,
+    config: &NetConfig,
+    codec: request_response::cbor::codec::Codec<Request, Response>,
+    sync_config: request_response::Config,
+) -> Behaviour {
+    #[cfg(any(feature = "relay", feature = "mdns"))]
+    let peer = key.public().to_peer_id();
+    #[cfg(feature = "relay")]
+    let (relay, dcutr, autonat) = (
+        config.relay.then(|| {
+            libp2p::relay::Behaviour::new(
+                peer,
+                libp2p::relay::Config {
+                    // A relayed connection is a way in until hole punching makes a direct
+                    // one, or the way when it cannot: long enough for a sync, bounded so one
+                    // pair cannot hold the relay.
+                    max_circuit_duration: RELAY_CIRCUIT_DURATION,
+                    max_circuit_bytes: RELAY_CIRCUIT_BYTES,
+                    ..libp2p::relay::Config::default()
+                },
+            )
+        }),
+        libp2p::dcutr::Behaviour::new(peer),
+        libp2p::autonat::Behaviour::new(peer, libp2p::autonat::Config::default()),
+    );
+    #[cfg(not(feature = "relay"))]
+    let (relay, dcutr, autonat) = (
+        None,
+        libp2p::swarm::dummy::Behaviour,
+        libp2p::swarm::dummy::Behaviour,
+    );
+    // mDNS failing to start (no multicast) leaves it off rather than failing.
+    #[cfg(feature = "mdns")]
+    let mdns = config
+        .mdns
+        .then(|| libp2p::mdns::tokio::Behaviour::new(libp2p::mdns::Config::default(), peer).ok())
+        .flatten();
+    #[cfg(not(feature = "mdns"))]
+    let mdns = None;
+    Behaviour {
+        relay_client,
+        relay: Toggle::from(relay),
+        dcutr,
+        autonat,
+        limits: connection_limits::Behaviour::new(
+            connection_limits::ConnectionLimits::default()
+                .with_max_established_incoming(Some(config.connection_limits.incoming))
+                .with_max_pending_incoming(Some(config.connection_limits.pending_incoming))
+                .with_max_established_per_peer(Some(config.connection_limits.per_peer)),
+        ),
+        sync: request_response::Behaviour::with_codec(
+            codec,
+            [(SYNC_PROTOCOL, ProtocolSupport::Full)],
+            sync_config,
+        ),
+        identify: identify::Behaviour::new(identify::Config::new(
+            "/threads-rs/1.0.0".to_owned(),
+            key.public(),
+        )),
+        ping: ping::Behaviour::default(),
+        mdns: Toggle::from(mdns),
+        gossip: gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(key.clone()),
+            gossipsub::ConfigBuilder::default()
+                .heartbeat_interval(Duration::from_millis(500))
+                .validation_mode(gossipsub::ValidationMode::Strict)
+                .max_transmit_size(1024)
+                .build()
+                .unwrap_or_else(|_| unreachable!("a valid gossipsub configuration")),
+        )
+        .unwrap_or_else(|_| unreachable!("signed gossipsub with a key")),
+    }
 }
 
 enum Command {
@@ -318,6 +426,9 @@ enum Command {
 pub struct Node<S> {
     pub(crate) inner: Arc<Shared<S>>,
 }
+
+/// A forked log of a thread whose records before the fork were compared with a peer's.
+pub(crate) type ForkChecked = (ThreadId, LogId, PeerId);
 
 /// What a node's handles and tasks share.
 pub(crate) struct Shared<S> {
@@ -350,7 +461,7 @@ pub(crate) struct Shared<S> {
     pub(crate) forks: tokio::sync::Mutex<()>,
     /// (thread, log, peer) of forked logs whose records before the fork were found equal
     /// to ours, with (the peer's counter, the counter compared) then.
-    pub(crate) fork_checked: Mutex<HashMap<(ThreadId, LogId, PeerId), (u64, u64)>>,
+    pub(crate) fork_checked: Mutex<HashMap<ForkChecked, (u64, u64)>>,
     /// Set once [`Node::shutdown`] has joined every task.
     stopped: tokio::sync::watch::Sender<bool>,
     /// Every task the node started, the swarm's connection tasks included; taken and
@@ -406,83 +517,52 @@ impl<S: Store + 'static> Node<S> {
         let sync_config = request_response::Config::default()
             .with_request_timeout(config.request_timeout)
             .with_max_concurrent_streams(config.max_inbound_tasks);
-        let builder = libp2p::SwarmBuilder::with_existing_identity(keypair)
-            .with_tokio()
+        let builder = libp2p::SwarmBuilder::with_existing_identity(keypair).with_tokio();
+        // TCP (cargo feature `tcp`, on by default) and QUIC (`quic`: `/udp/<port>/quic-v1`).
+        #[cfg(feature = "tcp")]
+        let builder = builder
             .with_tcp(
-                tcp::Config::default().nodelay(true),
+                libp2p::tcp::Config::default().nodelay(true),
                 noise::Config::new,
                 yamux::Config::default,
             )
             .map_err(|e| NetError::Transport(e.to_string()))?;
-        // QUIC listens on `/udp/<port>/quic-v1` addresses when the feature is on.
         #[cfg(feature = "quic")]
         let builder = builder.with_quic();
-        let relay_server = config.relay;
-        let mut swarm = builder
-            // Circuit relay v2, client side: `/p2p/<relay>/p2p-circuit` addresses can be
-            // listened on (a reservation on the relay) and dialed.
+        // Neither: in-process memory addresses only (`/memory/<port>`), for tests and
+        // embedding (with `relay`, relayed connections need a transport to the relay).
+        #[cfg(not(any(feature = "tcp", feature = "quic")))]
+        let builder = builder
+            .with_other_transport(|key| {
+                use libp2p::Transport;
+                let noise = noise::Config::new(key)
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
+                Ok(libp2p::core::transport::MemoryTransport::default()
+                    .upgrade(libp2p::core::upgrade::Version::V1)
+                    .authenticate(noise)
+                    .multiplex(yamux::Config::default()))
+            })
+            .map_err(|e| NetError::Transport(e.to_string()))?;
+        // Circuit relay v2, client side (feature `relay`): `/p2p/<relay>/p2p-circuit`
+        // addresses can be listened on (a reservation on the relay) and dialed.
+        #[cfg(feature = "relay")]
+        let builder = builder
             .with_relay_client(noise::Config::new, yamux::Config::default)
             .map_err(|e| NetError::Transport(e.to_string()))?
-            .with_behaviour(|key, relay_client| Behaviour {
-                relay_client,
-                relay: Toggle::from(relay_server.then(|| {
-                    libp2p::relay::Behaviour::new(
-                        key.public().to_peer_id(),
-                        libp2p::relay::Config {
-                            // A relayed connection is a way in until hole punching makes a
-                            // direct one, or the way when it cannot: long enough for a
-                            // sync, bounded so one pair cannot hold the relay.
-                            max_circuit_duration: RELAY_CIRCUIT_DURATION,
-                            max_circuit_bytes: RELAY_CIRCUIT_BYTES,
-                            ..libp2p::relay::Config::default()
-                        },
-                    )
-                })),
-                dcutr: libp2p::dcutr::Behaviour::new(key.public().to_peer_id()),
-                autonat: libp2p::autonat::Behaviour::new(
-                    key.public().to_peer_id(),
-                    libp2p::autonat::Config::default(),
-                ),
-                limits: connection_limits::Behaviour::new(
-                    connection_limits::ConnectionLimits::default()
-                        .with_max_established_incoming(Some(config.connection_limits.incoming))
-                        .with_max_pending_incoming(Some(config.connection_limits.pending_incoming))
-                        .with_max_established_per_peer(Some(config.connection_limits.per_peer)),
-                ),
-                sync: request_response::Behaviour::with_codec(
-                    codec,
-                    [(SYNC_PROTOCOL, ProtocolSupport::Full)],
-                    sync_config,
-                ),
-                identify: identify::Behaviour::new(identify::Config::new(
-                    "/threads-rs/1.0.0".to_owned(),
-                    key.public(),
-                )),
-                ping: ping::Behaviour::default(),
-                // mDNS failing to start (no multicast) leaves it off rather than failing.
-                mdns: Toggle::from(
-                    config
-                        .mdns
-                        .then(|| {
-                            mdns::tokio::Behaviour::new(
-                                mdns::Config::default(),
-                                key.public().to_peer_id(),
-                            )
-                            .ok()
-                        })
-                        .flatten(),
-                ),
-                gossip: gossipsub::Behaviour::new(
-                    gossipsub::MessageAuthenticity::Signed(key.clone()),
-                    gossipsub::ConfigBuilder::default()
-                        .heartbeat_interval(Duration::from_millis(500))
-                        .validation_mode(gossipsub::ValidationMode::Strict)
-                        .max_transmit_size(1024)
-                        .build()
-                        .unwrap_or_else(|_| unreachable!("a valid gossipsub configuration")),
-                )
-                .unwrap_or_else(|_| unreachable!("signed gossipsub with a key")),
-            })
+            .with_behaviour(|key, relay_client| {
+                behaviour(key, relay_client, &config, codec, sync_config)
+            });
+        #[cfg(not(feature = "relay"))]
+        let builder = builder.with_behaviour(|key| {
+            behaviour(
+                key,
+                libp2p::swarm::dummy::Behaviour,
+                &config,
+                codec,
+                sync_config,
+            )
+        });
+        let mut swarm = builder
             .map_err(|e| NetError::Transport(e.to_string()))?
             .with_swarm_config(|_| {
                 // Connection tasks go into the node's task set, so shutdown joins them.
@@ -501,6 +581,7 @@ impl<S: Store + 'static> Node<S> {
             .build();
         // A node asked to relay relays, whether or not libp2p has confirmed an external
         // address of it yet (it would stay silent until then).
+        #[cfg(feature = "relay")]
         if let Some(relay) = swarm.behaviour_mut().relay.as_mut() {
             relay.set_status(Some(libp2p::relay::Status::Enable));
         }
@@ -560,6 +641,7 @@ impl<S: Store + 'static> Node<S> {
         // A relay's reservations carry its external addresses (peers behind NAT give them
         // out as `<relay address>/p2p-circuit`): with none announced, its listen addresses
         // are taken as external.
+        #[cfg(feature = "relay")]
         if config.relay && config.announce.is_empty() {
             for addr in addrs.listen.clone() {
                 swarm.add_external_address(addr.clone());
@@ -829,9 +911,8 @@ impl<S: Store + 'static> Node<S> {
                 .head(row.thread, row.log)
                 .await?
                 .map_or(0, |h| h.counter);
-            if !stops.contains_key(&row.thread) {
-                let read = threads_store::fork_stops(&*self.inner.store, row.thread).await?;
-                stops.insert(row.thread, read);
+            if let std::collections::hash_map::Entry::Vacant(entry) = stops.entry(row.thread) {
+                entry.insert(threads_store::fork_stops(&*self.inner.store, row.thread).await?);
             }
             let forked = stops
                 .get(&row.thread)
@@ -1138,10 +1219,12 @@ async fn run<S: Store + 'static>(
                 SwarmEvent::Behaviour(BehaviourEvent::Dcutr(event)) => {
                     tracing::info!(?event, "hole punching");
                 }
+                #[cfg(feature = "relay")]
                 SwarmEvent::Behaviour(BehaviourEvent::Autonat(libp2p::autonat::Event::StatusChanged { old, new })) => {
                     tracing::info!(?old, ?new, "NAT status");
                 }
-                SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                #[cfg(feature = "mdns")]
+                SwarmEvent::Behaviour(BehaviourEvent::Mdns(libp2p::mdns::Event::Discovered(found))) => {
                     for (peer, addr) in found {
                         swarm.add_peer_address(peer, addr);
                     }

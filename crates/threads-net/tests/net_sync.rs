@@ -351,12 +351,17 @@ async fn exchange_edges_compares_many_threads_in_one_request() {
 async fn a_write_is_pushed_to_known_peers_in_the_background() {
     let thread = ThreadId::from_parts(Variant::Raw, [9; 32]);
     let key = ThreadKey::generate();
-    // mDNS is available but off unless asked for.
-    assert!(!NetConfig::new([]).mdns());
+    let config = NetConfig::new(["/ip4/127.0.0.1/tcp/0".parse().expect("addr")]);
+    // With the `mdns` feature, mDNS is available but off unless asked for.
+    #[cfg(feature = "mdns")]
+    let config = {
+        assert!(!NetConfig::new([]).mdns());
+        config.with_mdns(true)
+    };
     let alice = Node::start(
         &Identity::from_secret_bytes(&[150; 32]),
         Arc::new(MemoryStore::new()),
-        NetConfig::new(["/ip4/127.0.0.1/tcp/0".parse().expect("addr")]).with_mdns(true),
+        config,
     )
     .await
     .expect("a node with mDNS on starts");
@@ -810,6 +815,7 @@ async fn a_reader_falls_back_to_a_follower_it_learned_from_the_writer() {
 
 /// Circuit relay v2: a node that can only be reached through a relay (its one address known
 /// to others is a circuit through the relay) is pulled from through it.
+#[cfg(feature = "relay")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_reached_only_through_a_relay_is_synced_with() {
     let thread = ThreadId::from_parts(Variant::Raw, [80; 32]);

@@ -833,7 +833,7 @@ async fn a_forked_log_stops_at_its_fork_and_what_was_applied_after_it_is_undone(
             .append(thread, forker.log_id(), None, &b[..2])
             .await
             .expect("b");
-        let mut views = Views::open(Arc::clone(&stores[0]), thread, reducers(), config.clone())
+        let mut views = Views::open(Arc::clone(&stores[0]), thread, reducers(), config)
             .await
             .expect("open");
         assert_eq!(views.catch_up().await.expect("catch up").applied, 14);
@@ -876,7 +876,7 @@ async fn a_forked_log_stops_at_its_fork_and_what_was_applied_after_it_is_undone(
         assert_eq!(views.digest().await.expect("digest"), after);
 
         // Equal to views that never saw past the fork, and to views opened afresh.
-        let mut prefix = Views::open(Arc::clone(&stores[1]), thread, reducers(), config.clone())
+        let mut prefix = Views::open(Arc::clone(&stores[1]), thread, reducers(), config)
             .await
             .expect("open");
         prefix.catch_up().await.expect("catch up");
