@@ -390,6 +390,37 @@ impl<S: Store + 'static> Db<S> {
         Ok(self.inner.node.sync_status().await?)
     }
 
+    /// The CARv1 archive of `thread`: every log this peer holds, encrypted as stored
+    /// (docs/FORMAT.md, "CAR archives"). Any IPFS tool reads its blocks; a peer that holds
+    /// the thread's keys imports it with [`Db::import_car`].
+    ///
+    /// # Errors
+    /// [`DbError::UnknownThread`], or a store error.
+    pub async fn export_car(
+        &self,
+        thread: ThreadId,
+    ) -> Result<(Vec<u8>, threads_net::car::CarSummary), DbError> {
+        self.views(thread).await?;
+        Ok(threads_net::car::export_car(&**self.inner.node.store(), thread).await?)
+    }
+
+    /// Imports a CAR archive of a thread whose keys this peer holds: every block's CID is
+    /// checked, every entry verified exactly as sync verifies it, new entries stored and
+    /// applied. A tampered archive is refused with the reason ([`DbError::Car`]); entries
+    /// stored before the refusal are valid and stay.
+    ///
+    /// # Errors
+    /// [`DbError::Car`], or a view error while applying.
+    pub async fn import_car(
+        &self,
+        bytes: &[u8],
+    ) -> Result<(ThreadId, threads_net::car::CarSummary), DbError> {
+        let (thread, summary) = threads_net::car::import_car(&**self.inner.node.store(), bytes).await?;
+        open_thread(&self.inner, thread).await?;
+        self.catch_up(thread).await?;
+        Ok((thread, summary))
+    }
+
     /// The logs of `thread` whose next event the views cannot apply yet, with its counter:
     /// dated beyond the allowed clock drift ahead of this peer's clock (it applies once the
     /// clock reaches it), or not readable with the keys this peer holds. Later events of

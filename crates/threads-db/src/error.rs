@@ -151,6 +151,11 @@ pub enum DbError {
     /// An invalid key.
     #[error("key: {0}")]
     Key(String),
+    /// A CAR archive could not be written or was refused ([`Db::import_car`]).
+    ///
+    /// [`Db::import_car`]: crate::Db::import_car
+    #[error("archive: {0}")]
+    Car(#[from] threads_net::car::CarError),
 }
 
 fn describe(refused: &[Refused]) -> String {

@@ -4,6 +4,7 @@
 mod addrs;
 mod admission;
 mod auth;
+pub mod car;
 pub mod check;
 mod faults;
 mod forks;
