@@ -79,13 +79,22 @@ async fn a_thread_round_trips_through_a_car_archive_and_a_tampered_one_is_refuse
     for i in 0..30u32 {
         let db = if i % 3 == 0 { &bob } else { &alice };
         db.transaction(thread)
-            .put(format!("k{}", i % 11).as_bytes(), format!("v{i}").as_bytes())
+            .put(
+                format!("k{}", i % 11).as_bytes(),
+                format!("v{i}").as_bytes(),
+            )
             .commit()
             .await
             .expect("write");
     }
     let started = Instant::now();
-    while heads(&alice, thread).await.iter().map(|(_, c)| c).sum::<u64>() < 30 {
+    while heads(&alice, thread)
+        .await
+        .iter()
+        .map(|(_, c)| c)
+        .sum::<u64>()
+        < 30
+    {
         assert!(started.elapsed() < LIMIT, "bob's writes reach alice");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -95,11 +104,21 @@ async fn a_thread_round_trips_through_a_car_archive_and_a_tampered_one_is_refuse
 
     // An independent reader: the roots are the logs' heads, and every block is named by
     // its bytes (one marker per log, four blocks per entry).
-    let mut reader = iroh_car::CarReader::new(&archive[..]).await.expect("a CARv1 archive");
-    let mut roots: Vec<String> = reader.header().roots().iter().map(ToString::to_string).collect();
+    let mut reader = iroh_car::CarReader::new(&archive[..])
+        .await
+        .expect("a CARv1 archive");
+    let mut roots: Vec<String> = reader
+        .header()
+        .roots()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     roots.sort();
-    let mut expected_roots: Vec<String> =
-        heads(&alice, thread).await.into_iter().map(|(cid, _)| cid).collect();
+    let mut expected_roots: Vec<String> = heads(&alice, thread)
+        .await
+        .into_iter()
+        .map(|(cid, _)| cid)
+        .collect();
     expected_roots.sort();
     assert_eq!(roots, expected_roots);
     let mut blocks = 0;
@@ -118,7 +137,12 @@ async fn a_thread_round_trips_through_a_car_archive_and_a_tampered_one_is_refuse
         .await
         .expect("key")
         .expect("held");
-    carol.node().store().put_thread(thread, &key).await.expect("key");
+    carol
+        .node()
+        .store()
+        .put_thread(thread, &key)
+        .await
+        .expect("key");
     let (imported, summary) = carol.import_car(&archive).await.expect("import");
     assert_eq!(imported, thread);
     assert_eq!((summary.logs, summary.entries, summary.stored), (2, 30, 30));
@@ -138,7 +162,11 @@ async fn a_thread_round_trips_through_a_car_archive_and_a_tampered_one_is_refuse
         .position(|(cid, data)| cid.codec() != DAG_CBOR && data.len() > 40)
         .expect("a raw block");
     let dave = peer(113).await;
-    dave.node().store().put_thread(thread, &key).await.expect("key");
+    dave.node()
+        .store()
+        .put_thread(thread, &key)
+        .await
+        .expect("key");
     let mut flipped = parts.clone();
     flipped[body].1[20] ^= 1;
     match dave.import_car(&assemble(&header, &flipped)).await {

@@ -104,6 +104,38 @@ impl Client {
         Ok(answer.body)
     }
 
+    /// Sends `body` as `media` (or nothing) and returns the answer's bytes; fails on a
+    /// non-2xx answer with the API's error message.
+    ///
+    /// # Errors
+    /// The daemon cannot be reached, or refuses.
+    pub(crate) async fn bytes(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(Vec<u8>, &str)>,
+    ) -> Result<Vec<u8>> {
+        let mut request = self.request(method, path, None)?;
+        if let Some((bytes, media)) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, media)
+                .body(bytes);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("connect to the daemon at {} (is it running?)", self.addr))?;
+        let status = response.status();
+        let bytes = response.bytes().await.context("read the answer")?.to_vec();
+        if !status.is_success() {
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let code = body["error"]["code"].as_str().unwrap_or("error");
+            let message = body["error"]["message"].as_str().unwrap_or("");
+            bail!("{code}: {message} (HTTP {})", status.as_u16());
+        }
+        Ok(bytes)
+    }
+
     /// Follows a Server-Sent Events stream, calling `each` with every event's data until it
     /// returns `false` or the stream ends.
     ///

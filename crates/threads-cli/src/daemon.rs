@@ -34,6 +34,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// The largest request body accepted.
 pub(crate) const MAX_BODY: usize = 1 << 20;
 
+/// The largest CAR archive `POST /v1/car` takes, in bytes.
+pub(crate) const MAX_CAR_BODY: usize = 256 << 20;
+
+/// The media type of CAR archives.
+const CAR_MEDIA_TYPE: &str = "application/vnd.ipld.car";
+
 /// How the daemon runs.
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
@@ -114,6 +120,13 @@ impl From<DbError> for ApiError {
                 _ => (StatusCode::BAD_REQUEST, "bad_document"),
             },
             DbError::Acl(_) | DbError::Key(_) => (StatusCode::BAD_REQUEST, "bad_invite"),
+            DbError::Car(threads_net::car::CarError::UnknownThread(_)) => {
+                (StatusCode::NOT_FOUND, "unknown_thread")
+            }
+            DbError::Car(threads_net::car::CarError::Store(_)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+            DbError::Car(_) => (StatusCode::UNPROCESSABLE_ENTITY, "bad_archive"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         let details = match &e {
@@ -323,6 +336,11 @@ pub(crate) fn router<S: Store + 'static>(state: Api<S>) -> Router {
         )
         .route("/v1/threads/{thread}/events", get(events::<S>))
         .route("/v1/threads/{thread}/rejections", get(rejections::<S>))
+        .route("/v1/threads/{thread}/car", get(export_car::<S>))
+        .route(
+            "/v1/car",
+            post(import_car::<S>).layer(DefaultBodyLimit::max(MAX_CAR_BODY)),
+        )
         .merge(crate::api::routes::<S>())
         .merge(crate::live_routes::routes::<S>())
         .layer(middleware::from_fn_with_state(
@@ -580,6 +598,46 @@ fn peer_addr(text: &str, thread: ThreadId) -> Result<threads_id::ThreadAddr, Api
         return Err(bad("bad_addr", "the address is of another thread"));
     }
     Ok(addr)
+}
+
+/// The thread's CARv1 archive: every log this peer holds, encrypted as stored.
+async fn export_car<S: Store + 'static>(
+    State(s): State<Api<S>>,
+    UrlPath(thread): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    let thread = known_thread(&s, &thread).await?;
+    let (archive, _) = s.db.export_car(thread).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, CAR_MEDIA_TYPE)],
+        archive,
+    )
+        .into_response())
+}
+
+/// Imports a CARv1 archive of a thread whose keys this peer holds.
+async fn import_car<S: Store + 'static>(
+    State(s): State<Api<S>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let media = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if media != CAR_MEDIA_TYPE {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("a CAR archive is sent as {CAR_MEDIA_TYPE}"),
+        ));
+    }
+    let (thread, summary) = s.db.import_car(&body).await?;
+    Ok(Json(json!({
+        "thread": thread.to_string(),
+        "logs": summary.logs,
+        "entries": summary.entries,
+        "stored": summary.stored,
+    })))
 }
 
 pub(crate) async fn known_thread<S: Store + 'static>(

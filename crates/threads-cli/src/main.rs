@@ -153,6 +153,11 @@ enum ThreadCmd {
     },
     /// Joins a thread from an invite.
     Join { invite: String },
+    /// Writes the thread's CARv1 archive (every log, encrypted as stored) to a file.
+    Export { thread: String, file: PathBuf },
+    /// Imports a CARv1 archive of a thread this peer holds the keys of (join it first):
+    /// every block and entry is verified as sync verifies it.
+    Import { file: PathBuf },
     /// The threads of this peer.
     List,
     /// This peer's addresses of a thread (as invites carry them).
@@ -456,6 +461,42 @@ async fn run(cli: Cli) -> Result<()> {
                             "{} {}",
                             v["member"].as_str().unwrap_or_default(),
                             v["role"].as_str().unwrap_or_default()
+                        )
+                    });
+                }
+                ThreadCmd::Export { thread, file } => {
+                    let archive = c
+                        .bytes(
+                            "GET",
+                            &client::path(&["v1", "threads", &thread, "car"]),
+                            None,
+                        )
+                        .await?;
+                    std::fs::write(&file, &archive)
+                        .with_context(|| format!("write {}", file.display()))?;
+                    let v = json!({"file": file.display().to_string(), "bytes": archive.len()});
+                    print(out, &v, |v| {
+                        format!("{} bytes to {}", v["bytes"], file.display())
+                    });
+                }
+                ThreadCmd::Import { file } => {
+                    let archive =
+                        std::fs::read(&file).with_context(|| format!("read {}", file.display()))?;
+                    let answer = c
+                        .bytes(
+                            "POST",
+                            "/v1/car",
+                            Some((archive, "application/vnd.ipld.car")),
+                        )
+                        .await?;
+                    let v: Value = serde_json::from_slice(&answer).context("a JSON answer")?;
+                    print(out, &v, |v| {
+                        format!(
+                            "{}: {} entries in {} logs, {} new",
+                            v["thread"].as_str().unwrap_or_default(),
+                            v["entries"],
+                            v["logs"],
+                            v["stored"]
                         )
                     });
                 }

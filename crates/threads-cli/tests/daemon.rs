@@ -268,6 +268,43 @@ fn two_daemons_sync_a_document_collection_and_keep_it_across_restarts() {
         (422, Some("schema_violation"))
     );
 
+    // The thread as a CAR archive, from the CLI: another member imports it (nothing new
+    // to it, every entry verified); a tampered archive is refused with the reason.
+    let car = dir_a.path().join("thread.car");
+    let car_text = car.to_str().expect("utf-8");
+    let exported = a.cli(&["thread", "export", &thread, car_text]);
+    assert!(
+        exported["bytes"].as_u64().is_some_and(|n| n > 0),
+        "{exported}"
+    );
+    let imported = b.cli(&["thread", "import", car_text]);
+    assert_eq!(imported["thread"], json!(thread));
+    assert!(
+        imported["entries"].as_u64().is_some_and(|n| n >= 4),
+        "{imported}"
+    );
+    let mut tampered = std::fs::read(&car).expect("archive");
+    let at = tampered.len() - 5;
+    tampered[at] ^= 1;
+    let bad = dir_a.path().join("tampered.car");
+    std::fs::write(&bad, &tampered).expect("write");
+    let refused = Command::new(BIN)
+        .args([
+            "--data",
+            dir_b.path().to_str().expect("utf-8"),
+            "thread",
+            "import",
+        ])
+        .arg(&bad)
+        .output()
+        .expect("import");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("bad_archive"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
     // A role changed from the CLI: b may read but no longer write (its write is refused
     // before it is stored); b may not change roles itself.
     let changed = a.cli(&["thread", "role", &thread, &b_id, "read"]);

@@ -415,7 +415,8 @@ impl<S: Store + 'static> Db<S> {
         &self,
         bytes: &[u8],
     ) -> Result<(ThreadId, threads_net::car::CarSummary), DbError> {
-        let (thread, summary) = threads_net::car::import_car(&**self.inner.node.store(), bytes).await?;
+        let (thread, summary) =
+            threads_net::car::import_car(&**self.inner.node.store(), bytes).await?;
         open_thread(&self.inner, thread).await?;
         self.catch_up(thread).await?;
         Ok((thread, summary))

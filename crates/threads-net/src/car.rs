@@ -118,8 +118,8 @@ pub async fn export_car<S: Store>(
         roots: heads.iter().map(|(_, h)| h.cid).collect(),
         version: CAR_VERSION,
     };
-    let header = serde_ipld_dagcbor::to_vec(&header)
-        .map_err(|e| CarError::Malformed(e.to_string()))?;
+    let header =
+        serde_ipld_dagcbor::to_vec(&header).map_err(|e| CarError::Malformed(e.to_string()))?;
     let mut out = Vec::new();
     varint::encode(header.len() as u64, &mut out);
     out.extend_from_slice(&header);
@@ -169,7 +169,9 @@ fn read_section<'a>(input: &mut &'a [u8]) -> Result<Option<(Cid, &'a [u8])>, Car
     let (len, rest) =
         varint::decode(input).map_err(|e| CarError::Malformed(format!("section length: {e}")))?;
     if len > MAX_SECTION_BYTES || len as usize > rest.len() {
-        return Err(CarError::Malformed("a section is longer than the archive allows".into()));
+        return Err(CarError::Malformed(
+            "a section is longer than the archive allows".into(),
+        ));
     }
     let (body, rest) = rest.split_at(len as usize);
     let mut cursor = std::io::Cursor::new(body);
@@ -200,7 +202,10 @@ pub async fn import_car<S: Store>(
     let header: Header = serde_ipld_dagcbor::from_slice(header)
         .map_err(|e| CarError::Malformed(format!("header: {e}")))?;
     if header.version != CAR_VERSION {
-        return Err(CarError::Malformed(format!("CAR version {}", header.version)));
+        return Err(CarError::Malformed(format!(
+            "CAR version {}",
+            header.version
+        )));
     }
     input = rest;
     let mut index = 0usize;
@@ -270,7 +275,8 @@ pub async fn import_car<S: Store>(
             });
             summary.entries += 1;
             if page.len() == MAX_PAGE_ENTRIES as usize {
-                summary.stored += store_page(store, id, log, &key, std::mem::take(&mut page)).await?;
+                summary.stored +=
+                    store_page(store, id, log, &key, std::mem::take(&mut page)).await?;
             }
         }
         if !page.is_empty() {
