@@ -37,7 +37,7 @@ const LAYERS: [&str; 8] = [
 ];
 
 /// The runnable examples in `examples/`.
-const EXAMPLES: [&str; 1] = ["custom_view"];
+const EXAMPLES: [&str; 4] = ["log_alone", "store_alone", "replicate", "custom_view"];
 
 /// The fuzz targets in `fuzz/fuzz_targets/`.
 const FUZZ_TARGETS: [&str; 11] = [
