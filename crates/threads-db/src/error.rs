@@ -151,6 +151,9 @@ pub enum DbError {
     /// An invalid key.
     #[error("key: {0}")]
     Key(String),
+    /// A backup could not be made or opened (not a backup, a wrong passphrase, damaged).
+    #[error("backup: {0}")]
+    Backup(String),
     /// A CAR archive could not be written or was refused ([`Db::import_car`]).
     ///
     /// [`Db::import_car`]: crate::Db::import_car

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod backup;
 mod changes;
 mod config;
 mod crdt;
@@ -17,6 +18,7 @@ mod read;
 mod transaction;
 mod write;
 
+pub use backup::{Restored, restore};
 pub use changes::{Change, ChangeKind, Changes, DocAction, EventChanges};
 pub use config::{CustomViews, DbConfig, TimeFn};
 pub use crdt::{CRDT_VIEW, Crdt};
