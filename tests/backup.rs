@@ -86,12 +86,18 @@ async fn a_peer_backed_up_wiped_and_restored_has_the_same_views_and_syncs_again(
         assert!(started.elapsed() < LIMIT, "bob's document reaches alice");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let before = (views(&alice, acl, true).await, views(&alice, raw, false).await);
+    let before = (
+        views(&alice, acl, true).await,
+        views(&alice, raw, false).await,
+    );
     let me = alice.identity().log_id();
 
     // A small KDF keeps the test fast; the default is 64 MiB.
     let kdf = KdfParams::new(1024, 1, 1);
-    let backup = alice.backup_with(b"correct horse", kdf).await.expect("backup");
+    let backup = alice
+        .backup_with(b"correct horse", kdf)
+        .await
+        .expect("backup");
     alice.shutdown().await;
     drop(alice);
     std::fs::remove_dir_all(dir.path()).expect("wipe");
@@ -125,7 +131,10 @@ async fn a_peer_backed_up_wiped_and_restored_has_the_same_views_and_syncs_again(
     let alice = Db::open(restored.identity, Arc::new(store), config())
         .await
         .expect("open the restored peer");
-    let after = (views(&alice, acl, true).await, views(&alice, raw, false).await);
+    let after = (
+        views(&alice, acl, true).await,
+        views(&alice, raw, false).await,
+    );
     assert_eq!(after, before);
 
     // The peers came back too: a new write of bob's reaches the restored peer.
@@ -136,7 +145,10 @@ async fn a_peer_backed_up_wiped_and_restored_has_the_same_views_and_syncs_again(
         .expect("write");
     let started = Instant::now();
     while alice.get(acl, b"after").await.expect("get").is_none() {
-        assert!(started.elapsed() < LIMIT, "the restored peer syncs with bob");
+        assert!(
+            started.elapsed() < LIMIT,
+            "the restored peer syncs with bob"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     alice.shutdown().await;

@@ -192,7 +192,37 @@ pub(crate) fn identity(data: &Path) -> Result<Identity> {
     Ok(identity)
 }
 
-fn write_secret(path: &Path, text: &str) -> Result<()> {
+/// Restores a backup into the data directory `data` (which must hold no peer yet): its
+/// store (`threads.db`) and identity file. Returns `{id, threads}`.
+pub(crate) async fn restore(data: &Path, file: &Path, passphrase: &[u8]) -> Result<Value> {
+    std::fs::create_dir_all(data)?;
+    if data.join("identity").exists() || data.join("threads.db").exists() {
+        anyhow::bail!(
+            "{} already holds a peer: restore into a new data directory",
+            data.display()
+        );
+    }
+    let backup = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
+    let store = threads_store::SqliteStore::open(data.join("threads.db")).await?;
+    let restored = threads_db::restore(&store, &backup, passphrase).await?;
+    store.close().await;
+    write_secret(
+        &data.join("identity"),
+        &multibase::encode(
+            multibase::Base::Base32Lower,
+            *restored.identity.secret_bytes(),
+        ),
+    )?;
+    let threads: Vec<Value> = restored
+        .threads
+        .iter()
+        .map(|(t, entries)| json!({"thread": t.to_string(), "entries": entries}))
+        .collect();
+    Ok(json!({"id": restored.identity.log_id().to_string(), "threads": threads}))
+}
+
+/// Writes `bytes` to `path`, readable by its owner only.
+pub(crate) fn write_secret_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
@@ -203,9 +233,13 @@ fn write_secret(path: &Path, text: &str) -> Result<()> {
     let mut file = options
         .open(path)
         .with_context(|| format!("write {}", path.display()))?;
-    file.write_all(text.as_bytes())?;
+    file.write_all(bytes)?;
     file.sync_all()?;
     Ok(())
+}
+
+fn write_secret(path: &Path, text: &str) -> Result<()> {
+    write_secret_bytes(path, text.as_bytes())
 }
 
 /// Loads or creates the API token (`<data>/token`, mode 0600).
@@ -337,6 +371,7 @@ pub(crate) fn router<S: Store + 'static>(state: Api<S>) -> Router {
         .route("/v1/threads/{thread}/events", get(events::<S>))
         .route("/v1/threads/{thread}/rejections", get(rejections::<S>))
         .route("/v1/threads/{thread}/car", get(export_car::<S>))
+        .route("/v1/backup", post(backup::<S>))
         .route(
             "/v1/car",
             post(import_car::<S>).layer(DefaultBodyLimit::max(MAX_CAR_BODY)),
@@ -610,6 +645,27 @@ async fn export_car<S: Store + 'static>(
     Ok((
         [(axum::http::header::CONTENT_TYPE, CAR_MEDIA_TYPE)],
         archive,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct BackupRequest {
+    passphrase: String,
+}
+
+/// A backup of this peer sealed with the passphrase (docs/FORMAT.md, "Backups").
+async fn backup<S: Store + 'static>(
+    State(s): State<Api<S>>,
+    Body(body): Body<BackupRequest>,
+) -> Result<Response, ApiError> {
+    if body.passphrase.is_empty() {
+        return Err(bad("bad_passphrase", "a backup needs a passphrase"));
+    }
+    let backup = s.db.backup(body.passphrase.as_bytes()).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        backup,
     )
         .into_response())
 }

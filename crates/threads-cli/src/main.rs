@@ -116,6 +116,12 @@ enum Command {
     /// Documents.
     #[command(subcommand)]
     Doc(DocCmd),
+    /// Writes a backup of this peer (identity, thread keys, peers, every log) to a file,
+    /// sealed with the passphrase in the environment variable `THREADS_PASSPHRASE`.
+    Backup { file: PathBuf },
+    /// Restores a backup into the data directory (which must hold no peer yet), with the
+    /// passphrase in `THREADS_PASSPHRASE`; then start the daemon there.
+    Restore { file: PathBuf },
     /// Prints a thread's events as they are applied (from the start, or a cursor).
     Watch {
         thread: String,
@@ -327,6 +333,15 @@ fn addrs(
 }
 
 const DEFAULT_LISTEN: &str = "/ip4/127.0.0.1/tcp/0";
+
+/// The passphrase of backups, from `THREADS_PASSPHRASE` (never a flag: flags show in the
+/// process list).
+fn passphrase() -> Result<String> {
+    match std::env::var("THREADS_PASSPHRASE") {
+        Ok(p) if !p.is_empty() => Ok(p),
+        _ => bail!("set the backup passphrase in the environment variable THREADS_PASSPHRASE"),
+    }
+}
 
 async fn run(cli: Cli) -> Result<()> {
     let out = cli.json;
@@ -742,6 +757,32 @@ async fn run(cli: Cli) -> Result<()> {
                     });
                 }
             }
+            Ok(())
+        }
+        Command::Backup { file } => {
+            let passphrase = passphrase()?;
+            let c = client(&cli.data)?;
+            let body = serde_json::to_vec(&json!({"passphrase": passphrase}))?;
+            let backup = c
+                .bytes("POST", "/v1/backup", Some((body, "application/json")))
+                .await?;
+            daemon::write_secret_bytes(&file, &backup)?;
+            let v = json!({"file": file.display().to_string(), "bytes": backup.len()});
+            print(out, &v, |v| {
+                format!("{} bytes to {}", v["bytes"], file.display())
+            });
+            Ok(())
+        }
+        Command::Restore { file } => {
+            let passphrase = passphrase()?;
+            let restored = daemon::restore(&cli.data, &file, passphrase.as_bytes()).await?;
+            print(out, &restored, |v| {
+                format!(
+                    "restored {} into {}",
+                    v["id"].as_str().unwrap_or_default(),
+                    cli.data.display()
+                )
+            });
             Ok(())
         }
         Command::Watch {

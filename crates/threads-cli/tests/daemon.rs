@@ -368,6 +368,48 @@ fn two_daemons_sync_a_document_collection_and_keep_it_across_restarts() {
         json!({"title": "from b"})
     );
     assert_eq!(a.cli(&["thread", "list"])["threads"], json!([thread]));
+
+    // A backup of the whole peer, restored into a new data directory: the same peer, with
+    // its data, once its daemon starts there; a directory that holds a peer is refused.
+    let backup = dir_a.path().join("peer.backup");
+    let a_id = a.cli(&["id"])["id"].clone();
+    let cli = |data: &Path, args: &[&str]| {
+        Command::new(BIN)
+            .env("THREADS_PASSPHRASE", "correct horse")
+            .args(["--data", data.to_str().expect("utf-8"), "--json"])
+            .args(args)
+            .output()
+            .expect("run the CLI")
+    };
+    let made = cli(dir_a.path(), &["backup", backup.to_str().expect("utf-8")]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    a.stop();
+    let dir_c = tempfile::tempdir().expect("dir");
+    let restored = cli(dir_c.path(), &["restore", backup.to_str().expect("utf-8")]);
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    let again = cli(dir_c.path(), &["restore", backup.to_str().expect("utf-8")]);
+    assert!(
+        !again.status.success(),
+        "a directory with a peer is not overwritten"
+    );
+    let c = Daemon::start(dir_c.path());
+    assert_eq!(c.cli(&["id"])["id"], a_id);
+    assert_eq!(
+        c.cli(&["kv", "get", &thread, "color"])["value"],
+        json!("blue")
+    );
+    assert_eq!(
+        c.cli(&["doc", "get", &thread, "tasks", "t2"])["doc"],
+        json!({"title": "from b"})
+    );
     drop(b);
 }
 
