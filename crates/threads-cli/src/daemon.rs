@@ -509,7 +509,12 @@ async fn create_thread<S: Store + 'static>(
 
 #[derive(Deserialize)]
 struct NewInvite {
-    member: String,
+    /// The member the invite is sealed to; absent for a link invite.
+    #[serde(default)]
+    member: Option<String>,
+    /// A link invite: whoever holds it can join (no member).
+    #[serde(default)]
+    link: bool,
     role: String,
     /// Seconds the invite can be opened for (none: no expiry).
     #[serde(default)]
@@ -522,10 +527,6 @@ async fn invite<S: Store + 'static>(
     Body(body): Body<NewInvite>,
 ) -> Result<Json<Value>, ApiError> {
     let thread = thread_id(&thread)?;
-    let member: LogId = body
-        .member
-        .parse()
-        .map_err(|e| bad("bad_member", format!("{e}")))?;
     let role: Role = body
         .role
         .parse()
@@ -539,7 +540,24 @@ async fn invite<S: Store + 'static>(
         }
         None => None,
     };
-    let invite = s.db.invite_until(thread, member, role, expires_ms).await?;
+    let invite = match (body.link, &body.member) {
+        (true, None) => s.db.invite_link(thread, role, expires_ms).await?,
+        (false, Some(member)) => {
+            let member: LogId = member
+                .parse()
+                .map_err(|e| bad("bad_member", format!("{e}")))?;
+            s.db.invite_until(thread, member, role, expires_ms).await?
+        }
+        (true, Some(_)) => {
+            return Err(bad("bad_member", "a link invite names no member"));
+        }
+        (false, None) => {
+            return Err(bad(
+                "bad_member",
+                "an invite names its member (or is a link)",
+            ));
+        }
+    };
     Ok(Json(json!({"invite": invite})))
 }
 

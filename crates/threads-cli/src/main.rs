@@ -151,6 +151,16 @@ enum ThreadCmd {
         #[arg(long)]
         expires_in: Option<u64>,
     },
+    /// A link invite: whoever holds the text joins with the keys of the role (in an
+    /// access-controlled thread, what they may do is the thread's default role).
+    Link {
+        thread: String,
+        #[arg(default_value = "read")]
+        role: String,
+        /// Seconds the invite can be opened for (default: no expiry).
+        #[arg(long)]
+        expires_in: Option<u64>,
+    },
     /// Gives a member a role in an access-controlled thread (`no-access` revokes it).
     Role {
         thread: String,
@@ -453,6 +463,22 @@ async fn run(cli: Cli) -> Result<()> {
                             "POST",
                             &client::path(&["v1", "threads", &thread, "invites"]),
                             Some(&json!({"member": member, "role": role, "expires_in_s": expires_in})),
+                        )
+                        .await?;
+                    print(out, &v, |v| {
+                        v["invite"].as_str().unwrap_or_default().to_owned()
+                    });
+                }
+                ThreadCmd::Link {
+                    thread,
+                    role,
+                    expires_in,
+                } => {
+                    let v = c
+                        .ok(
+                            "POST",
+                            &client::path(&["v1", "threads", &thread, "invites"]),
+                            Some(&json!({"link": true, "role": role, "expires_in_s": expires_in})),
                         )
                         .await?;
                     print(out, &v, |v| {

@@ -305,6 +305,22 @@ fn two_daemons_sync_a_document_collection_and_keep_it_across_restarts() {
         String::from_utf8_lossy(&refused.stderr)
     );
 
+    // Link invites from the CLI and over HTTP; an invite is a link or names a member.
+    let link = a.cli(&["thread", "link", &thread, "read"]);
+    assert!(
+        link["invite"].as_str().is_some_and(|t| !t.is_empty()),
+        "{link}"
+    );
+    let invites = format!("/v1/threads/{thread}/invites");
+    let (status, _) = a.call(
+        "POST",
+        &invites,
+        &json!({"link": true, "member": b_id, "role": "read"}),
+    );
+    assert_eq!(status, 400);
+    let (status, _) = a.call("POST", &invites, &json!({"role": "read"}));
+    assert_eq!(status, 400);
+
     // A role changed from the CLI: b may read but no longer write (its write is refused
     // before it is stored); b may not change roles itself.
     let changed = a.cli(&["thread", "role", &thread, &b_id, "read"]);

@@ -101,6 +101,53 @@ impl<S: Store + 'static> Db<S> {
         Ok(AclInvite::new(role, invite)?.to_text().to_string())
     }
 
+    /// A link invite: whoever holds its text can join, with the keys `role` needs (the
+    /// read key for a reader or writer, the service key alone for a follower). In an
+    /// access-controlled thread a link names no member, so what its holders may do is the
+    /// thread's default role (`AclOp::SetDefault`); in a raw thread every member with the
+    /// read key may write. Keep the text secret: it holds the keys. It cannot be opened
+    /// after `expires_ms` (milliseconds since the Unix epoch), when given.
+    ///
+    /// # Errors
+    /// [`DbError::UnknownThread`]; [`DbError::CannotWrite`] if this peer holds no read key
+    /// of the current epoch and a reader's link is asked for.
+    pub async fn invite_link(
+        &self,
+        thread: ThreadId,
+        role: Role,
+        expires_ms: Option<u64>,
+    ) -> Result<String, DbError> {
+        let mut addrs = self.inner.node.thread_addrs(thread);
+        addrs.truncate(threads_net::MAX_INVITE_ADDRS);
+        let views = self.views(thread).await?;
+        let key = if thread.variant() == Variant::AccessControlled {
+            let views = views.lock().await;
+            if role.can_read() {
+                views.write_key().ok_or(DbError::CannotWrite(thread))?
+            } else {
+                ThreadKey::follower(views.acl_key().service().clone())
+            }
+        } else {
+            let key = self
+                .inner
+                .node
+                .store()
+                .thread_key(thread)
+                .await?
+                .ok_or(DbError::UnknownThread(thread))?;
+            if role.can_read() {
+                key
+            } else {
+                key.to_follower()
+            }
+        };
+        let me = &self.inner.me;
+        let invite = Invite::link(me, addrs, KeySet::new(thread, key))
+            .with_terms(me, &[role.code()], expires_ms)
+            .map_err(AclError::from)?;
+        Ok(AclInvite::new(role, invite)?.to_text().to_string())
+    }
+
     /// Gives `member` `role` in an access-controlled thread, from its next event on:
     /// `Role::NoAccess` revokes it (peers stop serving it and taking its pushes, and a
     /// member that loses the read role is left out of a new read-key epoch, so it cannot

@@ -2,6 +2,7 @@
 //! are one event and a refused one writes nothing; a follower replicates but cannot read or
 //! write; listeners are lossless; a database reopened from its file resumes.
 
+#[cfg(feature = "postgres")]
 #[path = "../../threads-store/tests/support/pg_server.rs"]
 mod pg_server;
 
@@ -231,6 +232,9 @@ async fn a_database_reopened_from_its_file_resumes() {
     db.shutdown().await;
 }
 
+// `Db::open_postgres` is the cargo feature `postgres`, which the workspace's test run turns
+// on (the CLI enables it).
+#[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_on_postgresql_resumes() {
     let server = pg_server::PgServer::start();
@@ -980,4 +984,93 @@ async fn an_expired_invite_is_refused_and_a_live_one_joins() {
     }
     alice.shutdown().await;
     bob.shutdown().await;
+}
+
+/// Link invites: whoever holds the text joins. In a raw thread the holder of a writer's
+/// link reads and writes; in an access-controlled thread a link names no member, so the
+/// thread's default role decides (here: read, so the holder reads and its writes are
+/// forbidden); an expired link does not open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_invites_join_with_the_roles_keys_and_the_default_role_decides() {
+    use threads_acl::{ACL_VIEW, AclOp};
+    use threads_views::Batch;
+
+    let alice = Db::open_memory(Identity::from_secret_bytes(&[91; 32]), config())
+        .await
+        .expect("alice");
+    let bob = Db::open_memory(Identity::from_secret_bytes(&[92; 32]), config())
+        .await
+        .expect("bob");
+    let carol = Db::open_memory(Identity::from_secret_bytes(&[93; 32]), config())
+        .await
+        .expect("carol");
+
+    let raw = alice.create_thread(Variant::Raw).await.expect("thread");
+    alice
+        .transaction(raw)
+        .put(b"k", b"from alice")
+        .commit()
+        .await
+        .expect("write");
+    let link = alice
+        .invite_link(raw, Role::Write, None)
+        .await
+        .expect("link");
+    assert_eq!(bob.join(&link).await.expect("join"), raw);
+    assert_eq!(
+        bob.get(raw, b"k").await.expect("get"),
+        Some(b"from alice".to_vec())
+    );
+    bob.transaction(raw)
+        .put(b"k2", b"from bob")
+        .commit()
+        .await
+        .expect("bob writes");
+    eventually("bob's write to reach alice", || async {
+        alice.get(raw, b"k2").await.expect("get").is_some()
+    })
+    .await;
+
+    let acl = alice
+        .create_thread(Variant::AccessControlled)
+        .await
+        .expect("thread");
+    alice
+        .write(
+            acl,
+            Batch::new().with(ACL_VIEW, AclOp::SetDefault { role: Role::Read }.encode()),
+        )
+        .await
+        .expect("default role");
+    alice
+        .transaction(acl)
+        .put(b"notice", b"readers welcome")
+        .commit()
+        .await
+        .expect("write");
+    let expired = alice
+        .invite_link(acl, Role::Read, Some(1))
+        .await
+        .expect("link");
+    assert!(
+        carol.join(&expired).await.is_err(),
+        "an expired link does not open"
+    );
+    let link = alice
+        .invite_link(acl, Role::Read, None)
+        .await
+        .expect("link");
+    assert_eq!(carol.join(&link).await.expect("join"), acl);
+    assert_eq!(
+        carol.get(acl, b"notice").await.expect("get"),
+        Some(b"readers welcome".to_vec())
+    );
+    let refused = carol.transaction(acl).put(b"x", b"y").commit().await;
+    assert!(
+        matches!(refused, Err(DbError::Forbidden { .. })),
+        "{refused:?}"
+    );
+    for db in [&alice, &bob, &carol] {
+        db.shutdown().await;
+    }
 }
