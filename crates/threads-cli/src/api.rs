@@ -53,7 +53,20 @@ pub(crate) fn routes<S: Store + 'static>() -> Router<Api<S>> {
         )
         .route("/v1/threads/{thread}/changes", get(changes::<S>))
         .route("/v1/stream-tokens", post(stream_token::<S>))
-        .route("/v1/threads/{thread}", get(thread_info::<S>))
+        .route(
+            "/v1/threads/{thread}",
+            get(thread_info::<S>).delete(leave_thread::<S>),
+        )
+}
+
+/// Leaves a thread: stops syncing it and deletes everything of it on this peer.
+async fn leave_thread<S: Store + 'static>(
+    State(s): State<Api<S>>,
+    UrlPath(thread): UrlPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = known_thread(&s, &thread).await?;
+    s.db.leave(thread).await?;
+    Ok(Json(json!({"thread": thread.to_string(), "left": true})))
 }
 
 /// What this peer knows of a thread: its kind, its logs and their heads, its members and

@@ -151,6 +151,8 @@ enum ThreadCmd {
         #[arg(long)]
         expires_in: Option<u64>,
     },
+    /// Leaves a thread: stops syncing it and deletes everything of it on this peer.
+    Leave { thread: String },
     /// A link invite: whoever holds the text joins with the keys of the role (in an
     /// access-controlled thread, what they may do is the thread's default role).
     Link {
@@ -467,6 +469,14 @@ async fn run(cli: Cli) -> Result<()> {
                         .await?;
                     print(out, &v, |v| {
                         v["invite"].as_str().unwrap_or_default().to_owned()
+                    });
+                }
+                ThreadCmd::Leave { thread } => {
+                    let v = c
+                        .ok("DELETE", &client::path(&["v1", "threads", &thread]), None)
+                        .await?;
+                    print(out, &v, |v| {
+                        format!("left {}", v["thread"].as_str().unwrap_or_default())
                     });
                 }
                 ThreadCmd::Link {

@@ -321,6 +321,22 @@ fn two_daemons_sync_a_document_collection_and_keep_it_across_restarts() {
     let (status, _) = a.call("POST", &invites, &json!({"role": "read"}));
     assert_eq!(status, 400);
 
+    // A thread left from the CLI is gone from this peer; the other keeps it.
+    let left = a.cli(&["thread", "create"])["thread"]
+        .as_str()
+        .expect("thread")
+        .to_owned();
+    a.cli(&["kv", "put", &left, "x", "1"]);
+    assert_eq!(a.cli(&["thread", "leave", &left])["left"], json!(true));
+    assert!(
+        !a.cli(&["thread", "list"])["threads"]
+            .as_array()
+            .expect("threads")
+            .contains(&json!(left))
+    );
+    let (status, _) = a.call("GET", &format!("/v1/threads/{left}/kv/x"), &Value::Null);
+    assert_eq!(status, 404);
+
     // A role changed from the CLI: b may read but no longer write (its write is refused
     // before it is stored); b may not change roles itself.
     let changed = a.cli(&["thread", "role", &thread, &b_id, "read"]);

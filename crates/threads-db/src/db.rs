@@ -39,7 +39,7 @@ pub(crate) struct Inner<S: Store + 'static> {
     /// it is still the count, every entry from peers is applied, and a write can be
     /// applied from the batch in hand.
     caught_up: Mutex<HashMap<ThreadId, u64>>,
-    threads: tokio::sync::RwLock<HashMap<ThreadId, ThreadViews<S>>>,
+    pub(crate) threads: tokio::sync::RwLock<HashMap<ThreadId, ThreadViews<S>>>,
     background: Mutex<Option<JoinHandle<()>>>,
     /// Live queries' tasks; aborted and joined by [`Db::shutdown`].
     tasks: Mutex<Option<tokio::task::JoinSet<()>>>,

@@ -101,6 +101,29 @@ impl<S: Store + 'static> Db<S> {
         Ok(AclInvite::new(role, invite)?.to_text().to_string())
     }
 
+    /// Leaves `thread`: stops syncing it and deletes everything of it here (its keys, logs,
+    /// views and peers). Work on the thread in flight finishes first; later calls about it
+    /// get [`DbError::UnknownThread`]. Other members are not told: to leave an
+    /// access-controlled thread for good, an editor revokes the member
+    /// ([`Db::set_role`]).
+    ///
+    /// # Errors
+    /// [`DbError::UnknownThread`], or a store error.
+    pub async fn leave(&self, thread: ThreadId) -> Result<(), DbError> {
+        let views = self
+            .inner
+            .threads
+            .write()
+            .await
+            .remove(&thread)
+            .ok_or(DbError::UnknownThread(thread))?;
+        // Whatever holds the thread's views (a commit, a catch-up) finishes first.
+        let _held = views.lock().await;
+        self.inner.node.forget(thread);
+        self.inner.node.store().delete_thread(thread).await?;
+        Ok(())
+    }
+
     /// A link invite: whoever holds its text can join, with the keys `role` needs (the
     /// read key for a reader or writer, the service key alone for a follower). In an
     /// access-controlled thread a link names no member, so what its holders may do is the

@@ -15,7 +15,7 @@ use threads_db::{
     ChangeKind, Db, DbConfig, DbError, DocAction, DocError, Query, ResultChange, Source,
 };
 use threads_id::Variant;
-use threads_store::LogBook;
+use threads_store::{LogBook, ThreadBook};
 use threads_views::Cursor;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -1073,4 +1073,72 @@ async fn link_invites_join_with_the_roles_keys_and_the_default_role_decides() {
     for db in [&alice, &bob, &carol] {
         db.shutdown().await;
     }
+}
+
+/// Leaving a thread stops its sync and deletes it here; the other member keeps it and
+/// goes on; the leaver's other threads are untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_leaves_a_thread_forgets_it_and_gets_nothing_more() {
+    let alice = Db::open_memory(Identity::from_secret_bytes(&[94; 32]), config())
+        .await
+        .expect("alice");
+    let bob = Db::open_memory(Identity::from_secret_bytes(&[95; 32]), config())
+        .await
+        .expect("bob");
+    let mut threads = Vec::new();
+    for _ in 0..2 {
+        let thread = alice.create_thread(Variant::Raw).await.expect("thread");
+        alice
+            .transaction(thread)
+            .put(b"k", b"v")
+            .commit()
+            .await
+            .expect("write");
+        let invite = alice
+            .invite(thread, bob.identity().log_id(), Role::Write)
+            .await
+            .expect("invite");
+        bob.join(&invite).await.expect("join");
+        threads.push(thread);
+    }
+    let (left, kept) = (threads[0], threads[1]);
+    bob.leave(left).await.expect("leave");
+    assert!(matches!(
+        bob.leave(left).await,
+        Err(DbError::UnknownThread(_))
+    ));
+    assert!(!bob.threads().await.contains(&left));
+    assert!(matches!(
+        bob.get(left, b"k").await,
+        Err(DbError::UnknownThread(_))
+    ));
+    assert_eq!(
+        bob.node().store().thread_key(left).await.expect("read"),
+        None,
+        "the keys are gone"
+    );
+    // Alice goes on writing to both; bob gets the kept thread's write and nothing of the
+    // one it left.
+    for thread in [left, kept] {
+        alice
+            .transaction(thread)
+            .put(b"after", b"leaving")
+            .commit()
+            .await
+            .expect("write");
+    }
+    eventually("the kept thread to sync", || async {
+        bob.get(kept, b"after").await.expect("get").is_some()
+    })
+    .await;
+    assert!(
+        bob.node()
+            .store()
+            .logs(left)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    alice.shutdown().await;
+    bob.shutdown().await;
 }

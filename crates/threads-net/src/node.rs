@@ -805,6 +805,18 @@ impl<S: Store + 'static> Node<S> {
             .map_err(|_| NetError::Shutdown)
     }
 
+    /// Stops syncing `thread`: forgets its peers and ignores its announcements. Delete its
+    /// data from the store too ([`ThreadBook::delete_thread`](threads_store::ThreadBook))
+    /// to leave it: the node then answers requests about it as about an unknown thread.
+    pub fn forget(&self, thread: ThreadId) {
+        self.inner.peers.forget(thread);
+        self.inner
+            .topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, t| *t != thread);
+    }
+
     /// Announces that `log` of `thread` has `counter` entries to the thread's subscribers.
     /// Returns whether any peer was there to hear it.
     pub async fn announce(

@@ -77,6 +77,11 @@ impl PeerBook {
         self.add(addr, local)
     }
 
+    /// Forgets every peer of `thread` (this node left it).
+    pub(crate) fn forget(&self, thread: ThreadId) {
+        self.with(|threads| threads.remove(&thread));
+    }
+
     /// Adds `addr` unless known, this node's own, or the thread is full. Returns whether it
     /// was added.
     pub(crate) fn add(&self, addr: ThreadAddr, local: PeerId) -> bool {

@@ -191,6 +191,24 @@ impl ThreadBook for MemoryStore {
     async fn threads(&self) -> Result<Vec<ThreadId>> {
         Ok(self.lock().threads.keys().copied().collect())
     }
+
+    async fn delete_thread(&self, thread: ThreadId) -> Result<()> {
+        let (from, to) = crate::traits::scope_range(thread);
+        let mut inner = self.lock();
+        inner.threads.remove(&thread);
+        inner.logs.retain(|(t, _), _| *t != thread);
+        inner.records.retain(|_, (t, _, _)| *t != thread);
+        inner.keys.retain(|(t, _), _| *t != thread);
+        inner.addrs.retain(|(t, _), _| *t != thread);
+        inner.meta.retain(|(t, _), _| *t != thread);
+        inner
+            .view_cursors
+            .retain(|scope, _| !(*scope >= from && *scope < to));
+        inner
+            .view_rows
+            .retain(|(scope, _), _| !(*scope >= from && *scope < to));
+        Ok(())
+    }
 }
 
 impl LogBook for MemoryStore {

@@ -500,6 +500,43 @@ impl ThreadBook for PostgresStore {
             .map(|b| ThreadId::from_bytes(b).map_err(|e| StoreError::Corrupt(e.to_string())))
             .collect()
     }
+
+    async fn delete_thread(&self, thread: ThreadId) -> Result<()> {
+        let id = thread.to_bytes();
+        let (from, to) = crate::traits::scope_range(thread);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM threads_v1_entries WHERE log IN \
+             (SELECT id FROM threads_v1_logs WHERE thread = $1)",
+        )
+        .bind(&id[..])
+        .execute(&mut *tx)
+        .await?;
+        for statement in [
+            "DELETE FROM threads_v1_logs WHERE thread = $1",
+            "DELETE FROM threads_v1_log_keys WHERE thread = $1",
+            "DELETE FROM threads_v1_addrs WHERE thread = $1",
+            "DELETE FROM threads_v1_meta WHERE thread = $1",
+            "DELETE FROM threads_v1_threads WHERE thread = $1",
+        ] {
+            sqlx::query(statement)
+                .bind(&id[..])
+                .execute(&mut *tx)
+                .await?;
+        }
+        for statement in [
+            "DELETE FROM threads_v1_view_rows WHERE scope >= $1 AND scope < $2",
+            "DELETE FROM threads_v1_view_cursors WHERE scope >= $1 AND scope < $2",
+        ] {
+            sqlx::query(statement)
+                .bind(&from)
+                .bind(&to)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
 }
 
 impl LogBook for PostgresStore {

@@ -598,6 +598,40 @@ impl ThreadBook for SqliteStore {
             .map(|b| ThreadId::from_bytes(b).map_err(|e| StoreError::Corrupt(e.to_string())))
             .collect()
     }
+
+    async fn delete_thread(&self, thread: ThreadId) -> Result<()> {
+        let id = thread.to_bytes();
+        let (from, to) = crate::traits::scope_range(thread);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM entries WHERE log IN (SELECT id FROM logs WHERE thread = ?)")
+            .bind(&id[..])
+            .execute(&mut *tx)
+            .await?;
+        for statement in [
+            "DELETE FROM logs WHERE thread = ?",
+            "DELETE FROM log_keys WHERE thread = ?",
+            "DELETE FROM addrs WHERE thread = ?",
+            "DELETE FROM thread_meta WHERE thread = ?",
+            "DELETE FROM threads WHERE thread = ?",
+        ] {
+            sqlx::query(statement)
+                .bind(&id[..])
+                .execute(&mut *tx)
+                .await?;
+        }
+        for statement in [
+            "DELETE FROM view_rows WHERE scope >= ? AND scope < ?",
+            "DELETE FROM view_cursors WHERE scope >= ? AND scope < ?",
+        ] {
+            sqlx::query(statement)
+                .bind(&from)
+                .bind(&to)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
 }
 
 impl LogBook for SqliteStore {

@@ -101,6 +101,16 @@ pub trait ThreadBook: Send + Sync {
     ) -> impl Future<Output = Result<Option<ThreadKey>>> + Send;
     /// Every known thread.
     fn threads(&self) -> impl Future<Output = Result<Vec<ThreadId>>> + Send;
+    /// Forgets `thread` and everything of it, in one transaction: its key, logs, entries,
+    /// log keys, addresses, metadata, and the view rows and cursors of its scopes (scopes
+    /// named `"<thread>/..."`). Forgetting an unknown thread does nothing.
+    fn delete_thread(&self, thread: ThreadId) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// The bounds of the view scopes of `thread` (`"<thread>/..."`): from the prefix, up to
+/// the prefix with its `/` raised to `0`.
+pub(crate) fn scope_range(thread: ThreadId) -> (String, String) {
+    (format!("{thread}/"), format!("{thread}0"))
 }
 
 /// The logs of each thread: heads, counters, and the entries themselves.

@@ -840,7 +840,85 @@ async fn forks<S: Store>(store: &S) {
     assert_eq!(stops[&other.log_id()], 2);
 }
 
+/// Deleting a thread forgets all of it (entries, keys, metadata, its views' rows and
+/// cursors) and nothing of another thread.
+async fn delete_thread<S: Store>(store: &S) {
+    let all = RowRange::new(Vec::new(), None, usize::MAX);
+    let mut made = Vec::new();
+    for seed in [20u8, 30] {
+        let (thread, key) = thread_and_key(seed);
+        store.put_thread(thread, &key).await.expect("put");
+        let writer =
+            Writer::new(Identity::from_secret_bytes(&[seed + 5; 32]), thread, &key).expect("w");
+        let log = build(&writer, 5, seed);
+        store
+            .append(thread, writer.log_id(), None, &log)
+            .await
+            .expect("append");
+        store.put_meta(thread, "name", b"x").await.expect("meta");
+        let scope = format!("{thread}/views");
+        store
+            .view_commit(&ViewCommit {
+                scope: scope.clone(),
+                cursor: b"c".to_vec(),
+                changes: vec![ViewChange {
+                    view: "kv".to_owned(),
+                    puts: vec![(b"k".to_vec(), b"v".to_vec())],
+                    ..ViewChange::default()
+                }],
+            })
+            .await
+            .expect("commit");
+        made.push((thread, writer.log_id(), scope));
+    }
+    let (gone, gone_log, gone_scope) = made[0].clone();
+    let (kept, kept_log, kept_scope) = made[1].clone();
+    store.delete_thread(gone).await.expect("delete");
+    store
+        .delete_thread(gone)
+        .await
+        .expect("deleting again does nothing");
+    assert_eq!(store.thread_key(gone).await.expect("read"), None);
+    assert!(store.logs(gone).await.expect("read").is_empty());
+    assert_eq!(store.head(gone, gone_log).await.expect("read"), None);
+    assert_eq!(store.meta(gone, "name").await.expect("read"), None);
+    assert_eq!(store.view_cursor(&gone_scope).await.expect("read"), None);
+    assert!(
+        store
+            .view_range(&gone_scope, "kv", &all)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    assert_eq!(store.threads().await.expect("read"), vec![kept]);
+    assert_eq!(
+        store
+            .head(kept, kept_log)
+            .await
+            .expect("read")
+            .map(|h| h.counter),
+        Some(5)
+    );
+    assert_eq!(
+        store.meta(kept, "name").await.expect("read"),
+        Some(b"x".to_vec())
+    );
+    assert_eq!(
+        store.view_cursor(&kept_scope).await.expect("read"),
+        Some(b"c".to_vec())
+    );
+    assert_eq!(
+        store
+            .view_range(&kept_scope, "kv", &all)
+            .await
+            .expect("read")
+            .len(),
+        1
+    );
+}
+
 async fn suite<S: Store + 'static>(make: impl AsyncFn() -> S) {
+    delete_thread(&make().await).await;
     forks(&make().await).await;
     view_book(&make().await).await;
     books(&make().await).await;
