@@ -37,7 +37,10 @@ export class Client {
   createThread(options?: { accessControlled?: boolean }): Promise<string>;
   thread(thread: string): Promise<object>;
   invite(thread: string, member: string, role?: string, options?: { expiresInS?: number }): Promise<string>;
+  inviteLink(thread: string, role?: string, options?: { expiresInS?: number }): Promise<string>;
   join(invite: string): Promise<string>;
+  setRole(thread: string, member: string, role: string): Promise<{ member: string; role: string }>;
+  leave(thread: string): Promise<void>;
   collections(thread: string): Promise<object[]>;
   newCollection(thread: string, name: string, schema: object): Promise<{ counter: number }>;
   create(thread: string, collection: string, doc: object): Promise<{ id: string; counter: number }>;

@@ -56,8 +56,23 @@ export class Client {
     if (expiresInS !== undefined) body.expires_in_s = expiresInS;
     return (await this.request("POST", `/v1/threads/${seg(thread)}/invites`, body)).invite;
   }
+  /**
+   * A link invite: whoever holds the text joins with the keys of `role` (in an
+   * access-controlled thread, what they may do is the thread's default role).
+   */
+  async inviteLink(thread, role = "read", { expiresInS } = {}) {
+    const body = { link: true, role };
+    if (expiresInS !== undefined) body.expires_in_s = expiresInS;
+    return (await this.request("POST", `/v1/threads/${seg(thread)}/invites`, body)).invite;
+  }
   /** Joins a thread from an invite. Returns the thread id. */
   async join(invite) { return (await this.request("POST", "/v1/join", { invite })).thread; }
+  /** Gives `member` `role` in an access-controlled thread (`no-access` revokes it). */
+  setRole(thread, member, role) {
+    return this.request("PUT", `/v1/threads/${seg(thread)}/members/${seg(member)}`, { role });
+  }
+  /** Leaves a thread: stops syncing it and deletes everything of it on this peer. */
+  async leave(thread) { await this.request("DELETE", `/v1/threads/${seg(thread)}`); }
 
   /** Every collection of a thread. */
   async collections(thread) {

@@ -113,3 +113,25 @@ test("a listener resumes after the daemon restarts, losing and repeating nothing
     child.kill("SIGTERM");
   }
 });
+
+test("link invites, roles and leaving a thread", async () => {
+  const a = await startDaemon();
+  const b = await startDaemon();
+  try {
+    const raw = await a.client.createThread();
+    const link = await a.client.inviteLink(raw, "write");
+    assert.equal(await b.client.join(link), raw);
+    await b.client.leave(raw);
+    assert.deepEqual(await b.client.threads(), []);
+    await assert.rejects(b.client.leave(raw), (e) => e instanceof ThreadsError && e.status === 404);
+
+    const acl = await a.client.createThread({ accessControlled: true });
+    const bId = (await b.client.identity()).id;
+    const changed = await a.client.setRole(acl, bId, "read");
+    assert.deepEqual(changed, { member: bId, role: "read" });
+    await assert.rejects(a.client.setRole(acl, bId, "owner"), (e) => e instanceof ThreadsError && e.status === 400);
+  } finally {
+    await stopped(a.child);
+    await stopped(b.child);
+  }
+});
