@@ -1,7 +1,8 @@
 //! Project automation, run as `cargo xtask <command>` (see `.cargo/config.toml`).
 //!
 //! - `ci`: everything CI checks, in order: formatting, tidy, layering, PostgreSQL present
-//!   (installed with apt-get if missing), clippy with warnings denied, each library crate
+//!   (installed with apt-get if missing), Chromium for the web console's test (likewise),
+//!   clippy with warnings denied, each library crate
 //!   alone with each of its cargo features (`features`), all tests (with nextest when
 //!   installed), doc tests, the net layer's optional transports' tests (features `quic`,
 //!   `mdns`, `relay`), the runnable examples in `examples/`, the docs with broken
@@ -130,6 +131,7 @@ fn ci() -> Result<()> {
     tidy()?;
     layering()?;
     ensure_postgres()?;
+    ensure_chromium()?;
     let mut clippy = cargo();
     clippy.args([
         "clippy",
@@ -236,6 +238,27 @@ fn ensure_postgres() -> Result<()> {
     install.env("DEBIAN_FRONTEND", "noninteractive");
     run(install)
         .context("PostgreSQL is needed by the store tests; install it or set THREADS_PG_BIN")
+}
+
+/// Chromium, for the web console's browser test: installed with apt-get when missing.
+fn ensure_chromium() -> Result<()> {
+    let found = ["chromium", "chromium-browser", "google-chrome"].iter().any(|b| {
+        Command::new(b)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if found {
+        return Ok(());
+    }
+    eprintln!("ci: Chromium not found; installing it with apt-get");
+    let mut update = Command::new("apt-get");
+    update.arg("update");
+    run(update)?;
+    let mut install = Command::new("apt-get");
+    install.args(["install", "-y", "--no-install-recommends", "chromium"]);
+    install.env("DEBIAN_FRONTEND", "noninteractive");
+    run(install).context("Chromium is needed by the web console's test; install it")
 }
 
 /// Runs every test (unit, integration, fuzz replays) and then the doc tests, which nextest

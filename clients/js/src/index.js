@@ -20,7 +20,8 @@ export class Client {
   constructor(baseUrl, token, { fetch: fetchImpl = globalThis.fetch } = {}) {
     this.baseUrl = baseUrl.replace(/\/$/, "");
     this.token = token;
-    this.fetch = fetchImpl;
+    // Called unbound: a browser's `fetch` refuses to run with another `this`.
+    this.fetch = (...args) => fetchImpl(...args);
   }
 
   async request(method, path, body) {

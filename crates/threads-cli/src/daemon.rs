@@ -388,9 +388,36 @@ pub(crate) fn router<S: Store + 'static>(state: Api<S>) -> Router {
             crate::api::cors::<S>,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY));
+    // The console: a page and the JavaScript client it runs on, outside the token check
+    // (they hold nothing; the page asks for the token and sends it with each call).
+    let api = api
+        .route("/console", get(console_page))
+        .route("/console/client.js", get(console_client));
     api.fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route") })
         .layer(middleware::map_response(json_method_not_allowed))
         .with_state(state)
+}
+
+/// The web console: one page over the HTTP API, with the JavaScript client of
+/// `clients/js`. Open `http://<api>/console#token=<token>`.
+async fn console_page() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("console.html"),
+    )
+        .into_response()
+}
+
+/// The JavaScript client, as the console imports it.
+async fn console_client() -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/javascript; charset=utf-8",
+        )],
+        include_str!("../../../clients/js/src/index.js"),
+    )
+        .into_response()
 }
 
 /// A wrong method gets the JSON error shape too, keeping the `Allow` header axum sets.

@@ -1390,3 +1390,86 @@ fn automerge_documents_and_live_queries_over_http() {
     );
     d.stop();
 }
+
+/// The web console, in a real browser (headless Chromium): the page the daemon serves
+/// runs the JavaScript client against the API and shows this peer, its threads, a
+/// thread's keys and values and its documents. Chromium is installed by `cargo xtask ci`
+/// (apt-get) when missing; without it this test fails rather than skipping.
+#[test]
+fn the_web_console_shows_a_threads_data_in_a_browser() {
+    let browser = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("Chromium is installed (cargo xtask ci installs it with apt-get)");
+    let dir = tempfile::tempdir().expect("dir");
+    let a = Daemon::start(dir.path());
+    let thread = a.cli(&["thread", "create"])["thread"]
+        .as_str()
+        .expect("thread")
+        .to_owned();
+    a.cli(&["kv", "put", &thread, "color", "blue"]);
+    a.cli(&[
+        "doc",
+        "collection",
+        &thread,
+        "notes",
+        r#"{"type":"object"}"#,
+    ]);
+    a.cli(&[
+        "doc",
+        "put",
+        &thread,
+        "notes",
+        "n1",
+        r#"{"title":"seen in a browser"}"#,
+    ]);
+    let me = a.cli(&["id"])["id"].as_str().expect("id").to_owned();
+
+    // Without a token the page itself is served; the API is not.
+    let (status, _) = a.http("GET", "/console", None, b"");
+    assert_eq!(status, 200);
+    let profile = tempfile::tempdir().expect("dir");
+    let url = format!(
+        "http://{}/console#token={}&thread={thread}",
+        a.addr, a.token
+    );
+    let output = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=10000",
+            "--timeout=30000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(&url)
+        .output()
+        .expect("run Chromium");
+    let dom = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        dom.contains(r#"data-ready="true""#),
+        "the page loaded its data: {dom}"
+    );
+    assert!(dom.contains(&me), "this peer's id");
+    assert!(dom.contains(&thread), "the thread");
+    assert!(
+        dom.contains("<td>color</td><td>blue</td>"),
+        "the key and its value"
+    );
+    assert!(dom.contains("seen in a browser"), "the document");
+    assert!(
+        dom.contains(r#"<p id="error" class="error"></p>"#),
+        "no error shown"
+    );
+}
