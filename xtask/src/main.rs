@@ -242,12 +242,14 @@ fn ensure_postgres() -> Result<()> {
 
 /// Chromium, for the web console's browser test: installed with apt-get when missing.
 fn ensure_chromium() -> Result<()> {
-    let found = ["chromium", "chromium-browser", "google-chrome"].iter().any(|b| {
-        Command::new(b)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
+    let found = ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .any(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
     if found {
         return Ok(());
     }

@@ -1472,4 +1472,43 @@ fn the_web_console_shows_a_threads_data_in_a_browser() {
         dom.contains(r#"<p id="error" class="error"></p>"#),
         "no error shown"
     );
+    assert!(
+        dom.contains(r#"<table id="health"><tr><th>peer</th>"#),
+        "sync health"
+    );
+    assert!(
+        dom.contains(r#"<table id="rejections"><tr><th>author</th>"#),
+        "rejections"
+    );
+
+    // A screenshot of the page, kept beside the test's build products.
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console.png");
+    let _ = std::fs::remove_file(&shot);
+    let output = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=10000",
+            "--timeout=30000",
+            "--window-size=1200,900",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .output()
+        .expect("run Chromium");
+    let png = std::fs::read(&shot).unwrap_or_else(|_| {
+        panic!(
+            "a screenshot at {}: {}",
+            shot.display(),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    assert!(png.starts_with(b"\x89PNG"), "a PNG image");
 }
