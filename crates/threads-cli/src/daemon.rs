@@ -294,7 +294,22 @@ async fn serve<S: Store + 'static>(db: Db<S>, options: &Options) -> Result<()> {
     for addr in db.node().listen_addrs() {
         println!("listening on {addr}");
     }
-    let app = router(state);
+    let mut app = router(state);
+    // An access log, one line per request (`METHOD /route/{template} STATUS`), when
+    // `THREADS_ACCESS_LOG` names a file: the daemon's tests check every line against the
+    // API's spec.
+    if let Some(path) = std::env::var_os("THREADS_ACCESS_LOG") {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("open the access log {}", PathBuf::from(&path).display()))?;
+        let file = Arc::new(std::sync::Mutex::new(file));
+        app = app.layer(middleware::from_fn(move |request: Request, next: Next| {
+            let file = Arc::clone(&file);
+            access_log(file, request, next)
+        }));
+    }
     let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
     let shutdown = async move {
         let ctrl_c = tokio::signal::ctrl_c();
@@ -396,6 +411,27 @@ pub(crate) fn router<S: Store + 'static>(state: Api<S>) -> Router {
     api.fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route") })
         .layer(middleware::map_response(json_method_not_allowed))
         .with_state(state)
+}
+
+/// Writes `METHOD /route/{template} STATUS` for the request (`-` for a request that matched
+/// no route).
+async fn access_log(
+    file: Arc<std::sync::Mutex<std::fs::File>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    use std::io::Write;
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "-".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let line = format!("{method} {route} {}\n", response.status().as_u16());
+    if let Ok(mut file) = file.lock() {
+        let _ = file.write_all(line.as_bytes());
+    }
+    response
 }
 
 /// The web console: one page over the HTTP API, with the JavaScript client of

@@ -47,6 +47,7 @@ impl Daemon {
             .args(extra)
             .stdout(Stdio::null())
             .stderr(stderr)
+            .env("THREADS_ACCESS_LOG", data.join("access.log"))
             .env_remove("RUST_LOG");
         if let Some(filter) = filter {
             command.env("RUST_LOG", filter);
@@ -145,7 +146,95 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Every answer this daemon gave is one the spec documents.
+        if !std::thread::panicking() {
+            check_against_spec(&self.data.join("access.log"));
+        }
     }
+}
+
+/// Statuses any operation may answer, as the spec's description documents them once for
+/// all: no token, a wrong method, a body too large, a wrong content type, a failure.
+const ANY_OPERATION: [u16; 5] = [401, 405, 413, 415, 500];
+
+/// The operations of docs/openapi.yaml: (method, path template) -> documented statuses.
+fn spec() -> std::collections::HashMap<(String, String), Vec<u16>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.yaml");
+    let text = std::fs::read_to_string(path).expect("the spec");
+    let mut ops: std::collections::HashMap<(String, String), Vec<u16>> = Default::default();
+    let (mut in_paths, mut route, mut method) = (false, None::<String>, None::<String>);
+    for line in text.lines() {
+        if line == "paths:" {
+            in_paths = true;
+            continue;
+        }
+        if !line.starts_with(' ') && !line.is_empty() {
+            in_paths = false;
+        }
+        if !in_paths {
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        let item = line.trim();
+        if indent == 2 && item.starts_with('/') && item.ends_with(':') {
+            route = Some(item.trim_end_matches(':').to_owned());
+            method = None;
+        } else if indent == 4 {
+            let name = item.trim_end_matches(':');
+            method = ["get", "put", "post", "delete", "patch"]
+                .contains(&name)
+                .then(|| name.to_uppercase());
+        } else if indent == 8
+            && let (Some(route), Some(method)) = (&route, &method)
+            && let Some(code) = item.strip_prefix('"').and_then(|r| r.get(..3))
+            && let Ok(code) = code.parse::<u16>()
+        {
+            ops.entry((method.clone(), route.clone()))
+                .or_default()
+                .push(code);
+        }
+    }
+    ops
+}
+
+/// Checks every line of a daemon's access log against the spec.
+fn check_against_spec(log: &Path) {
+    let Ok(text) = std::fs::read_to_string(log) else {
+        return;
+    };
+    let ops = spec();
+    let mut undocumented = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.split(' ');
+        let (Some(method), Some(route), Some(status)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let status: u16 = status.parse().expect("a status");
+        let documented = if route == "-" {
+            // No route: the JSON 404, documented once for all (`no_route`).
+            status == 404 || ANY_OPERATION.contains(&status)
+        } else if method == "OPTIONS" {
+            // A browser's preflight, answered without a token (see the spec's description).
+            matches!(status, 200 | 204 | 401 | 403)
+        } else if ANY_OPERATION.contains(&status) {
+            // Documented once for all, on any route of the spec (a wrong method included).
+            ops.keys().any(|(_, r)| r == route)
+        } else {
+            ops.get(&(method.to_owned(), route.to_owned()))
+                .is_some_and(|codes| codes.contains(&status))
+        };
+        if !documented {
+            undocumented.push(line.to_owned());
+        }
+    }
+    undocumented.sort();
+    undocumented.dedup();
+    assert!(
+        undocumented.is_empty(),
+        "answers the spec (docs/openapi.yaml) does not document:\n{}",
+        undocumented.join("\n")
+    );
 }
 
 fn eventually(what: &str, mut check: impl FnMut() -> bool) {
