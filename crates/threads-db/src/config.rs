@@ -19,6 +19,10 @@ pub struct DbConfig {
     /// The most bytes of one log this peer stores from other peers (default 1 GiB,
     /// [`threads_net::DEFAULT_LOG_QUOTA`]).
     pub log_quota: u64,
+    /// Per-peer inbound limits: requests answered at once, per second, and in a burst
+    /// (`None`: the node's defaults, 16, 500 and 1,000;
+    /// [`NetConfig::with_peer_limits`](threads_net::NetConfig::with_peer_limits)).
+    pub peer_limits: Option<(usize, u32, u32)>,
     /// Whether this peer serves as a circuit relay for peers behind NAT (default off;
     /// cargo feature `relay`).
     pub relay: bool,
@@ -84,6 +88,7 @@ impl Default for DbConfig {
             ],
             announce: Vec::new(),
             log_quota: threads_net::DEFAULT_LOG_QUOTA,
+            peer_limits: None,
             relay: false,
             sync_interval: Duration::from_secs(2),
             views: ViewConfig::new(),
@@ -115,6 +120,15 @@ impl DbConfig {
     #[must_use]
     pub fn with_log_quota(mut self, bytes: u64) -> DbConfig {
         self.log_quota = bytes;
+        self
+    }
+
+    /// Holds each peer to `in_flight` requests answered at once and `per_second` on
+    /// average (`burst` at once after a quiet time); beyond them its requests are refused
+    /// and counted, so one peer cannot take the slots every peer shares.
+    #[must_use]
+    pub fn with_peer_limits(mut self, in_flight: usize, per_second: u32, burst: u32) -> DbConfig {
+        self.peer_limits = Some((in_flight, per_second, burst));
         self
     }
 

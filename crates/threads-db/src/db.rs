@@ -231,6 +231,12 @@ impl<S: Store + 'static> Db<S> {
             .with_log_quota(config.log_quota)
             .with_admission(admission.clone())
             .with_faults(config.faults.clone());
+        let net = match config.peer_limits {
+            Some((in_flight, per_second, burst)) => {
+                net.with_peer_limits(in_flight, per_second, burst)
+            }
+            None => net,
+        };
         #[cfg(feature = "relay")]
         let net = net.with_relay(config.relay);
         #[cfg(not(feature = "relay"))]
