@@ -70,6 +70,11 @@ fn invite_bytes() {
 }
 
 #[test]
+fn car_bytes() {
+    replay("car_bytes", threads_net::check::car_bytes);
+}
+
+#[test]
 fn wire_entries() {
     replay("wire_entries", threads_net::check::wire_entries);
 }
@@ -195,6 +200,21 @@ fn network_seeds_are_saved() {
     ));
     seeds.push(("wire_entries", "chain-3".into(), cbor(&wire)));
     seeds.push(("fork_proof", "at-2".into(), fork));
+    // A CAR archive of the fixture's thread: the three entries above.
+    let store = threads_store::MemoryStore::new();
+    {
+        use threads_store::{LogBook, ThreadBook};
+        futures::executor::block_on(async {
+            store.put_thread(thread, &key).await.expect("key");
+            store
+                .append(thread, writer.log_id(), None, &log)
+                .await
+                .expect("append");
+        });
+    }
+    let (car, _) =
+        futures::executor::block_on(threads_net::car::export_car(&store, thread)).expect("export");
+    seeds.push(("car_bytes", "three-entries".into(), car));
     let mut broken = wire;
     broken[1].record[10] ^= 1;
     seeds.push(("wire_entries", "broken-record".into(), cbor(&broken)));

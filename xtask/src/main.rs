@@ -41,7 +41,7 @@ const LAYERS: [&str; 8] = [
 const EXAMPLES: [&str; 4] = ["log_alone", "store_alone", "replicate", "custom_view"];
 
 /// The fuzz targets in `fuzz/fuzz_targets/`.
-const FUZZ_TARGETS: [&str; 11] = [
+const FUZZ_TARGETS: [&str; 12] = [
     "thread_id_bytes",
     "thread_id_text",
     "thread_addr",
@@ -53,6 +53,7 @@ const FUZZ_TARGETS: [&str; 11] = [
     "invite_bytes",
     "wire_entries",
     "fork_proof",
+    "car_bytes",
 ];
 
 fn main() -> Result<()> {

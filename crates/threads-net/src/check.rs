@@ -73,3 +73,36 @@ pub fn wire_entries(data: &[u8]) {
         }
     });
 }
+
+/// Imports arbitrary bytes as a CAR archive into a store that holds the fixture's thread
+/// key (`threads_log::check::fixture`), as `threads thread import` would: never a panic;
+/// what import accepts re-exports to an archive that imports again, entry for entry.
+pub fn car_bytes(data: &[u8]) {
+    let (thread, key, _) = threads_log::check::fixture();
+    let store = MemoryStore::new();
+    futures::executor::block_on(async {
+        store
+            .put_thread(thread, &key)
+            .await
+            .expect("a memory store");
+        let Ok((imported, summary)) = crate::car::import_car(&store, data).await else {
+            return;
+        };
+        assert_eq!(imported, thread, "only the fixture's keys are held");
+        let (again, exported) = crate::car::export_car(&store, thread)
+            .await
+            .expect("what was imported exports");
+        assert!(exported.entries <= summary.entries);
+        let other = MemoryStore::new();
+        other
+            .put_thread(thread, &key)
+            .await
+            .expect("a memory store");
+        if exported.logs > 0 {
+            let (_, reread) = crate::car::import_car(&other, &again)
+                .await
+                .expect("an export imports");
+            assert_eq!(reread.entries, exported.entries);
+        }
+    });
+}
