@@ -346,6 +346,22 @@ fn addrs(
 
 const DEFAULT_LISTEN: &str = "/ip4/127.0.0.1/tcp/0";
 
+/// Asks the daemon for an invite to `thread` (`body` as `POST .../invites` takes it) and
+/// prints its text.
+async fn invite(c: &client::Client, out: bool, thread: &str, body: &Value) -> Result<()> {
+    let v = c
+        .ok(
+            "POST",
+            &client::path(&["v1", "threads", thread, "invites"]),
+            Some(body),
+        )
+        .await?;
+    print(out, &v, |v| {
+        v["invite"].as_str().unwrap_or_default().to_owned()
+    });
+    Ok(())
+}
+
 /// The passphrase of backups, from `THREADS_PASSPHRASE` (never a flag: flags show in the
 /// process list).
 fn passphrase() -> Result<String> {
@@ -460,16 +476,8 @@ async fn run(cli: Cli) -> Result<()> {
                     role,
                     expires_in,
                 } => {
-                    let v = c
-                        .ok(
-                            "POST",
-                            &client::path(&["v1", "threads", &thread, "invites"]),
-                            Some(&json!({"member": member, "role": role, "expires_in_s": expires_in})),
-                        )
-                        .await?;
-                    print(out, &v, |v| {
-                        v["invite"].as_str().unwrap_or_default().to_owned()
-                    });
+                    let body = json!({"member": member, "role": role, "expires_in_s": expires_in});
+                    invite(&c, out, &thread, &body).await?;
                 }
                 ThreadCmd::Leave { thread } => {
                     let v = c
@@ -484,16 +492,8 @@ async fn run(cli: Cli) -> Result<()> {
                     role,
                     expires_in,
                 } => {
-                    let v = c
-                        .ok(
-                            "POST",
-                            &client::path(&["v1", "threads", &thread, "invites"]),
-                            Some(&json!({"link": true, "role": role, "expires_in_s": expires_in})),
-                        )
-                        .await?;
-                    print(out, &v, |v| {
-                        v["invite"].as_str().unwrap_or_default().to_owned()
-                    });
+                    let body = json!({"link": true, "role": role, "expires_in_s": expires_in});
+                    invite(&c, out, &thread, &body).await?;
                 }
                 ThreadCmd::Role {
                     thread,

@@ -68,9 +68,9 @@ impl<S: Store + 'static> Db<S> {
         role: Role,
         expires_ms: Option<u64>,
     ) -> Result<String, DbError> {
-        // Every address a remote peer may dial (never loopback when there is another).
-        let mut addrs = self.inner.node.thread_addrs(thread);
-        addrs.truncate(threads_net::MAX_INVITE_ADDRS);
+        // Every address a remote peer may dial (never loopback when there is another), at
+        // most as many as an invite carries.
+        let addrs = self.inner.node.thread_addrs(thread);
         let views = self.views(thread).await?;
         if thread.variant() == Variant::AccessControlled {
             let batch = views.lock().await.set_role(member, role).await?;
@@ -81,6 +81,18 @@ impl<S: Store + 'static> Db<S> {
                 .invite_until(addrs, &member, role, expires_ms)?;
             return Ok(invite.to_text().to_string());
         }
+        let key = self.raw_key(thread, role).await?;
+        let public = PublicKey::from_log_id(&member).map_err(|e| DbError::Key(e.to_string()))?;
+        let me = &self.inner.me;
+        let invite = Invite::sealed(me, addrs, &KeySet::new(thread, key), &public)
+            .with_terms(me, &[role.code()], expires_ms)
+            .map_err(AclError::from)?;
+        Ok(AclInvite::new(role, invite)?.to_text().to_string())
+    }
+
+    /// The key a member of the raw `thread` with `role` gets: the thread key, or its service
+    /// key alone for a role that does not read.
+    async fn raw_key(&self, thread: ThreadId, role: Role) -> Result<ThreadKey, DbError> {
         let key = self
             .inner
             .node
@@ -88,17 +100,11 @@ impl<S: Store + 'static> Db<S> {
             .thread_key(thread)
             .await?
             .ok_or(DbError::UnknownThread(thread))?;
-        let key = if role.can_read() {
+        Ok(if role.can_read() {
             key
         } else {
             key.to_follower()
-        };
-        let public = PublicKey::from_log_id(&member).map_err(|e| DbError::Key(e.to_string()))?;
-        let me = &self.inner.me;
-        let invite = Invite::sealed(me, addrs, &KeySet::new(thread, key), &public)
-            .with_terms(me, &[role.code()], expires_ms)
-            .map_err(AclError::from)?;
-        Ok(AclInvite::new(role, invite)?.to_text().to_string())
+        })
     }
 
     /// Leaves `thread`: stops syncing it and deletes everything of it here (its keys, logs,
@@ -140,8 +146,7 @@ impl<S: Store + 'static> Db<S> {
         role: Role,
         expires_ms: Option<u64>,
     ) -> Result<String, DbError> {
-        let mut addrs = self.inner.node.thread_addrs(thread);
-        addrs.truncate(threads_net::MAX_INVITE_ADDRS);
+        let addrs = self.inner.node.thread_addrs(thread);
         let views = self.views(thread).await?;
         let key = if thread.variant() == Variant::AccessControlled {
             let views = views.lock().await;
@@ -151,18 +156,7 @@ impl<S: Store + 'static> Db<S> {
                 ThreadKey::follower(views.acl_key().service().clone())
             }
         } else {
-            let key = self
-                .inner
-                .node
-                .store()
-                .thread_key(thread)
-                .await?
-                .ok_or(DbError::UnknownThread(thread))?;
-            if role.can_read() {
-                key
-            } else {
-                key.to_follower()
-            }
+            self.raw_key(thread, role).await?
         };
         let me = &self.inner.me;
         let invite = Invite::link(me, addrs, KeySet::new(thread, key))
