@@ -382,7 +382,7 @@ async fn a_follower_cannot_write_content() {
     let follower = h.admit(32, Role::Follow).await;
     let key = thread_key(&follower, h.thread).await;
     let identity = follower.identity().clone();
-    let acl_key = threads_acl::acl_key(h.thread, key.service());
+    let acl_key = threads_acl::acl_key(h.thread, &key);
     let writer = Writer::new(identity.clone(), h.thread, &acl_key).expect("writer");
     let forged = next_entry(&follower, &writer, "forged", Hlc::new(now_ms(), 0)).await;
     follower.shutdown().await;

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::{Digest, Sha256};
-use threads_crypto::{Identity, ReadKey, open_sealed_bytes};
+use threads_crypto::{Identity, ReadKey, ServiceKey, open_sealed_bytes};
 use threads_id::{LogId, ThreadId, Variant};
 use threads_log::EventOrder;
 use threads_views::{Stamp, encode_stamp};
@@ -244,6 +244,31 @@ impl Acl {
                     }
                 }
                 _ => {}
+            }
+        }
+        out
+    }
+
+    /// The service keys of later epochs sealed to `me`, in the order of the rotations that
+    /// carry them. A rotation seals its epoch's service key to every member that keeps a
+    /// role (with the read key to a reader, alone to a follower); a rotation that carries
+    /// the thread's first service key (written before service keys rotated) starts no
+    /// service-key epoch, and the caller's key ring already holds that key.
+    pub fn service_keys_for(&self, me: &Identity) -> Vec<ServiceKey> {
+        let mine = me.log_id();
+        let mut out = Vec::new();
+        for (_, op) in &self.counted {
+            if let AclOp::Rotate { sealed } = op {
+                for (member, bytes) in sealed {
+                    if *member != mine {
+                        continue;
+                    }
+                    if let Ok(set) = open_sealed_bytes(bytes, me)
+                        && set.thread_id() == self.thread
+                    {
+                        out.push(set.thread_key().service().clone());
+                    }
+                }
             }
         }
         out

@@ -19,6 +19,6 @@ pub use error::{AclError, Result};
 pub use gate::{AclGate, AclLog, SharedAcl};
 #[cfg(feature = "net")]
 pub use invite::AclInvite;
-pub use op::{ACL_VIEW, AclOp, SALT_LEN, acl_key, new_thread, owned_by};
+pub use op::{ACL_VIEW, AclOp, SALT_LEN, acl_key, acl_read_key, new_thread, owned_by};
 pub use role::Role;
 pub use views::AclViews;

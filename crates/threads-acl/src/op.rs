@@ -17,20 +17,28 @@ pub const ACL_VIEW: &str = "acl";
 
 const OWNER_DOMAIN: &[u8] = b"threads-rs/acl/owner/v1";
 
-/// The key that seals a thread's ACL events: derived from the service key, so every member
-/// reads the ACL, followers included (they enforce admission from it, and a member reads
-/// the keys sealed to it whatever read-key epoch it holds). What ACL events carry is public
-/// to members: identities, roles, and read keys each sealed to one member.
-///
+/// The key that seals a thread's ACL events now: the thread's key ring (its first service
+/// key seals the records) with the ACL read key of the newest service-key epoch
+/// ([`acl_read_key`] of [`ThreadKey::epoch_service`]). Every member of the epoch reads the
+/// ACL, followers included (they enforce admission from it, and a member reads the keys
+/// sealed to it whatever read-key epoch it holds); a member revoked before the epoch began
+/// does not. What ACL events carry is public to members: identities, roles, and keys each
+/// sealed to one member.
+pub fn acl_key(thread: ThreadId, key: &ThreadKey) -> ThreadKey {
+    key.to_follower()
+        .with_read(acl_read_key(thread, key.epoch_service()))
+}
+
+/// The ACL read key of the epoch of `service`:
 /// `HKDF-SHA256(ikm = service key, info = "threads-rs/acl/key/v1" ‖ thread id)`.
-pub fn acl_key(thread: ThreadId, service: &ServiceKey) -> ThreadKey {
+pub fn acl_read_key(thread: ThreadId, service: &ServiceKey) -> ReadKey {
     let mut key = [0u8; 32];
     let mut info = b"threads-rs/acl/key/v1".to_vec();
     info.extend_from_slice(&thread.to_bytes());
     Hkdf::<Sha256>::new(None, service.as_bytes())
         .expand(&info, &mut key)
         .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 length"));
-    ThreadKey::new(service.clone(), ReadKey::from_bytes(key))
+    ReadKey::from_bytes(key)
 }
 
 /// The length of the salt that binds an access-controlled thread's id to its owner.
@@ -127,11 +135,15 @@ pub enum AclOp {
         /// The member's first counter it applies to.
         from: u64,
     },
-    /// Starts a new read-key epoch: writers that apply it seal their later events with the
-    /// new read key, sealed here to each member that keeps reading. A member left out
-    /// cannot read events of this epoch.
+    /// Starts a new key epoch: a new read key and a new service key. Writers that apply it
+    /// seal their later events with the new read key and ACL events with the ACL key of
+    /// the new service key ([`acl_key`]); peers prove the new service key in sync requests
+    /// and announce on its topic. Each member that keeps a role gets the keys sealed to it
+    /// (both to a reader, the service key alone to a follower); a member left out reads
+    /// nothing of the epoch. (A rotation whose key sets carry the thread's first service
+    /// key rotates the read key only.)
     Rotate {
-        /// The new key, sealed to each member ([`threads_crypto::SealedKeySet`] bytes).
+        /// The new keys, sealed to each member ([`threads_crypto::SealedKeySet`] bytes).
         sealed: Vec<(LogId, Vec<u8>)>,
     },
     /// Hands read keys to members (a reader added after a rotation needs the keys of

@@ -56,6 +56,12 @@ impl Role {
     pub const fn can_read(self) -> bool {
         matches!(self, Role::Read | Role::Write | Role::Delete)
     }
+
+    /// Whether the role holds the service key (any role but [`Role::NoAccess`]): it may
+    /// replicate the thread.
+    pub const fn can_follow(self) -> bool {
+        !matches!(self, Role::NoAccess)
+    }
 }
 
 impl fmt::Display for Role {

@@ -16,7 +16,7 @@ use crate::error::{AclError, Result};
 use crate::gate::{AclGate, AclLog, SharedAcl};
 #[cfg(feature = "net")]
 use crate::invite::AclInvite;
-use crate::op::{ACL_VIEW, AclOp, acl_key};
+use crate::op::{ACL_VIEW, AclOp, acl_key, acl_read_key};
 use crate::role::Role;
 
 /// From where the views must be recomputed after the ACL changed.
@@ -37,7 +37,11 @@ pub struct AclViews<S> {
     store: Arc<S>,
     thread: ThreadId,
     me: Identity,
-    service: ServiceKey,
+    /// The thread's key ring without a read key: the first service key (records) and the
+    /// service key of every later epoch this peer learned.
+    ring: ThreadKey,
+    /// Whether the ring grew since [`AclViews::take_new_epochs`] was last asked.
+    new_epochs: bool,
     /// Every read key this peer holds, in the order it learned them, with its epoch where
     /// known (the store's key has none: it may be the first key, or an invite's).
     keys: Vec<(Option<Stamp>, ReadKey)>,
@@ -93,26 +97,31 @@ impl<S: Store + 'static> AclViews<S> {
             .thread_key(thread)
             .await?
             .ok_or(AclError::Views(ViewError::UnknownThread))?;
-        // The ACL's scope reads only events sealed with the ACL key, and passes over the
-        // others: every member, follower or reader, sees the same ACL events.
-        let acl_key = acl_key(thread, key.service());
-        let acl_views = Views::open_scope_with_key(
+        // The ACL's scope reads only events sealed with an ACL key (one per service-key
+        // epoch), and passes over the others: every member, follower or reader, sees the
+        // same ACL events.
+        let ring = key.to_follower();
+        let first_acl = ring.with_read(acl_read_key(thread, ring.service()));
+        let mut acl_views = Views::open_scope_with_key(
             Arc::clone(&store),
             thread,
             &format!("{name}.acl"),
-            acl_key.clone(),
+            first_acl.clone(),
             vec![Arc::new(AclLog)],
             // One commutative view: atomic events mean nothing here, and without them the
             // ACL never rewinds.
             config.with_skip_unreadable(true).with_atomic(false),
         )
         .await?;
+        for service in ring.epochs() {
+            acl_views.add_read_key(acl_read_key(thread, service));
+        }
         // A follower's views read nothing but ACL events: they stay empty, blocked at the
         // first event of each log sealed with a read key.
         let content_key = if key.can_read() {
             key.clone()
         } else {
-            acl_key.clone()
+            first_acl
         };
         let mut views = Views::open_scope_with_key(
             Arc::clone(&store),
@@ -123,17 +132,18 @@ impl<S: Store + 'static> AclViews<S> {
             config,
         )
         .await?;
-        // Events sealed with the ACL key (which followers hold too) carry ACL operations
+        // Events sealed with an ACL key (which followers hold too) carry ACL operations
         // only: the content views take their place in the order and nothing else, so a
         // follower cannot write content.
-        if let Some(read) = acl_key.read() {
-            views.pass_over(read.clone());
+        for service in ring.services() {
+            views.pass_over(acl_read_key(thread, service));
         }
         let mut this = AclViews {
             store,
             thread,
             me: me.clone(),
-            service: key.service().clone(),
+            ring,
+            new_epochs: false,
             keys: key.read().cloned().map(|k| (None, k)).into_iter().collect(),
             gated_key: format!("acl.gated.{name}"),
             acl_views,
@@ -158,15 +168,34 @@ impl<S: Store + 'static> AclViews<S> {
         Ok(this)
     }
 
-    /// Catches the ACL up and gives the views every read key sealed to this member.
-    /// Returns the ACL it computed.
+    /// Catches the ACL up and gives the views every read key sealed to this member, and
+    /// the ring every service key: a new service-key epoch is stored with the thread's key
+    /// (the network proves it and announces on its topic) and its ACL key is added, and the
+    /// ACL is computed again (its events sealed with that key, passed over until now, are
+    /// read). Returns the ACL it computed.
     async fn sync_acl(&mut self) -> Result<Acl> {
-        self.acl_views.catch_up().await?;
         let thread = self.thread;
-        let acl = self
-            .acl_views
-            .read(ACL_VIEW, |state| AclLog::acl(thread, state))
-            .await?;
+        let acl = loop {
+            self.acl_views.catch_up().await?;
+            let acl = self
+                .acl_views
+                .read(ACL_VIEW, |state| AclLog::acl(thread, state))
+                .await?;
+            let mut grew = false;
+            for service in acl.service_keys_for(&self.me) {
+                if self.ring.add_epoch(service.clone()) {
+                    grew = true;
+                    self.acl_views.add_read_key(acl_read_key(thread, &service));
+                    self.views.pass_over(acl_read_key(thread, &service));
+                }
+            }
+            if !grew {
+                break acl;
+            }
+            self.new_epochs = true;
+            self.store_ring().await?;
+            self.acl_views.rebuild().await?;
+        };
         for (epoch, key) in acl.keys_for(&self.me) {
             match self.keys.iter_mut().find(|(_, k)| *k == key) {
                 Some(known) => known.0 = known.0.or(epoch),
@@ -175,6 +204,35 @@ impl<S: Store + 'static> AclViews<S> {
             self.views.add_read_key(key);
         }
         Ok(acl)
+    }
+
+    /// Adds the ring's epochs to the store's thread key (which may have gained a read key
+    /// meanwhile: it is merged, never replaced).
+    async fn store_ring(&self) -> Result<()> {
+        let stored = self
+            .store
+            .thread_key(self.thread)
+            .await?
+            .ok_or(AclError::Views(ViewError::UnknownThread))?;
+        let merged = stored
+            .merged(&self.ring)
+            .ok_or_else(|| AclError::Malformed("the stored thread key changed".into()))?;
+        if merged != stored {
+            self.store.put_thread(self.thread, &merged).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether this peer learned a new service-key epoch since last asked: the network
+    /// should watch the new epoch's announcement topic (`Node::watch`).
+    pub fn take_new_epochs(&mut self) -> bool {
+        std::mem::take(&mut self.new_epochs)
+    }
+
+    /// The thread's key ring as this peer holds it, without a read key: the first service
+    /// key and each later epoch's.
+    pub const fn ring(&self) -> &ThreadKey {
+        &self.ring
     }
 
     fn lock_acl(acl: &SharedAcl) -> std::sync::RwLockReadGuard<'_, Acl> {
@@ -304,9 +362,10 @@ impl<S: Store + 'static> AclViews<S> {
         self.thread
     }
 
-    /// The key to write ACL batches with (see [`crate::acl_key`]).
+    /// The key to write ACL batches with: the ACL key of the newest service-key epoch this
+    /// peer holds (see [`crate::acl_key`]).
     pub fn acl_key(&self) -> ThreadKey {
-        acl_key(self.thread, &self.service)
+        acl_key(self.thread, &self.ring)
     }
 
     /// The key to write with now: the read key of the latest epoch (the thread key's if the
@@ -321,7 +380,7 @@ impl<S: Store + 'static> AclViews<S> {
                 .find(|(e, _)| *e == Some(epoch))
                 .map(|(_, k)| k.clone())?,
         };
-        Some(ThreadKey::new(self.service.clone(), read))
+        Some(self.ring.with_read(read))
     }
 
     /// The first counter of `member`'s log that a change written now should reach: one past
@@ -335,9 +394,12 @@ impl<S: Store + 'static> AclViews<S> {
     }
 
     /// The ACL operations that give `member` `role`, from its next event on, as a batch to
-    /// write with [`AclViews::acl_key`]: taking the read role away also starts a new key epoch, sealed to every
-    /// remaining reader (this member included); giving it hands over every read key this
-    /// member holds, so the new reader can read the thread's history.
+    /// write with [`AclViews::acl_key`]. Taking the read role or every role away also starts
+    /// a new key epoch ([`AclOp::Rotate`]): a new read key and a new service key, sealed to
+    /// every member that keeps a role (this one included): the members with a role of
+    /// their own, and the authors of the thread's logs this peer holds that have a role by
+    /// default. Giving the read role hands over every read key this member holds, so the
+    /// new reader can read the thread's history.
     ///
     /// # Errors
     /// A store error, or [`AclError::Malformed`] for a member whose id is not a key.
@@ -345,26 +407,59 @@ impl<S: Store + 'static> AclViews<S> {
         let from = self.next_counter(member).await?;
         let before = Self::lock_acl(&self.acl).role(&member);
         let mut batch = Batch::new().with(ACL_VIEW, AclOp::SetRole { member, role, from }.encode());
-        if before.can_read() && !role.can_read() {
-            let mut readers: Vec<LogId> = Self::lock_acl(&self.acl)
-                .members()
-                .into_iter()
-                .filter(|(m, r)| *m != member && r.can_read())
-                .map(|(m, _)| m)
-                .collect();
-            if !readers.contains(&self.me.log_id()) {
-                readers.push(self.me.log_id());
-            }
-            let key = ReadKey::generate();
-            let sealed = readers
-                .iter()
-                .map(|m| Ok((*m, self.seal(&key, m)?)))
-                .collect::<Result<_>>()?;
-            batch.push(ACL_VIEW, AclOp::Rotate { sealed }.encode());
+        if (before.can_read() && !role.can_read()) || (before.can_follow() && !role.can_follow())
+        {
+            batch.push(ACL_VIEW, self.rotate(Some((member, role))).await?.encode());
         } else if !before.can_read() && role.can_read() {
             batch.push(ACL_VIEW, self.share(member)?.encode());
         }
         Ok(batch)
+    }
+
+    /// A new key epoch ([`AclOp::Rotate`]): a fresh read key and service key, sealed to
+    /// every member that keeps a role after `change` (a member and its new role), by the
+    /// role it keeps.
+    ///
+    /// # Errors
+    /// A store error, or [`AclError::Malformed`] for a member whose id is not a key.
+    pub async fn rotate(&self, change: Option<(LogId, Role)>) -> Result<AclOp> {
+        let logs = self.store.logs(self.thread).await?;
+        let roles = {
+            let acl = Self::lock_acl(&self.acl);
+            let mut roles = acl.members();
+            // Members by default role are known by their logs.
+            for log in logs {
+                roles.entry(log).or_insert_with(|| acl.role(&log));
+            }
+            roles
+                .entry(self.me.log_id())
+                .or_insert_with(|| acl.role(&self.me.log_id()));
+            roles
+        };
+        let read = ReadKey::generate();
+        let service = ServiceKey::generate();
+        let mut sealed = Vec::new();
+        for (member, role) in roles {
+            let role = match change {
+                Some((changed, role)) if changed == member => role,
+                _ => role,
+            };
+            // This peer writes the rotation, so it keeps what it needs to read it.
+            let role = if member == self.me.log_id() {
+                role.max(Role::Read)
+            } else {
+                role
+            };
+            let key = if role.can_read() {
+                ThreadKey::new(service.clone(), read.clone())
+            } else if role.can_follow() {
+                ThreadKey::follower(service.clone())
+            } else {
+                continue;
+            };
+            sealed.push((member, self.seal_key(key, &member)?));
+        }
+        Ok(AclOp::Rotate { sealed })
     }
 
     /// An operation that hands every read key this member holds to `member`.
@@ -380,13 +475,16 @@ impl<S: Store + 'static> AclViews<S> {
         Ok(AclOp::Share { sealed })
     }
 
+    /// `key` (a read key of some epoch) sealed to `member`, with the first service key: a
+    /// key set that starts no service-key epoch.
     fn seal(&self, key: &ReadKey, member: &LogId) -> Result<Vec<u8>> {
+        self.seal_key(ThreadKey::new(self.ring.service().clone(), key.clone()), member)
+    }
+
+    fn seal_key(&self, key: ThreadKey, member: &LogId) -> Result<Vec<u8>> {
         let public = PublicKey::from_log_id(member)
             .map_err(|e| AclError::Malformed(format!("member {member}: {e}")))?;
-        let set = KeySet::new(
-            self.thread,
-            ThreadKey::new(self.service.clone(), key.clone()),
-        );
+        let set = KeySet::new(self.thread, key);
         Ok(set.seal(&public).as_bytes().to_vec())
     }
 
@@ -425,7 +523,7 @@ impl<S: Store + 'static> AclViews<S> {
         let key = if role.can_read() {
             self.write_key().ok_or(AclError::NoReadKey)?
         } else {
-            ThreadKey::follower(self.service.clone())
+            self.ring.clone()
         };
         let invite =
             threads_net::Invite::sealed(&self.me, addrs, &KeySet::new(self.thread, key), &public)

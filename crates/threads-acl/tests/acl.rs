@@ -56,7 +56,7 @@ impl Scene {
     /// from), else with the read key.
     fn write_sealed(&mut self, member: usize, time: u64, batch: Batch, acl: bool) {
         let key = if acl {
-            acl_key(self.thread, self.key.service())
+            acl_key(self.thread, &self.key)
         } else {
             self.key.clone()
         };

@@ -38,6 +38,9 @@ pub enum KeyError {
     /// The text is not a valid multibase string or peer id.
     #[error("invalid key text: {0}")]
     Text(String),
+    /// The ring form of a thread key is malformed (unknown flags, a repeated key).
+    #[error("malformed key ring: {0}")]
+    Ring(String),
 }
 
 /// Why a signature does not verify.

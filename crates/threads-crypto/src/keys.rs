@@ -255,8 +255,18 @@ impl StorageKey {
 #[derive(Clone, PartialEq, Eq)]
 pub struct ThreadKey {
     service: ServiceKey,
+    /// The service keys of later epochs, oldest first (a key ring; empty until the thread's
+    /// first service-key rotation).
+    epochs: Vec<ServiceKey>,
     read: Option<ReadKey>,
 }
+
+/// The most service-key epochs a [`ThreadKey`] holds (each revocation of a member starts
+/// one).
+pub const MAX_EPOCHS: usize = 4096;
+
+/// The first byte of a [`ThreadKey`]'s ring form.
+const RING_TAG: u8 = 0x02;
 
 impl ThreadKey {
     /// A new key with fresh service and read keys.
@@ -270,6 +280,7 @@ impl ThreadKey {
         let read = ReadKey::random(rng);
         ThreadKey {
             service,
+            epochs: Vec::new(),
             read: Some(read),
         }
     }
@@ -278,6 +289,7 @@ impl ThreadKey {
     pub const fn new(service: ServiceKey, read: ReadKey) -> ThreadKey {
         ThreadKey {
             service,
+            epochs: Vec::new(),
             read: Some(read),
         }
     }
@@ -286,18 +298,78 @@ impl ThreadKey {
     pub const fn follower(service: ServiceKey) -> ThreadKey {
         ThreadKey {
             service,
+            epochs: Vec::new(),
             read: None,
         }
     }
 
-    /// The same thread's key without the read key.
+    /// The same thread's key without the read key (the ring of service keys kept).
     pub fn to_follower(&self) -> ThreadKey {
-        ThreadKey::follower(self.service.clone())
+        ThreadKey {
+            service: self.service.clone(),
+            epochs: self.epochs.clone(),
+            read: None,
+        }
     }
 
-    /// The service key.
+    /// The thread's first service key: the key that seals every record of the thread, for
+    /// good (a record's identity is its sealed bytes).
     pub const fn service(&self) -> &ServiceKey {
         &self.service
+    }
+
+    /// The service key of the newest epoch this key knows (the first one until a rotation):
+    /// the key sync proofs, the announcement topic and the ACL key are made with.
+    pub fn epoch_service(&self) -> &ServiceKey {
+        self.epochs.last().unwrap_or(&self.service)
+    }
+
+    /// Every service key of the ring, the first one first, then each epoch's, oldest first.
+    pub fn services(&self) -> impl DoubleEndedIterator<Item = &ServiceKey> {
+        std::iter::once(&self.service).chain(&self.epochs)
+    }
+
+    /// The service keys of the epochs after the first, oldest first.
+    pub fn epochs(&self) -> &[ServiceKey] {
+        &self.epochs
+    }
+
+    /// Adds `service` as the newest epoch's service key. Returns whether it was new (a key
+    /// the ring holds already, and a ring at [`MAX_EPOCHS`], are left as they are).
+    pub fn add_epoch(&mut self, service: ServiceKey) -> bool {
+        if self.services().any(|known| *known == service) || self.epochs.len() >= MAX_EPOCHS {
+            return false;
+        }
+        self.epochs.push(service);
+        true
+    }
+
+    /// This key with what `other` adds to it: epochs it lacks (appended in `other`'s
+    /// order) and the read key if it has none. `None` if `other` is a key of another
+    /// thread (another first service key): a thread's key is never replaced.
+    #[must_use]
+    pub fn merged(&self, other: &ThreadKey) -> Option<ThreadKey> {
+        if self.service != other.service {
+            return None;
+        }
+        let mut out = self.clone();
+        for service in &other.epochs {
+            out.add_epoch(service.clone());
+        }
+        if out.read.is_none() {
+            out.read.clone_from(&other.read);
+        }
+        Some(out)
+    }
+
+    /// The key with the first service key and `read` (the epochs kept).
+    #[must_use]
+    pub fn with_read(&self, read: ReadKey) -> ThreadKey {
+        ThreadKey {
+            service: self.service.clone(),
+            epochs: self.epochs.clone(),
+            read: Some(read),
+        }
     }
 
     /// The read key, if this member may read.
@@ -310,17 +382,33 @@ impl ThreadKey {
         self.read.is_some()
     }
 
-    /// The byte form: 64 bytes, or 32 for a follower. Zeroized when dropped.
+    /// The byte form: 64 bytes, or 32 for a follower; a key with epochs takes the ring form
+    /// `02 ‖ flags (bit 0: read key) ‖ epochs (u16 big-endian) ‖ service (32) ‖ epochs × 32
+    /// ‖ [read (32)]` (docs/FORMAT.md). Zeroized when dropped.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(64));
+        let mut out = Zeroizing::new(Vec::with_capacity(64 + 3 + 32 * self.epochs.len()));
+        if !self.epochs.is_empty() {
+            out.push(RING_TAG);
+            out.push(u8::from(self.read.is_some()));
+            let count = u16::try_from(self.epochs.len()).unwrap_or(u16::MAX);
+            out.extend_from_slice(&count.to_be_bytes());
+        }
         out.extend_from_slice(self.service.as_bytes());
+        for service in &self.epochs {
+            out.extend_from_slice(service.as_bytes());
+        }
         if let Some(read) = &self.read {
             out.extend_from_slice(read.as_bytes());
         }
         out
     }
 
-    /// Parses the byte form (32 or 64 bytes).
+    /// Whether the byte form is the ring form (the key has epochs).
+    pub fn is_ring(&self) -> bool {
+        !self.epochs.is_empty()
+    }
+
+    /// Parses the byte form (32 or 64 bytes, or the ring form).
     pub fn from_bytes(bytes: &[u8]) -> Result<ThreadKey, KeyError> {
         match bytes.len() {
             32 => Ok(ThreadKey::follower(ServiceKey::from_slice(bytes)?)),
@@ -328,6 +416,34 @@ impl ThreadKey {
                 ServiceKey::from_slice(&bytes[..32])?,
                 ReadKey::from_slice(&bytes[32..])?,
             )),
+            _ if bytes.first() == Some(&RING_TAG) && bytes.len() >= 4 => {
+                let read = match bytes[1] {
+                    0 => false,
+                    1 => true,
+                    flags => return Err(KeyError::Ring(format!("unknown flags {flags}"))),
+                };
+                let count = usize::from(u16::from_be_bytes([bytes[2], bytes[3]]));
+                let expected = 4 + 32 * (1 + count) + if read { 32 } else { 0 };
+                if count == 0 || count > MAX_EPOCHS || bytes.len() != expected {
+                    return Err(KeyError::WrongLength {
+                        expected,
+                        actual: bytes.len(),
+                    });
+                }
+                let mut keys = bytes[4..].chunks_exact(32);
+                let mut next = || keys.next().unwrap_or(&[]);
+                let service = ServiceKey::from_slice(next())?;
+                let mut ring = ThreadKey::follower(service);
+                for _ in 0..count {
+                    if !ring.add_epoch(ServiceKey::from_slice(next())?) {
+                        return Err(KeyError::Ring("a service key repeats".into()));
+                    }
+                }
+                if read {
+                    ring.read = Some(ReadKey::from_slice(next())?);
+                }
+                Ok(ring)
+            }
             actual => Err(KeyError::WrongLength {
                 expected: 64,
                 actual,
@@ -359,6 +475,7 @@ impl fmt::Debug for ThreadKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ThreadKey")
             .field("service", &"<secret>")
+            .field("epochs", &self.epochs.len())
             .field("read", &self.read.as_ref().map(|_| "<secret>"))
             .finish()
     }
@@ -385,6 +502,52 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("170"), "{text}");
+    }
+
+    #[test]
+    fn key_rings() {
+        let first = ServiceKey::from_bytes([1; 32]);
+        let mut key = ThreadKey::new(first.clone(), ReadKey::from_bytes([2; 32]));
+        assert_eq!(key.epoch_service(), &first);
+        assert!(!key.is_ring());
+        assert!(!key.add_epoch(first.clone()), "the first key is no new epoch");
+        assert!(key.add_epoch(ServiceKey::from_bytes([3; 32])));
+        assert!(key.add_epoch(ServiceKey::from_bytes([4; 32])));
+        assert!(!key.add_epoch(ServiceKey::from_bytes([3; 32])));
+        assert_eq!(key.service(), &first);
+        assert_eq!(key.epoch_service(), &ServiceKey::from_bytes([4; 32]));
+        assert_eq!(key.services().count(), 3);
+        let bytes = key.to_bytes();
+        assert_eq!(bytes.len(), 4 + 32 * 3 + 32);
+        assert_eq!(&bytes[..4], &[0x02, 1, 0, 2]);
+        assert_eq!(ThreadKey::from_bytes(&bytes), Ok(key.clone()));
+        let follower = key.to_follower();
+        assert_eq!(follower.epochs().len(), 2);
+        assert_eq!(ThreadKey::from_bytes(&follower.to_bytes()), Ok(follower.clone()));
+        assert_eq!(
+            key.to_multibase().parse::<ThreadKey>(),
+            Ok(key.clone())
+        );
+        // Merging adds epochs and the read key, and never takes another thread's key.
+        let plain = ThreadKey::follower(first.clone());
+        assert_eq!(plain.merged(&key), Some(key.clone().to_follower().with_read(ReadKey::from_bytes([2; 32]))));
+        assert_eq!(key.merged(&plain), Some(key.clone()));
+        assert_eq!(key.merged(&ThreadKey::generate()), None);
+        // Malformed rings: unknown flags, a count that does not match, a repeated key, no
+        // epoch at all.
+        let mut flags = bytes.to_vec();
+        flags[1] = 2;
+        assert!(matches!(ThreadKey::from_bytes(&flags), Err(KeyError::Ring(_))));
+        assert!(matches!(
+            ThreadKey::from_bytes(&bytes[..bytes.len() - 1]),
+            Err(KeyError::WrongLength { .. })
+        ));
+        let mut repeated = bytes.to_vec();
+        repeated[4 + 64..4 + 96].copy_from_slice(&[3; 32]);
+        assert!(matches!(ThreadKey::from_bytes(&repeated), Err(KeyError::Ring(_))));
+        let mut empty = vec![0x02, 0, 0, 0];
+        empty.extend_from_slice(&[1; 32]);
+        assert!(matches!(ThreadKey::from_bytes(&empty), Err(KeyError::WrongLength { .. })));
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //! docs/FORMAT.md gives the layout byte by byte:
 //!
 //! ```text
-//! sealed    = version (0x01) ‖ ephemeral x25519 public (32) ‖ nonce (24) ‖ ciphertext ‖ tag (16)
-//! plaintext = thread id (34) ‖ service key (32) ‖ [read key (32)]
+//! sealed    = version (0x01, or 0x02 for a key ring) ‖ ephemeral x25519 public (32)
+//!             ‖ nonce (24) ‖ ciphertext ‖ tag (16)
+//! plaintext = thread id (34) ‖ ThreadKey bytes (version 1: service key (32) ‖ [read key (32)];
+//!             version 2: the key ring form)
 //! key       = HKDF-SHA256(salt = "threads-rs/keyset/v1", ikm = X25519(eph, recipient),
 //!                         info = ephemeral public ‖ recipient ed25519 public)
 //! ad        = version ‖ ephemeral public ‖ recipient ed25519 public
@@ -27,8 +29,12 @@ use crate::aead::{self, AeadError};
 use crate::identity::{Identity, KeyError, PublicKey};
 use crate::keys::ThreadKey;
 
-/// The version byte at the front of every sealed key set.
+/// The version byte at the front of a sealed key set whose key is a plain [`ThreadKey`]
+/// (no service-key epochs).
 pub const KEYSET_VERSION: u8 = 1;
+/// The version byte of a sealed key set whose key is a key ring (service-key epochs): its
+/// plaintext holds the ring form of the [`ThreadKey`].
+pub const KEYSET_RING_VERSION: u8 = 2;
 const SALT: &[u8] = b"threads-rs/keyset/v1";
 const HEADER_LEN: usize = 1 + 32;
 /// The shortest sealed key set: a follower's (service key only).
@@ -114,7 +120,11 @@ impl KeySet {
         // no small-order component and the agreement is contributory.
         let key = derive(shared.as_bytes(), ephemeral_public.as_bytes(), recipient);
         let mut header = [0u8; HEADER_LEN];
-        header[0] = KEYSET_VERSION;
+        header[0] = if self.key.is_ring() {
+            KEYSET_RING_VERSION
+        } else {
+            KEYSET_VERSION
+        };
         header[1..].copy_from_slice(ephemeral_public.as_bytes());
         let mut plaintext = Zeroizing::new(Vec::with_capacity(ThreadId::LEN + 64));
         plaintext.extend_from_slice(&self.thread.to_bytes());
@@ -138,7 +148,7 @@ impl SealedKeySet {
         if bytes.len() < MIN_SEALED_LEN {
             return Err(KeySetError::TooShort(bytes.len()));
         }
-        if bytes[0] != KEYSET_VERSION {
+        if bytes[0] != KEYSET_VERSION && bytes[0] != KEYSET_RING_VERSION {
             return Err(KeySetError::UnsupportedVersion(bytes[0]));
         }
         Ok(SealedKeySet(bytes.to_vec()))
@@ -163,9 +173,15 @@ impl SealedKeySet {
         let key = derive(shared.as_bytes(), &ephemeral, &public);
         let plaintext = Zeroizing::new(aead::open(&key, &associated_data(header, &public), body)?);
         let (thread, keys) = plaintext.split_at(ThreadId::LEN.min(plaintext.len()));
+        let key = ThreadKey::from_bytes(keys)?;
+        // The version (bound as associated data) names the key's form: a ring under
+        // version 1, or a plain key under version 2, is not a key set this code wrote.
+        if key.is_ring() != (header[0] == KEYSET_RING_VERSION) {
+            return Err(KeySetError::UnsupportedVersion(header[0]));
+        }
         Ok(KeySet {
             thread: ThreadId::from_bytes(thread)?,
-            key: ThreadKey::from_bytes(keys)?,
+            key,
         })
     }
 }
@@ -262,11 +278,17 @@ mod tests {
             );
         }
         let mut version = bytes.to_vec();
-        version[0] = 2;
+        version[0] = 3;
         assert_eq!(
             open_sealed_bytes(&version, &bob),
-            Err(KeySetError::UnsupportedVersion(2))
+            Err(KeySetError::UnsupportedVersion(3))
         );
+        // The version is bound: a plain key set relabelled as a ring does not open.
+        version[0] = KEYSET_RING_VERSION;
+        assert!(matches!(
+            open_sealed_bytes(&version, &bob),
+            Err(KeySetError::Open(AeadError::Authentication))
+        ));
         for i in 1..bytes.len() {
             let mut bad = bytes.to_vec();
             bad[i] ^= 0x01;
@@ -283,6 +305,27 @@ mod tests {
             "b!!".parse::<SealedKeySet>(),
             Err(KeySetError::Multibase(_))
         ));
+    }
+
+    #[test]
+    fn a_key_ring_is_sealed_as_version_2() {
+        let bob = Identity::from_secret_bytes(&[4; 32]);
+        let mut ring = sample(true);
+        let mut key = ring.thread_key().clone();
+        assert!(key.add_epoch(ServiceKey::from_bytes([7; 32])));
+        assert!(key.add_epoch(ServiceKey::from_bytes([8; 32])));
+        ring = KeySet::new(ring.thread_id(), key);
+        let sealed = ring.seal(&bob.public());
+        assert_eq!(sealed.as_bytes()[0], KEYSET_RING_VERSION);
+        assert_eq!(sealed.as_bytes().len(), 1 + 32 + 24 + 34 + 4 + 32 * 3 + 32 + 16);
+        let opened = sealed.open(&bob).expect("opens");
+        assert_eq!(opened, ring);
+        assert_eq!(
+            opened.thread_key().epoch_service(),
+            &ServiceKey::from_bytes([8; 32])
+        );
+        let follower = KeySet::new(ring.thread_id(), ring.thread_key().to_follower());
+        assert_eq!(follower.seal(&bob.public()).open(&bob), Ok(follower));
     }
 
     #[test]

@@ -83,6 +83,16 @@ impl<S: Store + 'static> Inner<S> {
         }
     }
 
+    /// Watches the announcement topic of a service-key epoch `views` learned since last
+    /// asked (a rotation sealed to this peer).
+    pub(crate) async fn watch_epochs(&self, views: &mut AclViews<S>) {
+        if views.take_new_epochs()
+            && let Err(error) = self.node.watch(views.thread()).await
+        {
+            tracing::warn!(thread = %views.thread(), %error, "the new epoch's topic is not watched");
+        }
+    }
+
     /// Records that `thread`'s views caught up with everything stored when the node's
     /// arrival count was `arrivals`.
     pub(crate) fn caught_up(&self, thread: ThreadId, arrivals: u64) {
@@ -299,6 +309,7 @@ impl<S: Store + 'static> Db<S> {
                             let arrivals = inner.node.arrivals();
                             if views.catch_up().await.is_ok() {
                                 inner.caught_up(views.thread(), arrivals);
+                                inner.watch_epochs(&mut views).await;
                                 let _ = inner.changed.send(views.thread());
                             }
                         }
@@ -323,6 +334,7 @@ impl<S: Store + 'static> Db<S> {
                     match views.catch_up().await {
                         Ok(_) => {
                             inner.caught_up(views.thread(), arrivals);
+                            inner.watch_epochs(&mut views).await;
                             let _ = inner.changed.send(views.thread());
                         }
                         Err(error) => tracing::warn!(%error, "views could not catch up"),
@@ -385,6 +397,7 @@ impl<S: Store + 'static> Db<S> {
         let arrivals = self.inner.node.arrivals();
         views.catch_up().await?;
         self.inner.caught_up(thread, arrivals);
+        self.inner.watch_epochs(&mut views).await;
         Ok(())
     }
 

@@ -153,7 +153,7 @@ impl<S: Store + 'static> Db<S> {
             if role.can_read() {
                 views.write_key().ok_or(DbError::CannotWrite(thread))?
             } else {
-                ThreadKey::follower(views.acl_key().service().clone())
+                views.ring().clone()
             }
         } else {
             self.raw_key(thread, role).await?

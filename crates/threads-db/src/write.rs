@@ -173,6 +173,7 @@ async fn commit_group<S: Store + 'static>(
         let arrivals = inner.node.arrivals();
         if views.catch_up().await.is_ok() {
             inner.caught_up(thread, arrivals);
+            inner.watch_epochs(views).await;
         }
     }
     let mut ready: Vec<Ready> = Vec::with_capacity(group.len());
@@ -327,6 +328,7 @@ async fn commit_group<S: Store + 'static>(
         })
         .collect();
     let applied = views.write_local(head, &appended, &events).await;
+    inner.watch_epochs(views).await;
     match &applied {
         Ok(_) => writes.wrote(&appended),
         // The head may be stale (another writer of this log), or the entries may be

@@ -669,7 +669,7 @@ async fn a_batch_mixing_acl_and_content_is_written_as_two_events() {
     // The ACL key (which followers derive from the service key) opens the ACL event and
     // not the content event.
     let key = store.thread_key(thread).await.expect("key").expect("some");
-    let acl = threads_acl::acl_key(thread, key.service());
+    let acl = threads_acl::acl_key(thread, &key);
     let verifier = Verifier::new(thread, me, &acl).expect("verifier");
     let entries = store
         .entries_after(thread, me, before, Page::new(10, usize::MAX))

@@ -10,6 +10,7 @@
 //!           ‖ keys ‖ signature (64)
 //! keys    = SealedKeySet                                          (sealed)
 //!         | ThreadId (34) ‖ key length (1 byte: 32 or 64) ‖ ThreadKey   (link)
+//!         | ThreadId (34) ‖ uvarint(len) ‖ ThreadKey ring form          (link, kind 0x22)
 //! signature = Ed25519 by the inviter over "threads-rs/invite/v2" ‖ every byte before it
 //! ```
 //!
@@ -18,7 +19,9 @@
 //! follower's invite carries the service key only. The signature covers the addresses,
 //! the keys (sealed or not), the context and the expiry, so none of them can be changed
 //! on the way, and the invitee learns who invited it; an invite past its expiry does not
-//! open. The unsigned invites of format 1 (kinds 1 and 2) are refused.
+//! open. The unsigned invites of format 1 (kinds 1 and 2) are refused. A link invite to a
+//! thread whose key is a ring (service-key epochs) has kind 0x22: its key's length is a
+//! uvarint (a ring is longer than a byte can count).
 
 use std::fmt;
 use std::str::FromStr;
@@ -31,6 +34,8 @@ use zeroize::Zeroizing;
 
 const SEALED: u8 = 0x11;
 const LINK: u8 = 0x12;
+/// A link invite whose key is a ring (its length a uvarint).
+const LINK_RING: u8 = 0x22;
 /// The kinds of format 1 (unsigned), refused.
 const UNSIGNED: [u8; 2] = [1, 2];
 /// What the inviter's signature is domain-separated with.
@@ -253,7 +258,7 @@ impl Invite {
         if UNSIGNED.contains(&kind) {
             return Err(InviteError::Unsigned);
         }
-        if kind != SEALED && kind != LINK {
+        if kind != SEALED && kind != LINK && kind != LINK_RING {
             return Err(InviteError::Malformed(format!(
                 "unknown invite kind {kind}"
             )));
@@ -309,14 +314,24 @@ impl Invite {
             let thread =
                 ThreadId::from_bytes(thread).map_err(|e| InviteError::Malformed(e.to_string()))?;
             // The explicit length tells a truncated reader's key from a follower's.
-            let (&len, key) = rest
-                .split_first()
-                .ok_or_else(|| malformed("truncated keys"))?;
-            if key.len() != usize::from(len) {
+            let (len, key) = if kind == LINK_RING {
+                let (len, key) =
+                    varint::decode(rest).map_err(|e| InviteError::Malformed(e.to_string()))?;
+                (usize::try_from(len).unwrap_or(usize::MAX), key)
+            } else {
+                let (&len, key) = rest
+                    .split_first()
+                    .ok_or_else(|| malformed("truncated keys"))?;
+                (usize::from(len), key)
+            };
+            if key.len() != len {
                 return Err(malformed("key length does not match"));
             }
             let key =
                 ThreadKey::from_bytes(key).map_err(|e| InviteError::Malformed(e.to_string()))?;
+            if key.is_ring() != (kind == LINK_RING) {
+                return Err(malformed("the kind does not match the key's form"));
+            }
             Body::Link {
                 addrs,
                 keys: KeySet::new(thread, key),
@@ -352,6 +367,7 @@ fn unsigned_bytes(
 ) -> Zeroizing<Vec<u8>> {
     let kind = match body {
         Body::Sealed { .. } => SEALED,
+        Body::Link { keys, .. } if keys.thread_key().is_ring() => LINK_RING,
         Body::Link { .. } => LINK,
     };
     let mut out = Zeroizing::new(vec![kind]);
@@ -371,7 +387,11 @@ fn unsigned_bytes(
         Body::Link { keys, .. } => {
             out.extend_from_slice(&keys.thread_id().to_bytes());
             let key = keys.thread_key().to_bytes();
-            out.push(key.len() as u8);
+            if keys.thread_key().is_ring() {
+                varint::encode(key.len() as u64, &mut out);
+            } else {
+                out.push(key.len() as u8);
+            }
             out.extend_from_slice(&key);
         }
     }

@@ -785,24 +785,34 @@ impl<S: Store + 'static> Node<S> {
     }
 
     /// Subscribes to `thread`'s head announcements (peers that announce a head past ours
-    /// are pulled from at once) and loads the thread's persisted peers.
+    /// are pulled from at once) and loads the thread's persisted peers. Announcements are
+    /// heard on the topic of every service-key epoch of the thread's key ring (a peer that
+    /// has not learned the newest epoch still announces on an older one); call it again
+    /// when the ring grows.
     pub async fn watch(&self, thread: ThreadId) -> Result<(), NetError> {
         let key = self.key(thread).await?;
         self.inner
             .peers
             .load(&*self.inner.store, thread, self.inner.peer)
             .await?;
-        let topic = gossipsub::IdentTopic::new(topic_name(key.service(), &thread));
-        self.inner
-            .topics
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(topic.hash(), thread);
-        self.inner
-            .commands
-            .send(Command::Subscribe(topic))
-            .await
-            .map_err(|_| NetError::Shutdown)
+        for service in key.services() {
+            let topic = gossipsub::IdentTopic::new(topic_name(service, &thread));
+            let new = self
+                .inner
+                .topics
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(topic.hash(), thread)
+                .is_none();
+            if new {
+                self.inner
+                    .commands
+                    .send(Command::Subscribe(topic))
+                    .await
+                    .map_err(|_| NetError::Shutdown)?;
+            }
+        }
+        Ok(())
     }
 
     /// Stops syncing `thread`: forgets its peers and ignores its announcements. Delete its
@@ -826,7 +836,8 @@ impl<S: Store + 'static> Node<S> {
         counter: u64,
     ) -> Result<bool, NetError> {
         let key = self.key(thread).await?;
-        let topic = gossipsub::IdentTopic::new(topic_name(key.service(), &thread));
+        // Only on the newest epoch's topic: a member revoked before it does not hear it.
+        let topic = gossipsub::IdentTopic::new(topic_name(key.epoch_service(), &thread));
         let (reply, answer) = oneshot::channel();
         let data = encode_announcement(&log, counter);
         self.inner

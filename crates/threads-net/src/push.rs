@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 use crate::auth::AuthProof;
 use crate::message::{MAX_PAGE_BYTES, MAX_PAGE_ENTRIES, Refusal, Request, Response, WireEntry};
 use crate::node::{NetError, Node};
+use crate::sync::lagging;
 
 /// The first retry of an unreachable peer comes after this long.
 const FIRST_RETRY: Duration = Duration::from_millis(100);
@@ -206,7 +207,12 @@ impl<S: Store + 'static> Node<S> {
             Err(e) => return Outcome::Retry(e.into()),
         };
         let dial = inner.peers.dial(thread, peer);
-        let proof = AuthProof::new(key.service(), &thread, &inner.peer, &peer);
+        let mut proof = AuthProof::new(key.epoch_service(), &thread, &inner.peer, &peer);
+        // For a peer that has not learned the newest epoch yet: the first service key,
+        // which every member holds (see `pull_peer`).
+        let mut fallback = key
+            .is_ring()
+            .then(|| AuthProof::new(key.service(), &thread, &inner.peer, &peer));
         let mut refreshed = false;
         loop {
             let theirs = match inner.health.peer_counter(thread, log, peer) {
@@ -214,6 +220,13 @@ impl<S: Store + 'static> Node<S> {
                 None if !refreshed => {
                     refreshed = true;
                     if let Err(e) = self.learn_heads(thread, peer, dial.clone(), proof).await {
+                        if lagging(&e)
+                            && let Some(first) = fallback.take()
+                        {
+                            proof = first;
+                            refreshed = false;
+                            continue;
+                        }
                         return failed(e);
                     }
                     continue;
@@ -280,6 +293,11 @@ impl<S: Store + 'static> Node<S> {
                         }
                         advanced = true;
                     }
+                    Err(e) if lagging(&e) && fallback.is_some() => {
+                        proof = fallback.take().unwrap_or(proof);
+                        advanced = true;
+                        break;
+                    }
                     Err(e) => return failed(e),
                 }
             }
@@ -308,7 +326,7 @@ impl<S: Store + 'static> Node<S> {
             if !self.inner.admission.admits(thread, peer) {
                 continue;
             }
-            let proof = AuthProof::new(key.service(), &thread, &self.inner.peer, &peer);
+            let proof = AuthProof::new(key.epoch_service(), &thread, &self.inner.peer, &peer);
             let request = Request::PushRecords {
                 thread,
                 proof,

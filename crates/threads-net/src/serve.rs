@@ -67,7 +67,14 @@ pub(crate) async fn serve<S: Store>(
         remote: PeerId,
     ) -> Option<threads_crypto::ThreadKey> {
         let key = store.thread_key(thread).await.ok()??;
-        if !proof.verify(key.service(), &thread, &remote, &local) {
+        // A proof of any service key of the ring is accepted (newest first): a member that
+        // has not learned the newest epoch must still sync to learn it, and admission by
+        // role, not the key, keeps a revoked member out.
+        if !key
+            .services()
+            .rev()
+            .any(|service| proof.verify(service, &thread, &remote, &local))
+        {
             return None;
         }
         if !admission.admits(thread, remote) {

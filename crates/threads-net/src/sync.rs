@@ -87,8 +87,17 @@ impl<S: Store + 'static> Node<S> {
         dial: Vec<Multiaddr>,
     ) -> Result<usize, NetError> {
         let key = self.key(thread).await?;
-        let proof = AuthProof::new(key.service(), &thread, &self.inner.peer, &peer);
-        let logs = self.learn_heads(thread, peer, dial.clone(), proof).await?;
+        let mut proof = AuthProof::new(key.epoch_service(), &thread, &self.inner.peer, &peer);
+        let logs = match self.learn_heads(thread, peer, dial.clone(), proof).await {
+            // A peer that has not learned the newest epoch yet does not know its key: the
+            // first service key, which every member holds, proves the thread to it (it
+            // learns the epoch from what it pulls or is pushed).
+            Err(error) if lagging(&error) && key.is_ring() => {
+                proof = AuthProof::new(key.service(), &thread, &self.inner.peer, &peer);
+                self.learn_heads(thread, peer, dial.clone(), proof).await?
+            }
+            other => other?,
+        };
         let (store, health) = (&self.inner.store, &self.inner.health);
         let mut forks = threads_store::fork_stops(&**store, thread).await?;
         let mut stored = 0;
@@ -238,13 +247,20 @@ impl<S: Store + 'static> Node<S> {
         let known = self.inner.store.thread_key(thread).await?;
         let key = keys.thread_key();
         match known {
-            Some(known) if known.service() != key.service() => {
-                return Err(NetError::Invite(format!(
-                    "the invite's service key is not the one this peer holds for {thread}"
-                )));
-            }
-            Some(known) if known.can_read() || !key.can_read() => {}
-            _ => self.inner.store.put_thread(thread, key).await?,
+            Some(known) => match known.merged(key) {
+                None => {
+                    return Err(NetError::Invite(format!(
+                        "the invite's service key is not the one this peer holds for {thread}"
+                    )));
+                }
+                // What the invite adds (the read key to a follower's, epochs of the key
+                // ring) is kept; nothing is taken away or replaced.
+                Some(merged) if merged != known => {
+                    self.inner.store.put_thread(thread, &merged).await?;
+                }
+                Some(_) => {}
+            },
+            None => self.inner.store.put_thread(thread, key).await?,
         }
         self.watch(thread).await?;
         for addr in &addrs {
@@ -281,7 +297,7 @@ impl<S: Store + 'static> Node<S> {
         dial: Vec<Multiaddr>,
     ) -> Result<usize, NetError> {
         let key = self.key(thread).await?;
-        let proof = AuthProof::new(key.service(), &thread, &self.inner.peer, &peer);
+        let proof = AuthProof::new(key.epoch_service(), &thread, &self.inner.peer, &peer);
         let addrs = exchanged(
             &self.advertised_addrs(),
             &self.inner.peers.of(thread),
@@ -433,7 +449,7 @@ impl<S: Store + 'static> Node<S> {
             };
             edges.push(Edge {
                 thread,
-                proof: AuthProof::new(key.service(), &thread, &self.inner.peer, &peer),
+                proof: AuthProof::new(key.epoch_service(), &thread, &self.inner.peer, &peer),
                 digest: digest.0,
             });
             threads.push(thread);
@@ -488,4 +504,16 @@ impl<S: Store + 'static> Node<S> {
         }
         Ok(())
     }
+}
+
+/// Whether `error` is a peer's refusal to know the thread: the answer to a proof made with
+/// a service key it does not hold (as well as to a thread it does not hold).
+pub(crate) fn lagging(error: &NetError) -> bool {
+    matches!(
+        error,
+        NetError::Refused {
+            refusal: crate::message::Refusal::UnknownThread,
+            ..
+        }
+    )
 }
