@@ -16,7 +16,7 @@ use threads_id::{LogId, ThreadId, Variant};
 use threads_log::{Appended, Hlc, Writer, skip_target};
 use threads_net::message::{Refusal, Request, Response, WireEntry};
 use threads_net::{AuthProof, NetConfig, NetError, Node};
-use threads_store::{LogBook, MemoryStore, ThreadBook};
+use threads_store::{LogBook, MemoryStore, Page, ThreadBook};
 use threads_views::{Batch, Kv};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -450,6 +450,30 @@ async fn a_revoked_member_can_neither_pull_nor_push() {
     })
     .await;
     let key = thread_key(&revoked, h.thread).await;
+    // The revocation started a new service-key epoch: both honest peers hold its key
+    // (stored with the thread's key: sync proofs and announcements use it), the revoked
+    // member does not.
+    eventually("the member peer to hold the new epoch's key", || async {
+        thread_key(&h.member, h.thread).await.epoch_service()
+            == thread_key(&h.owner, h.thread).await.epoch_service()
+    })
+    .await;
+    let ring = thread_key(&h.owner, h.thread).await;
+    assert_eq!(ring.epochs().len(), 1);
+    assert_eq!(
+        ring.service(),
+        key.service(),
+        "records stay with the first key"
+    );
+    assert!(
+        key.services().all(|old| old != ring.epoch_service()),
+        "the revoked member holds no key of the new epoch"
+    );
+    assert_ne!(
+        threads_net::gossip::topic_name(ring.epoch_service(), &h.thread),
+        threads_net::gossip::topic_name(key.epoch_service(), &h.thread),
+        "announcements go where the revoked member does not listen"
+    );
     let owner_log = h.owner.identity().log_id();
     let thread = h.thread;
     let owner_head = |db: &Peer| {
@@ -510,6 +534,36 @@ async fn a_revoked_member_can_neither_pull_nor_push() {
     node.shutdown().await;
     h.converge("views without the revoked member's late write")
         .await;
+    // An ACL change after the revocation is sealed with the new epoch's ACL key: a record
+    // leaked to the revoked member (by a peer that has not applied the revocation) tells
+    // it nothing; the honest member reads it.
+    h.owner
+        .set_role(h.thread, identity.log_id(), Role::Follow)
+        .await
+        .expect("a later ACL change");
+    let head = owner_head(&h.owner).await;
+    let acl_entry = h
+        .owner
+        .node()
+        .store()
+        .entries_after(h.thread, owner_log, head - 1, Page::new(1, usize::MAX))
+        .await
+        .expect("read")
+        .remove(0);
+    let open_with = |key: &ThreadKey| {
+        let mut verifier =
+            threads_log::Verifier::new(h.thread, owner_log, &threads_acl::acl_key(h.thread, key))
+                .expect("verifier");
+        if let Some(read) = key.read() {
+            verifier.add_read_key(read.clone());
+        }
+        verifier.read_stored(&acl_entry.entry).is_ok()
+    };
+    assert!(
+        !open_with(&key),
+        "the revoked member reads the new ACL event"
+    );
+    assert!(open_with(&thread_key(&h.member, h.thread).await));
     h.other_thread_syncs("after-revocation").await;
     h.shutdown().await;
 }

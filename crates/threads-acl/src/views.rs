@@ -407,8 +407,7 @@ impl<S: Store + 'static> AclViews<S> {
         let from = self.next_counter(member).await?;
         let before = Self::lock_acl(&self.acl).role(&member);
         let mut batch = Batch::new().with(ACL_VIEW, AclOp::SetRole { member, role, from }.encode());
-        if (before.can_read() && !role.can_read()) || (before.can_follow() && !role.can_follow())
-        {
+        if (before.can_read() && !role.can_read()) || (before.can_follow() && !role.can_follow()) {
             batch.push(ACL_VIEW, self.rotate(Some((member, role))).await?.encode());
         } else if !before.can_read() && role.can_read() {
             batch.push(ACL_VIEW, self.share(member)?.encode());
@@ -478,7 +477,10 @@ impl<S: Store + 'static> AclViews<S> {
     /// `key` (a read key of some epoch) sealed to `member`, with the first service key: a
     /// key set that starts no service-key epoch.
     fn seal(&self, key: &ReadKey, member: &LogId) -> Result<Vec<u8>> {
-        self.seal_key(ThreadKey::new(self.ring.service().clone(), key.clone()), member)
+        self.seal_key(
+            ThreadKey::new(self.ring.service().clone(), key.clone()),
+            member,
+        )
     }
 
     fn seal_key(&self, key: ThreadKey, member: &LogId) -> Result<Vec<u8>> {

@@ -253,3 +253,145 @@ async fn invites_carry_the_role_and_the_keys_it_needs() {
 fn put(key: &str) -> Batch {
     Batch::new().with("kv", Kv::put(key.as_bytes(), b"1"))
 }
+
+/// Revoking a member outright starts a new service-key epoch too: every member that keeps a
+/// role gets the new service key (a follower alone, a reader with the read key, a reader by
+/// the default role as well, found by its log), the revoked member does not; ACL events
+/// written after are sealed with the new epoch's ACL key, which the revoked member cannot
+/// open; a member invited later gets the whole key ring and reads every ACL event.
+#[tokio::test]
+async fn revoking_a_member_rotates_the_service_key() {
+    let owner = Identity::from_secret_bytes(&[1; 32]);
+    let revoked = Identity::from_secret_bytes(&[2; 32]);
+    let follower = Identity::from_secret_bytes(&[3; 32]);
+    let by_default = Identity::from_secret_bytes(&[4; 32]);
+    let late = Identity::from_secret_bytes(&[5; 32]);
+    let (thread, salt) = new_thread(&owner.log_id());
+    let key = ThreadKey::generate();
+    let mut peers = vec![
+        Peer::new(owner.clone(), thread, &key).await,
+        Peer::new(revoked.clone(), thread, &key).await,
+        Peer::new(follower.clone(), thread, &key.to_follower()).await,
+        Peer::new(by_default.clone(), thread, &key).await,
+    ];
+    let (o, x, f, d) = (0, 1, 2, 3);
+    let role = |member: &Identity, role: Role| {
+        AclOp::SetRole {
+            member: member.log_id(),
+            role,
+            from: 1,
+        }
+        .encode()
+    };
+    let founding = Batch::new()
+        .with(ACL_VIEW, AclOp::Init { salt }.encode())
+        .with(ACL_VIEW, role(&revoked, Role::Write))
+        .with(ACL_VIEW, role(&follower, Role::Follow))
+        .with(ACL_VIEW, AclOp::SetDefault { role: Role::Write }.encode());
+    peers[o].write(&founding, 1).await;
+    sync(&mut peers, &key).await;
+    peers[x].write(&put("revoked before"), 2).await;
+    peers[d].write(&put("by default before"), 3).await;
+    sync(&mut peers, &key).await;
+    assert_eq!(
+        peers[d].keys().await,
+        ["by default before", "revoked before"]
+    );
+    for peer in &peers {
+        assert!(!peer.views.ring().is_ring());
+    }
+
+    let revoke = peers[o]
+        .views
+        .set_role(revoked.log_id(), Role::NoAccess)
+        .await
+        .expect("revoke");
+    peers[o].write(&revoke, 4).await;
+    sync(&mut peers, &key).await;
+
+    // Every member that keeps a role holds the new epoch's service key, stored with the
+    // thread's key; the revoked member does not.
+    let epoch = peers[o].views.ring().epoch_service().clone();
+    assert_ne!(&epoch, key.service());
+    for i in [o, f, d] {
+        let ring = peers[i].views.ring();
+        assert_eq!(ring.epoch_service(), &epoch, "peer {i}");
+        assert_eq!(
+            ring.service(),
+            key.service(),
+            "records stay with the first key"
+        );
+        let stored = peers[i]
+            .store
+            .thread_key(thread)
+            .await
+            .expect("key")
+            .expect("known");
+        assert_eq!(stored.epoch_service(), &epoch, "peer {i} stored the ring");
+        assert_eq!(
+            stored.can_read(),
+            i != f,
+            "peer {i} keeps what it read with"
+        );
+    }
+    assert_eq!(peers[x].views.ring().epoch_service(), key.service());
+    // The reader by default role writes and reads in the new epoch.
+    assert!(peers[d].views.write_key().is_some());
+    assert_eq!(peers[x].views.write_key(), None);
+
+    // An ACL change after the rotation is sealed with the new epoch's ACL key.
+    let editor = Batch::new().with(
+        ACL_VIEW,
+        AclOp::SetEditor {
+            member: follower.log_id(),
+            editor: true,
+            from: 1,
+        }
+        .encode(),
+    );
+    peers[o].write(&editor, 5).await;
+    peers[d].write(&put("by default after"), 6).await;
+    sync(&mut peers, &key).await;
+    for i in [o, f, d] {
+        assert!(
+            peers[i].views.acl().is_editor_now(&follower.log_id()),
+            "peer {i} reads the new epoch's ACL events"
+        );
+    }
+    assert!(!peers[x].views.acl().is_editor_now(&follower.log_id()));
+    let entries = peers[x]
+        .store
+        .entries_after(thread, owner.log_id(), 2, Page::new(1, usize::MAX))
+        .await
+        .expect("read");
+    let mut verifier =
+        threads_log::Verifier::new(thread, owner.log_id(), &threads_acl::acl_key(thread, &key))
+            .expect("verifier");
+    verifier.add_read_key(key.read().expect("read key").clone());
+    assert!(
+        verifier.read_stored(&entries[0].entry).is_err(),
+        "the revoked member cannot open the new ACL event"
+    );
+    assert_eq!(
+        peers[o].keys().await,
+        ["by default after", "by default before", "revoked before"]
+    );
+    assert_eq!(peers[d].keys().await, peers[o].keys().await);
+    assert_eq!(
+        peers[x].keys().await,
+        ["by default before", "revoked before"]
+    );
+
+    // A member invited after the rotation gets the whole ring and reads every ACL event.
+    let invite = peers[o]
+        .views
+        .invite(addrs(thread, &owner), &late.log_id(), Role::Follow)
+        .expect("invite");
+    let (_, keys) = invite.open(&late).expect("opens");
+    assert_eq!(keys.thread_key().epoch_service(), &epoch);
+    peers.push(Peer::new(late.clone(), thread, keys.thread_key()).await);
+    sync(&mut peers, &key).await;
+    let l = peers.len() - 1;
+    assert!(peers[l].views.acl().is_editor_now(&follower.log_id()));
+    assert_eq!(peers[l].views.acl().digest(), peers[o].views.acl().digest());
+}

@@ -504,13 +504,40 @@ mod tests {
         assert!(!text.contains("170"), "{text}");
     }
 
+    /// The ring form, byte by byte (docs/FORMAT.md "ThreadKey").
+    #[test]
+    fn golden_ring_form() {
+        let mut key = ThreadKey::new(
+            ServiceKey::from_bytes([0x11; 32]),
+            ReadKey::from_bytes([0x22; 32]),
+        );
+        assert!(key.add_epoch(ServiceKey::from_bytes([0x33; 32])));
+        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let expected = format!(
+            "02010001{}{}{}",
+            "11".repeat(32),
+            "33".repeat(32),
+            "22".repeat(32)
+        );
+        assert_eq!(hex(&key.to_bytes()), expected);
+        let follower = format!("02000001{}{}", "11".repeat(32), "33".repeat(32));
+        assert_eq!(hex(&key.to_follower().to_bytes()), follower);
+        assert_eq!(
+            &*key.to_multibase(),
+            &multibase::encode(multibase::Base::Base32Lower, &*key.to_bytes())
+        );
+    }
+
     #[test]
     fn key_rings() {
         let first = ServiceKey::from_bytes([1; 32]);
         let mut key = ThreadKey::new(first.clone(), ReadKey::from_bytes([2; 32]));
         assert_eq!(key.epoch_service(), &first);
         assert!(!key.is_ring());
-        assert!(!key.add_epoch(first.clone()), "the first key is no new epoch");
+        assert!(
+            !key.add_epoch(first.clone()),
+            "the first key is no new epoch"
+        );
         assert!(key.add_epoch(ServiceKey::from_bytes([3; 32])));
         assert!(key.add_epoch(ServiceKey::from_bytes([4; 32])));
         assert!(!key.add_epoch(ServiceKey::from_bytes([3; 32])));
@@ -523,31 +550,47 @@ mod tests {
         assert_eq!(ThreadKey::from_bytes(&bytes), Ok(key.clone()));
         let follower = key.to_follower();
         assert_eq!(follower.epochs().len(), 2);
-        assert_eq!(ThreadKey::from_bytes(&follower.to_bytes()), Ok(follower.clone()));
         assert_eq!(
-            key.to_multibase().parse::<ThreadKey>(),
-            Ok(key.clone())
+            ThreadKey::from_bytes(&follower.to_bytes()),
+            Ok(follower.clone())
         );
+        assert_eq!(key.to_multibase().parse::<ThreadKey>(), Ok(key.clone()));
         // Merging adds epochs and the read key, and never takes another thread's key.
         let plain = ThreadKey::follower(first.clone());
-        assert_eq!(plain.merged(&key), Some(key.clone().to_follower().with_read(ReadKey::from_bytes([2; 32]))));
+        assert_eq!(
+            plain.merged(&key),
+            Some(
+                key.clone()
+                    .to_follower()
+                    .with_read(ReadKey::from_bytes([2; 32]))
+            )
+        );
         assert_eq!(key.merged(&plain), Some(key.clone()));
         assert_eq!(key.merged(&ThreadKey::generate()), None);
         // Malformed rings: unknown flags, a count that does not match, a repeated key, no
         // epoch at all.
         let mut flags = bytes.to_vec();
         flags[1] = 2;
-        assert!(matches!(ThreadKey::from_bytes(&flags), Err(KeyError::Ring(_))));
+        assert!(matches!(
+            ThreadKey::from_bytes(&flags),
+            Err(KeyError::Ring(_))
+        ));
         assert!(matches!(
             ThreadKey::from_bytes(&bytes[..bytes.len() - 1]),
             Err(KeyError::WrongLength { .. })
         ));
         let mut repeated = bytes.to_vec();
         repeated[4 + 64..4 + 96].copy_from_slice(&[3; 32]);
-        assert!(matches!(ThreadKey::from_bytes(&repeated), Err(KeyError::Ring(_))));
+        assert!(matches!(
+            ThreadKey::from_bytes(&repeated),
+            Err(KeyError::Ring(_))
+        ));
         let mut empty = vec![0x02, 0, 0, 0];
         empty.extend_from_slice(&[1; 32]);
-        assert!(matches!(ThreadKey::from_bytes(&empty), Err(KeyError::WrongLength { .. })));
+        assert!(matches!(
+            ThreadKey::from_bytes(&empty),
+            Err(KeyError::WrongLength { .. })
+        ));
     }
 
     #[test]

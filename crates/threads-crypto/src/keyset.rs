@@ -317,7 +317,10 @@ mod tests {
         ring = KeySet::new(ring.thread_id(), key);
         let sealed = ring.seal(&bob.public());
         assert_eq!(sealed.as_bytes()[0], KEYSET_RING_VERSION);
-        assert_eq!(sealed.as_bytes().len(), 1 + 32 + 24 + 34 + 4 + 32 * 3 + 32 + 16);
+        assert_eq!(
+            sealed.as_bytes().len(),
+            1 + 32 + 24 + 34 + 4 + 32 * 3 + 32 + 16
+        );
         let opened = sealed.open(&bob).expect("opens");
         assert_eq!(opened, ring);
         assert_eq!(

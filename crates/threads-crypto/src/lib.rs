@@ -10,4 +10,6 @@ mod keyset;
 pub use aead::{AeadError, NONCE_LEN, OVERHEAD, TAG_LEN};
 pub use identity::{Identity, KeyError, PublicKey, Signature, SignatureError, verify_batch};
 pub use keys::{ContentKey, KdfParams, MAX_EPOCHS, ReadKey, ServiceKey, StorageKey, ThreadKey};
-pub use keyset::{KEYSET_RING_VERSION, KEYSET_VERSION, KeySet, KeySetError, SealedKeySet, open_sealed_bytes};
+pub use keyset::{
+    KEYSET_RING_VERSION, KEYSET_VERSION, KeySet, KeySetError, SealedKeySet, open_sealed_bytes,
+};

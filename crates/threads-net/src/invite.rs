@@ -462,6 +462,35 @@ mod tests {
     }
 
     #[test]
+    fn invites_carry_a_key_ring_whole() {
+        let thread = ThreadId::from_parts(Variant::Raw, [2; 32]);
+        let mut ring = ThreadKey::generate();
+        // Enough epochs that the ring's length needs a two-byte uvarint.
+        for _ in 0..5 {
+            assert!(ring.add_epoch(threads_crypto::ServiceKey::generate()));
+        }
+        let bob = Identity::from_secret_bytes(&[3; 32]);
+        for key in [ring.clone(), ring.to_follower()] {
+            let keys = KeySet::new(thread, key);
+            let link = Invite::link(&alice(), addrs(thread), keys.clone());
+            let bytes = link.to_bytes();
+            assert_eq!(bytes[0], LINK_RING);
+            let sealed = Invite::sealed(&alice(), addrs(thread), &keys, &bob.public());
+            for invite in [link, sealed] {
+                let parsed: Invite = invite.to_text().parse().expect("parses");
+                assert_eq!(parsed.open(&bob).expect("opens").1, keys);
+            }
+            // The kind names the key's form: a ring relabelled as a plain link is refused.
+            let mut relabelled = bytes.to_vec();
+            relabelled[0] = LINK;
+            assert!(matches!(
+                Invite::from_bytes(&relabelled),
+                Err(InviteError::Malformed(_))
+            ));
+        }
+    }
+
+    #[test]
     fn malformed_invites_are_typed_errors() {
         let thread = ThreadId::from_parts(Variant::Raw, [2; 32]);
         let link = Invite::link(

@@ -873,3 +873,96 @@ async fn a_peer_reached_only_through_a_relay_is_synced_with() {
         n.shutdown().await;
     }
 }
+
+/// A thread whose key ring gained an epoch: a peer that has not learned it yet is still
+/// pushed to and pulled from (the first service key proves the thread to it), pulls with
+/// its older key, and does not hear announcements, which go to the newest epoch's topic
+/// only; a peer that holds the ring does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_behind_on_the_key_ring_still_syncs_and_hears_only_the_newest_topic() {
+    let thread = ThreadId::from_parts(Variant::Raw, [31; 32]);
+    let key = ThreadKey::generate();
+    let mut ring = key.clone();
+    assert!(ring.add_epoch(threads_crypto::ServiceKey::generate()));
+    let alice = node(210).await;
+    let bob = node(211).await;
+    let carol = node(212).await;
+    alice.store().put_thread(thread, &ring).await.expect("put");
+    bob.store().put_thread(thread, &key).await.expect("put");
+    carol.store().put_thread(thread, &ring).await.expect("put");
+    for n in [&alice, &bob, &carol] {
+        n.watch(thread).await.expect("watch");
+    }
+    let writer =
+        Writer::new(Identity::from_secret_bytes(&[213; 32]), thread, &ring).expect("writer");
+    let bobs = Writer::new(Identity::from_secret_bytes(&[214; 32]), thread, &key).expect("writer");
+
+    // Alice (newest epoch) pushes to Bob (first key only).
+    alice.add_peer(bob.thread_addr(thread).expect("addr"));
+    for i in 1..=3u64 {
+        tokio::time::timeout(
+            LIMIT,
+            alice.write(&writer, format!("entry {i}").as_bytes(), Hlc::new(i, 0)),
+        )
+        .await
+        .expect("in time")
+        .expect("write");
+    }
+    wait_counter(&bob, thread, writer.log_id(), 3).await;
+    // Bob pulls from Alice with the key he holds; Alice pulls Bob's log from him.
+    write(&bob, &bobs, 4).await;
+    let pulled = tokio::time::timeout(LIMIT, alice.pull(&bob.thread_addr(thread).expect("addr")))
+        .await
+        .expect("in time")
+        .expect("Alice's pull with the newest key falls back to the first one");
+    assert_eq!(pulled, 4);
+    assert_eq!(
+        tokio::time::timeout(LIMIT, bob.pull(&alice.thread_addr(thread).expect("addr")))
+            .await
+            .expect("in time")
+            .expect("Bob's pull with an older key of the ring is answered"),
+        0
+    );
+    assert_eq!(
+        entries(&alice, thread, &bobs).await,
+        entries(&bob, thread, &bobs).await
+    );
+
+    // Announcements: connected to Bob alone (who listens on the first key's topic), no
+    // peer hears Alice's announcement on the newest epoch's topic ...
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while tokio::time::Instant::now() < deadline {
+        assert!(
+            !alice
+                .announce(thread, writer.log_id(), 3)
+                .await
+                .expect("announce"),
+            "a peer without the newest key heard the announcement"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ... and Carol, who holds the ring, does.
+    carol.add_peer(alice.thread_addr(thread).expect("addr"));
+    carol
+        .pull(&alice.thread_addr(thread).expect("addr"))
+        .await
+        .expect("pull");
+    let heard = loop {
+        if alice
+            .announce(thread, writer.log_id(), 3)
+            .await
+            .expect("announce")
+        {
+            break true;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline + LIMIT,
+            "Carol never subscribed to the newest topic"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(heard);
+    for n in [alice, bob, carol] {
+        n.shutdown().await;
+    }
+}
