@@ -615,7 +615,8 @@ async fn an_event_dated_far_ahead_waits_and_changes_nothing() {
 }
 
 /// An entry larger than an entry may be is refused before it is verified, and counted;
-/// a forged invite does not open; an outsider flooding requests is held to its limits.
+/// a forged invite does not open; an outsider flooding requests and edges is held to its
+/// limits.
 /// The honest peers go on as before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn oversized_entries_forged_invites_and_floods_change_nothing() {
@@ -722,6 +723,37 @@ async fn oversized_entries_forged_invites_and_floods_change_nothing() {
         }
     }
     assert_eq!(served, 0, "an outsider learns nothing of the thread");
+    // ... and edges: the most a request may carry are each answered with nothing, one
+    // more is refused whole.
+    let edge = threads_net::message::Edge {
+        thread: h.thread,
+        proof: bogus,
+        digest: [0; 32],
+    };
+    let mut edges = tokio::task::JoinSet::new();
+    for size in [10_000, 10_000, 10_001] {
+        let outsider = outsider.clone();
+        let addrs = addrs.clone();
+        let request = Request::ExchangeEdges {
+            edges: vec![edge.clone(); size],
+        };
+        edges.spawn(async move { (size, outsider.request(target, addrs, request).await) });
+    }
+    h.other_thread_syncs("during the edge flood").await;
+    while let Some(answer) = edges.join_next().await {
+        match answer.expect("task") {
+            (10_000, Ok(Response::Edges(digests))) => {
+                assert_eq!(digests.len(), 10_000);
+                assert!(digests.iter().all(Option::is_none), "an edge was answered");
+            }
+            (10_001, Err(NetError::Refused { refusal, .. })) => {
+                assert_eq!(refusal, Refusal::TooLarge);
+            }
+            // Held back by the per-peer limits (or the connection closed under them).
+            (_, Err(_)) => {}
+            (size, other) => panic!("{size} edges answered with {other:?}"),
+        }
+    }
     assert!(
         h.owner.node().refused_requests(&outsider.peer_id()) > 0,
         "the flood is held to the per-peer limits and counted"

@@ -31,3 +31,4 @@ pub use invite::{Invite, InviteError, MAX_INVITE_ADDRS, MAX_INVITE_CONTEXT};
 pub use node::{DEFAULT_ADDR_TTL, NetConfig, NetError, NetEvent, Node, SYNC_PROTOCOL};
 pub use peers::{MAX_EXCHANGED_ADDRS, MAX_THREAD_PEERS};
 pub use quota::DEFAULT_LOG_QUOTA;
+pub use serve::PROVABLE_EPOCHS;

@@ -14,6 +14,10 @@ use crate::message::{
 };
 use crate::peers::{MAX_EXCHANGED_ADDRS, PeerBook, parse_exchanged};
 
+/// How many of the newest service-key epochs a responder checks a sync proof against,
+/// besides the first service key.
+pub const PROVABLE_EPOCHS: usize = 4;
+
 /// What a responder answers from: its store, health, admission rule, peer book and
 /// identity.
 pub(crate) struct Responder<'a, S> {
@@ -67,14 +71,18 @@ pub(crate) async fn serve<S: Store>(
         remote: PeerId,
     ) -> Option<threads_crypto::ThreadKey> {
         let key = store.thread_key(thread).await.ok()??;
-        // A proof of any service key of the ring is accepted (newest first): a member that
-        // has not learned the newest epoch must still sync to learn it, and admission by
-        // role, not the key, keeps a revoked member out.
-        if !key
-            .services()
+        // A proof of the first service key or of one of the newest epochs' keys is
+        // accepted: a member that has not learned the newest epoch must still sync to learn
+        // it (one further behind proves the first key, which every member holds), and
+        // admission by role, not the key, keeps a revoked member out. At most
+        // `PROVABLE_EPOCHS + 1` checks per proof, however long the ring.
+        let mut provable = key
+            .epochs()
+            .iter()
             .rev()
-            .any(|service| proof.verify(service, &thread, &remote, &local))
-        {
+            .take(PROVABLE_EPOCHS)
+            .chain(std::iter::once(key.service()));
+        if !provable.any(|service| proof.verify(service, &thread, &remote, &local)) {
             return None;
         }
         if !admission.admits(thread, remote) {
