@@ -40,6 +40,7 @@ export class Client {
   inviteLink(thread: string, role?: string, options?: { expiresInS?: number }): Promise<string>;
   join(invite: string): Promise<string>;
   setRole(thread: string, member: string, role: string): Promise<{ member: string; role: string }>;
+  setDefaultRole(thread: string, role: string): Promise<{ role: string }>;
   leave(thread: string): Promise<void>;
   collections(thread: string): Promise<object[]>;
   newCollection(thread: string, name: string, schema: object): Promise<{ counter: number }>;

@@ -72,6 +72,10 @@ export class Client {
   setRole(thread, member, role) {
     return this.request("PUT", `/v1/threads/${seg(thread)}/members/${seg(member)}`, { role });
   }
+  /** Sets the role of members without one of their own (what a link invite grants). */
+  setDefaultRole(thread, role) {
+    return this.request("PUT", `/v1/threads/${seg(thread)}/default-role`, { role });
+  }
   /** Leaves a thread: stops syncing it and deletes everything of it on this peer. */
   async leave(thread) { await this.request("DELETE", `/v1/threads/${seg(thread)}`); }
 

@@ -130,6 +130,7 @@ test("link invites, roles and leaving a thread", async () => {
     const changed = await a.client.setRole(acl, bId, "read");
     assert.deepEqual(changed, { member: bId, role: "read" });
     await assert.rejects(a.client.setRole(acl, bId, "owner"), (e) => e instanceof ThreadsError && e.status === 400);
+    assert.deepEqual(await a.client.setDefaultRole(acl, "follow"), { role: "follow" });
   } finally {
     await stopped(a.child);
     await stopped(b.child);

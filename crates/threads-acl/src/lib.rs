@@ -21,4 +21,4 @@ pub use gate::{AclGate, AclLog, SharedAcl};
 pub use invite::AclInvite;
 pub use op::{ACL_VIEW, AclOp, SALT_LEN, acl_key, acl_read_key, new_thread, owned_by};
 pub use role::Role;
-pub use views::AclViews;
+pub use views::{AclViews, RoleChange};

@@ -19,6 +19,21 @@ use crate::invite::AclInvite;
 use crate::op::{ACL_VIEW, AclOp, acl_key, acl_read_key};
 use crate::role::Role;
 
+/// A change of roles that a key rotation is written with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleChange {
+    /// `member` gets this role.
+    Member(LogId, Role),
+    /// Members without a role of their own get this role.
+    Default(Role),
+}
+
+/// Whether going from role `before` to `after` takes away a key: the read key or the
+/// service key.
+const fn loses(before: Role, after: Role) -> bool {
+    (before.can_read() && !after.can_read()) || (before.can_follow() && !after.can_follow())
+}
+
 /// From where the views must be recomputed after the ACL changed.
 enum Since {
     Nothing,
@@ -407,32 +422,56 @@ impl<S: Store + 'static> AclViews<S> {
         let from = self.next_counter(member).await?;
         let before = Self::lock_acl(&self.acl).role(&member);
         let mut batch = Batch::new().with(ACL_VIEW, AclOp::SetRole { member, role, from }.encode());
-        if (before.can_read() && !role.can_read()) || (before.can_follow() && !role.can_follow()) {
-            batch.push(ACL_VIEW, self.rotate(Some((member, role))).await?.encode());
+        if loses(before, role) {
+            batch.push(
+                ACL_VIEW,
+                self.rotate(Some(RoleChange::Member(member, role)))
+                    .await?
+                    .encode(),
+            );
         } else if !before.can_read() && role.can_read() {
             batch.push(ACL_VIEW, self.share(member)?.encode());
         }
         Ok(batch)
     }
 
-    /// A new key epoch ([`AclOp::Rotate`]): a fresh read key and service key, sealed to
-    /// every member that keeps a role after `change` (a member and its new role), by the
-    /// role it keeps.
+    /// The ACL operations that make `role` the default role (of members without a role of
+    /// their own), as a batch to write with [`AclViews::acl_key`]. Taking the read role or
+    /// every role away by default starts a new key epoch, sealed to every member that keeps
+    /// a role (members by default role are known by their logs).
     ///
     /// # Errors
     /// A store error, or [`AclError::Malformed`] for a member whose id is not a key.
-    pub async fn rotate(&self, change: Option<(LogId, Role)>) -> Result<AclOp> {
+    pub async fn set_default(&self, role: Role) -> Result<Batch> {
+        let before = Self::lock_acl(&self.acl).default_role();
+        let mut batch = Batch::new().with(ACL_VIEW, AclOp::SetDefault { role }.encode());
+        if loses(before, role) {
+            batch.push(
+                ACL_VIEW,
+                self.rotate(Some(RoleChange::Default(role))).await?.encode(),
+            );
+        }
+        Ok(batch)
+    }
+
+    /// A new key epoch ([`AclOp::Rotate`]): a fresh read key and service key, sealed to
+    /// every member that keeps a role after `change`, by the role it keeps.
+    ///
+    /// # Errors
+    /// A store error, or [`AclError::Malformed`] for a member whose id is not a key.
+    pub async fn rotate(&self, change: Option<RoleChange>) -> Result<AclOp> {
         let logs = self.store.logs(self.thread).await?;
         let roles = {
             let acl = Self::lock_acl(&self.acl);
+            let default = match change {
+                Some(RoleChange::Default(role)) => role,
+                _ => acl.default_role(),
+            };
             let mut roles = acl.members();
             // Members by default role are known by their logs.
-            for log in logs {
-                roles.entry(log).or_insert_with(|| acl.role(&log));
+            for log in logs.into_iter().chain([self.me.log_id()]) {
+                roles.entry(log).or_insert(default);
             }
-            roles
-                .entry(self.me.log_id())
-                .or_insert_with(|| acl.role(&self.me.log_id()));
             roles
         };
         let read = ReadKey::generate();
@@ -440,7 +479,7 @@ impl<S: Store + 'static> AclViews<S> {
         let mut sealed = Vec::new();
         for (member, role) in roles {
             let role = match change {
-                Some((changed, role)) if changed == member => role,
+                Some(RoleChange::Member(changed, role)) if changed == member => role,
                 _ => role,
             };
             // This peer writes the rotation, so it keeps what it needs to read it.

@@ -359,6 +359,10 @@ pub(crate) fn router<S: Store + 'static>(state: Api<S>) -> Router {
         )
         .route("/v1/threads/{thread}/invites", post(invite::<S>))
         .route("/v1/threads/{thread}/members/{member}", put(set_role::<S>))
+        .route(
+            "/v1/threads/{thread}/default-role",
+            put(set_default_role::<S>),
+        )
         .route("/v1/threads/{thread}/addrs", get(thread_addrs::<S>))
         .route(
             "/v1/threads/{thread}/peers",
@@ -647,6 +651,22 @@ async fn set_role<S: Store + 'static>(
     Ok(Json(
         json!({"member": member.to_string(), "role": role.to_string()}),
     ))
+}
+
+/// Sets the default role of an access-controlled thread (the role of members without one
+/// of their own).
+async fn set_default_role<S: Store + 'static>(
+    State(s): State<Api<S>>,
+    UrlPath(thread): UrlPath<String>,
+    Body(body): Body<NewRole>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = thread_id(&thread)?;
+    let role: Role = body
+        .role
+        .parse()
+        .map_err(|e| bad("bad_role", format!("{e}")))?;
+    s.db.set_default_role(thread, role).await?;
+    Ok(Json(json!({"role": role.to_string()})))
 }
 
 /// This peer's addresses of a thread, as invites carry them (never loopback when the

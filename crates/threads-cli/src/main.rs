@@ -169,6 +169,9 @@ enum ThreadCmd {
         member: String,
         role: String,
     },
+    /// Sets the role of members without one of their own in an access-controlled thread
+    /// (what a link invite grants); lowering it below `read` starts a new key epoch.
+    DefaultRole { thread: String, role: String },
     /// Joins a thread from an invite.
     Join { invite: String },
     /// Writes the thread's CARv1 archive (every log, encrypted as stored) to a file.
@@ -513,6 +516,18 @@ async fn run(cli: Cli) -> Result<()> {
                             v["member"].as_str().unwrap_or_default(),
                             v["role"].as_str().unwrap_or_default()
                         )
+                    });
+                }
+                ThreadCmd::DefaultRole { thread, role } => {
+                    let v = c
+                        .ok(
+                            "PUT",
+                            &client::path(&["v1", "threads", &thread, "default-role"]),
+                            Some(&json!({"role": role})),
+                        )
+                        .await?;
+                    print(out, &v, |v| {
+                        format!("default {}", v["role"].as_str().unwrap_or_default())
                     });
                 }
                 ThreadCmd::Export { thread, file } => {

@@ -455,6 +455,23 @@ fn two_daemons_sync_a_document_collection_and_keep_it_across_restarts() {
         &json!({"role": "owner"}),
     );
     assert_eq!(status, 400);
+    // The default role, from the CLI and over HTTP (b may not set it).
+    assert_eq!(
+        a.cli(&["thread", "default-role", &thread, "read"]),
+        json!({"role": "read"})
+    );
+    let (status, _) = b.call(
+        "PUT",
+        &format!("/v1/threads/{thread}/default-role"),
+        &json!({"role": "write"}),
+    );
+    assert_eq!(status, 403);
+    let (status, _) = a.call(
+        "PUT",
+        &format!("/v1/threads/{thread}/default-role"),
+        &json!({"role": "owner"}),
+    );
+    assert_eq!(status, 400);
 
     // Live events over SSE, from the start: the ACL's founding event, the collection, t1.
     let output = Command::new(BIN)

@@ -181,17 +181,26 @@ impl<S: Store + 'static> Db<S> {
     ) -> Result<(), DbError> {
         let views = self.views(thread).await?;
         if thread.variant() != Variant::AccessControlled {
-            return Err(DbError::Forbidden {
-                thread,
-                refused: vec![threads_views::Refused {
-                    index: 0,
-                    view: ACL_VIEW.to_owned(),
-                    reason: "a raw thread has no roles".to_owned(),
-                    forbidden: true,
-                }],
-            });
+            return Err(no_roles(thread));
         }
         let batch = views.lock().await.set_role(member, role).await?;
+        self.write(thread, batch).await?;
+        Ok(())
+    }
+
+    /// Makes `role` the default role of an access-controlled thread: the role of members
+    /// without one of their own (holders of a link invite, say), from now on. Taking the
+    /// read role (or every role) away by default starts a new key epoch, sealed to every
+    /// member that keeps a role. Only an editor of the ACL may do it.
+    ///
+    /// # Errors
+    /// As [`Db::set_role`].
+    pub async fn set_default_role(&self, thread: ThreadId, role: Role) -> Result<(), DbError> {
+        let views = self.views(thread).await?;
+        if thread.variant() != Variant::AccessControlled {
+            return Err(no_roles(thread));
+        }
+        let batch = views.lock().await.set_default(role).await?;
         self.write(thread, batch).await?;
         Ok(())
     }
@@ -215,5 +224,18 @@ impl<S: Store + 'static> Db<S> {
         open_thread(&self.inner, thread).await?;
         self.catch_up(thread).await?;
         Ok(thread)
+    }
+}
+
+/// The refusal of a role change in a raw thread.
+fn no_roles(thread: ThreadId) -> DbError {
+    DbError::Forbidden {
+        thread,
+        refused: vec![threads_views::Refused {
+            index: 0,
+            view: ACL_VIEW.to_owned(),
+            reason: "a raw thread has no roles".to_owned(),
+            forbidden: true,
+        }],
     }
 }

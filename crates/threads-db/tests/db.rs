@@ -1142,3 +1142,109 @@ async fn a_peer_that_leaves_a_thread_forgets_it_and_gets_nothing_more() {
     alice.shutdown().await;
     bob.shutdown().await;
 }
+
+/// Taking the read role away by default starts a new key epoch: a member reading by
+/// default role (through a link) keeps following with the new service key and reads
+/// nothing new; a member with a role of its own reads on; both hold the new epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lowering_the_default_role_rotates_the_keys_of_members_by_default() {
+    let alice = Db::open_memory(Identity::from_secret_bytes(&[110; 32]), config())
+        .await
+        .expect("alice");
+    let bob = Db::open_memory(Identity::from_secret_bytes(&[111; 32]), config())
+        .await
+        .expect("bob");
+    let dave = Db::open_memory(Identity::from_secret_bytes(&[112; 32]), config())
+        .await
+        .expect("dave");
+    let thread = alice
+        .create_thread(Variant::AccessControlled)
+        .await
+        .expect("thread");
+    alice
+        .set_default_role(thread, Role::Write)
+        .await
+        .expect("default role");
+    let link = alice
+        .invite_link(thread, Role::Write, None)
+        .await
+        .expect("link");
+    dave.join(&link).await.expect("dave joins by link");
+    let invite = alice
+        .invite(thread, bob.identity().log_id(), Role::Read)
+        .await
+        .expect("invite");
+    bob.join(&invite).await.expect("bob joins");
+    dave.transaction(thread)
+        .put(b"dave-1", b"by default")
+        .commit()
+        .await
+        .expect("dave writes by default role");
+    eventually("dave's write to reach alice", || async {
+        alice.get(thread, b"dave-1").await.expect("get").is_some()
+    })
+    .await;
+
+    let ring = |db: &Db<threads_store::MemoryStore>| {
+        let store = std::sync::Arc::clone(db.node().store());
+        async move { store.thread_key(thread).await.expect("key").expect("held") }
+    };
+    let first = ring(&alice).await;
+    assert!(!first.is_ring());
+    alice
+        .set_default_role(thread, Role::Follow)
+        .await
+        .expect("lower the default role");
+    let epoch = ring(&alice).await.epoch_service().clone();
+    assert_ne!(&epoch, first.service());
+    for (name, db) in [("bob", &bob), ("dave", &dave)] {
+        eventually(&format!("{name} to hold the new epoch"), || async {
+            let _ = db.catch_up(thread).await;
+            ring(db).await.epoch_service() == &epoch
+        })
+        .await;
+    }
+    alice
+        .transaction(thread)
+        .put(b"after", b"new epoch")
+        .commit()
+        .await
+        .expect("write");
+    eventually("bob to read the new epoch", || async {
+        bob.get(thread, b"after").await.expect("get").is_some()
+    })
+    .await;
+    let owner = alice.identity().log_id();
+    let head = |db: &Db<threads_store::MemoryStore>| {
+        let store = std::sync::Arc::clone(db.node().store());
+        async move {
+            store
+                .head(thread, owner)
+                .await
+                .expect("head")
+                .map(|h| h.counter)
+        }
+    };
+    eventually("dave to replicate the new event", || async {
+        head(&dave).await == head(&alice).await
+    })
+    .await;
+    let _ = dave.catch_up(thread).await;
+    assert_eq!(dave.get(thread, b"after").await.expect("get"), None);
+    assert_eq!(
+        dave.get(thread, b"dave-1").await.expect("get"),
+        Some(b"by default".to_vec()),
+        "what dave read before stays"
+    );
+    assert!(
+        dave.transaction(thread)
+            .put(b"dave-2", b"x")
+            .commit()
+            .await
+            .is_err(),
+        "a follower by default role does not write"
+    );
+    for db in [&alice, &bob, &dave] {
+        db.shutdown().await;
+    }
+}
