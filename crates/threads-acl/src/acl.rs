@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::{Digest, Sha256};
-use threads_crypto::{Identity, ReadKey, ServiceKey, open_sealed_bytes};
+use threads_crypto::{Identity, ReadKey, ThreadKey, open_sealed_bytes};
 use threads_id::{LogId, ThreadId, Variant};
 use threads_log::EventOrder;
 use threads_views::{Stamp, encode_stamp};
@@ -209,18 +209,20 @@ impl Acl {
         self.counted.push((stamp, op));
     }
 
-    /// The read keys sealed to `me` by operations that count, in the order of the
-    /// operations, each with its epoch (the place of the [`AclOp::Rotate`] that started it,
-    /// `None` for the thread's first key). Keys that do not open (sealed wrong, or for
-    /// another thread) are skipped.
-    pub fn keys_for(&self, me: &Identity) -> Vec<(Option<Stamp>, ReadKey)> {
+    /// The keys sealed to `me` by operations that count, in the order of the operations,
+    /// each with its epoch (the place of the [`AclOp::Rotate`] that started it, `None` for
+    /// the thread's first keys): from a rotation, the epoch's service key with its read key
+    /// (a reader) or alone (a follower); from a share, one epoch's read key with that
+    /// epoch's service key (or the thread's first one, from a share written before service
+    /// keys rotated). Keys that do not open (sealed wrong, or for another thread) are
+    /// skipped.
+    pub fn sealed_for(&self, me: &Identity) -> Vec<(Option<Stamp>, ThreadKey)> {
         let mine = me.log_id();
         let open = |bytes: &[u8]| {
-            let set = open_sealed_bytes(bytes, me).ok()?;
-            if set.thread_id() != self.thread {
-                return None;
-            }
-            set.thread_key().read().cloned()
+            open_sealed_bytes(bytes, me)
+                .ok()
+                .filter(|set| set.thread_id() == self.thread)
+                .map(|set| set.thread_key().clone())
         };
         let mut out = Vec::new();
         for (stamp, op) in &self.counted {
@@ -249,29 +251,20 @@ impl Acl {
         out
     }
 
-    /// The service keys of later epochs sealed to `me`, in the order of the rotations that
-    /// carry them. A rotation seals its epoch's service key to every member that keeps a
-    /// role (with the read key to a reader, alone to a follower); a rotation that carries
-    /// the thread's first service key (written before service keys rotated) starts no
-    /// service-key epoch, and the caller's key ring already holds that key.
-    pub fn service_keys_for(&self, me: &Identity) -> Vec<ServiceKey> {
-        let mine = me.log_id();
-        let mut out = Vec::new();
-        for (_, op) in &self.counted {
-            if let AclOp::Rotate { sealed } = op {
-                for (member, bytes) in sealed {
-                    if *member != mine {
-                        continue;
-                    }
-                    if let Ok(set) = open_sealed_bytes(bytes, me)
-                        && set.thread_id() == self.thread
-                    {
-                        out.push(set.thread_key().service().clone());
-                    }
-                }
-            }
-        }
-        out
+    /// The read keys of [`Acl::sealed_for`], each with its epoch.
+    pub fn keys_for(&self, me: &Identity) -> Vec<(Option<Stamp>, ReadKey)> {
+        self.sealed_for(me)
+            .into_iter()
+            .filter_map(|(epoch, key)| key.read().cloned().map(|read| (epoch, read)))
+            .collect()
+    }
+
+    /// The members the latest rotation of the keys was sealed to, if there was one.
+    pub fn rotated_to(&self) -> Option<BTreeSet<LogId>> {
+        self.counted.iter().rev().find_map(|(_, op)| match op {
+            AclOp::Rotate { sealed } => Some(sealed.iter().map(|(m, _)| *m).collect()),
+            _ => None,
+        })
     }
 
     /// The current read-key epoch: the place of the latest [`AclOp::Rotate`] that counts

@@ -34,6 +34,12 @@ const fn loses(before: Role, after: Role) -> bool {
     (before.can_read() && !after.can_read()) || (before.can_follow() && !after.can_follow())
 }
 
+/// Whether a key set sealed in a rotation carries a read key: rotations seal plain keys
+/// (the epoch's service key, with the read key for a reader), so the length tells.
+fn carries_read_key(sealed: &[u8]) -> bool {
+    sealed.len() > threads_crypto::SEALED_FOLLOWER_KEYSET_LEN
+}
+
 /// From where the views must be recomputed after the ACL changed.
 enum Since {
     Nothing,
@@ -55,8 +61,11 @@ pub struct AclViews<S> {
     /// The thread's key ring without a read key: the first service key (records) and the
     /// service key of every later epoch this peer learned.
     ring: ThreadKey,
-    /// Whether the ring grew since [`AclViews::take_new_epochs`] was last asked.
+    /// Whether the ring changed since [`AclViews::take_new_epochs`] was last asked.
     new_epochs: bool,
+    /// The service key of each epoch this peer was given, by the place of the rotation
+    /// that started it, in that order.
+    services: Vec<(Stamp, ServiceKey)>,
     /// Every read key this peer holds, in the order it learned them, with its epoch where
     /// known (the store's key has none: it may be the first key, or an invite's).
     keys: Vec<(Option<Stamp>, ReadKey)>,
@@ -159,6 +168,7 @@ impl<S: Store + 'static> AclViews<S> {
             me: me.clone(),
             ring,
             new_epochs: false,
+            services: Vec::new(),
             keys: key.read().cloned().map(|k| (None, k)).into_iter().collect(),
             gated_key: format!("acl.gated.{name}"),
             acl_views,
@@ -190,50 +200,88 @@ impl<S: Store + 'static> AclViews<S> {
     /// read). Returns the ACL it computed.
     async fn sync_acl(&mut self) -> Result<Acl> {
         let thread = self.thread;
-        let acl = loop {
+        loop {
             self.acl_views.catch_up().await?;
             let acl = self
                 .acl_views
                 .read(ACL_VIEW, |state| AclLog::acl(thread, state))
                 .await?;
-            let mut grew = false;
-            for service in acl.service_keys_for(&self.me) {
-                if self.ring.add_epoch(service.clone()) {
-                    grew = true;
-                    self.acl_views.add_read_key(acl_read_key(thread, &service));
-                    self.views.pass_over(acl_read_key(thread, &service));
+            // The service key of each epoch given to this peer, in the order of the
+            // rotations that started them (operations that stopped counting, say a
+            // rotation by an editor revoked before it, give none).
+            let mut epochs: Vec<(Stamp, ServiceKey)> = Vec::new();
+            for (epoch, key) in acl.sealed_for(&self.me) {
+                if let Some(epoch) = epoch
+                    && key.service() != self.ring.service()
+                    && !epochs.iter().any(|(_, known)| known == key.service())
+                {
+                    epochs.push((epoch, key.service().clone()));
                 }
             }
-            if !grew {
-                break acl;
+            epochs.sort_by_key(|(epoch, _)| *epoch);
+            let mut grew = 0;
+            for (_, service) in &epochs {
+                if !self.ring.services().any(|known| known == service) {
+                    grew += 1;
+                    self.acl_views.add_read_key(acl_read_key(thread, service));
+                    self.views.pass_over(acl_read_key(thread, service));
+                }
             }
-            self.new_epochs = true;
-            self.store_ring().await?;
-            self.acl_views.rebuild().await?;
-        };
-        for (epoch, key) in acl.keys_for(&self.me) {
-            match self.keys.iter_mut().find(|(_, k)| *k == key) {
-                Some(known) => known.0 = known.0.or(epoch),
-                None => self.keys.push((epoch, key.clone())),
+            // The ring: keys known otherwise first (an invite's, or a rotation's that no
+            // longer counts), then the epochs in order, so that the last is the newest
+            // epoch this peer was given.
+            let ring = self.ring.with_epochs(
+                self.ring
+                    .epochs()
+                    .iter()
+                    .filter(|known| !epochs.iter().any(|(_, s)| s == *known))
+                    .chain(epochs.iter().map(|(_, s)| s)),
+            );
+            if ring.epochs().len() < self.ring.epochs().len() + grew {
+                tracing::warn!(%thread, "the key ring is full: a new epoch is not taken");
             }
-            self.views.add_read_key(key);
+            self.services = epochs;
+            if ring != self.ring {
+                self.ring = ring;
+                self.new_epochs = true;
+                self.store_ring().await?;
+            }
+            if grew > 0 {
+                // Events sealed with the new ACL key were passed over: read them now.
+                self.acl_views.rebuild().await?;
+                continue;
+            }
+            for (epoch, key) in acl.keys_for(&self.me) {
+                match self.keys.iter_mut().find(|(_, k)| *k == key) {
+                    Some(known) => known.0 = known.0.or(epoch),
+                    None => self.keys.push((epoch, key.clone())),
+                }
+                self.views.add_read_key(key);
+            }
+            return Ok(acl);
         }
-        Ok(acl)
     }
 
-    /// Adds the ring's epochs to the store's thread key (which may have gained a read key
-    /// meanwhile: it is merged, never replaced).
+    /// Stores the ring's epochs with the thread's key, under the thread's key lock: the
+    /// stored key may have gained a read key or epochs meanwhile (a join), which are kept
+    /// (its epochs unknown here first, not as the newest).
     async fn store_ring(&self) -> Result<()> {
-        let stored = self
-            .store
-            .thread_key(self.thread)
-            .await?
-            .ok_or(AclError::Views(ViewError::UnknownThread))?;
-        let merged = stored
-            .merged(&self.ring)
-            .ok_or_else(|| AclError::Malformed("the stored thread key changed".into()))?;
-        if merged != stored {
-            self.store.put_thread(self.thread, &merged).await?;
+        let ring = &self.ring;
+        let stored = threads_store::update_thread_key(&*self.store, self.thread, |stored| {
+            let stored = stored?;
+            (stored.service() == ring.service()).then(|| {
+                stored.with_epochs(
+                    stored
+                        .epochs()
+                        .iter()
+                        .filter(|known| !ring.epochs().contains(known))
+                        .chain(ring.epochs()),
+                )
+            })
+        })
+        .await?;
+        if stored.is_none_or(|stored| stored.service() != ring.service()) {
+            return Err(AclError::Views(ViewError::UnknownThread));
         }
         Ok(())
     }
@@ -358,8 +406,8 @@ impl<S: Store + 'static> AclViews<S> {
         for (_, read) in &self.keys {
             verifier.add_read_key(read.clone());
         }
-        if let Some(read) = self.acl_key().read() {
-            verifier.add_read_key(read.clone());
+        for service in self.ring.services() {
+            verifier.add_read_key(acl_read_key(self.thread, service));
         }
         // An event this peer cannot read is not applied to its views: no answer changes.
         let Ok(read) = verifier.read_stored(&stored.entry) else {
@@ -454,6 +502,28 @@ impl<S: Store + 'static> AclViews<S> {
         Ok(batch)
     }
 
+    /// Whether the keys must rotate again because the latest rotation reached a member it
+    /// should not have: one that has no role now, or that got the read key and may not
+    /// read now. It happens when two editors change roles at once (each rotation sealed
+    /// to the members its editor knew of); an editor that sees it writes a new rotation
+    /// ([`AclViews::rotate`]), sealed to the members as they are now.
+    pub fn needs_rotation(&self) -> bool {
+        let acl = Self::lock_acl(&self.acl);
+        acl.counted()
+            .iter()
+            .rev()
+            .find_map(|(_, op)| match op {
+                AclOp::Rotate { sealed } => Some(sealed),
+                _ => None,
+            })
+            .is_some_and(|sealed| {
+                sealed.iter().any(|(member, bytes)| {
+                    let role = acl.role(member);
+                    !role.can_follow() || (carries_read_key(bytes) && !role.can_read())
+                })
+            })
+    }
+
     /// A new key epoch ([`AclOp::Rotate`]): a fresh read key and service key, sealed to
     /// every member that keeps a role after `change`, by the role it keeps.
     ///
@@ -508,18 +578,17 @@ impl<S: Store + 'static> AclViews<S> {
         let sealed = self
             .keys
             .iter()
-            .map(|(epoch, key)| Ok((member, *epoch, self.seal(key, &member)?)))
+            .map(|(epoch, key)| {
+                // With the epoch's service key, so the new reader learns the epochs (and
+                // their order) it was left out of.
+                let service = epoch
+                    .and_then(|e| self.services.iter().find(|(s, _)| *s == e))
+                    .map_or_else(|| self.ring.service().clone(), |(_, s)| s.clone());
+                let key = ThreadKey::new(service, key.clone());
+                Ok((member, *epoch, self.seal_key(key, &member)?))
+            })
             .collect::<Result<_>>()?;
         Ok(AclOp::Share { sealed })
-    }
-
-    /// `key` (a read key of some epoch) sealed to `member`, with the first service key: a
-    /// key set that starts no service-key epoch.
-    fn seal(&self, key: &ReadKey, member: &LogId) -> Result<Vec<u8>> {
-        self.seal_key(
-            ThreadKey::new(self.ring.service().clone(), key.clone()),
-            member,
-        )
     }
 
     fn seal_key(&self, key: ThreadKey, member: &LogId) -> Result<Vec<u8>> {

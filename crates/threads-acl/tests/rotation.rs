@@ -61,16 +61,25 @@ impl Peer {
 /// Replicates every log among the peers as threads-net does (follower-level verification
 /// with the service key, then one transaction per batch), then lets every peer catch up.
 async fn sync(peers: &mut [Peer], key: &ThreadKey) {
-    let thread = peers[0].views.thread();
     let logs: Vec<LogId> = peers.iter().map(|p| p.id.log_id()).collect();
-    for log in logs {
+    let all: Vec<usize> = (0..peers.len()).collect();
+    sync_some(peers, key, &logs, &all).await;
+}
+
+/// [`sync`] of `logs` only, to the peers `to` only (from every peer).
+async fn sync_some(peers: &mut [Peer], key: &ThreadKey, logs: &[LogId], to: &[usize]) {
+    let thread = peers[0].views.thread();
+    for &log in logs {
         for source in peers.iter() {
             let entries = source
                 .store
                 .entries_after(thread, log, 0, Page::new(10_000, usize::MAX))
                 .await
                 .expect("read");
-            for target in peers.iter() {
+            for (i, target) in peers.iter().enumerate() {
+                if !to.contains(&i) {
+                    continue;
+                }
                 let head = target.store.head(thread, log).await.expect("head");
                 let have = head.map_or(0, |h| h.counter) as usize;
                 if have >= entries.len() {
@@ -86,8 +95,8 @@ async fn sync(peers: &mut [Peer], key: &ThreadKey) {
             }
         }
     }
-    for peer in peers.iter_mut() {
-        peer.views.catch_up().await.expect("catch up");
+    for &i in to {
+        peers[i].views.catch_up().await.expect("catch up");
     }
 }
 
@@ -394,4 +403,155 @@ async fn revoking_a_member_rotates_the_service_key() {
     let l = peers.len() - 1;
     assert!(peers[l].views.acl().is_editor_now(&follower.log_id()));
     assert_eq!(peers[l].views.acl().digest(), peers[o].views.acl().digest());
+}
+
+/// Two editors revoke two members at once, each rotation sealed to the members its editor
+/// knew of: a peer takes the epochs in the ACL's order whatever order they arrive in; each
+/// rotation reached the member the other revoked, so an editor sees the keys must rotate
+/// again, and after it neither revoked member holds the newest epoch. A rotation that stops
+/// counting (its editor's right revoked back to before it) is no longer the epoch anyone
+/// writes with. A follower promoted to reader is handed every epoch with its read key.
+#[tokio::test]
+async fn concurrent_and_withdrawn_rotations_leave_every_peer_on_one_epoch() {
+    let owner = Identity::from_secret_bytes(&[1; 32]);
+    let editor = Identity::from_secret_bytes(&[2; 32]);
+    let x = Identity::from_secret_bytes(&[3; 32]);
+    let y = Identity::from_secret_bytes(&[4; 32]);
+    let follower = Identity::from_secret_bytes(&[5; 32]);
+    let (thread, salt) = new_thread(&owner.log_id());
+    let key = ThreadKey::generate();
+    let mut peers = vec![
+        Peer::new(owner.clone(), thread, &key).await,
+        Peer::new(editor.clone(), thread, &key).await,
+        Peer::new(x.clone(), thread, &key).await,
+        Peer::new(y.clone(), thread, &key).await,
+        Peer::new(follower.clone(), thread, &key.to_follower()).await,
+    ];
+    let (o, e, px, py, f) = (0, 1, 2, 3, 4);
+    let role = |member: &Identity, role: Role| {
+        AclOp::SetRole {
+            member: member.log_id(),
+            role,
+            from: 1,
+        }
+        .encode()
+    };
+    let founding = Batch::new()
+        .with(ACL_VIEW, AclOp::Init { salt }.encode())
+        .with(ACL_VIEW, role(&editor, Role::Write))
+        .with(
+            ACL_VIEW,
+            AclOp::SetEditor {
+                member: editor.log_id(),
+                editor: true,
+                from: 1,
+            }
+            .encode(),
+        )
+        .with(ACL_VIEW, role(&x, Role::Write))
+        .with(ACL_VIEW, role(&y, Role::Write))
+        .with(ACL_VIEW, role(&follower, Role::Follow));
+    peers[o].write(&founding, 1).await;
+    sync(&mut peers, &key).await;
+
+    // At once: the owner revokes X, the editor revokes Y.
+    let by_owner = peers[o]
+        .views
+        .set_role(x.log_id(), Role::NoAccess)
+        .await
+        .expect("revoke x");
+    let by_editor = peers[e]
+        .views
+        .set_role(y.log_id(), Role::NoAccess)
+        .await
+        .expect("revoke y");
+    peers[o].write(&by_owner, 10).await;
+    peers[e].write(&by_editor, 20).await;
+    // The follower gets the editor's (later) rotation first, then the owner's.
+    sync_some(&mut peers, &key, &[editor.log_id()], &[f]).await;
+    let later = peers[f].views.ring().epoch_service().clone();
+    sync(&mut peers, &key).await;
+    for i in [o, e, f] {
+        assert_eq!(
+            peers[i].views.ring().epoch_service(),
+            &later,
+            "peer {i} writes with the epoch of the latest rotation"
+        );
+        assert_eq!(peers[i].views.ring().epochs().len(), 2, "peer {i}");
+    }
+    // The editor's rotation was sealed to X, which the owner revoked meanwhile.
+    assert!(peers[o].views.needs_rotation());
+    assert!(peers[e].views.needs_rotation());
+    let again = peers[o].views.rotate(None).await.expect("rotate again");
+    peers[o]
+        .write(&Batch::new().with(ACL_VIEW, again.encode()), 30)
+        .await;
+    sync(&mut peers, &key).await;
+    let newest = peers[o].views.ring().epoch_service().clone();
+    for i in [o, e, f] {
+        assert_eq!(peers[i].views.ring().epoch_service(), &newest, "peer {i}");
+        assert!(!peers[i].views.needs_rotation(), "peer {i}");
+    }
+    for i in [px, py] {
+        assert!(
+            peers[i].views.ring().services().all(|s| *s != newest),
+            "revoked peer {i} holds the newest epoch"
+        );
+    }
+
+    // The owner takes the editor's right away from before its next ACL event, which the
+    // owner has not seen: the editor's rotation written then stops counting, everywhere.
+    let withdrawn_from = peers[o]
+        .views
+        .next_counter(editor.log_id())
+        .await
+        .expect("counter");
+    let withdrawal = Batch::new().with(
+        ACL_VIEW,
+        AclOp::SetEditor {
+            member: editor.log_id(),
+            editor: false,
+            from: withdrawn_from,
+        }
+        .encode(),
+    );
+    let stale = peers[e].views.rotate(None).await.expect("rotate");
+    peers[e]
+        .write(&Batch::new().with(ACL_VIEW, stale.encode()), 40)
+        .await;
+    sync_some(&mut peers, &key, &[editor.log_id()], &[f]).await;
+    assert_ne!(
+        peers[f].views.ring().epoch_service(),
+        &newest,
+        "the follower took the editor's rotation while it counted"
+    );
+    peers[o].write(&withdrawal, 50).await;
+    sync(&mut peers, &key).await;
+    for i in [o, e, f] {
+        assert_eq!(
+            peers[i].views.ring().epoch_service(),
+            &newest,
+            "peer {i} left the withdrawn rotation's epoch"
+        );
+        let stored = peers[i]
+            .store
+            .thread_key(thread)
+            .await
+            .expect("key")
+            .expect("held");
+        assert_eq!(stored.epoch_service(), &newest, "peer {i} stored it");
+    }
+
+    // The follower, promoted to reader, is handed every epoch it holds with its read key.
+    let promote = peers[o]
+        .views
+        .set_role(follower.log_id(), Role::Read)
+        .await
+        .expect("promote");
+    peers[o].write(&promote, 60).await;
+    peers[o].write(&put("for readers"), 70).await;
+    sync(&mut peers, &key).await;
+    assert_eq!(peers[f].keys().await, ["for readers"]);
+    assert_eq!(peers[f].views.ring().epoch_service(), &newest);
+    assert_eq!(peers[f].views.acl().digest(), peers[o].views.acl().digest());
 }

@@ -344,6 +344,22 @@ impl ThreadKey {
         true
     }
 
+    /// The key with the same first service key and read key, and `epochs` as its ring
+    /// (oldest first; the first service key and repeats left out, at most
+    /// [`MAX_EPOCHS`]).
+    #[must_use]
+    pub fn with_epochs<'a>(&self, epochs: impl IntoIterator<Item = &'a ServiceKey>) -> ThreadKey {
+        let mut out = ThreadKey {
+            service: self.service.clone(),
+            epochs: Vec::new(),
+            read: self.read.clone(),
+        };
+        for service in epochs {
+            out.add_epoch(service.clone());
+        }
+        out
+    }
+
     /// This key with what `other` adds to it: epochs it lacks (appended in `other`'s
     /// order) and the read key if it has none. `None` if `other` is a key of another
     /// thread (another first service key): a thread's key is never replaced.
@@ -567,6 +583,16 @@ mod tests {
         );
         assert_eq!(key.merged(&plain), Some(key.clone()));
         assert_eq!(key.merged(&ThreadKey::generate()), None);
+        // A ring in another order: the first key and repeats are left out.
+        let reordered = key.with_epochs([
+            &ServiceKey::from_bytes([4; 32]),
+            &first,
+            &ServiceKey::from_bytes([3; 32]),
+            &ServiceKey::from_bytes([4; 32]),
+        ]);
+        assert_eq!(reordered.epoch_service(), &ServiceKey::from_bytes([3; 32]));
+        assert_eq!(reordered.epochs().len(), 2);
+        assert_eq!(reordered.read(), key.read());
         // Malformed rings: unknown flags, a count that does not match, a repeated key, no
         // epoch at all.
         let mut flags = bytes.to_vec();

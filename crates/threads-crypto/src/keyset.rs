@@ -39,6 +39,9 @@ const SALT: &[u8] = b"threads-rs/keyset/v1";
 const HEADER_LEN: usize = 1 + 32;
 /// The shortest sealed key set: a follower's (service key only).
 const MIN_SEALED_LEN: usize = HEADER_LEN + aead::OVERHEAD + ThreadId::LEN + 32;
+/// The length of a sealed key set holding a plain follower's key (the service key alone);
+/// one holding a plain reader's key is 32 bytes longer.
+pub const SEALED_FOLLOWER_KEYSET_LEN: usize = MIN_SEALED_LEN;
 
 /// Why a sealed key set cannot be read or opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

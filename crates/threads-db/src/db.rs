@@ -39,6 +39,8 @@ pub(crate) struct Inner<S: Store + 'static> {
     /// it is still the count, every entry from peers is applied, and a write can be
     /// applied from the batch in hand.
     caught_up: Mutex<HashMap<ThreadId, u64>>,
+    /// Threads whose keys this peer is rotating again (see `Inner::after_apply`).
+    repairing: Mutex<std::collections::HashSet<ThreadId>>,
     pub(crate) threads: tokio::sync::RwLock<HashMap<ThreadId, ThreadViews<S>>>,
     background: Mutex<Option<JoinHandle<()>>>,
     /// Live queries' tasks; aborted and joined by [`Db::shutdown`].
@@ -83,13 +85,45 @@ impl<S: Store + 'static> Inner<S> {
         }
     }
 
-    /// Watches the announcement topic of a service-key epoch `views` learned since last
-    /// asked (a rotation sealed to this peer).
-    pub(crate) async fn watch_epochs(&self, views: &mut AclViews<S>) {
+    /// After `views` applied new events: watches the announcement topic of a service-key
+    /// epoch they learned (a rotation sealed to this peer), and, if this peer is an editor
+    /// and the latest rotation reached a member it should not have (two editors changed
+    /// roles at once), has the keys rotated again ([`AclViews::needs_rotation`]).
+    pub(crate) async fn after_apply(self: &Arc<Self>, views: &mut AclViews<S>) {
+        let thread = views.thread();
         if views.take_new_epochs()
-            && let Err(error) = self.node.watch(views.thread()).await
+            && let Err(error) = self.node.watch(thread).await
         {
-            tracing::warn!(thread = %views.thread(), %error, "the new epoch's topic is not watched");
+            tracing::warn!(%thread, %error, "the new epoch's topic is not watched");
+        }
+        if views.needs_rotation()
+            && views.acl().is_editor_now(&self.me.log_id())
+            && self
+                .repairing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(thread)
+        {
+            let inner = Arc::clone(self);
+            let spawned = self.spawn(async move {
+                let db = Db {
+                    inner: Arc::clone(&inner),
+                };
+                if let Err(error) = db.rotate_again(thread).await {
+                    tracing::warn!(%thread, %error, "the keys could not be rotated again");
+                }
+                inner
+                    .repairing
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&thread);
+            });
+            if !spawned {
+                self.repairing
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&thread);
+            }
         }
     }
 
@@ -265,6 +299,7 @@ impl<S: Store + 'static> Db<S> {
             crdt: Crdt::new(CRDT_VIEW),
             queues: Mutex::default(),
             caught_up: Mutex::default(),
+            repairing: Mutex::default(),
             config,
             threads: tokio::sync::RwLock::new(HashMap::new()),
             background: Mutex::new(None),
@@ -309,7 +344,7 @@ impl<S: Store + 'static> Db<S> {
                             let arrivals = inner.node.arrivals();
                             if views.catch_up().await.is_ok() {
                                 inner.caught_up(views.thread(), arrivals);
-                                inner.watch_epochs(&mut views).await;
+                                inner.after_apply(&mut views).await;
                                 let _ = inner.changed.send(views.thread());
                             }
                         }
@@ -334,7 +369,7 @@ impl<S: Store + 'static> Db<S> {
                     match views.catch_up().await {
                         Ok(_) => {
                             inner.caught_up(views.thread(), arrivals);
-                            inner.watch_epochs(&mut views).await;
+                            inner.after_apply(&mut views).await;
                             let _ = inner.changed.send(views.thread());
                         }
                         Err(error) => tracing::warn!(%error, "views could not catch up"),
@@ -397,7 +432,7 @@ impl<S: Store + 'static> Db<S> {
         let arrivals = self.inner.node.arrivals();
         views.catch_up().await?;
         self.inner.caught_up(thread, arrivals);
-        self.inner.watch_epochs(&mut views).await;
+        self.inner.after_apply(&mut views).await;
         Ok(())
     }
 

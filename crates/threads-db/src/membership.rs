@@ -205,6 +205,27 @@ impl<S: Store + 'static> Db<S> {
         Ok(())
     }
 
+    /// Writes a new key rotation if the latest one reached a member it should not have
+    /// (checked again under the thread's lock: another may have landed meanwhile).
+    /// (A boxed future: the write it makes applies events, which may call this again.)
+    pub(crate) fn rotate_again(
+        &self,
+        thread: ThreadId,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), DbError>> + Send + '_>> {
+        Box::pin(async move {
+            let views = self.views(thread).await?;
+            let batch = {
+                let views = views.lock().await;
+                if !views.needs_rotation() {
+                    return Ok(());
+                }
+                Batch::new().with(ACL_VIEW, views.rotate(None).await?.encode())
+            };
+            self.write(thread, batch).await?;
+            Ok(())
+        })
+    }
+
     /// Joins a thread from an invite's text: stores its keys, pulls it from the inviter,
     /// and opens its views. Returns the thread.
     ///

@@ -159,7 +159,7 @@ fn split(batch: Batch, payload: Vec<u8>) -> Vec<(Batch, Vec<u32>, bool, Vec<u8>)
 }
 
 async fn commit_group<S: Store + 'static>(
-    inner: &Inner<S>,
+    inner: &Arc<Inner<S>>,
     thread: ThreadId,
     writes: &ThreadWrites,
     views: &mut AclViews<S>,
@@ -173,7 +173,7 @@ async fn commit_group<S: Store + 'static>(
         let arrivals = inner.node.arrivals();
         if views.catch_up().await.is_ok() {
             inner.caught_up(thread, arrivals);
-            inner.watch_epochs(views).await;
+            inner.after_apply(views).await;
         }
     }
     let mut ready: Vec<Ready> = Vec::with_capacity(group.len());
@@ -328,7 +328,7 @@ async fn commit_group<S: Store + 'static>(
         })
         .collect();
     let applied = views.write_local(head, &appended, &events).await;
-    inner.watch_epochs(views).await;
+    inner.after_apply(views).await;
     match &applied {
         Ok(_) => writes.wrote(&appended),
         // The head may be stale (another writer of this log), or the entries may be

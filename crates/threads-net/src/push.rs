@@ -326,18 +326,25 @@ impl<S: Store + 'static> Node<S> {
             if !self.inner.admission.admits(thread, peer) {
                 continue;
             }
-            let proof = AuthProof::new(key.epoch_service(), &thread, &self.inner.peer, &peer);
-            let request = Request::PushRecords {
+            let request = |service| Request::PushRecords {
                 thread,
-                proof,
+                proof: AuthProof::new(service, &thread, &self.inner.peer, &peer),
                 log,
                 entries: wire.clone(),
             };
             let health = &self.inner.health;
-            match self
-                .request(peer, vec![addr.transport_addr()], request)
+            let dial = vec![addr.transport_addr()];
+            let answer = match self
+                .request(peer, dial.clone(), request(key.epoch_service()))
                 .await
             {
+                // A peer behind on the key ring (see `push_log`).
+                Err(e) if lagging(&e) && key.is_ring() => {
+                    self.request(peer, dial, request(key.service())).await
+                }
+                other => other,
+            };
+            match answer {
                 Ok(Response::Pushed { counter }) => {
                     health.peer_has(thread, log, peer, counter);
                     ok += 1;

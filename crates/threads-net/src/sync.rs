@@ -244,23 +244,24 @@ impl<S: Store + 'static> Node<S> {
         let thread = keys.thread_id();
         // A known thread keeps its key unless the invite adds the read key to a follower's:
         // an invite never replaces the service key nor takes the read key away.
-        let known = self.inner.store.thread_key(thread).await?;
         let key = keys.thread_key();
-        match known {
-            Some(known) => match known.merged(key) {
-                None => {
-                    return Err(NetError::Invite(format!(
-                        "the invite's service key is not the one this peer holds for {thread}"
-                    )));
-                }
-                // What the invite adds (the read key to a follower's, epochs of the key
-                // ring) is kept; nothing is taken away or replaced.
-                Some(merged) if merged != known => {
-                    self.inner.store.put_thread(thread, &merged).await?;
-                }
-                Some(_) => {}
-            },
-            None => self.inner.store.put_thread(thread, key).await?,
+        // What the invite adds to a known key (the read key to a follower's, epochs of the
+        // key ring) is kept; nothing is taken away or replaced. Under the thread's key lock:
+        // views adding an epoch meanwhile do not lose it, nor this the invite's read key.
+        let mut other = false;
+        threads_store::update_thread_key(&*self.inner.store, thread, |known| match known {
+            None => Some(key.clone()),
+            Some(known) => {
+                let merged = known.merged(key);
+                other = merged.is_none();
+                merged
+            }
+        })
+        .await?;
+        if other {
+            return Err(NetError::Invite(format!(
+                "the invite's service key is not the one this peer holds for {thread}"
+            )));
         }
         self.watch(thread).await?;
         for addr in &addrs {
@@ -297,24 +298,27 @@ impl<S: Store + 'static> Node<S> {
         dial: Vec<Multiaddr>,
     ) -> Result<usize, NetError> {
         let key = self.key(thread).await?;
-        let proof = AuthProof::new(key.epoch_service(), &thread, &self.inner.peer, &peer);
         let addrs = exchanged(
             &self.advertised_addrs(),
             &self.inner.peers.of(thread),
             Some(peer),
         );
-        let Response::Peers(theirs) = self
-            .request(
-                peer,
-                dial,
-                Request::ExchangePeers {
-                    thread,
-                    proof,
-                    addrs,
-                },
-            )
-            .await?
-        else {
+        let request = |service| Request::ExchangePeers {
+            thread,
+            proof: AuthProof::new(service, &thread, &self.inner.peer, &peer),
+            addrs: addrs.clone(),
+        };
+        let answer = match self
+            .request(peer, dial.clone(), request(key.epoch_service()))
+            .await
+        {
+            // A peer behind on the key ring (see `pull_peer`).
+            Err(error) if lagging(&error) && key.is_ring() => {
+                self.request(peer, dial, request(key.service())).await
+            }
+            other => other,
+        };
+        let Response::Peers(theirs) = answer? else {
             return Err(NetError::Unexpected(peer));
         };
         let mut learned = 0;
@@ -433,6 +437,9 @@ impl<S: Store + 'static> Node<S> {
     ) -> Result<(), NetError> {
         let mut edges = Vec::with_capacity(addrs.len());
         let mut threads = Vec::with_capacity(addrs.len());
+        // Threads whose key is a ring: a peer behind on it answers as if it did not share
+        // the thread (it does not know the newest epoch's key).
+        let mut rings = Vec::with_capacity(addrs.len());
         for addr in addrs {
             let thread = addr.thread_id();
             if threads.contains(&thread) {
@@ -453,6 +460,7 @@ impl<S: Store + 'static> Node<S> {
                 digest: digest.0,
             });
             threads.push(thread);
+            rings.push(key.is_ring());
         }
         if edges.is_empty() {
             return Ok(());
@@ -473,10 +481,21 @@ impl<S: Store + 'static> Node<S> {
         if answers.len() != edges.len() {
             return Err(NetError::Unexpected(peer));
         }
-        for (edge, answer) in edges.iter().zip(answers) {
+        for ((edge, answer), ring) in edges.iter().zip(answers).zip(rings) {
             let thread = edge.thread;
             match answer {
                 Some(theirs) if theirs.0 == edge.digest => {}
+                // Unknown to the peer under the newest epoch's key: pulling proves the
+                // first key when refused, so a peer behind on the ring is synced with.
+                None if ring => {
+                    if let Err(error) = self.pull_peer(thread, peer, dial.clone()).await {
+                        tracing::debug!(%peer, %thread, %error, "peer does not share the thread");
+                        continue;
+                    }
+                    if let Err(error) = self.push_missing(thread, peer).await {
+                        tracing::debug!(%peer, %thread, %error, "push queueing failed");
+                    }
+                }
                 Some(_) => {
                     // Pull what we lack (this also learns the peer's counters), then queue
                     // what the peer lacks.

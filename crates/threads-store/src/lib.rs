@@ -4,6 +4,7 @@
 mod chain;
 mod error;
 mod forks;
+mod keys;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -17,6 +18,7 @@ mod views;
 
 pub use error::StoreError;
 pub use forks::{FORKS_META, fork_proofs, fork_stops, put_fork_proof};
+pub use keys::update_thread_key;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{POSTGRES_SCHEMA_VERSION, PostgresStore};
