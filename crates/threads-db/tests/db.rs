@@ -1248,3 +1248,85 @@ async fn lowering_the_default_role_rotates_the_keys_of_members_by_default() {
         db.shutdown().await;
     }
 }
+
+/// A revocation written without a rotation (by code that writes ACL operations itself, or
+/// by two editors at once) leaves the latest epoch with a member that has no role: the
+/// editor's database rotates the keys again by itself, and the revoked member does not
+/// get the new epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_editor_rotates_again_when_the_latest_epoch_reached_a_revoked_member() {
+    use threads_acl::{ACL_VIEW, AclOp};
+    use threads_views::Batch;
+    let alice = Db::open_memory(Identity::from_secret_bytes(&[120; 32]), config())
+        .await
+        .expect("alice");
+    let bob = Db::open_memory(Identity::from_secret_bytes(&[121; 32]), config())
+        .await
+        .expect("bob");
+    let thread = alice
+        .create_thread(Variant::AccessControlled)
+        .await
+        .expect("thread");
+    let invite = alice
+        .invite(thread, bob.identity().log_id(), Role::Write)
+        .await
+        .expect("invite");
+    bob.join(&invite).await.expect("join");
+    let ring = |db: &Db<threads_store::MemoryStore>| {
+        let store = std::sync::Arc::clone(db.node().store());
+        async move { store.thread_key(thread).await.expect("key").expect("held") }
+    };
+    // A first epoch, sealed to bob (a member with no log is revoked to start it).
+    let gone = Identity::from_secret_bytes(&[122; 32]).log_id();
+    alice
+        .set_role(thread, gone, Role::Write)
+        .await
+        .expect("role");
+    alice
+        .set_role(thread, gone, Role::NoAccess)
+        .await
+        .expect("revoke");
+    let first_epoch = ring(&alice).await.epoch_service().clone();
+    eventually("bob to hold the first epoch", || async {
+        let _ = bob.catch_up(thread).await;
+        ring(&bob).await.epoch_service() == &first_epoch
+    })
+    .await;
+    // Bob is revoked by an ACL operation alone, without a rotation.
+    alice
+        .write(
+            thread,
+            Batch::new().with(
+                ACL_VIEW,
+                AclOp::SetRole {
+                    member: bob.identity().log_id(),
+                    role: Role::NoAccess,
+                    from: 1,
+                }
+                .encode(),
+            ),
+        )
+        .await
+        .expect("revoke without rotating");
+    eventually("alice to rotate again by herself", || async {
+        let _ = alice.catch_up(thread).await;
+        ring(&alice).await.epochs().len() == 2
+    })
+    .await;
+    let newest = ring(&alice).await.epoch_service().clone();
+    assert_ne!(newest, first_epoch);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = bob.catch_up(thread).await;
+    assert!(
+        ring(&bob).await.services().all(|s| *s != newest),
+        "the revoked member got the new epoch"
+    );
+    assert_eq!(
+        ring(&alice).await.epochs().len(),
+        2,
+        "rotated once, not again and again"
+    );
+    for db in [&alice, &bob] {
+        db.shutdown().await;
+    }
+}
