@@ -209,13 +209,14 @@ impl<S: Store + 'static> AclViews<S> {
             // The service key of each epoch given to this peer, in the order of the
             // rotations that started them (operations that stopped counting, say a
             // rotation by an editor revoked before it, give none).
+            let sealed = acl.sealed_for(&self.me);
             let mut epochs: Vec<(Stamp, ServiceKey)> = Vec::new();
-            for (epoch, key) in acl.sealed_for(&self.me) {
+            for (epoch, key) in &sealed {
                 if let Some(epoch) = epoch
                     && key.service() != self.ring.service()
                     && !epochs.iter().any(|(_, known)| known == key.service())
                 {
-                    epochs.push((epoch, key.service().clone()));
+                    epochs.push((*epoch, key.service().clone()));
                 }
             }
             epochs.sort_by_key(|(epoch, _)| *epoch);
@@ -251,7 +252,10 @@ impl<S: Store + 'static> AclViews<S> {
                 self.acl_views.rebuild().await?;
                 continue;
             }
-            for (epoch, key) in acl.keys_for(&self.me) {
+            let read_keys = sealed
+                .into_iter()
+                .filter_map(|(epoch, key)| key.read().cloned().map(|read| (epoch, read)));
+            for (epoch, key) in read_keys {
                 match self.keys.iter_mut().find(|(_, k)| *k == key) {
                     Some(known) => known.0 = known.0.or(epoch),
                     None => self.keys.push((epoch, key.clone())),
