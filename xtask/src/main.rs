@@ -77,6 +77,40 @@ fn main() -> Result<()> {
     }
 }
 
+/// Installs the TypeScript client's dev dependencies (`npm ci`), checks that the committed
+/// `clients/js/dist` is what `src/index.ts` compiles to, and runs the client's tests.
+fn typescript_client() -> Result<()> {
+    let js = root().join("clients/js");
+    let mut install = Command::new("npm");
+    install
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&js);
+    run(install).context("the TypeScript client needs Node.js 20 or later and npm")?;
+    let out = root().join("target/tmp/js-dist");
+    let mut compile = Command::new("node");
+    compile
+        .arg("node_modules/typescript/bin/tsc")
+        .args(["-p", ".", "--outDir"])
+        .arg(&out)
+        .current_dir(&js);
+    run(compile)?;
+    for file in ["index.js", "index.d.ts"] {
+        let fresh = std::fs::read(out.join(file)).with_context(|| format!("compiled {file}"))?;
+        let committed =
+            std::fs::read(js.join("dist").join(file)).with_context(|| format!("dist/{file}"))?;
+        if fresh != committed {
+            bail!(
+                "clients/js/dist/{file} is not the compile of src/index.ts: run `npm run build` in clients/js"
+            );
+        }
+    }
+    let mut test = Command::new("node");
+    test.args(["--test", "test/"])
+        .current_dir(&js)
+        .env("THREADS_BIN", root().join("target/debug/threads"));
+    run(test)
+}
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -163,14 +197,11 @@ fn ci() -> Result<()> {
         "net_sync",
     ]);
     run(quic)?;
-    // The JavaScript client against a real daemon (the binary the tests above built). It
-    // has no npm dependencies, so Node.js alone runs it; a machine without Node.js fails
-    // here rather than skipping it.
-    let mut js = Command::new("node");
-    js.args(["--test", "test/"])
-        .current_dir(root().join("clients/js"))
-        .env("THREADS_BIN", root().join("target/debug/threads"));
-    run(js).context("the JavaScript client's tests need Node.js 20 or later (`node`)")?;
+    // The TypeScript client: its compiler from the committed lock file, the committed
+    // dist/ checked against a fresh compile of src/ (the daemon serves dist/index.js to
+    // its console), then its tests against a real daemon (the binary the tests above
+    // built). A machine without Node.js fails here rather than skipping it.
+    typescript_client()?;
     // The runnable examples at the workspace root run to their end.
     for example in EXAMPLES {
         let mut cmd = cargo();

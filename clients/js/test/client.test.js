@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, existsSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { Client, ThreadsError, where } from "../src/index.js";
+import { Client, ThreadsError, where } from "../dist/index.js";
 
 const bin = process.env.THREADS_BIN || resolve(import.meta.dirname, "../../../target/debug/threads");
 

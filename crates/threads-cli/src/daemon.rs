@@ -455,7 +455,7 @@ async fn console_client() -> Response {
             axum::http::header::CONTENT_TYPE,
             "text/javascript; charset=utf-8",
         )],
-        include_str!("../../../clients/js/src/index.js"),
+        include_str!("../../../clients/js/dist/index.js"),
     )
         .into_response()
 }

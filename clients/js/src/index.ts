@@ -1,0 +1,381 @@
+// A client for the threads-rs daemon's HTTP API (docs/openapi.yaml). No runtime
+// dependencies: it needs only `fetch` (Node.js 20+, browsers). Every method returns a
+// promise and throws a `ThreadsError` carrying the API's stable error code.
+//
+// The source is src/index.ts; `npm run build` compiles it to dist/ (committed, so that the
+// daemon serves the client to its console without Node.js at build time; CI checks that
+// dist/ is the compile of the source).
+
+/** One operation a write refused: where it is in the write, in which view, and why. */
+export interface Refused {
+  index: number;
+  view: string;
+  reason: string;
+  forbidden: boolean;
+}
+
+/** An error answered by the daemon: its HTTP status, stable code, message and details. */
+export class ThreadsError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly details?: { refused?: Refused[]; [field: string]: unknown };
+
+  constructor(
+    status: number,
+    code: string,
+    message: string,
+    details?: { refused?: Refused[]; [field: string]: unknown },
+  ) {
+    super(`${code}: ${message} (HTTP ${status})`);
+    this.name = "ThreadsError";
+    this.status = status;
+    this.code = code;
+    this.details = details;
+  }
+}
+
+/** A role in an access-controlled thread. */
+export type Role = "no-access" | "follow" | "read" | "write" | "delete";
+
+/** A document query: a filter (built with `where`), a sort, a page size and a cursor. */
+export interface Query {
+  filter?: object;
+  sort?: { path: string; desc?: boolean }[];
+  limit?: number;
+  after?: string;
+}
+
+/** A page of query results; `next` is the cursor of the next page, if any. */
+export interface Page {
+  docs: { id: string; doc: unknown }[];
+  next: string | null;
+}
+
+/** One applied event of a thread's change feed. */
+export interface ChangeEvent {
+  author: string;
+  counter: number;
+  time: number;
+  cursor: string;
+  rejected: string | null;
+  changes: {
+    index: number;
+    view: string;
+    kind: "kv" | "doc" | "automerge" | "other";
+    rejected: string | null;
+    [field: string]: unknown;
+  }[];
+}
+
+/** What `listen` returns: call it to stop; `done` settles when the listener ends. */
+export type Stop = (() => Promise<void>) & { done: Promise<void> };
+
+type Fetch = typeof globalThis.fetch;
+
+const seg = (s: string): string => encodeURIComponent(s);
+
+/** A connection to one daemon: its base URL (`http://127.0.0.1:PORT`) and bearer token. */
+export class Client {
+  readonly baseUrl: string;
+  readonly token: string;
+  readonly fetch: Fetch;
+
+  constructor(baseUrl: string, token: string, { fetch: fetchImpl = globalThis.fetch }: { fetch?: Fetch } = {}) {
+    this.baseUrl = baseUrl.replace(/\/$/, "");
+    this.token = token;
+    // Called unbound: a browser's `fetch` refuses to run with another `this`.
+    this.fetch = (...args: Parameters<Fetch>) => fetchImpl(...args);
+  }
+
+  /** Sends one request and returns the answer's JSON; throws `ThreadsError` if refused. */
+  async request<T = any>(method: string, path: string, body?: unknown): Promise<T> {
+    const headers: Record<string, string> = { authorization: `Bearer ${this.token}` };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    const response = await this.fetch(this.baseUrl + path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await response.text();
+    const json = text ? JSON.parse(text) : null;
+    if (!response.ok) {
+      const error = (json && json.error) || {};
+      throw new ThreadsError(response.status, error.code || "error", error.message || text, error.details);
+    }
+    return json as T;
+  }
+
+  /** This peer's id and addresses. */
+  identity(): Promise<{ id: string; addrs: string[] }> {
+    return this.request("GET", "/v1/identity");
+  }
+  /** Every thread of this peer. */
+  async threads(): Promise<string[]> {
+    return (await this.request("GET", "/v1/threads")).threads;
+  }
+  /** Creates a thread; `accessControlled` for roles and revocation. Returns its id. */
+  async createThread({ accessControlled = false }: { accessControlled?: boolean } = {}): Promise<string> {
+    return (await this.request("POST", "/v1/threads", { access_controlled: accessControlled })).thread;
+  }
+  /** A thread's variant, logs, members, peers and addresses. */
+  thread(thread: string): Promise<Record<string, unknown>> {
+    return this.request("GET", `/v1/threads/${seg(thread)}`);
+  }
+  /** An invite for `member` with `role`, valid for `expiresInS` seconds if given. */
+  async invite(
+    thread: string,
+    member: string,
+    role: Role = "write",
+    { expiresInS }: { expiresInS?: number } = {},
+  ): Promise<string> {
+    const body: Record<string, unknown> = { member, role };
+    if (expiresInS !== undefined) body.expires_in_s = expiresInS;
+    return (await this.request("POST", `/v1/threads/${seg(thread)}/invites`, body)).invite;
+  }
+  /**
+   * A link invite: whoever holds the text joins with the keys of `role` (in an
+   * access-controlled thread, what they may do is the thread's default role).
+   */
+  async inviteLink(thread: string, role: Role = "read", { expiresInS }: { expiresInS?: number } = {}): Promise<string> {
+    const body: Record<string, unknown> = { link: true, role };
+    if (expiresInS !== undefined) body.expires_in_s = expiresInS;
+    return (await this.request("POST", `/v1/threads/${seg(thread)}/invites`, body)).invite;
+  }
+  /** Joins a thread from an invite. Returns the thread id. */
+  async join(invite: string): Promise<string> {
+    return (await this.request("POST", "/v1/join", { invite })).thread;
+  }
+  /**
+   * Gives `member` `role` in an access-controlled thread (`no-access` revokes it; taking
+   * the read role or every role away starts a new key epoch).
+   */
+  setRole(thread: string, member: string, role: Role): Promise<{ member: string; role: Role }> {
+    return this.request("PUT", `/v1/threads/${seg(thread)}/members/${seg(member)}`, { role });
+  }
+  /** Sets the role of members without one of their own (what a link invite grants). */
+  setDefaultRole(thread: string, role: Role): Promise<{ role: Role }> {
+    return this.request("PUT", `/v1/threads/${seg(thread)}/default-role`, { role });
+  }
+  /** Leaves a thread: stops syncing it and deletes everything of it on this peer. */
+  async leave(thread: string): Promise<void> {
+    await this.request("DELETE", `/v1/threads/${seg(thread)}`);
+  }
+
+  /** Every collection of a thread. */
+  async collections(thread: string): Promise<Record<string, unknown>[]> {
+    return (await this.request("GET", `/v1/threads/${seg(thread)}/collections`)).collections;
+  }
+  /** Creates a collection with a JSON Schema. */
+  newCollection(thread: string, name: string, schema: object): Promise<{ counter: number }> {
+    return this.request("POST", `/v1/threads/${seg(thread)}/collections`, { name, schema });
+  }
+  /** Creates a document with an id made by the daemon. Returns `{id, counter}`. */
+  create(thread: string, collection: string, doc: object): Promise<{ id: string; counter: number }> {
+    return this.request("POST", `/v1/threads/${seg(thread)}/docs/${seg(collection)}`, doc);
+  }
+  /** Creates or replaces the document `id`. */
+  save(thread: string, collection: string, id: string, doc: object): Promise<{ counter: number }> {
+    return this.request("PUT", `/v1/threads/${seg(thread)}/docs/${seg(collection)}/${seg(id)}`, doc);
+  }
+  /** The document `id`, or `null`. */
+  async get(thread: string, collection: string, id: string): Promise<unknown | null> {
+    try {
+      return (await this.request("GET", `/v1/threads/${seg(thread)}/docs/${seg(collection)}/${seg(id)}`)).doc;
+    } catch (e) {
+      if (e instanceof ThreadsError && e.status === 404) return null;
+      throw e;
+    }
+  }
+  /** Deletes the document `id`. */
+  delete(thread: string, collection: string, id: string): Promise<{ counter: number }> {
+    return this.request("DELETE", `/v1/threads/${seg(thread)}/docs/${seg(collection)}/${seg(id)}`);
+  }
+  /** Runs a query (build one with `where`); returns `{docs: [{id, doc}], next}`. */
+  find(thread: string, collection: string, query: Query = {}): Promise<Page> {
+    return this.request("POST", `/v1/threads/${seg(thread)}/query/${seg(collection)}`, query);
+  }
+  /** How a query would read the collection. */
+  async explain(thread: string, collection: string, query: Query = {}): Promise<string> {
+    return (await this.request("POST", `/v1/threads/${seg(thread)}/explain/${seg(collection)}`, query)).plan;
+  }
+  /** A transaction: collect operations, then `commit()` them as one event (all or none). */
+  transaction(thread: string): Transaction {
+    return new Transaction(this, thread);
+  }
+
+  /**
+   * Follows the thread's change feed: calls `onEvent` with each applied event (its
+   * operations and whether they were refused). Reconnects after a dropped connection and
+   * resumes after the last event seen (`Last-Event-ID`), losing and repeating nothing.
+   * Returns a function that stops listening.
+   */
+  listen(
+    thread: string,
+    onEvent: (event: ChangeEvent) => void | Promise<void>,
+    { cursor, retryMs = 500 }: { cursor?: string; retryMs?: number } = {},
+  ): Stop {
+    let last = cursor;
+    let stopped = false;
+    const controller: { current: AbortController | null } = { current: null };
+    const run = async (): Promise<void> => {
+      while (!stopped) {
+        const abort = new AbortController();
+        controller.current = abort;
+        try {
+          const headers: Record<string, string> = {
+            authorization: `Bearer ${this.token}`,
+            accept: "text/event-stream",
+          };
+          if (last) headers["last-event-id"] = last;
+          const response = await this.fetch(`${this.baseUrl}/v1/threads/${seg(thread)}/changes`, {
+            headers,
+            signal: abort.signal,
+          });
+          if (!response.ok) throw new ThreadsError(response.status, "stream", await response.text());
+          if (!response.body) throw new ThreadsError(response.status, "stream", "no body");
+          const decoder = new TextDecoder();
+          let pending = "";
+          const reader = response.body.getReader();
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            pending += decoder.decode(value, { stream: true });
+            let end: number;
+            while ((end = pending.indexOf("\n\n")) >= 0) {
+              const block = pending.slice(0, end);
+              pending = pending.slice(end + 2);
+              let id: string | undefined;
+              let data: string | undefined;
+              for (const line of block.split("\n")) {
+                if (line.startsWith("id: ")) id = line.slice(4);
+                else if (line.startsWith("data: ")) data = line.slice(6);
+              }
+              if (data === undefined) continue;
+              if (id) last = id;
+              if (!stopped) await onEvent(JSON.parse(data) as ChangeEvent);
+            }
+          }
+        } catch (e) {
+          if (stopped) return;
+          if (e instanceof ThreadsError && e.status < 500) throw e;
+        }
+        if (!stopped) await new Promise((r) => setTimeout(r, retryMs));
+      }
+    };
+    const done = run();
+    const stop = (() => {
+      stopped = true;
+      if (controller.current) controller.current.abort();
+      return done.catch(() => {});
+    }) as Stop;
+    stop.done = done;
+    return stop;
+  }
+}
+
+/** One operation of a transaction, as the API takes it. */
+export type Operation =
+  | { op: "put"; key: string; value: string }
+  | { op: "del"; key: string }
+  | { op: "create"; collection: string; id: string; doc: object }
+  | { op: "save"; collection: string; id: string; doc: object }
+  | { op: "delete"; collection: string; id: string }
+  | { op: "create_collection"; name: string; schema: object }
+  | { op: "add_index"; collection: string; name: string; path: string; unique: boolean };
+
+/** Operations collected to be written as one event. */
+export class Transaction {
+  readonly client: Client;
+  readonly thread: string;
+  readonly ops: Operation[] = [];
+
+  constructor(client: Client, thread: string) {
+    this.client = client;
+    this.thread = thread;
+  }
+  put(key: string, value: string): this {
+    this.ops.push({ op: "put", key, value });
+    return this;
+  }
+  del(key: string): this {
+    this.ops.push({ op: "del", key });
+    return this;
+  }
+  create(collection: string, id: string, doc: object): this {
+    this.ops.push({ op: "create", collection, id, doc });
+    return this;
+  }
+  save(collection: string, id: string, doc: object): this {
+    this.ops.push({ op: "save", collection, id, doc });
+    return this;
+  }
+  delete(collection: string, id: string): this {
+    this.ops.push({ op: "delete", collection, id });
+    return this;
+  }
+  createCollection(name: string, schema: object): this {
+    this.ops.push({ op: "create_collection", name, schema });
+    return this;
+  }
+  addIndex(collection: string, name: string, path: string, unique = false): this {
+    this.ops.push({ op: "add_index", collection, name, path, unique });
+    return this;
+  }
+  /** Writes every operation as one event; throws `ThreadsError` (code `rejected`, with
+   *  `details.refused`) if any would be refused, and then nothing is written. */
+  commit(): Promise<{ counter: number }> {
+    return this.client.request("POST", `/v1/threads/${seg(this.thread)}/transactions`, { ops: this.ops });
+  }
+}
+
+/** A filter, combined with `and`/`or` and turned into a query with `query()`. */
+export class Filter {
+  readonly filter: object;
+
+  constructor(filter: object) {
+    this.filter = filter;
+  }
+  and(...others: Filter[]): Filter {
+    return new Filter({ and: [this.filter, ...others.map((o) => o.filter)] });
+  }
+  or(...others: Filter[]): Filter {
+    return new Filter({ or: [this.filter, ...others.map((o) => o.filter)] });
+  }
+  /** The query: optional `sort` ([{path, desc}]), `limit` and `after` (a page's `next`). */
+  query({ sort, limit, after }: { sort?: Query["sort"]; limit?: number; after?: string } = {}): Query {
+    const q: Query = { filter: this.filter };
+    if (sort) q.sort = sort;
+    if (limit !== undefined) q.limit = limit;
+    if (after !== undefined) q.after = after;
+    return q;
+  }
+}
+
+/** The comparisons of one document path, each making a `Filter`. */
+export interface Where {
+  eq(v: unknown): Filter;
+  ne(v: unknown): Filter;
+  gt(v: unknown): Filter;
+  ge(v: unknown): Filter;
+  lt(v: unknown): Filter;
+  le(v: unknown): Filter;
+  in(vs: unknown[]): Filter;
+  exists(b?: boolean): Filter;
+  prefix(s: string): Filter;
+}
+
+/** A query builder: `where("age").ge(18).and(where("name").prefix("A"))`, then `.query()`. */
+export function where(path: string): Where {
+  const make = (filter: object) => new Filter(filter);
+  return {
+    eq: (v) => make({ eq: [path, v] }),
+    ne: (v) => make({ ne: [path, v] }),
+    gt: (v) => make({ gt: [path, v] }),
+    ge: (v) => make({ ge: [path, v] }),
+    lt: (v) => make({ lt: [path, v] }),
+    le: (v) => make({ le: [path, v] }),
+    in: (vs) => make({ in: [path, vs] }),
+    exists: (b = true) => make({ exists: [path, b] }),
+    prefix: (s) => make({ prefix: [path, s] }),
+  };
+}
