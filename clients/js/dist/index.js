@@ -1,4 +1,4 @@
-// A client for the threads-rs daemon's HTTP API (docs/openapi.yaml). No runtime
+// A client for the threads-rs daemon's HTTP API (docs/openapi.json). No runtime
 // dependencies: it needs only `fetch` (Node.js 20+, browsers). Every method returns a
 // promise and throws a `ThreadsError` carrying the API's stable error code.
 //

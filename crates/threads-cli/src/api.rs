@@ -1,5 +1,5 @@
 //! The daemon's routes for transactions, collections, explain and the change feed (see
-//! docs/openapi.yaml). The server, authentication and errors are in `daemon.rs`.
+//! docs/openapi.json). The server, authentication and errors are in `daemon.rs`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -60,7 +60,21 @@ pub(crate) fn routes<S: Store + 'static>() -> Router<Api<S>> {
 }
 
 /// Leaves a thread: stops syncing it and deletes everything of it on this peer.
-async fn leave_thread<S: Store + 'static>(
+#[utoipa::path(
+    delete,
+    path = "/v1/threads/{thread}",
+    summary = "Leaves the thread - stops syncing it and deletes everything of it on this peer (keys, logs, views, peers)",
+    description = "Leaves the thread - stops syncing it and deletes everything of it on this peer (keys, logs, views, peers). Other members are not told.",
+    params(
+        ("thread" = String, Path),
+    ),
+    responses(
+        (status = 200, description = "{thread, left: true}", body = crate::openapi::LeftBody),
+        (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn leave_thread<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath(thread): UrlPath<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -71,7 +85,21 @@ async fn leave_thread<S: Store + 'static>(
 
 /// What this peer knows of a thread: its kind, its logs and their heads, its members and
 /// roles (access-controlled threads), its peers and this peer's addresses of it.
-async fn thread_info<S: Store + 'static>(
+#[utoipa::path(
+    get,
+    path = "/v1/threads/{thread}",
+    summary = "What this peer knows of a thread - its variant, its logs and their counters, its members and roles (access-controlled threads), its peers and this peer's addresses of it",
+    description = "What this peer knows of a thread - its variant, its logs and their counters, its members and roles (access-controlled threads), its peers and this peer's addresses of it.",
+    params(
+        ("thread" = String, Path),
+    ),
+    responses(
+        (status = 200, description = "{thread, variant, logs: [{log, counter}], members: [{member, role}], peers, addrs}", body = crate::openapi::ThreadInfo),
+        (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn thread_info<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath(thread): UrlPath<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -181,15 +209,26 @@ impl StreamTokens {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewStreamToken {
+pub(crate) struct NewStreamToken {
     thread: String,
 }
 
 /// A token that opens the thread's streams for a minute (`?token=` on `/changes` and
 /// `/events`).
-async fn stream_token<S: Store + 'static>(
+#[utoipa::path(
+    post,
+    path = "/v1/stream-tokens",
+    summary = "A token that opens one thread's streams (`/changes`, `/events`) for 60 seconds as `?token=`, for browsers' EventSource, which cannot send a header",
+    description = "A token that opens one thread's streams (`/changes`, `/events`) for 60 seconds as `?token=`, for browsers' EventSource, which cannot send a header. It opens nothing else.",
+    request_body = NewStreamToken,
+    responses(
+        (status = 200, description = "{token, expires_in_s}", body = crate::openapi::StreamTokenBody),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn stream_token<S: Store + 'static>(
     State(s): State<Api<S>>,
     Body(body): Body<NewStreamToken>,
 ) -> Result<Json<Value>, ApiError> {
@@ -298,9 +337,9 @@ pub(crate) fn bytes_json(bytes: &[u8]) -> (String, &'static str) {
 }
 
 /// One operation of a transaction.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-enum TxOp {
+pub(crate) enum TxOp {
     Put {
         key: String,
         value: String,
@@ -343,9 +382,9 @@ enum TxOp {
     },
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewTransaction {
+pub(crate) struct NewTransaction {
     ops: Vec<TxOp>,
 }
 
@@ -354,7 +393,27 @@ const MAX_TX_OPS: usize = 1_000;
 
 /// Several operations as one event: every one applies, or none (a refused one is named
 /// in the error with why, and nothing of the transaction is written).
-async fn transaction<S: Store + 'static>(
+#[utoipa::path(
+    post,
+    path = "/v1/threads/{thread}/transactions",
+    summary = "Several operations as one event, applied whole or not at all; each operation sees the changes of those before it",
+    description = "Several operations as one event, applied whole or not at all; each operation sees the changes of those before it.",
+    params(
+        ("thread" = String, Path),
+    ),
+    request_body = NewTransaction,
+    responses(
+        (status = 200, description = "written", content_type = "application/json", body = String),
+        (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 401, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 403, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 409, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 415, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 422, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn transaction<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath(thread): UrlPath<String>,
     Body(body): Body<NewTransaction>,
@@ -420,7 +479,20 @@ async fn transaction<S: Store + 'static>(
     Ok(Json(json!({"counter": counter})))
 }
 
-async fn list_collections<S: Store + 'static>(
+#[utoipa::path(
+    get,
+    path = "/v1/threads/{thread}/collections",
+    summary = "Every collection of the thread (name, version, current schema, indexes)",
+    description = "Every collection of the thread (name, version, current schema, indexes).",
+    params(
+        ("thread" = String, Path),
+    ),
+    responses(
+        (status = 200, description = "{collections: [...]}", body = crate::openapi::CollectionsBody),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn list_collections<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath(thread): UrlPath<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -439,7 +511,21 @@ fn collection_json(c: &threads_db::Collection) -> Value {
     })
 }
 
-async fn get_collection<S: Store + 'static>(
+#[utoipa::path(
+    get,
+    path = "/v1/threads/{thread}/collections/{name}",
+    summary = "A collection's current schema, its version and its indexes",
+    description = "A collection's current schema, its version and its indexes.",
+    params(
+        ("thread" = String, Path),
+        ("name" = String, Path),
+    ),
+    responses(
+        (status = 200, description = "The collection.", content_type = "application/json", body = String),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn get_collection<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath((thread, name)): UrlPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
@@ -451,14 +537,31 @@ async fn get_collection<S: Store + 'static>(
     Ok(Json(collection_json(&collection)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewSchema {
+pub(crate) struct NewSchema {
     schema: Value,
 }
 
 /// Replaces a collection's schema (its next version).
-async fn set_schema<S: Store + 'static>(
+#[utoipa::path(
+    put,
+    path = "/v1/threads/{thread}/collections/{name}/schema",
+    summary = "Replaces a collection's schema (its next version; stored documents are kept)",
+    description = "Replaces a collection's schema (its next version; stored documents are kept).",
+    params(
+        ("thread" = String, Path),
+        ("name" = String, Path),
+    ),
+    request_body = NewSchema,
+    responses(
+        (status = 200, description = "written", content_type = "application/json", body = String),
+        (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 409, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn set_schema<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath((thread, name)): UrlPath<(String, String)>,
     Body(body): Body<NewSchema>,
@@ -475,16 +578,32 @@ async fn set_schema<S: Store + 'static>(
     Ok(Json(json!({"counter": counter})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewIndex {
+pub(crate) struct NewIndex {
     name: String,
     path: String,
     #[serde(default)]
     unique: bool,
 }
 
-async fn add_index<S: Store + 'static>(
+#[utoipa::path(
+    post,
+    path = "/v1/threads/{thread}/collections/{name}/indexes",
+    summary = "Adds an index (built over the documents already stored)",
+    description = "Adds an index (built over the documents already stored).",
+    params(
+        ("thread" = String, Path),
+        ("name" = String, Path),
+    ),
+    request_body = NewIndex,
+    responses(
+        (status = 200, description = "written", content_type = "application/json", body = String),
+        (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 409, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn add_index<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath((thread, collection)): UrlPath<(String, String)>,
     Body(body): Body<NewIndex>,
@@ -506,7 +625,24 @@ async fn add_index<S: Store + 'static>(
 }
 
 /// Creates a document with an id made here (random, 128 bits, base32).
-async fn create_doc<S: Store + 'static>(
+#[utoipa::path(
+    post,
+    path = "/v1/threads/{thread}/docs/{collection}",
+    summary = "Creates a document with an id made by the daemon (128 random bits, base32)",
+    description = "Creates a document with an id made by the daemon (128 random bits, base32).",
+    params(
+        ("thread" = String, Path),
+        ("collection" = String, Path),
+    ),
+    request_body(content = Object, content_type = "application/json", description = "a JSON object"),
+    responses(
+        (status = 201, description = "{id, counter}", body = crate::openapi::Created),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 409, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 422, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn create_doc<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath((thread, collection)): UrlPath<(String, String)>,
     Body(doc): Body<Value>,
@@ -526,7 +662,23 @@ async fn create_doc<S: Store + 'static>(
 }
 
 /// How a query would read the collection (which index, which range), without running it.
-async fn explain<S: Store + 'static>(
+#[utoipa::path(
+    post,
+    path = "/v1/threads/{thread}/explain/{collection}",
+    summary = "How a query would read the collection (an index and its lookup, a union of index reads, or a full scan), without running it",
+    description = "How a query would read the collection (an index and its lookup, a union of index reads, or a full scan), without running it.",
+    params(
+        ("thread" = String, Path),
+        ("collection" = String, Path),
+    ),
+    request_body = crate::openapi::QueryBody,
+    responses(
+        (status = 200, description = "{plan}: the plan, as text", body = crate::openapi::PlanBody),
+        (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn explain<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath((thread, collection)): UrlPath<(String, String)>,
     Body(query): Body<Query>,
@@ -542,7 +694,7 @@ async fn explain<S: Store + 'static>(
 }
 
 #[derive(Deserialize)]
-struct From {
+pub(crate) struct From {
     #[serde(default)]
     cursor: Option<String>,
 }
@@ -557,7 +709,23 @@ pub(crate) fn parse_cursor(text: &str) -> Result<Cursor, ApiError> {
 /// operation with what it did and whether it was refused. Every SSE event's `id:` is the
 /// feed's cursor after it, so a client that reconnects with `Last-Event-ID` (or `?cursor=`)
 /// resumes with the next one, losing and repeating nothing.
-async fn changes<S: Store + 'static>(
+#[utoipa::path(
+    get,
+    path = "/v1/threads/{thread}/changes",
+    summary = "The change feed as Server-Sent Events, one per applied event with each operation (kv key and value, utf8 or base64; document collection, id, action and document) and whether it was refused",
+    description = "The change feed as Server-Sent Events, one per applied event with each operation (kv key and value, utf8 or base64; document collection, id, action and document) and whether it was refused.",
+    params(
+        ("thread" = String, Path),
+        ("cursor" = Option<String>, Query),
+        ("Last-Event-ID" = Option<String>, Header),
+    ),
+    responses(
+        (status = 200, description = "text/event-stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn changes<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath(thread): UrlPath<String>,
     UrlQuery(from): UrlQuery<From>,

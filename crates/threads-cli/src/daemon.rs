@@ -1,4 +1,4 @@
-//! `threads daemon`: a peer with an HTTP JSON API on 127.0.0.1 (see docs/openapi.yaml).
+//! `threads daemon`: a peer with an HTTP JSON API on 127.0.0.1 (see docs/openapi.json).
 //!
 //! Every request needs `Authorization: Bearer <token>` (the token is in `<data>/token`).
 //! Errors are JSON `{"error": {"code": "...", "message": "..."}}` with a stable code and a
@@ -440,7 +440,17 @@ async fn access_log(
 
 /// The web console: one page over the HTTP API, with the JavaScript client of
 /// `clients/js`. Open `http://<api>/console#token=<token>`.
-async fn console_page() -> Response {
+#[utoipa::path(
+    get,
+    path = "/console",
+    summary = "The web console (HTML, embedded in the binary), served without a token; open it as `/console#token=<token>`",
+    description = "The web console (HTML, embedded in the binary), served without a token; open it as `/console#token=<token>`.",
+    security(),
+    responses(
+        (status = 200, description = "the page", content_type = "text/html", body = String),
+    ),
+)]
+pub(crate) async fn console_page() -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
         include_str!("console.html"),
@@ -449,7 +459,17 @@ async fn console_page() -> Response {
 }
 
 /// The JavaScript client, as the console imports it.
-async fn console_client() -> Response {
+#[utoipa::path(
+    get,
+    path = "/console/client.js",
+    summary = "The JavaScript client (clients/js) the console runs on, served without a token",
+    description = "The JavaScript client (clients/js) the console runs on, served without a token.",
+    security(),
+    responses(
+        (status = 200, description = "the module", content_type = "text/javascript", body = String),
+    ),
+)]
+pub(crate) async fn console_client() -> Response {
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -535,7 +555,16 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     }
 }
 
-async fn get_identity<S: Store + 'static>(State(s): State<Api<S>>) -> Json<Value> {
+#[utoipa::path(
+    get,
+    path = "/v1/identity",
+    summary = "This peer's id and listen addresses",
+    description = "This peer's id and listen addresses.",
+    responses(
+        (status = 200, description = "{id, addrs}", body = crate::openapi::IdentityBody),
+    ),
+)]
+pub(crate) async fn get_identity<S: Store + 'static>(State(s): State<Api<S>>) -> Json<Value> {
     let addrs: Vec<String> =
         s.db.node()
             .listen_addrs()
@@ -545,7 +574,16 @@ async fn get_identity<S: Store + 'static>(State(s): State<Api<S>>) -> Json<Value
     Json(json!({"id": s.db.identity().log_id().to_string(), "addrs": addrs}))
 }
 
-async fn list_threads<S: Store + 'static>(State(s): State<Api<S>>) -> Json<Value> {
+#[utoipa::path(
+    get,
+    path = "/v1/threads",
+    summary = "The threads this peer holds",
+    description = "The threads this peer holds.",
+    responses(
+        (status = 200, description = "{threads: [id]}", body = crate::openapi::ThreadsBody),
+    ),
+)]
+pub(crate) async fn list_threads<S: Store + 'static>(State(s): State<Api<S>>) -> Json<Value> {
     let threads: Vec<String> =
         s.db.threads()
             .await
@@ -555,13 +593,24 @@ async fn list_threads<S: Store + 'static>(State(s): State<Api<S>>) -> Json<Value
     Json(json!({"threads": threads}))
 }
 
-#[derive(Deserialize)]
-struct NewThread {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct NewThread {
     #[serde(default)]
     access_controlled: bool,
 }
 
-async fn create_thread<S: Store + 'static>(
+#[utoipa::path(
+    post,
+    path = "/v1/threads",
+    summary = "Creates a thread",
+    description = "Creates a thread.",
+    request_body = NewThread,
+    responses(
+        (status = 200, description = "{thread}", body = crate::openapi::ThreadBody),
+        (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn create_thread<S: Store + 'static>(
     State(s): State<Api<S>>,
     Body(body): Body<NewThread>,
 ) -> Result<Json<Value>, ApiError> {
@@ -574,8 +623,8 @@ async fn create_thread<S: Store + 'static>(
     Ok(Json(json!({"thread": thread.to_string()})))
 }
 
-#[derive(Deserialize)]
-struct NewInvite {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct NewInvite {
     /// The member the invite is sealed to; absent for a link invite.
     #[serde(default)]
     member: Option<String>,
@@ -588,7 +637,22 @@ struct NewInvite {
     expires_in_s: Option<u64>,
 }
 
-async fn invite<S: Store + 'static>(
+#[utoipa::path(
+    post,
+    path = "/v1/threads/{thread}/invites",
+    summary = "An invite for a member with a role (no-access, follow, read, write, delete)",
+    description = "An invite for a member with a role (no-access, follow, read, write, delete).",
+    params(
+        ("thread" = String, Path),
+    ),
+    request_body = NewInvite,
+    responses(
+        (status = 200, description = "{invite}", body = crate::openapi::InviteBody),
+        (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn invite<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath(thread): UrlPath<String>,
     Body(body): Body<NewInvite>,
@@ -628,13 +692,30 @@ async fn invite<S: Store + 'static>(
     Ok(Json(json!({"invite": invite})))
 }
 
-#[derive(Deserialize)]
-struct NewRole {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct NewRole {
     role: String,
 }
 
 /// Gives a member a role in an access-controlled thread; `no-access` revokes it.
-async fn set_role<S: Store + 'static>(
+#[utoipa::path(
+    put,
+    path = "/v1/threads/{thread}/members/{member}",
+    summary = "Gives a member a role in an access-controlled thread (no-access revokes it; taking the read role or every role away starts a new key epoch - read key and service key - sealed to every member that keeps a role)",
+    description = "Gives a member a role in an access-controlled thread (no-access revokes it; taking the read role or every role away starts a new key epoch - read key and service key - sealed to every member that keeps a role).",
+    params(
+        ("thread" = String, Path),
+        ("member" = String, Path, description = "the member's id (12D3KooW...)"),
+    ),
+    request_body = NewRole,
+    responses(
+        (status = 200, description = "{member, role}", body = crate::openapi::MemberRole),
+        (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 403, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn set_role<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath((thread, member)): UrlPath<(String, String)>,
     Body(body): Body<NewRole>,
@@ -655,7 +736,23 @@ async fn set_role<S: Store + 'static>(
 
 /// Sets the default role of an access-controlled thread (the role of members without one
 /// of their own).
-async fn set_default_role<S: Store + 'static>(
+#[utoipa::path(
+    put,
+    path = "/v1/threads/{thread}/default-role",
+    summary = "Sets the role of members without one of their own in an access-controlled thread (what a link invite grants); lowering it below read starts a new key epoch (read key and service key)",
+    description = "Sets the role of members without one of their own in an access-controlled thread (what a link invite grants); lowering it below read starts a new key epoch (read key and service key).",
+    params(
+        ("thread" = String, Path),
+    ),
+    request_body = NewRole,
+    responses(
+        (status = 200, description = "{role}", body = crate::openapi::RoleBody),
+        (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 403, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn set_default_role<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath(thread): UrlPath<String>,
     Body(body): Body<NewRole>,
@@ -671,7 +768,21 @@ async fn set_default_role<S: Store + 'static>(
 
 /// This peer's addresses of a thread, as invites carry them (never loopback when the
 /// daemon listens on anything else).
-async fn thread_addrs<S: Store + 'static>(
+#[utoipa::path(
+    get,
+    path = "/v1/threads/{thread}/addrs",
+    summary = "This peer's addresses of the thread, as invites carry them (external addresses first; never loopback when the daemon listens on anything else; never 0.0.0.0 or ::)",
+    description = "This peer's addresses of the thread, as invites carry them (external addresses first; never loopback when the daemon listens on anything else; never 0.0.0.0 or ::).",
+    params(
+        ("thread" = String, Path),
+    ),
+    responses(
+        (status = 200, description = "The addresses.", content_type = "application/json", body = String),
+        (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn thread_addrs<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath(thread): UrlPath<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -686,7 +797,21 @@ async fn thread_addrs<S: Store + 'static>(
 }
 
 /// The peers of a thread this daemon pushes to and pulls from.
-async fn list_peers<S: Store + 'static>(
+#[utoipa::path(
+    get,
+    path = "/v1/threads/{thread}/peers",
+    summary = "The peers of the thread this daemon pushes to and pulls from",
+    description = "The peers of the thread this daemon pushes to and pulls from.",
+    params(
+        ("thread" = String, Path),
+    ),
+    responses(
+        (status = 200, description = "The peers.", content_type = "application/json", body = String),
+        (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn list_peers<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath(thread): UrlPath<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -700,14 +825,29 @@ async fn list_peers<S: Store + 'static>(
     Ok(Json(json!({"peers": peers})))
 }
 
-#[derive(Deserialize)]
-struct NewPeer {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct NewPeer {
     /// A multiaddr ending in `/p2p/<peer>`, or a thread address (`.../thread/<id>`).
     addr: String,
 }
 
 /// Adds a peer of a thread (remembered across restarts).
-async fn add_peer<S: Store + 'static>(
+#[utoipa::path(
+    post,
+    path = "/v1/threads/{thread}/peers",
+    summary = "Adds a peer of the thread, remembered across restarts",
+    description = "Adds a peer of the thread, remembered across restarts.",
+    params(
+        ("thread" = String, Path),
+    ),
+    request_body = NewPeer,
+    responses(
+        (status = 200, description = "{peer}: the thread address added", body = crate::openapi::PeerBody),
+        (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn add_peer<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath(thread): UrlPath<String>,
     Body(body): Body<NewPeer>,
@@ -737,7 +877,20 @@ fn peer_addr(text: &str, thread: ThreadId) -> Result<threads_id::ThreadAddr, Api
 }
 
 /// The thread's CARv1 archive: every log this peer holds, encrypted as stored.
-async fn export_car<S: Store + 'static>(
+#[utoipa::path(
+    get,
+    path = "/v1/threads/{thread}/car",
+    summary = "The thread's CARv1 archive - every log this peer holds, encrypted as stored (docs/FORMAT.md, \"CAR archives\")",
+    description = "The thread's CARv1 archive - every log this peer holds, encrypted as stored (docs/FORMAT.md, \"CAR archives\").",
+    params(
+        ("thread" = String, Path),
+    ),
+    responses(
+        (status = 200, description = "the archive", content_type = "application/vnd.ipld.car", body = String),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn export_car<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath(thread): UrlPath<String>,
 ) -> Result<Response, ApiError> {
@@ -750,13 +903,24 @@ async fn export_car<S: Store + 'static>(
         .into_response())
 }
 
-#[derive(Deserialize)]
-struct BackupRequest {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct BackupRequest {
     passphrase: String,
 }
 
 /// A backup of this peer sealed with the passphrase (docs/FORMAT.md, "Backups").
-async fn backup<S: Store + 'static>(
+#[utoipa::path(
+    post,
+    path = "/v1/backup",
+    summary = "A backup of this peer (identity, thread keys, peers, every log) sealed with the passphrase (docs/FORMAT.md, \"Backups\")",
+    description = "A backup of this peer (identity, thread keys, peers, every log) sealed with the passphrase (docs/FORMAT.md, \"Backups\"). Restore it offline with `threads restore`.",
+    request_body = BackupRequest,
+    responses(
+        (status = 200, description = "the backup", content_type = "application/octet-stream", body = String),
+        (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn backup<S: Store + 'static>(
     State(s): State<Api<S>>,
     Body(body): Body<BackupRequest>,
 ) -> Result<Response, ApiError> {
@@ -772,7 +936,21 @@ async fn backup<S: Store + 'static>(
 }
 
 /// Imports a CARv1 archive of a thread whose keys this peer holds.
-async fn import_car<S: Store + 'static>(
+#[utoipa::path(
+    post,
+    path = "/v1/car",
+    summary = "Imports a CARv1 archive of a thread this peer holds the keys of; every block's CID is checked and every entry verified as sync verifies it (at most 256 MiB)",
+    description = "Imports a CARv1 archive of a thread this peer holds the keys of; every block's CID is checked and every entry verified as sync verifies it (at most 256 MiB).",
+    request_body(content = Vec<u8>, content_type = "application/vnd.ipld.car", description = "the archive"),
+    responses(
+        (status = 200, description = "{thread, logs, entries, stored}", body = crate::openapi::Imported),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 413, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 415, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 422, description = "bad_archive: the archive is malformed or an entry does not verify", content_type = "application/json", body = String),
+    ),
+)]
+pub(crate) async fn import_car<S: Store + 'static>(
     State(s): State<Api<S>>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
@@ -808,12 +986,23 @@ pub(crate) async fn known_thread<S: Store + 'static>(
     Ok(thread)
 }
 
-#[derive(Deserialize)]
-struct Join {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct Join {
     invite: String,
 }
 
-async fn join<S: Store + 'static>(
+#[utoipa::path(
+    post,
+    path = "/v1/join",
+    summary = "Joins a thread from an invite (pulls it from the inviter)",
+    description = "Joins a thread from an invite (pulls it from the inviter).",
+    request_body = Join,
+    responses(
+        (status = 200, description = "{thread}", body = crate::openapi::ThreadBody),
+        (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn join<S: Store + 'static>(
     State(s): State<Api<S>>,
     Body(body): Body<Join>,
 ) -> Result<Json<Value>, ApiError> {
@@ -821,7 +1010,18 @@ async fn join<S: Store + 'static>(
     Ok(Json(json!({"thread": thread.to_string()})))
 }
 
-async fn health<S: Store + 'static>(State(s): State<Api<S>>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/v1/health",
+    summary = "Sync health per thread, log and peer (counters, lag = what this peer lacks, peer_lacks = what the peer lacks from this one, accepted, rejected, last error, quarantined, forked = the counter where the log's author forked it), the fork proofs held, and requests refused from peers that proved a thread's key but are not admitted (revoked members)",
+    description = "Sync health per thread, log and peer (counters, lag = what this peer lacks, peer_lacks = what the peer lacks from this one, accepted, rejected, last error, quarantined, forked = the counter where the log's author forked it), the fork proofs held, and requests refused from peers that proved a thread's key but are not admitted (revoked members).",
+    responses(
+        (status = 200, description = "{health: [...], forks: [{thread, log, counter, proof (standard base64)}], denied: [{thread, peer, count}]}", body = crate::openapi::HealthBody),
+    ),
+)]
+pub(crate) async fn health<S: Store + 'static>(
+    State(s): State<Api<S>>,
+) -> Result<Json<Value>, ApiError> {
     let mut forks = Vec::new();
     for thread in s.db.threads().await {
         for proof in s.db.forks(thread).await? {
@@ -873,7 +1073,7 @@ async fn health<S: Store + 'static>(State(s): State<Api<S>>) -> Result<Json<Valu
 }
 
 #[derive(Deserialize)]
-struct Prefix {
+pub(crate) struct Prefix {
     #[serde(default)]
     prefix: String,
     /// `base64` when the prefix is base64 (URL-safe alphabet, no padding).
@@ -884,7 +1084,7 @@ struct Prefix {
 /// How a key in a URL is written: `?key_encoding=base64` for a key in URL-safe base64
 /// without padding (any bytes), else the key's UTF-8 text.
 #[derive(Deserialize)]
-struct KeyEncoding {
+pub(crate) struct KeyEncoding {
     #[serde(default)]
     key_encoding: Option<String>,
 }
@@ -900,7 +1100,21 @@ fn kv_json(key: &[u8], value: &[u8]) -> Value {
     json!({"key": key, "key_encoding": key_encoding, "value": value, "encoding": encoding})
 }
 
-async fn kv_list<S: Store + 'static>(
+#[utoipa::path(
+    get,
+    path = "/v1/threads/{thread}/kv",
+    summary = "Live keys with a prefix, in key order",
+    description = "Live keys with a prefix, in key order. Keys and values are UTF-8 text, or standard base64 where they are not (`key_encoding`, `encoding` say which).",
+    params(
+        ("thread" = String, Path),
+        ("prefix" = Option<String>, Query),
+        ("prefix_encoding" = Option<String>, Query, description = "base64: the prefix is URL-safe base64 without padding"),
+    ),
+    responses(
+        (status = 200, description = "{items: [{key, key_encoding, value, encoding}]}", body = crate::openapi::KvItems),
+    ),
+)]
+pub(crate) async fn kv_list<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath(thread): UrlPath<String>,
     UrlQuery(q): UrlQuery<Prefix>,
@@ -916,15 +1130,32 @@ async fn kv_list<S: Store + 'static>(
     Ok(Json(json!({"items": items})))
 }
 
-#[derive(Deserialize)]
-struct KvValue {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct KvValue {
     value: String,
     /// `base64` when `value` is base64 (standard alphabet), else UTF-8 text.
     #[serde(default)]
     encoding: Option<String>,
 }
 
-async fn kv_put<S: Store + 'static>(
+#[utoipa::path(
+    put,
+    path = "/v1/threads/{thread}/kv/{key}",
+    summary = "Sets a key (last writer wins by HLC, then log id)",
+    description = "Sets a key (last writer wins by HLC, then log id).",
+    params(
+        ("thread" = String, Path),
+        ("key" = String, Path, description = "the key's UTF-8 text (percent-encoded)"),
+        ("key_encoding" = Option<String>, Query),
+    ),
+    request_body = KvValue,
+    responses(
+        (status = 200, description = "written", content_type = "application/json", body = String),
+        (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 403, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn kv_put<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath((thread, key)): UrlPath<(String, String)>,
     UrlQuery(k): UrlQuery<KeyEncoding>,
@@ -942,7 +1173,23 @@ async fn kv_put<S: Store + 'static>(
     Ok(Json(json!({"counter": counter})))
 }
 
-async fn kv_get<S: Store + 'static>(
+#[utoipa::path(
+    get,
+    path = "/v1/threads/{thread}/kv/{key}",
+    summary = "A key's value",
+    description = "A key's value.",
+    params(
+        ("thread" = String, Path),
+        ("key" = String, Path, description = "the key's UTF-8 text (percent-encoded)"),
+        ("key_encoding" = Option<String>, Query),
+    ),
+    responses(
+        (status = 200, description = "{key, key_encoding, value, encoding}: text, or standard base64 where the bytes are not UTF-8", body = crate::openapi::KvItem),
+        (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn kv_get<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath((thread, key)): UrlPath<(String, String)>,
     UrlQuery(k): UrlQuery<KeyEncoding>,
@@ -959,7 +1206,21 @@ async fn kv_get<S: Store + 'static>(
     }
 }
 
-async fn kv_del<S: Store + 'static>(
+#[utoipa::path(
+    delete,
+    path = "/v1/threads/{thread}/kv/{key}",
+    summary = "Deletes a key (a tombstone)",
+    description = "Deletes a key (a tombstone).",
+    params(
+        ("thread" = String, Path),
+        ("key" = String, Path, description = "the key's UTF-8 text (percent-encoded)"),
+        ("key_encoding" = Option<String>, Query),
+    ),
+    responses(
+        (status = 200, description = "written", body = crate::openapi::Written),
+    ),
+)]
+pub(crate) async fn kv_del<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath((thread, key)): UrlPath<(String, String)>,
     UrlQuery(k): UrlQuery<KeyEncoding>,
@@ -970,13 +1231,28 @@ async fn kv_del<S: Store + 'static>(
     Ok(Json(json!({"counter": counter})))
 }
 
-#[derive(Deserialize)]
-struct NewCollection {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct NewCollection {
     name: String,
     schema: Value,
 }
 
-async fn create_collection<S: Store + 'static>(
+#[utoipa::path(
+    post,
+    path = "/v1/threads/{thread}/collections",
+    summary = "Creates a document collection with a JSON Schema (an event in the thread)",
+    description = "Creates a document collection with a JSON Schema (an event in the thread).",
+    params(
+        ("thread" = String, Path),
+    ),
+    request_body = NewCollection,
+    responses(
+        (status = 200, description = "written", body = crate::openapi::Written),
+        (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 409, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn create_collection<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath(thread): UrlPath<String>,
     Body(body): Body<NewCollection>,
@@ -990,7 +1266,26 @@ async fn create_collection<S: Store + 'static>(
     Ok(Json(json!({"counter": counter})))
 }
 
-async fn doc_put<S: Store + 'static>(
+#[utoipa::path(
+    put,
+    path = "/v1/threads/{thread}/docs/{collection}/{id}",
+    summary = "Creates or replaces a document (checked against the collection's schema)",
+    description = "Creates or replaces a document (checked against the collection's schema).",
+    params(
+        ("thread" = String, Path),
+        ("collection" = String, Path),
+        ("id" = String, Path),
+    ),
+    request_body(content = Object, content_type = "application/json", description = "a JSON object"),
+    responses(
+        (status = 200, description = "written", body = crate::openapi::Written),
+        (status = 403, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 409, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 422, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn doc_put<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath((thread, collection, id)): UrlPath<(String, String, String)>,
     Body(doc): Body<Value>,
@@ -1014,7 +1309,22 @@ async fn doc_put<S: Store + 'static>(
     Ok(Json(json!({"counter": counter})))
 }
 
-async fn doc_get<S: Store + 'static>(
+#[utoipa::path(
+    get,
+    path = "/v1/threads/{thread}/docs/{collection}/{id}",
+    summary = "A document",
+    description = "A document.",
+    params(
+        ("thread" = String, Path),
+        ("collection" = String, Path),
+        ("id" = String, Path),
+    ),
+    responses(
+        (status = 200, description = "{id, doc}", body = crate::openapi::DocBody),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn doc_get<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath((thread, collection, id)): UrlPath<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
@@ -1029,7 +1339,23 @@ async fn doc_get<S: Store + 'static>(
     }
 }
 
-async fn doc_delete<S: Store + 'static>(
+#[utoipa::path(
+    delete,
+    path = "/v1/threads/{thread}/docs/{collection}/{id}",
+    summary = "Deletes a document",
+    description = "Deletes a document.",
+    params(
+        ("thread" = String, Path),
+        ("collection" = String, Path),
+        ("id" = String, Path),
+    ),
+    responses(
+        (status = 200, description = "written", body = crate::openapi::Written),
+        (status = 403, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn doc_delete<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath((thread, collection, id)): UrlPath<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
@@ -1042,7 +1368,23 @@ async fn doc_delete<S: Store + 'static>(
     Ok(Json(json!({"counter": counter})))
 }
 
-async fn doc_query<S: Store + 'static>(
+#[utoipa::path(
+    post,
+    path = "/v1/threads/{thread}/query/{collection}",
+    summary = "Runs a query; sorting happens before the page is cut",
+    description = "Runs a query; sorting happens before the page is cut.",
+    params(
+        ("thread" = String, Path),
+        ("collection" = String, Path),
+    ),
+    request_body = crate::openapi::QueryBody,
+    responses(
+        (status = 200, description = "{docs: [{id, doc}], next: cursor or null}", body = crate::openapi::PageBody),
+        (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn doc_query<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath((thread, collection)): UrlPath<(String, String)>,
     Body(query): Body<Query>,
@@ -1057,7 +1399,19 @@ async fn doc_query<S: Store + 'static>(
     Ok(Json(json!({"docs": docs, "next": page.next})))
 }
 
-async fn rejections<S: Store + 'static>(
+#[utoipa::path(
+    get,
+    path = "/v1/threads/{thread}/rejections",
+    summary = "Every refused operation with author, counter, view and reason",
+    description = "Every refused operation with author, counter, view and reason.",
+    params(
+        ("thread" = String, Path),
+    ),
+    responses(
+        (status = 200, description = "{rejections: [...]}", body = crate::openapi::RejectionsBody),
+    ),
+)]
+pub(crate) async fn rejections<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath(thread): UrlPath<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -1073,12 +1427,25 @@ async fn rejections<S: Store + 'static>(
 }
 
 #[derive(Deserialize)]
-struct Since {
+pub(crate) struct Since {
     #[serde(default)]
     cursor: Option<String>,
 }
 
-async fn events<S: Store + 'static>(
+#[utoipa::path(
+    get,
+    path = "/v1/threads/{thread}/events",
+    summary = "Applied events as Server-Sent Events, in the thread's order, lossless and resumable",
+    description = "Applied events as Server-Sent Events, in the thread's order, lossless and resumable.",
+    params(
+        ("thread" = String, Path),
+        ("cursor" = Option<String>, Query),
+    ),
+    responses(
+        (status = 200, description = "text/event-stream", content_type = "text/event-stream", body = String),
+    ),
+)]
+pub(crate) async fn events<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath(thread): UrlPath<String>,
     UrlQuery(from): UrlQuery<Since>,

@@ -1,5 +1,5 @@
 //! The daemon's routes for automerge documents (JSON out; changes, or JSON edits, in) and
-//! live queries as Server-Sent Events (see docs/openapi.yaml).
+//! live queries as Server-Sent Events (see docs/openapi.json).
 
 use std::convert::Infallible;
 
@@ -39,7 +39,22 @@ pub(crate) fn routes<S: Store + 'static>() -> Router<Api<S>> {
 }
 
 /// An automerge document as JSON.
-async fn get_doc<S: Store + 'static>(
+#[utoipa::path(
+    get,
+    path = "/v1/threads/{thread}/automerge/{collection}/{id}",
+    summary = "An automerge document as JSON",
+    description = "An automerge document as JSON.",
+    params(
+        ("thread" = String, Path),
+        ("collection" = String, Path),
+        ("id" = String, Path),
+    ),
+    responses(
+        (status = 200, description = "{id, doc}", body = crate::openapi::DocBody),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn get_doc<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath((thread, collection, id)): UrlPath<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
@@ -56,7 +71,24 @@ async fn get_doc<S: Store + 'static>(
 
 /// Sets keys of an automerge document from a JSON object (objects become maps, arrays
 /// lists, the rest scalars); `null` deletes a key. One change, one event.
-async fn edit_doc<S: Store + 'static>(
+#[utoipa::path(
+    patch,
+    path = "/v1/threads/{thread}/automerge/{collection}/{id}",
+    summary = "Sets keys of an automerge document from a JSON object (objects become maps, arrays lists, the rest scalars; null deletes the key), as one change and one event",
+    description = "Sets keys of an automerge document from a JSON object (objects become maps, arrays lists, the rest scalars; null deletes the key), as one change and one event.",
+    params(
+        ("thread" = String, Path),
+        ("collection" = String, Path),
+        ("id" = String, Path),
+    ),
+    request_body(content = Object, content_type = "application/json", description = "a JSON object"),
+    responses(
+        (status = 200, description = "written", content_type = "application/json", body = String),
+        (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 409, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn edit_doc<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath((thread, collection, id)): UrlPath<(String, String, String)>,
     Body(edit): Body<Value>,
@@ -149,16 +181,33 @@ fn scalar_of(value: &Value) -> ScalarValue {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewChanges {
+pub(crate) struct NewChanges {
     /// Automerge changes (their binary form, standard base64), made by an actor whose id
     /// is this daemon's peer id bytes (`GET /v1/identity`): a change is its author's.
     changes: Vec<String>,
 }
 
 /// Automerge changes made elsewhere (a JavaScript automerge), written as one event.
-async fn add_changes<S: Store + 'static>(
+#[utoipa::path(
+    post,
+    path = "/v1/threads/{thread}/automerge/{collection}/{id}/changes",
+    summary = "Automerge changes made elsewhere (binary form, base64), written as one event",
+    description = "Automerge changes made elsewhere (binary form, base64), written as one event. A change's actor must be this daemon's peer id bytes (a change is its author's); others are refused (409, details name the change).",
+    params(
+        ("thread" = String, Path),
+        ("collection" = String, Path),
+        ("id" = String, Path),
+    ),
+    request_body = NewChanges,
+    responses(
+        (status = 200, description = "written", content_type = "application/json", body = String),
+        (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 409, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn add_changes<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath((thread, collection, id)): UrlPath<(String, String, String)>,
     Body(body): Body<NewChanges>,
@@ -188,7 +237,7 @@ async fn add_changes<S: Store + 'static>(
 }
 
 #[derive(Deserialize)]
-struct LiveParams {
+pub(crate) struct LiveParams {
     /// The query, as JSON text (`{"filter": ...}`); every document when absent.
     #[serde(default)]
     query: Option<String>,
@@ -200,7 +249,24 @@ struct LiveParams {
 /// A live query as Server-Sent Events: first every document of the result set
 /// (`added`), then each change to it (`added`, `updated`, `removed`) as the thread's views
 /// change.
-async fn live<S: Store + 'static>(
+#[utoipa::path(
+    get,
+    path = "/v1/threads/{thread}/live/{collection}",
+    summary = "A live query as Server-Sent Events, each {\"change\": \"added\"|\"updated\"|\"removed\", \"id\", \"doc\"?}; first the whole result set as added, then its changes as the thread's views change",
+    description = "A live query as Server-Sent Events, each {\"change\": \"added\"|\"updated\"|\"removed\", \"id\", \"doc\"?}; first the whole result set as added, then its changes as the thread's views change.",
+    params(
+        ("thread" = String, Path),
+        ("collection" = String, Path),
+        ("query" = Option<String>, Query, description = "the query's JSON text"),
+        ("source" = Option<String>, Query),
+    ),
+    responses(
+        (status = 200, description = "text/event-stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn live<S: Store + 'static>(
     State(s): State<Api<S>>,
     UrlPath((thread, collection)): UrlPath<(String, String)>,
     UrlQuery(params): UrlQuery<LiveParams>,

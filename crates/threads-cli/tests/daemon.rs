@@ -22,6 +22,8 @@ struct Daemon {
     data: PathBuf,
     addr: String,
     token: String,
+    /// Every answer of `http`: method, path, status, JSON body (checked against the spec).
+    answers: std::sync::Mutex<Vec<(String, String, u16, Value)>>,
 }
 
 impl Daemon {
@@ -69,6 +71,7 @@ impl Daemon {
             data: data.to_owned(),
             addr: api.trim().trim_start_matches("http://").to_owned(),
             token: token.trim().to_owned(),
+            answers: std::sync::Mutex::default(),
         }
     }
 
@@ -111,7 +114,12 @@ impl Daemon {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .expect("a status");
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+        let body: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        self.answers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((method.to_owned(), path.to_owned(), status, body.clone()));
+        (status, body)
     }
 
     fn call(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
@@ -149,6 +157,39 @@ impl Drop for Daemon {
         // Every answer this daemon gave is one the spec documents.
         if !std::thread::panicking() {
             check_against_spec(&self.data.join("access.log"));
+            check_bodies(
+                &self
+                    .answers
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+        }
+    }
+}
+
+/// docs/openapi.json is what the daemon's code generates (`threads openapi`).
+#[test]
+fn the_spec_in_docs_is_the_one_the_code_generates() {
+    let output = Command::new(BIN).arg("openapi").output().expect("run");
+    assert!(output.status.success());
+    let committed = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json"),
+    )
+    .expect("docs/openapi.json");
+    assert!(
+        String::from_utf8_lossy(&output.stdout) == committed,
+        "docs/openapi.json is stale: run `cargo run -p threads-cli -- openapi > docs/openapi.json`"
+    );
+    let doc: Value = serde_json::from_str(&committed).expect("JSON");
+    assert_eq!(doc["openapi"], "3.1.0");
+    // Every operation documents its success and at least one schema for its answers.
+    for (route, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("item") {
+            let responses = op["responses"].as_object().expect("responses");
+            assert!(
+                responses.keys().any(|code| code.starts_with('2')),
+                "{method} {route} documents no success"
+            );
         }
     }
 }
@@ -157,44 +198,94 @@ impl Drop for Daemon {
 /// all: no token, a wrong method, a body too large, a wrong content type, a failure.
 const ANY_OPERATION: [u16; 5] = [401, 405, 413, 415, 500];
 
-/// The operations of docs/openapi.yaml: (method, path template) -> documented statuses.
+/// The generated document, docs/openapi.json.
+fn spec_document() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("the spec")).expect("JSON")
+}
+
+/// The operations of docs/openapi.json: (method, path template) -> documented statuses.
 fn spec() -> std::collections::HashMap<(String, String), Vec<u16>> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.yaml");
-    let text = std::fs::read_to_string(path).expect("the spec");
+    let doc = spec_document();
     let mut ops: std::collections::HashMap<(String, String), Vec<u16>> = Default::default();
-    let (mut in_paths, mut route, mut method) = (false, None::<String>, None::<String>);
-    for line in text.lines() {
-        if line == "paths:" {
-            in_paths = true;
-            continue;
-        }
-        if !line.starts_with(' ') && !line.is_empty() {
-            in_paths = false;
-        }
-        if !in_paths {
-            continue;
-        }
-        let indent = line.len() - line.trim_start().len();
-        let item = line.trim();
-        if indent == 2 && item.starts_with('/') && item.ends_with(':') {
-            route = Some(item.trim_end_matches(':').to_owned());
-            method = None;
-        } else if indent == 4 {
-            let name = item.trim_end_matches(':');
-            method = ["get", "put", "post", "delete", "patch"]
-                .contains(&name)
-                .then(|| name.to_uppercase());
-        } else if indent == 8
-            && let (Some(route), Some(method)) = (&route, &method)
-            && let Some(code) = item.strip_prefix('"').and_then(|r| r.get(..3))
-            && let Ok(code) = code.parse::<u16>()
-        {
-            ops.entry((method.clone(), route.clone()))
-                .or_default()
-                .push(code);
+    for (route, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let codes = op["responses"]
+                .as_object()
+                .expect("responses")
+                .keys()
+                .filter_map(|code| code.parse().ok())
+                .collect();
+            ops.insert((method.to_uppercase(), route.clone()), codes);
         }
     }
     ops
+}
+
+/// The route template of the spec that `path` (without its query) falls under.
+fn template_of<'a>(doc: &'a Value, path: &str) -> Option<&'a str> {
+    let segments: Vec<&str> = path.split('/').collect();
+    doc["paths"]
+        .as_object()?
+        .keys()
+        .filter(|template| {
+            let parts: Vec<&str> = template.split('/').collect();
+            parts.len() == segments.len()
+                && parts
+                    .iter()
+                    .zip(&segments)
+                    .all(|(t, s)| t.starts_with('{') || t == s)
+        })
+        // The most literal segments wins (`/collections` over `/{collection}`).
+        .max_by_key(|template| template.split('/').filter(|t| !t.starts_with('{')).count())
+        .map(String::as_str)
+}
+
+/// Checks each JSON answer's fields against the schema the spec gives for its operation
+/// and status: every field is one the schema names, every required one is there.
+fn check_bodies(answers: &[(String, String, u16, Value)]) {
+    let doc = spec_document();
+    let mut wrong = Vec::new();
+    for (method, path, status, body) in answers {
+        let Some(fields) = body.as_object() else {
+            continue;
+        };
+        let path = path.split('?').next().unwrap_or_default();
+        let Some(template) = template_of(&doc, path) else {
+            continue;
+        };
+        let response =
+            &doc["paths"][template][method.to_lowercase()]["responses"][status.to_string()];
+        let schema = &response["content"]["application/json"]["schema"];
+        let Some(reference) = schema["$ref"].as_str() else {
+            continue;
+        };
+        let name = reference.trim_start_matches("#/components/schemas/");
+        let schema = &doc["components"]["schemas"][name];
+        let properties = schema["properties"].as_object().expect("properties");
+        for field in fields.keys() {
+            if !properties.contains_key(field) {
+                wrong.push(format!(
+                    "{method} {template} {status}: `{field}` is not in {name}"
+                ));
+            }
+        }
+        for required in schema["required"].as_array().into_iter().flatten() {
+            let required = required.as_str().unwrap_or_default();
+            if !fields.contains_key(required) {
+                wrong.push(format!(
+                    "{method} {template} {status}: {name} requires `{required}`"
+                ));
+            }
+        }
+    }
+    wrong.sort();
+    wrong.dedup();
+    assert!(
+        wrong.is_empty(),
+        "answers whose fields differ from the spec (docs/openapi.json):\n{}",
+        wrong.join("\n")
+    );
 }
 
 /// Checks every line of a daemon's access log against the spec.
@@ -232,7 +323,7 @@ fn check_against_spec(log: &Path) {
     undocumented.dedup();
     assert!(
         undocumented.is_empty(),
-        "answers the spec (docs/openapi.yaml) does not document:\n{}",
+        "answers the spec (docs/openapi.json) does not document:\n{}",
         undocumented.join("\n")
     );
 }
