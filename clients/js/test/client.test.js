@@ -3,10 +3,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, existsSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, existsSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { Client, ThreadsError, where } from "../dist/index.js";
 
 const bin = process.env.THREADS_BIN || resolve(import.meta.dirname, "../../../target/debug/threads");
@@ -134,5 +135,31 @@ test("link invites, roles and leaving a thread", async () => {
   } finally {
     await stopped(a.child);
     await stopped(b.child);
+  }
+});
+
+test("the README's example runs as written", async () => {
+  const { child, client } = await startDaemon();
+  try {
+    const readme = readFileSync(resolve(import.meta.dirname, "../README.md"), "utf8");
+    const block = readme.match(/```js\n([\s\S]*?)```/);
+    assert.ok(block, "the README has an example");
+    // As a user runs it: the package's module, the daemon's address and token.
+    const source = block[1]
+      .replace('"@threads-rs/client"', JSON.stringify(pathToFileURL(resolve(import.meta.dirname, "../dist/index.js")).href))
+      .replace('"http://127.0.0.1:7070"', JSON.stringify(client.baseUrl));
+    const dir = mkdtempSync(join(tmpdir(), "threads-js-readme-"));
+    const file = join(dir, "example.mjs");
+    writeFileSync(file, `const token = ${JSON.stringify(client.token)};\n${source}\nexport { stop, thread, adults };\n`);
+    const example = await import(pathToFileURL(file).href);
+    try {
+      assert.deepEqual(example.adults.docs.map((d) => d.doc.name), ["Ann"]);
+      assert.deepEqual(await client.get(example.thread, "people", example.adults.docs[0].id), { name: "Ann", age: 42 });
+      assert.equal((await client.threads()).length, 1);
+    } finally {
+      await example.stop();
+    }
+  } finally {
+    await stopped(child);
   }
 });

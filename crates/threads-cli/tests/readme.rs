@@ -1,8 +1,9 @@
-//! The README's command lines, run as written: each line of its walkthrough and of its
-//! members-and-archives block goes through `sh` with the `threads` binary on the `PATH`, in
-//! a temporary directory, with the placeholders (`<thread>`, `<member id>`, `<invite>`)
-//! replaced by what the earlier lines printed. A README example that stops working fails
-//! here.
+//! The README's command lines, run as written: each line of its walkthrough, its members,
+//! archives and backups, and its addresses goes through `sh` with the `threads` binary on
+//! the `PATH`, in a temporary directory, with the placeholders (`<thread>`, `<member id>`,
+//! `<invite>`, `<peer address>`) replaced by what the earlier lines printed. A README
+//! example that stops working fails here, and a new `sh` block must be run here or named
+//! with the reason it is not.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -69,20 +70,26 @@ fn the_readme_walkthrough_runs_as_written() {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    // Every `sh` block of the README is run here, or named with the reason it is not.
     let blocks = sh_blocks(README);
-    let chosen: Vec<&Vec<String>> = blocks
-        .iter()
-        .filter(|b| {
-            b.first().is_some_and(|l| {
-                l.starts_with("threads --data ./a daemon &")
-                    || l.starts_with("threads --data ./a thread role")
-            })
-        })
-        .collect();
+    let mut chosen: Vec<&Vec<String>> = Vec::new();
+    for block in &blocks {
+        let first = block.first().map(String::as_str).unwrap_or_default();
+        if first.starts_with("cargo ") {
+            // The set-up commands: CI runs them (the demo test runs the first).
+            continue;
+        }
+        if first.starts_with("threads --data ./r follower --relay") {
+            // Behind NAT, on several machines; `a_peer_reached_only_through_a_relay_is_synced_with`
+            // (threads-net) runs a relay, and a peer listening through it, on loopback.
+            continue;
+        }
+        chosen.push(block);
+    }
     assert_eq!(
         chosen.len(),
-        2,
-        "the README's walkthrough blocks were not found"
+        3,
+        "the README's blocks changed: run the new one here or say why not"
     );
 
     let mut background = Background(Vec::new());
@@ -168,14 +175,29 @@ fn the_readme_walkthrough_runs_as_written() {
             std::thread::sleep(Duration::from_millis(200));
         };
         if command.contains(" thread create") {
+            values.retain(|(name, _)| *name != "<thread>");
             values.push(("<thread>", output));
         } else if command.ends_with(" id") {
             values.push(("<member id>", output));
+            // A peer address of that peer (for `peer add`): its first listen address.
+            let data = command.split_whitespace().nth(2).unwrap_or_default();
+            let json = shell(
+                dir.path(),
+                &path,
+                &format!("threads --data {data} --json id"),
+            )
+            .output()
+            .expect("id");
+            let identity: serde_json::Value =
+                serde_json::from_slice(&json.stdout).expect("the id as JSON");
+            let addr = identity["addrs"][0].as_str().expect("a listen address");
+            let id = identity["id"].as_str().expect("an id");
+            values.push(("<peer address>", format!("{addr}/p2p/{id}")));
         } else if command.contains(" thread invite ") {
             values.push(("<invite>", output));
         }
     }
-    assert!(ran >= 15, "only {ran} README lines ran");
+    assert!(ran >= 20, "only {ran} README lines ran");
     // What the lines did: the archive, the backup and the restored peer exist.
     for file in ["t.car", "a.backup", "a2"] {
         assert!(dir.path().join(file).exists(), "{file} is missing");
