@@ -166,7 +166,7 @@ fn ci() -> Result<()> {
     tidy()?;
     layering()?;
     ensure_postgres()?;
-    ensure_chromium()?;
+    ensure_packages()?;
     let mut clippy = cargo();
     clippy.args([
         "clippy",
@@ -272,27 +272,41 @@ fn ensure_postgres() -> Result<()> {
         .context("PostgreSQL is needed by the store tests; install it or set THREADS_PG_BIN")
 }
 
-/// Chromium, for the web console's browser test: installed with apt-get when missing.
-fn ensure_chromium() -> Result<()> {
-    let found = ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .any(|b| {
+/// Installs with apt-get what the tests need and the machine lacks: Chromium (the web
+/// console's browser test) and iproute2 (network namespaces for the README's relay example).
+fn ensure_packages() -> Result<()> {
+    let found = |bins: &[&str], arg: &str| {
+        bins.iter().any(|b| {
             Command::new(b)
-                .arg("--version")
+                .arg(arg)
                 .output()
                 .is_ok_and(|o| o.status.success())
-        });
-    if found {
+        })
+    };
+    // Chromium for the web console's test; iproute2 (`ip netns`) for the README test that
+    // runs the relay example between two network namespaces.
+    let mut missing = Vec::new();
+    if !found(
+        &["chromium", "chromium-browser", "google-chrome"],
+        "--version",
+    ) {
+        missing.push("chromium");
+    }
+    if !found(&["ip"], "-V") {
+        missing.push("iproute2");
+    }
+    if missing.is_empty() {
         return Ok(());
     }
-    eprintln!("ci: Chromium not found; installing it with apt-get");
+    eprintln!("ci: {missing:?} not found; installing with apt-get");
     let mut update = Command::new("apt-get");
     update.arg("update");
     run(update)?;
     let mut install = Command::new("apt-get");
-    install.args(["install", "-y", "--no-install-recommends", "chromium"]);
+    install.args(["install", "-y", "--no-install-recommends"]);
+    install.args(&missing);
     install.env("DEBIAN_FRONTEND", "noninteractive");
-    run(install).context("Chromium is needed by the web console's test; install it")
+    run(install).with_context(|| format!("the tests need {missing:?}; install them"))
 }
 
 /// Runs every test (unit, integration, fuzz replays) and then the doc tests, which nextest
