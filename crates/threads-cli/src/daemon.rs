@@ -637,6 +637,11 @@ pub(crate) struct NewInvite {
     expires_in_s: Option<u64>,
 }
 
+/// A role named in a request body (`bad_role` if it names none).
+fn role_of(name: &str) -> Result<Role, ApiError> {
+    name.parse().map_err(|e| bad("bad_role", format!("{e}")))
+}
+
 #[utoipa::path(
     post,
     path = "/v1/threads/{thread}/invites",
@@ -658,10 +663,7 @@ pub(crate) async fn invite<S: Store + 'static>(
     Body(body): Body<NewInvite>,
 ) -> Result<Json<Value>, ApiError> {
     let thread = thread_id(&thread)?;
-    let role: Role = body
-        .role
-        .parse()
-        .map_err(|e| bad("bad_role", format!("{e}")))?;
+    let role = role_of(&body.role)?;
     let expires_ms = match body.expires_in_s {
         Some(seconds) => {
             let now = std::time::SystemTime::now()
@@ -724,10 +726,7 @@ pub(crate) async fn set_role<S: Store + 'static>(
     let member: LogId = member
         .parse()
         .map_err(|e| bad("bad_member", format!("{e}")))?;
-    let role: Role = body
-        .role
-        .parse()
-        .map_err(|e| bad("bad_role", format!("{e}")))?;
+    let role = role_of(&body.role)?;
     s.db.set_role(thread, member, role).await?;
     Ok(Json(
         json!({"member": member.to_string(), "role": role.to_string()}),
@@ -758,10 +757,7 @@ pub(crate) async fn set_default_role<S: Store + 'static>(
     Body(body): Body<NewRole>,
 ) -> Result<Json<Value>, ApiError> {
     let thread = thread_id(&thread)?;
-    let role: Role = body
-        .role
-        .parse()
-        .map_err(|e| bad("bad_role", format!("{e}")))?;
+    let role = role_of(&body.role)?;
     s.db.set_default_role(thread, role).await?;
     Ok(Json(json!({"role": role.to_string()})))
 }
