@@ -273,7 +273,7 @@ fn ensure_postgres() -> Result<()> {
 }
 
 /// Installs with apt-get what the tests need and the machine lacks: Chromium (the web
-/// console's browser test) and iproute2 (network namespaces for the README's relay example).
+/// console's browser test), iproute2 and nftables (network namespaces and NAT).
 fn ensure_packages() -> Result<()> {
     let found = |bins: &[&str], arg: &str| {
         bins.iter().any(|b| {
@@ -283,8 +283,9 @@ fn ensure_packages() -> Result<()> {
                 .is_ok_and(|o| o.status.success())
         })
     };
-    // Chromium for the web console's test; iproute2 (`ip netns`) for the README test that
-    // runs the relay example between two network namespaces.
+    // Chromium for the web console's test; iproute2 (`ip netns`) and nftables (NAT) for
+    // the tests that run peers in network namespaces (the README's relay example, peers
+    // behind NAT).
     let mut missing = Vec::new();
     if !found(
         &["chromium", "chromium-browser", "google-chrome"],
@@ -294,6 +295,9 @@ fn ensure_packages() -> Result<()> {
     }
     if !found(&["ip"], "-V") {
         missing.push("iproute2");
+    }
+    if !found(&["nft"], "--version") {
+        missing.push("nftables");
     }
     if missing.is_empty() {
         return Ok(());
