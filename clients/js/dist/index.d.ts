@@ -114,6 +114,10 @@ export declare class Client {
     newCollection(thread: string, name: string, schema: object): Promise<{
         counter: number;
     }>;
+    /** Deletes a collection with its documents and indexes (the delete role). */
+    dropCollection(thread: string, name: string): Promise<{
+        counter: number;
+    }>;
     /** Creates a document with an id made by the daemon. Returns `{id, counter}`. */
     create(thread: string, collection: string, doc: object): Promise<{
         id: string;
@@ -178,6 +182,9 @@ export type Operation = {
     name: string;
     path: string;
     unique: boolean;
+} | {
+    op: "drop_collection";
+    name: string;
 };
 /** Operations collected to be written as one event. */
 export declare class Transaction {
@@ -192,6 +199,7 @@ export declare class Transaction {
     delete(collection: string, id: string): this;
     createCollection(name: string, schema: object): this;
     addIndex(collection: string, name: string, path: string, unique?: boolean): this;
+    dropCollection(name: string): this;
     /** Writes every operation as one event; throws `ThreadsError` (code `rejected`, with
      *  `details.refused`) if any would be refused, and then nothing is written. */
     commit(): Promise<{

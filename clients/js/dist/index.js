@@ -108,6 +108,10 @@ export class Client {
     newCollection(thread, name, schema) {
         return this.request("POST", `/v1/threads/${seg(thread)}/collections`, { name, schema });
     }
+    /** Deletes a collection with its documents and indexes (the delete role). */
+    dropCollection(thread, name) {
+        return this.request("DELETE", `/v1/threads/${seg(thread)}/collections/${seg(name)}`);
+    }
     /** Creates a document with an id made by the daemon. Returns `{id, counter}`. */
     create(thread, collection, doc) {
         return this.request("POST", `/v1/threads/${seg(thread)}/docs/${seg(collection)}`, doc);
@@ -257,6 +261,10 @@ export class Transaction {
     }
     addIndex(collection, name, path, unique = false) {
         this.ops.push({ op: "add_index", collection, name, path, unique });
+        return this;
+    }
+    dropCollection(name) {
+        this.ops.push({ op: "drop_collection", name });
         return this;
     }
     /** Writes every operation as one event; throws `ThreadsError` (code `rejected`, with

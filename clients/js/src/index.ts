@@ -169,6 +169,10 @@ export class Client {
   newCollection(thread: string, name: string, schema: object): Promise<{ counter: number }> {
     return this.request("POST", `/v1/threads/${seg(thread)}/collections`, { name, schema });
   }
+  /** Deletes a collection with its documents and indexes (the delete role). */
+  dropCollection(thread: string, name: string): Promise<{ counter: number }> {
+    return this.request("DELETE", `/v1/threads/${seg(thread)}/collections/${seg(name)}`);
+  }
   /** Creates a document with an id made by the daemon. Returns `{id, counter}`. */
   create(thread: string, collection: string, doc: object): Promise<{ id: string; counter: number }> {
     return this.request("POST", `/v1/threads/${seg(thread)}/docs/${seg(collection)}`, doc);
@@ -281,7 +285,8 @@ export type Operation =
   | { op: "save"; collection: string; id: string; doc: object }
   | { op: "delete"; collection: string; id: string }
   | { op: "create_collection"; name: string; schema: object }
-  | { op: "add_index"; collection: string; name: string; path: string; unique: boolean };
+  | { op: "add_index"; collection: string; name: string; path: string; unique: boolean }
+  | { op: "drop_collection"; name: string };
 
 /** Operations collected to be written as one event. */
 export class Transaction {
@@ -319,6 +324,10 @@ export class Transaction {
   }
   addIndex(collection: string, name: string, path: string, unique = false): this {
     this.ops.push({ op: "add_index", collection, name, path, unique });
+    return this;
+  }
+  dropCollection(name: string): this {
+    this.ops.push({ op: "drop_collection", name });
     return this;
   }
   /** Writes every operation as one event; throws `ThreadsError` (code `rejected`, with

@@ -84,6 +84,14 @@ test("threads, collections, documents, queries, transactions and a feed that res
     await stop();
     assert.deepEqual(resumed.map((e) => e.counter), [3, 4, 5]);
     assert.equal(resumed[2].changes[0].kind, "kv");
+    // A collection deleted, and one deleted inside a transaction.
+    await client.newCollection(thread, "scratch", { type: "object" });
+    await client.save(thread, "scratch", "s", { x: 1 });
+    await client.dropCollection(thread, "scratch");
+    assert.equal(await client.get(thread, "scratch", "s"), null);
+    await client.transaction(thread).createCollection("temp", { type: "object" }).commit();
+    await client.transaction(thread).dropCollection("temp").commit();
+    assert.ok(!(await client.collections(thread)).some((c) => c.name === "temp" || c.name === "scratch"));
   } finally {
     child.kill("SIGTERM");
   }

@@ -33,7 +33,7 @@ pub(crate) fn routes<S: Store + 'static>() -> Router<Api<S>> {
         )
         .route(
             "/v1/threads/{thread}/collections/{name}",
-            get(get_collection::<S>),
+            get(get_collection::<S>).delete(drop_collection::<S>),
         )
         .route(
             "/v1/threads/{thread}/collections/{name}/schema",
@@ -380,6 +380,9 @@ pub(crate) enum TxOp {
         #[serde(default)]
         unique: bool,
     },
+    DropCollection {
+        name: String,
+    },
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -403,7 +406,7 @@ const MAX_TX_OPS: usize = 1_000;
     ),
     request_body = NewTransaction,
     responses(
-        (status = 200, description = "written", content_type = "application/json", body = String),
+        (status = 200, description = "written", body = crate::openapi::Written),
         (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
         (status = 401, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
         (status = 403, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
@@ -473,6 +476,7 @@ pub(crate) async fn transaction<S: Store + 'static>(
                 collection,
                 spec: IndexSpec { name, path, unique },
             }),
+            TxOp::DropCollection { name } => tx.drop_collection(&name),
         };
     }
     let counter = tx.commit().await?;
@@ -521,7 +525,7 @@ fn collection_json(c: &threads_db::Collection) -> Value {
         ("name" = String, Path),
     ),
     responses(
-        (status = 200, description = "The collection.", content_type = "application/json", body = String),
+        (status = 200, description = "The collection.", body = crate::openapi::CollectionBody),
         (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
     ),
 )]
@@ -535,6 +539,36 @@ pub(crate) async fn get_collection<S: Store + 'static>(
             .await?
             .map_err(threads_db::DbError::Doc)?;
     Ok(Json(collection_json(&collection)))
+}
+
+/// Deletes a collection with its documents and indexes (the delete role).
+#[utoipa::path(
+    delete,
+    path = "/v1/threads/{thread}/collections/{name}",
+    summary = "Deletes a collection with its documents and indexes",
+    description = "Deletes a collection with its documents and indexes, as one event (the delete role in an access-controlled thread); a collection of that name can be created again.",
+    params(
+        ("thread" = String, Path),
+        ("name" = String, Path),
+    ),
+    responses(
+        (status = 200, description = "written", body = crate::openapi::Written),
+        (status = 403, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 409, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn drop_collection<S: Store + 'static>(
+    State(s): State<Api<S>>,
+    UrlPath((thread, name)): UrlPath<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = known_thread(&s, &thread).await?;
+    let counter =
+        s.db.transaction(thread)
+            .drop_collection(&name)
+            .commit()
+            .await?;
+    Ok(Json(json!({"counter": counter})))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -555,7 +589,7 @@ pub(crate) struct NewSchema {
     ),
     request_body = NewSchema,
     responses(
-        (status = 200, description = "written", content_type = "application/json", body = String),
+        (status = 200, description = "written", body = crate::openapi::Written),
         (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
         (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
         (status = 409, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
@@ -598,7 +632,7 @@ pub(crate) struct NewIndex {
     ),
     request_body = NewIndex,
     responses(
-        (status = 200, description = "written", content_type = "application/json", body = String),
+        (status = 200, description = "written", body = crate::openapi::Written),
         (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
         (status = 409, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
     ),
@@ -810,5 +844,6 @@ fn action_name(action: &DocAction) -> &'static str {
         DocAction::CreateCollection => "create_collection",
         DocAction::SetSchema => "set_schema",
         DocAction::AddIndex => "add_index",
+        DocAction::DropCollection => "drop_collection",
     }
 }

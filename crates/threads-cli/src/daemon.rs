@@ -773,7 +773,7 @@ pub(crate) async fn set_default_role<S: Store + 'static>(
         ("thread" = String, Path),
     ),
     responses(
-        (status = 200, description = "The addresses.", content_type = "application/json", body = String),
+        (status = 200, description = "The addresses.", body = crate::openapi::AddrsBody),
         (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
         (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
     ),
@@ -802,7 +802,7 @@ pub(crate) async fn thread_addrs<S: Store + 'static>(
         ("thread" = String, Path),
     ),
     responses(
-        (status = 200, description = "The peers.", content_type = "application/json", body = String),
+        (status = 200, description = "The peers.", body = crate::openapi::PeersBody),
         (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
         (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
     ),
@@ -943,7 +943,7 @@ pub(crate) async fn backup<S: Store + 'static>(
         (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
         (status = 413, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
         (status = 415, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
-        (status = 422, description = "bad_archive: the archive is malformed or an entry does not verify", content_type = "application/json", body = String),
+        (status = 422, description = "bad_archive: the archive is malformed or an entry does not verify", body = crate::openapi::ErrorBody),
     ),
 )]
 pub(crate) async fn import_car<S: Store + 'static>(
@@ -1146,7 +1146,7 @@ pub(crate) struct KvValue {
     ),
     request_body = KvValue,
     responses(
-        (status = 200, description = "written", content_type = "application/json", body = String),
+        (status = 200, description = "written", body = crate::openapi::Written),
         (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
         (status = 403, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
     ),

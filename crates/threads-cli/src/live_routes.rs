@@ -83,7 +83,7 @@ pub(crate) async fn get_doc<S: Store + 'static>(
     ),
     request_body(content = Object, content_type = "application/json", description = "a JSON object"),
     responses(
-        (status = 200, description = "written", content_type = "application/json", body = String),
+        (status = 200, description = "written", body = crate::openapi::Written),
         (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
         (status = 409, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
     ),
@@ -202,7 +202,7 @@ pub(crate) struct NewChanges {
     ),
     request_body = NewChanges,
     responses(
-        (status = 200, description = "written", content_type = "application/json", body = String),
+        (status = 200, description = "written", body = crate::openapi::Written),
         (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
         (status = 409, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
     ),

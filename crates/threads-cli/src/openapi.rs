@@ -338,6 +338,7 @@ impl Modify for Security {
         crate::api::transaction,
         crate::api::list_collections,
         crate::api::get_collection,
+        crate::api::drop_collection,
         crate::api::set_schema,
         crate::api::add_index,
         crate::api::create_doc,

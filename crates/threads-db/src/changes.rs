@@ -33,6 +33,8 @@ pub enum DocAction {
     SetSchema,
     /// An index added to a collection.
     AddIndex,
+    /// A collection deleted, with its documents and indexes.
+    DropCollection,
 }
 
 /// What one operation of an event does.
@@ -204,6 +206,7 @@ fn doc_change(op: DocOp) -> ChangeKind {
         DocOp::CreateCollection { name, .. } => (name, None, DocAction::CreateCollection, None),
         DocOp::SetSchema { name, .. } => (name, None, DocAction::SetSchema, None),
         DocOp::AddIndex { collection, .. } => (collection, None, DocAction::AddIndex, None),
+        DocOp::DropCollection { name } => (name, None, DocAction::DropCollection, None),
         DocOp::Create {
             collection,
             id,

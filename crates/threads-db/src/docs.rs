@@ -90,6 +90,13 @@ pub enum DocOp {
         /// The index.
         spec: IndexSpec,
     },
+    /// Deletes a collection: its documents, its indexes and its schemas; refused if it does
+    /// not exist. A collection of that name can be created again, empty.
+    #[serde(rename = "drop")]
+    DropCollection {
+        /// The collection.
+        name: String,
+    },
     /// Creates a document; refused if it exists.
     #[serde(rename = "create")]
     Create {
@@ -136,7 +143,9 @@ impl DocOp {
 
     fn collection(&self) -> &str {
         match self {
-            DocOp::CreateCollection { name, .. } | DocOp::SetSchema { name, .. } => name,
+            DocOp::CreateCollection { name, .. }
+            | DocOp::SetSchema { name, .. }
+            | DocOp::DropCollection { name } => name,
             DocOp::AddIndex { collection, .. }
             | DocOp::Create { collection, .. }
             | DocOp::Save { collection, .. }
@@ -591,6 +600,21 @@ impl Docs {
                 changes.push((doc_key(collection, id), Some(row)));
                 Ok(changes)
             }
+            DocOp::DropCollection { name } => {
+                let meta = Docs::collection(state, name)?;
+                let mut changes: Vec<RowChange> = vec![(collection_key(name), None)];
+                // Every row of the collection: its documents, each index's entries and the
+                // count of documents an index does not hold.
+                let mut prefixes = vec![doc_prefix(name)];
+                for spec in &meta.indexes {
+                    prefixes.push(index_prefix(name, &spec.name));
+                    changes.push((outside_key(name, &spec.name), None));
+                }
+                for prefix in prefixes {
+                    changes.extend(state.prefix(&prefix).map(|(k, _)| (k.to_vec(), None)));
+                }
+                Ok(changes)
+            }
             DocOp::Delete { collection, id } => {
                 let meta = Docs::collection(state, collection)?;
                 let Some((old, _)) = Docs::get(state, collection, id) else {
@@ -974,9 +998,10 @@ impl Reducer for Docs {
     }
 
     /// 2: covering index entries (id and document in the value, one entry per value in a
-    /// unique index) and exact number keys.
+    /// unique index) and exact number keys. 3: the `drop` operation (a collection deleted);
+    /// a version 2 view refused it, so scopes computed by version 2 are computed again.
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     fn apply(&self, state: &mut State, event: &Event<'_>) -> Result<(), Reject> {
@@ -987,7 +1012,7 @@ impl Reducer for Docs {
 
     fn access(&self, event: &Event<'_>) -> Access {
         match DocOp::decode(event.data) {
-            Ok(DocOp::Delete { .. }) => Access::Delete,
+            Ok(DocOp::Delete { .. } | DocOp::DropCollection { .. }) => Access::Delete,
             _ => Access::Write,
         }
     }

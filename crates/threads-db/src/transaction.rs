@@ -103,6 +103,13 @@ impl<S: Store + 'static> Transaction<'_, S> {
         })
     }
 
+    /// Deletes a collection with its documents and indexes (the delete role).
+    pub fn drop_collection(self, name: &str) -> Self {
+        self.doc(DocOp::DropCollection {
+            name: name.to_owned(),
+        })
+    }
+
     /// Creates a document.
     pub fn create(self, collection: &str, id: &str, doc: &Value) -> Self {
         self.doc(DocOp::Create {

@@ -386,6 +386,54 @@ async fn writes_the_acl_refuses_are_forbidden_before_they_are_stored() {
         writer.get(thread, b"k").await.expect("get"),
         Some(b"w".to_vec())
     );
+    // Deleting a collection takes the delete role: refused to the writer, the owner's
+    // reaches the writer.
+    owner
+        .transaction(thread)
+        .create_collection("notes", &serde_json::json!({"type": "object"}))
+        .commit()
+        .await
+        .expect("collection");
+    let notes = |db: &Db<threads_store::MemoryStore>| {
+        let db = db.clone();
+        async move {
+            db.read_view(thread, threads_db::DOCS_VIEW, threads_db::Docs::collections)
+                .await
+                .expect("collections")
+                .len()
+        }
+    };
+    let mut waited = Instant::now();
+    while notes(&writer).await == 0 {
+        assert!(
+            waited.elapsed() < LIMIT,
+            "the collection did not reach the writer"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dropped = writer
+        .transaction(thread)
+        .drop_collection("notes")
+        .commit()
+        .await;
+    assert!(
+        matches!(&dropped, Err(DbError::Forbidden { refused, .. }) if refused[0].forbidden),
+        "{dropped:?}"
+    );
+    owner
+        .transaction(thread)
+        .drop_collection("notes")
+        .commit()
+        .await
+        .expect("the owner drops it");
+    waited = Instant::now();
+    while notes(&writer).await != 0 {
+        assert!(
+            waited.elapsed() < LIMIT,
+            "the drop did not reach the writer"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for db in [owner, reader, writer] {
         db.shutdown().await;
     }

@@ -734,3 +734,97 @@ proptest! {
         }
     }
 }
+
+/// Dropping a collection removes every row of it (documents, index entries, counts) and
+/// nothing else; the name can be used again, empty, with its unique values free.
+#[test]
+fn a_dropped_collection_leaves_no_row_and_can_be_created_again() {
+    let (docs, mut state) = setup();
+    add_index(&docs, &mut state, "by_age", "age", false);
+    docs.apply_local(
+        &mut state,
+        &DocOp::CreateCollection {
+            name: "other".into(),
+            schema: people_schema(),
+        },
+    )
+    .expect("other");
+    for (id, email) in [("ann", "a@x"), ("bob", "b@x")] {
+        docs.apply_local(
+            &mut state,
+            &create("people", id, json!({"name": id, "email": email, "age": 30})),
+        )
+        .expect("doc");
+    }
+    // One without the indexed path: the index's outside count is a row too.
+    docs.apply_local(&mut state, &create("people", "cy", json!({"name": "Cy"})))
+        .expect("cy");
+    docs.apply_local(
+        &mut state,
+        &create("other", "keep", json!({"name": "Keep"})),
+    )
+    .expect("other doc");
+    let before_other: Vec<(Vec<u8>, Vec<u8>)> = state
+        .prefix(b"")
+        .filter(|(k, _)| k.windows(5).any(|w| w == b"other"))
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect();
+    let people_rows = state
+        .prefix(b"")
+        .filter(|(k, _)| k.windows(6).any(|w| w == b"people"))
+        .count();
+    assert!(
+        people_rows >= 7,
+        "the collection, 3 documents, entries, a count: {people_rows}"
+    );
+    assert!(!before_other.is_empty());
+    let dropped = DocOp::DropCollection {
+        name: "people".into(),
+    };
+    assert_eq!(DocOp::decode(&dropped.encode()).expect("decodes"), dropped);
+    docs.apply_local(&mut state, &dropped).expect("drop");
+    let left: Vec<Vec<u8>> = state
+        .prefix(b"")
+        .map(|(k, _)| k.to_vec())
+        .filter(|k| k.windows(6).any(|w| w == b"people"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "rows of the dropped collection remain: {left:?}"
+    );
+    let after_other: Vec<(Vec<u8>, Vec<u8>)> = state
+        .prefix(b"")
+        .filter(|(k, _)| k.windows(5).any(|w| w == b"other"))
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect();
+    assert_eq!(after_other, before_other, "another collection changed");
+    assert!(matches!(
+        docs.check(&state, &dropped),
+        Err(DocError::UnknownCollection(_))
+    ));
+    assert!(matches!(
+        docs.check(&state, &create("people", "ann", json!({"name": "Ann"}))),
+        Err(DocError::UnknownCollection(_))
+    ));
+    // Created again: empty, and a@x is free.
+    let mut again = state;
+    docs.apply_local(
+        &mut again,
+        &DocOp::CreateCollection {
+            name: "people".into(),
+            schema: people_schema(),
+        },
+    )
+    .expect("created again");
+    assert!(
+        Docs::query(&again, "people", &Query::default())
+            .expect("query")
+            .docs
+            .is_empty()
+    );
+    docs.apply_local(
+        &mut again,
+        &create("people", "dan", json!({"name": "Dan", "email": "a@x"})),
+    )
+    .expect("a@x is free again");
+}
