@@ -1277,35 +1277,6 @@ fn transactions_collections_explain_and_the_change_feed_over_http() {
         "{body}"
     );
 
-    // A collection deleted with its documents; its name free again.
-    let scratch = format!("/v1/threads/{thread}/collections/scratch");
-    let (status, _) = d.call(
-        "POST",
-        &format!("/v1/threads/{thread}/collections"),
-        &json!({"name": "scratch", "schema": {"type": "object"}}),
-    );
-    assert_eq!(status, 200);
-    let (status, _) = d.call(
-        "PUT",
-        &format!("/v1/threads/{thread}/docs/scratch/s1"),
-        &json!({"x": 1}),
-    );
-    assert_eq!(status, 200);
-    let (status, body) = d.call("DELETE", &scratch, &json!({}));
-    assert_eq!(status, 200, "{body}");
-    assert!(body["counter"].as_u64().is_some(), "{body}");
-    assert_eq!(d.call("GET", &scratch, &json!({})).0, 404);
-    assert_eq!(d.call("DELETE", &scratch, &json!({})).0, 404);
-    assert_eq!(
-        d.call(
-            "GET",
-            &format!("/v1/threads/{thread}/docs/scratch/s1"),
-            &json!({})
-        )
-        .0,
-        404
-    );
-
     // A wrong method: 405 with Allow and the JSON error; a body that is not JSON: 415.
     let auth = format!("Authorization: Bearer {}\r\n", d.token);
     let (status, head, body) = raw(
@@ -1367,6 +1338,35 @@ fn transactions_collections_explain_and_the_change_feed_over_http() {
             .collect::<Vec<_>>(),
         "resumes right after the event whose id it was given"
     );
+    // A collection deleted with its documents; its name free again.
+    let scratch = format!("/v1/threads/{thread}/collections/scratch");
+    let (status, _) = d.call(
+        "POST",
+        &format!("/v1/threads/{thread}/collections"),
+        &json!({"name": "scratch", "schema": {"type": "object"}}),
+    );
+    assert_eq!(status, 200);
+    let (status, _) = d.call(
+        "PUT",
+        &format!("/v1/threads/{thread}/docs/scratch/s1"),
+        &json!({"x": 1}),
+    );
+    assert_eq!(status, 200);
+    let (status, body) = d.call("DELETE", &scratch, &json!({}));
+    assert_eq!(status, 200, "{body}");
+    assert!(body["counter"].as_u64().is_some(), "{body}");
+    assert_eq!(d.call("GET", &scratch, &json!({})).0, 404);
+    assert_eq!(d.call("DELETE", &scratch, &json!({})).0, 404);
+    assert_eq!(
+        d.call(
+            "GET",
+            &format!("/v1/threads/{thread}/docs/scratch/s1"),
+            &json!({})
+        )
+        .0,
+        404
+    );
+
     d.stop();
 }
 
