@@ -1191,6 +1191,19 @@ async fn a_peer_that_leaves_a_thread_forgets_it_and_gets_nothing_more() {
     bob.shutdown().await;
 }
 
+/// The thread key `db` stores for `thread` (its key ring).
+async fn stored_key(
+    db: &Db<threads_store::MemoryStore>,
+    thread: threads_id::ThreadId,
+) -> threads_crypto::ThreadKey {
+    db.node()
+        .store()
+        .thread_key(thread)
+        .await
+        .expect("key")
+        .expect("held")
+}
+
 /// Taking the read role away by default starts a new key epoch: a member reading by
 /// default role (through a link) keeps following with the new service key and reads
 /// nothing new; a member with a role of its own reads on; both hold the new epoch.
@@ -1233,22 +1246,18 @@ async fn lowering_the_default_role_rotates_the_keys_of_members_by_default() {
     })
     .await;
 
-    let ring = |db: &Db<threads_store::MemoryStore>| {
-        let store = std::sync::Arc::clone(db.node().store());
-        async move { store.thread_key(thread).await.expect("key").expect("held") }
-    };
-    let first = ring(&alice).await;
+    let first = stored_key(&alice, thread).await;
     assert!(!first.is_ring());
     alice
         .set_default_role(thread, Role::Follow)
         .await
         .expect("lower the default role");
-    let epoch = ring(&alice).await.epoch_service().clone();
+    let epoch = stored_key(&alice, thread).await.epoch_service().clone();
     assert_ne!(&epoch, first.service());
     for (name, db) in [("bob", &bob), ("dave", &dave)] {
         eventually(&format!("{name} to hold the new epoch"), || async {
             let _ = db.catch_up(thread).await;
-            ring(db).await.epoch_service() == &epoch
+            stored_key(db, thread).await.epoch_service() == &epoch
         })
         .await;
     }
@@ -1320,10 +1329,6 @@ async fn an_editor_rotates_again_when_the_latest_epoch_reached_a_revoked_member(
         .await
         .expect("invite");
     bob.join(&invite).await.expect("join");
-    let ring = |db: &Db<threads_store::MemoryStore>| {
-        let store = std::sync::Arc::clone(db.node().store());
-        async move { store.thread_key(thread).await.expect("key").expect("held") }
-    };
     // A first epoch, sealed to bob (a member with no log is revoked to start it).
     let gone = Identity::from_secret_bytes(&[122; 32]).log_id();
     alice
@@ -1334,10 +1339,10 @@ async fn an_editor_rotates_again_when_the_latest_epoch_reached_a_revoked_member(
         .set_role(thread, gone, Role::NoAccess)
         .await
         .expect("revoke");
-    let first_epoch = ring(&alice).await.epoch_service().clone();
+    let first_epoch = stored_key(&alice, thread).await.epoch_service().clone();
     eventually("bob to hold the first epoch", || async {
         let _ = bob.catch_up(thread).await;
-        ring(&bob).await.epoch_service() == &first_epoch
+        stored_key(&bob, thread).await.epoch_service() == &first_epoch
     })
     .await;
     // Bob is revoked by an ACL operation alone, without a rotation.
@@ -1358,19 +1363,22 @@ async fn an_editor_rotates_again_when_the_latest_epoch_reached_a_revoked_member(
         .expect("revoke without rotating");
     eventually("alice to rotate again by herself", || async {
         let _ = alice.catch_up(thread).await;
-        ring(&alice).await.epochs().len() == 2
+        stored_key(&alice, thread).await.epochs().len() == 2
     })
     .await;
-    let newest = ring(&alice).await.epoch_service().clone();
+    let newest = stored_key(&alice, thread).await.epoch_service().clone();
     assert_ne!(newest, first_epoch);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = bob.catch_up(thread).await;
     assert!(
-        ring(&bob).await.services().all(|s| *s != newest),
+        stored_key(&bob, thread)
+            .await
+            .services()
+            .all(|s| *s != newest),
         "the revoked member got the new epoch"
     );
     assert_eq!(
-        ring(&alice).await.epochs().len(),
+        stored_key(&alice, thread).await.epochs().len(),
         2,
         "rotated once, not again and again"
     );
