@@ -70,7 +70,10 @@ async fn heads(db: &Db<MemoryStore>, thread: ThreadId) -> Vec<(String, u64)> {
 async fn a_thread_round_trips_through_a_car_archive_and_a_tampered_one_is_refused() {
     let alice = peer(110).await;
     let bob = peer(111).await;
-    let thread = alice.create_thread(Variant::Raw).await.expect("thread");
+    let thread = alice
+        .create_thread(Variant::AccessControlled)
+        .await
+        .expect("thread");
     let invite = alice
         .invite(thread, bob.identity().log_id(), Role::Write)
         .await
@@ -93,14 +96,15 @@ async fn a_thread_round_trips_through_a_car_archive_and_a_tampered_one_is_refuse
         .iter()
         .map(|(_, c)| c)
         .sum::<u64>()
-        < 30
+        < 32
     {
         assert!(started.elapsed() < LIMIT, "bob's writes reach alice");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     alice.catch_up(thread).await.expect("catch up");
     let (archive, summary) = alice.export_car(thread).await.expect("export");
-    assert_eq!((summary.logs, summary.entries), (2, 30));
+    // The 30 writes, and the ACL's init and the writer's role.
+    assert_eq!((summary.logs, summary.entries), (2, 32));
 
     // An independent reader: the roots are the logs' heads, and every block is named by
     // its bytes (one marker per log, four blocks per entry).
@@ -126,7 +130,7 @@ async fn a_thread_round_trips_through_a_car_archive_and_a_tampered_one_is_refuse
         assert_eq!(cid.to_string(), cid_of(cid.codec(), &data).to_string());
         blocks += 1;
     }
-    assert_eq!(blocks, 2 + 4 * 30);
+    assert_eq!(blocks, 2 + 4 * 32);
 
     // Into a peer that holds the keys and nothing else.
     let carol = peer(112).await;
@@ -145,7 +149,7 @@ async fn a_thread_round_trips_through_a_car_archive_and_a_tampered_one_is_refuse
         .expect("key");
     let (imported, summary) = carol.import_car(&archive).await.expect("import");
     assert_eq!(imported, thread);
-    assert_eq!((summary.logs, summary.entries, summary.stored), (2, 30, 30));
+    assert_eq!((summary.logs, summary.entries, summary.stored), (2, 32, 32));
     assert_eq!(
         carol.list(thread, b"").await.expect("list"),
         alice.list(thread, b"").await.expect("list")
@@ -183,14 +187,45 @@ async fn a_thread_round_trips_through_a_car_archive_and_a_tampered_one_is_refuse
     }
     // What was stored before the forged entry is a valid prefix; the forged one is not.
     let stored: u64 = heads(&dave, thread).await.iter().map(|(_, c)| c).sum();
-    assert!(stored < 30, "the forged entry was not stored ({stored})");
+    assert!(stored < 32, "the forged entry was not stored ({stored})");
     // A peer without the thread's keys cannot import it.
     let erin = peer(114).await;
     assert!(matches!(
         erin.import_car(&archive).await,
         Err(DbError::Car(CarError::UnknownThread(t))) if t == thread
     ));
-    for db in [&alice, &bob, &carol, &dave, &erin] {
+
+    // After compaction the archive carries the compacted entries with the empty body
+    // block: still a CARv1 archive the independent reader takes, and a peer importing it
+    // computes the same views from it.
+    let compacted = alice.compact(thread).await.expect("compact");
+    assert!(compacted.events >= 15, "{compacted:?}");
+    let (archive, summary) = alice.export_car(thread).await.expect("export");
+    // One compaction operation per log with superseded events: both.
+    assert_eq!(summary.entries, 34);
+    let mut reader = iroh_car::CarReader::new(&archive[..])
+        .await
+        .expect("a CARv1 archive");
+    let mut empty = 0;
+    while let Some((cid, data)) = reader.next_block().await.expect("a block") {
+        assert_eq!(cid.to_string(), cid_of(cid.codec(), &data).to_string());
+        empty += usize::from(data.is_empty());
+    }
+    assert_eq!(empty as u64, compacted.events);
+    let frank = peer(115).await;
+    frank
+        .node()
+        .store()
+        .put_thread(thread, &key)
+        .await
+        .expect("key");
+    frank.import_car(&archive).await.expect("import");
+    frank.catch_up(thread).await.expect("catch up");
+    assert_eq!(
+        frank.list(thread, b"").await.expect("list"),
+        alice.list(thread, b"").await.expect("list")
+    );
+    for db in [&alice, &bob, &carol, &dave, &erin, &frank] {
         db.shutdown().await;
     }
 }

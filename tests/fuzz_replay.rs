@@ -75,6 +75,11 @@ fn car_bytes() {
 }
 
 #[test]
+fn acl_op() {
+    replay("acl_op", threads_acl::check::acl_op_bytes);
+}
+
+#[test]
 fn wire_entries() {
     replay("wire_entries", threads_net::check::wire_entries);
 }
@@ -218,6 +223,64 @@ fn network_seeds_are_saved() {
     let mut broken = wire;
     broken[1].record[10] ^= 1;
     seeds.push(("wire_entries", "broken-record".into(), cbor(&broken)));
+    // ACL operations, one of each kind.
+    {
+        use threads_acl::{AclOp, Role};
+        let member = recipient.log_id();
+        let ops = [
+            ("init", AclOp::Init { salt: [3; 16] }),
+            (
+                "role",
+                AclOp::SetRole {
+                    member,
+                    role: Role::Write,
+                    from: 4,
+                },
+            ),
+            ("default", AclOp::SetDefault { role: Role::Read }),
+            (
+                "editor",
+                AclOp::SetEditor {
+                    member,
+                    editor: true,
+                    from: 1,
+                },
+            ),
+            (
+                "resource-role",
+                AclOp::SetResourceRole {
+                    view: "docs".into(),
+                    resource: b"tasks\0t1".to_vec(),
+                    member,
+                    role: Role::Delete,
+                    from: 2,
+                },
+            ),
+            (
+                "rotate",
+                AclOp::Rotate {
+                    sealed: vec![(member, vec![1; 120])],
+                },
+            ),
+            (
+                "share",
+                AclOp::Share {
+                    sealed: vec![(member, None, vec![2; 88])],
+                },
+            ),
+            (
+                "compact",
+                AclOp::Compact {
+                    log: member,
+                    ranges: vec![(1, 3), (5, 5), (7, u64::MAX)],
+                    proof: vec![1; 32],
+                },
+            ),
+        ];
+        for (name, op) in ops {
+            seeds.push(("acl_op", name.into(), op.encode()));
+        }
+    }
 
     let bless = std::env::var_os("THREADS_BLESS").is_some();
     for (target, name, bytes) in seeds {

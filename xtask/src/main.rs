@@ -41,7 +41,7 @@ const LAYERS: [&str; 8] = [
 const EXAMPLES: [&str; 4] = ["log_alone", "store_alone", "replicate", "custom_view"];
 
 /// The fuzz targets in `fuzz/fuzz_targets/`.
-const FUZZ_TARGETS: [&str; 12] = [
+const FUZZ_TARGETS: [&str; 13] = [
     "thread_id_bytes",
     "thread_id_text",
     "thread_addr",
@@ -54,6 +54,7 @@ const FUZZ_TARGETS: [&str; 12] = [
     "wire_entries",
     "fork_proof",
     "car_bytes",
+    "acl_op",
 ];
 
 fn main() -> Result<()> {

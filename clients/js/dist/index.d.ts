@@ -106,6 +106,15 @@ export declare class Client {
     setDefaultRole(thread: string, role: Role): Promise<{
         role: Role;
     }>;
+    /**
+     * Compacts a thread: the events no view needs any more are named in an operation every
+     * peer applies (they apply nothing, and their bodies are dropped); the views stay as they
+     * are. The owner of an access-controlled thread may, and a member of a raw one.
+     */
+    compact(thread: string): Promise<{
+        events: number;
+        freed_bytes: number;
+    }>;
     /** Leaves a thread: stops syncing it and deletes everything of it on this peer. */
     leave(thread: string): Promise<void>;
     /** Every collection of a thread. */

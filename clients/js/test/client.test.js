@@ -92,6 +92,18 @@ test("threads, collections, documents, queries, transactions and a feed that res
     await client.transaction(thread).createCollection("temp", { type: "object" }).commit();
     await client.transaction(thread).dropCollection("temp").commit();
     assert.ok(!(await client.collections(thread)).some((c) => c.name === "temp" || c.name === "scratch"));
+    // Compaction (the owner of an access-controlled thread): the save of age 18 is
+    // superseded by the next; the documents stay.
+    const owned = await client.createThread({ accessControlled: true });
+    await client.newCollection(owned, "people", { type: "object" });
+    await client.save(owned, "people", "bob", { name: "Bob", age: 17 });
+    await client.save(owned, "people", "bob", { name: "Bob", age: 18 });
+    await client.save(owned, "people", "bob", { name: "Bob", age: 19 });
+    const compacted = await client.compact(owned);
+    assert.equal(compacted.events, 1, JSON.stringify(compacted));
+    assert.ok(compacted.freed_bytes > 0, JSON.stringify(compacted));
+    assert.deepEqual(await client.get(owned, "people", "bob"), { name: "Bob", age: 19 });
+    assert.deepEqual((await client.compact(owned)).events, 0);
   } finally {
     child.kill("SIGTERM");
   }

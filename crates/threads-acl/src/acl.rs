@@ -63,6 +63,12 @@ pub struct Acl {
     resource_roles: BTreeMap<(String, Vec<u8>, LogId), Vec<Change<Role>>>,
     editors: BTreeMap<LogId, Vec<Change<bool>>>,
     defaults: Vec<(Stamp, Role)>,
+    /// A raw thread's read key, which checks the proofs of its compactions (`None`: none
+    /// counts).
+    raw_key: Option<ReadKey>,
+    /// The counter ranges of each log that operations that count compacted (sorted,
+    /// merged).
+    voided: BTreeMap<LogId, Vec<(u64, u64)>>,
     counted: Vec<(Stamp, AclOp)>,
     rejected: Vec<AclRejection>,
 }
@@ -77,6 +83,8 @@ impl Acl {
             resource_roles: BTreeMap::new(),
             editors: BTreeMap::new(),
             defaults: Vec::new(),
+            raw_key: None,
+            voided: BTreeMap::new(),
             counted: Vec::new(),
             rejected: Vec::new(),
         }
@@ -88,6 +96,16 @@ impl Acl {
         thread: ThreadId,
         ops: impl IntoIterator<Item = (Stamp, Result<AclOp, String>)>,
     ) -> Acl {
+        Acl::compute_with(thread, ops, None)
+    }
+
+    /// [`Acl::compute`], with the read key of a raw thread: its members' compactions count
+    /// when their proof holds ([`crate::compact_proof`]).
+    pub fn compute_with(
+        thread: ThreadId,
+        ops: impl IntoIterator<Item = (Stamp, Result<AclOp, String>)>,
+        raw_key: Option<&ReadKey>,
+    ) -> Acl {
         let mut ops: Vec<(Stamp, Result<AclOp, String>)> = ops.into_iter().collect();
         ops.sort_by_key(|(stamp, _)| *stamp);
         let mut refused: BTreeMap<Stamp, String> = BTreeMap::new();
@@ -98,6 +116,7 @@ impl Acl {
         }
         loop {
             let mut acl = Acl::empty(thread);
+            acl.raw_key = raw_key.cloned();
             for (stamp, op) in &ops {
                 let Ok(op) = op else { continue };
                 if refused.contains_key(stamp) {
@@ -114,7 +133,9 @@ impl Acl {
             // later revocation that reaches its counter.
             let mut lost = false;
             for (stamp, op) in &acl.counted {
-                if matches!(op, AclOp::Init { .. }) {
+                // A raw thread's compactions depend on a proof, not on a right.
+                if matches!(op, AclOp::Init { .. }) || thread.variant() != Variant::AccessControlled
+                {
                     continue;
                 }
                 let author = stamp.order.log;
@@ -127,6 +148,7 @@ impl Acl {
                 }
             }
             if !lost {
+                acl.merge_voided();
                 acl.rejected = refused
                     .into_iter()
                     .map(|(stamp, reason)| AclRejection { stamp, reason })
@@ -139,7 +161,21 @@ impl Acl {
     fn check(&self, stamp: &Stamp, op: &AclOp) -> Result<(), String> {
         let author = stamp.order.log;
         if self.thread.variant() != Variant::AccessControlled {
-            return Err("the thread is not access-controlled".to_owned());
+            // A raw thread's ACL events can come from anyone holding the service key
+            // (followers): a compaction counts with the proof that its author holds the
+            // read key.
+            return match (op, &self.raw_key) {
+                (AclOp::Compact { log, ranges, proof }, Some(read))
+                    if proof[..]
+                        == crate::op::compact_proof(self.thread, read, &author, log, ranges)[..] =>
+                {
+                    Ok(())
+                }
+                (AclOp::Compact { .. }, _) => Err(format!(
+                    "{author} gave no proof that it holds the thread's read key"
+                )),
+                _ => Err("the thread is not access-controlled".to_owned()),
+            };
         }
         match op {
             AclOp::Init { salt } => {
@@ -159,10 +195,32 @@ impl Acl {
             {
                 Err("the owner's rights cannot change".to_owned())
             }
+            // Compaction is final: peers drop the bodies it names, so it must never stop
+            // counting, and only the owner's right cannot be revoked back to before it.
+            AclOp::Compact { .. } if Some(author) != self.owner => Err(format!(
+                "{author} may not compact the thread: only its owner may"
+            )),
             _ if !self.is_editor(&author, &stamp.order) => {
                 Err(format!("{author} may not change the ACL"))
             }
             _ => Ok(()),
+        }
+    }
+
+    /// Sorts and merges each log's voided ranges.
+    fn merge_voided(&mut self) {
+        for voided in self.voided.values_mut() {
+            voided.sort_unstable();
+            let mut merged: Vec<(u64, u64)> = Vec::with_capacity(voided.len());
+            for &(first, last) in voided.iter() {
+                match merged.last_mut() {
+                    Some(prev) if first <= prev.1.saturating_add(1) => {
+                        prev.1 = prev.1.max(last);
+                    }
+                    _ => merged.push((first, last)),
+                }
+            }
+            *voided = merged;
         }
     }
 
@@ -194,6 +252,15 @@ impl Acl {
                     });
             }
             AclOp::Rotate { .. } | AclOp::Share { .. } => {}
+            // Sorted and merged once the computation ends (`merge_voided`).
+            AclOp::Compact {
+                log, ref ranges, ..
+            } => {
+                self.voided
+                    .entry(log)
+                    .or_default()
+                    .extend(ranges.iter().copied());
+            }
             AclOp::SetEditor {
                 member,
                 editor,
@@ -334,6 +401,21 @@ impl Acl {
             .map_or(Role::NoAccess, |(_, role)| *role)
     }
 
+    /// Whether event `counter` of `log` was compacted by an operation that counts: it
+    /// applies nothing, on every peer, and its body may be dropped.
+    pub fn voids(&self, log: &LogId, counter: u64) -> bool {
+        let Some(ranges) = self.voided.get(log) else {
+            return false;
+        };
+        let at = ranges.partition_point(|(first, _)| *first <= counter);
+        at > 0 && ranges[at - 1].1 >= counter
+    }
+
+    /// The compacted counter ranges of each log (sorted, merged).
+    pub const fn voided(&self) -> &BTreeMap<LogId, Vec<(u64, u64)>> {
+        &self.voided
+    }
+
     /// Whether `member` may change the ACL with its event at `at`.
     pub fn is_editor(&self, member: &LogId, at: &EventOrder) -> bool {
         Some(*member) == self.owner
@@ -406,5 +488,80 @@ impl Acl {
             )
             .cloned()
             .collect()
+    }
+}
+
+/// The smallest counter in exactly one of two sorted, merged range lists.
+pub(crate) fn first_difference(a: &[(u64, u64)], b: &[(u64, u64)]) -> Option<u64> {
+    let (mut i, mut j) = (0, 0);
+    loop {
+        match (a.get(i), b.get(j)) {
+            (None, None) => return None,
+            (Some(&(first, _)), None) | (None, Some(&(first, _))) => return Some(first),
+            (Some(&x), Some(&y)) if x == y => {
+                i += 1;
+                j += 1;
+            }
+            (Some(&(x0, x1)), Some(&(y0, y1))) => {
+                // The ranges differ: at their start, or just after the shorter one ends.
+                return Some(if x0 == y0 { x1.min(y1) + 1 } else { x0.min(y0) });
+            }
+        }
+    }
+}
+
+/// The counters of `a` not in `b` (both sorted, merged), as sorted ranges.
+pub(crate) fn subtract(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut j = 0;
+    for &(first, last) in a {
+        let mut start = first;
+        while j < b.len() && b[j].1 < start {
+            j += 1;
+        }
+        let mut k = j;
+        let mut done = false;
+        while k < b.len() && b[k].0 <= last {
+            let (b0, b1) = b[k];
+            if b0 > start {
+                out.push((start, b0 - 1));
+            }
+            if b1 >= last {
+                done = true;
+                break;
+            }
+            start = b1 + 1;
+            k += 1;
+        }
+        if !done {
+            out.push((start, last));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{first_difference, subtract};
+
+    #[test]
+    fn range_differences() {
+        assert_eq!(first_difference(&[], &[]), None);
+        assert_eq!(first_difference(&[(1, 3)], &[(1, 3)]), None);
+        assert_eq!(first_difference(&[(1, 3)], &[]), Some(1));
+        assert_eq!(first_difference(&[(1, 3)], &[(1, 5)]), Some(4));
+        assert_eq!(first_difference(&[(2, 3)], &[(1, 3)]), Some(1));
+        assert_eq!(
+            first_difference(&[(1, 3), (7, 9)], &[(1, 3), (8, 9)]),
+            Some(7)
+        );
+        assert_eq!(subtract(&[(1, 10)], &[]), vec![(1, 10)]);
+        assert_eq!(subtract(&[(1, 10)], &[(1, 10)]), vec![]);
+        assert_eq!(
+            subtract(&[(1, 10)], &[(3, 4), (8, 20)]),
+            vec![(1, 2), (5, 7)]
+        );
+        assert_eq!(subtract(&[(1, 2), (5, 9)], &[(2, 6)]), vec![(1, 1), (7, 9)]);
+        assert_eq!(subtract(&[(5, u64::MAX)], &[(1, 4)]), vec![(5, u64::MAX)]);
     }
 }

@@ -18,14 +18,16 @@ use crate::role::Role;
 pub struct AclLog;
 
 impl AclLog {
-    /// The ACL of `thread` from this view's state.
-    pub fn acl(thread: ThreadId, state: &State) -> Acl {
-        Acl::compute(
+    /// The ACL of `thread` from this view's state (with a raw thread's read key, which
+    /// checks its compactions' proofs).
+    pub fn acl(thread: ThreadId, state: &State, raw_key: Option<&threads_crypto::ReadKey>) -> Acl {
+        Acl::compute_with(
             thread,
             state.iter().filter_map(|(key, op)| {
                 let stamp = decode_stamp(&key).ok()?;
                 Some((stamp, AclOp::decode(&op).map_err(|e| e.to_string())))
             }),
+            raw_key,
         )
     }
 }
@@ -53,9 +55,10 @@ pub(crate) fn read(acl: &SharedAcl) -> std::sync::RwLockReadGuard<'_, Acl> {
     acl.read().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The gate of an access-controlled thread's views: an operation applies only if its
-/// author's role at its place allows it ([`Role::Write`] to write, [`Role::Delete`] to
-/// delete).
+/// The gate of a thread's views: in an access-controlled thread an operation applies only
+/// if its author's role at its place allows it ([`Role::Write`] to write, [`Role::Delete`]
+/// to delete); in any thread, an event compacted by an [`AclOp::Compact`] that counts
+/// applies nothing ([`Acl::voids`]).
 #[derive(Debug, Clone)]
 pub struct AclGate(pub SharedAcl);
 
@@ -67,6 +70,17 @@ impl Gate for AclGate {
         resource: Option<&[u8]>,
         event: &Event<'_>,
     ) -> Result<(), Reject> {
+        if self
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .thread()
+            .variant()
+            != threads_id::Variant::AccessControlled
+        {
+            // A raw thread's members may do anything.
+            return Ok(());
+        }
         let needed = match access {
             Access::Write => Role::Write,
             Access::Delete => Role::Delete,
@@ -83,5 +97,9 @@ impl Gate for AclGate {
                 "{author} has the {role} role here; {needed} is needed"
             )))
         }
+    }
+
+    fn voids(&self, log: &threads_id::LogId, counter: u64) -> bool {
+        read(&self.0).voids(log, counter)
     }
 }

@@ -4,6 +4,7 @@
 mod acl;
 #[cfg(feature = "net")]
 mod admission;
+pub mod check;
 mod error;
 mod gate;
 #[cfg(feature = "net")]
@@ -19,6 +20,9 @@ pub use error::{AclError, Result};
 pub use gate::{AclGate, AclLog, SharedAcl};
 #[cfg(feature = "net")]
 pub use invite::AclInvite;
-pub use op::{ACL_VIEW, AclOp, SALT_LEN, acl_key, acl_read_key, new_thread, owned_by};
+pub use op::{
+    ACL_VIEW, AclOp, MAX_COMPACT_RANGES, SALT_LEN, acl_key, acl_read_key, compact_proof,
+    new_thread, owned_by,
+};
 pub use role::Role;
 pub use views::{AclViews, RoleChange};

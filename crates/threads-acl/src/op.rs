@@ -74,7 +74,7 @@ pub fn owned_by(thread: ThreadId, owner: &LogId, salt: &[u8; SALT_LEN]) -> bool 
         && ThreadId::from_parts(Variant::AccessControlled, owner_hash(owner, salt)) == thread
 }
 
-fn owner_hash(owner: &LogId, salt: &[u8; SALT_LEN]) -> [u8; 32] {
+pub(crate) fn owner_hash(owner: &LogId, salt: &[u8; SALT_LEN]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(OWNER_DOMAIN);
     hasher.update(owner.to_bytes());
@@ -153,7 +153,56 @@ pub enum AclOp {
         /// the [`AclOp::Rotate`] that started it, or `None` for the thread's first read key.
         sealed: Vec<(LogId, Option<Stamp>, Vec<u8>)>,
     },
+    /// Compacts events of `log`: every peer treats the events with a counter in one of
+    /// `ranges` (inclusive, in increasing order, not overlapping) as applying nothing, and
+    /// may then drop their bodies (their signed records stay). Written by the owner of an
+    /// access-controlled thread, or by a member of a raw thread with a proof that it holds
+    /// the read key ([`compact_proof`]; a raw thread's ACL events can come from anyone
+    /// holding the service key, followers included), naming events it found superseded,
+    /// so that every peer computes the same views whatever bodies it still holds. Only
+    /// the owner in an access-controlled thread, because compaction must be final: an
+    /// editor's right can be revoked back to before its operation, which would make the
+    /// events apply again after peers dropped their bodies.
+    Compact {
+        /// The log whose events are compacted.
+        log: LogId,
+        /// Counter ranges `(first, last)`, at most [`MAX_COMPACT_RANGES`].
+        ranges: Vec<(u64, u64)>,
+        /// In a raw thread, [`compact_proof`]: that its author holds the thread's read key
+        /// (followers do not). Empty in an access-controlled thread.
+        proof: Vec<u8>,
+    },
 }
+
+/// The proof that the author of a raw thread's [`AclOp::Compact`] holds the thread's read
+/// key: `HKDF-SHA256(ikm = read key, info = "threads-rs/acl/compact/v1" ‖ thread id ‖
+/// author LogId ‖ log LogId ‖ each range's first and last counter, u64 big-endian)`, 32
+/// bytes. Bound to the author, so a follower cannot copy a member's operation into its own
+/// log.
+pub fn compact_proof(
+    thread: ThreadId,
+    read: &ReadKey,
+    author: &LogId,
+    log: &LogId,
+    ranges: &[(u64, u64)],
+) -> [u8; 32] {
+    let mut info = b"threads-rs/acl/compact/v1".to_vec();
+    info.extend_from_slice(&thread.to_bytes());
+    info.extend_from_slice(&author.to_bytes());
+    info.extend_from_slice(&log.to_bytes());
+    for (first, last) in ranges {
+        info.extend_from_slice(&first.to_be_bytes());
+        info.extend_from_slice(&last.to_be_bytes());
+    }
+    let mut proof = [0u8; 32];
+    Hkdf::<Sha256>::new(None, read.as_bytes())
+        .expand(&info, &mut proof)
+        .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 length"));
+    proof
+}
+
+/// The most counter ranges one [`AclOp::Compact`] names.
+pub const MAX_COMPACT_RANGES: usize = 4_096;
 
 #[derive(Serialize, Deserialize)]
 enum WireOp {
@@ -171,6 +220,8 @@ enum WireOp {
     Rotate(Vec<(ByteBuf, ByteBuf)>),
     #[serde(rename = "share")]
     Share(Vec<(ByteBuf, ByteBuf, ByteBuf)>),
+    #[serde(rename = "compact")]
+    Compact(ByteBuf, Vec<(u64, u64)>, ByteBuf),
 }
 
 fn wire_keys(sealed: &[(LogId, Vec<u8>)]) -> Vec<(ByteBuf, ByteBuf)> {
@@ -221,6 +272,11 @@ impl AclOp {
                         )
                     })
                     .collect(),
+            ),
+            AclOp::Compact { log, ranges, proof } => WireOp::Compact(
+                ByteBuf::from(log.to_bytes()),
+                ranges.clone(),
+                ByteBuf::from(proof.clone()),
             ),
         };
         serde_ipld_dagcbor::to_vec(&wire).unwrap_or_else(|_| unreachable!("plain data encodes"))
@@ -285,6 +341,28 @@ impl AclOp {
                     })
                     .collect::<Result<_>>()?,
             },
+            WireOp::Compact(log, ranges, proof) => {
+                if ranges.is_empty() || ranges.len() > MAX_COMPACT_RANGES {
+                    return Err(AclError::Malformed(format!(
+                        "{} counter ranges (1 to {MAX_COMPACT_RANGES})",
+                        ranges.len()
+                    )));
+                }
+                let mut last = 0;
+                for &(first, end) in &ranges {
+                    if first == 0 || first > end || first <= last {
+                        return Err(AclError::Malformed(format!(
+                            "counter range {first}..={end} is empty, starts at 0 or is not after the previous one"
+                        )));
+                    }
+                    last = end;
+                }
+                AclOp::Compact {
+                    log: member(&log)?,
+                    ranges,
+                    proof: proof.into_vec(),
+                }
+            }
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Views behind the ACL: the coordinator that keeps a thread's ACL and its other views in
 //! step.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use threads_crypto::{Identity, KeySet, PublicKey, ReadKey, ServiceKey, ThreadKey};
@@ -177,18 +178,23 @@ impl<S: Store + 'static> AclViews<S> {
         };
         let acl = this.sync_acl().await?;
         let digest = acl.digest();
+        // A raw thread's views computed before compaction existed (no digest stored) were
+        // computed under this ACL if it compacts nothing.
+        let unchanged_raw =
+            thread.variant() != Variant::AccessControlled && acl.voided().is_empty();
         *this.acl.write().unwrap_or_else(PoisonError::into_inner) = acl;
-        if thread.variant() == Variant::AccessControlled {
-            this.views
-                .set_gate(Arc::new(AclGate(Arc::clone(&this.acl))));
-            // The views may have been computed under another ACL (a crash between the
-            // ACL's commit and theirs): then they are recomputed.
-            if this.store.meta(thread, &this.gated_key).await?.as_deref() != Some(&digest[..]) {
+        this.views
+            .set_gate(Arc::new(AclGate(Arc::clone(&this.acl))));
+        // The views may have been computed under another ACL (a crash between the ACL's
+        // commit and theirs): then they are recomputed.
+        let stored = this.store.meta(thread, &this.gated_key).await?;
+        if stored.as_deref() != Some(&digest[..]) {
+            if !(stored.is_none() && unchanged_raw) {
                 this.views.regate(None).await?;
-                this.store
-                    .put_meta(thread, &this.gated_key, &digest)
-                    .await?;
             }
+            this.store
+                .put_meta(thread, &this.gated_key, &digest)
+                .await?;
         }
         Ok(this)
     }
@@ -202,9 +208,12 @@ impl<S: Store + 'static> AclViews<S> {
         let thread = self.thread;
         loop {
             self.acl_views.catch_up().await?;
+            let raw_key = self.raw_key();
             let acl = self
                 .acl_views
-                .read(ACL_VIEW, |state| AclLog::acl(thread, state))
+                .read(ACL_VIEW, |state| {
+                    AclLog::acl(thread, state, raw_key.as_ref())
+                })
                 .await?;
             // The service key of each epoch given to this peer, in the order of the
             // rotations that started them (operations that stopped counting, say a
@@ -312,9 +321,7 @@ impl<S: Store + 'static> AclViews<S> {
     /// As [`Views::catch_up`].
     pub async fn catch_up(&mut self) -> Result<Progress> {
         let next = self.sync_acl().await?;
-        if self.thread.variant() != Variant::AccessControlled
-            || next.digest() == Self::lock_acl(&self.acl).digest()
-        {
+        if next.digest() == Self::lock_acl(&self.acl).digest() {
             // The same operations count (the refused ones may differ).
             *self.acl.write().unwrap_or_else(PoisonError::into_inner) = next;
             return Ok(self.views.catch_up().await?);
@@ -331,6 +338,9 @@ impl<S: Store + 'static> AclViews<S> {
         self.store
             .put_meta(self.thread, &self.gated_key, &digest)
             .await?;
+        if current.voided() != Self::lock_acl(&self.acl).voided() {
+            self.drop_voided_bodies(current.voided()).await?;
+        }
         Ok(progress)
     }
 
@@ -383,9 +393,121 @@ impl<S: Store + 'static> AclViews<S> {
                 // or refused are in the difference themselves. Keys change what this peer
                 // can read, not what is admitted.
                 AclOp::SetEditor { .. } | AclOp::Rotate { .. } | AclOp::Share { .. } => {}
+                // The compacted events apply nothing from their place on (or apply again,
+                // when the operation stopped counting).
+                // Compactions change answers where the voided set changed (below): a
+                // compaction naming events voided already changes nothing.
+                AclOp::Compact { .. } => {}
+            }
+        }
+        // The first counter of each log whose voided answer differs: the events from its
+        // place on are recomputed (an event not stored, or not readable here, was not
+        // applied, and neither were the later ones of its log).
+        let logs: std::collections::BTreeSet<&LogId> =
+            old.voided().keys().chain(new.voided().keys()).collect();
+        for log in logs {
+            let none = Vec::new();
+            let before = old.voided().get(log).unwrap_or(&none);
+            let after = new.voided().get(log).unwrap_or(&none);
+            if let Some(counter) = crate::acl::first_difference(before, after)
+                && let Some(order) = self.order_of(*log, counter).await?
+            {
+                consider(order);
             }
         }
         Ok(earliest.map_or(Since::Nothing, Since::At))
+    }
+
+    /// Drops the bodies of the compacted events this peer holds (their records stay):
+    /// they apply nothing on any peer now. Only the events compacted since `before` (the
+    /// voided ranges of an earlier ACL; empty: all of them). Returns how many were dropped.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn drop_voided_bodies(
+        &mut self,
+        before: &BTreeMap<LogId, Vec<(u64, u64)>>,
+    ) -> Result<u64> {
+        let voided: BTreeMap<LogId, Vec<(u64, u64)>> = Self::lock_acl(&self.acl)
+            .voided()
+            .iter()
+            .map(|(log, ranges)| {
+                let old = before.get(log).map_or(&[][..], Vec::as_slice);
+                (*log, crate::acl::subtract(ranges, old))
+            })
+            .filter(|(_, ranges)| !ranges.is_empty())
+            .collect();
+        if voided.is_empty() {
+            return Ok(0);
+        }
+        // Only content events lose their bodies: an event sealed with an ACL key (or one
+        // this peer cannot read) keeps it whatever an operation names, since every peer
+        // computes the ACL from all of them.
+        let Some(key) = self.store.thread_key(self.thread).await? else {
+            return Err(AclError::Views(ViewError::UnknownThread));
+        };
+        let acl_keys: Vec<ReadKey> = self
+            .ring
+            .services()
+            .map(|service| acl_read_key(self.thread, service))
+            .collect();
+        let mut dropped = 0;
+        for (log, ranges) in &voided {
+            let Some(head) = self.store.head(self.thread, *log).await? else {
+                continue;
+            };
+            let Ok(verifier) = self.verifier(*log, &key) else {
+                continue;
+            };
+            for &(first, last) in ranges {
+                let last = last.min(head.counter);
+                let mut after = first.saturating_sub(1);
+                while after < last {
+                    let page = Page::new(1_024, 16 << 20);
+                    let entries = self
+                        .store
+                        .entries_after(self.thread, *log, after, page)
+                        .await?;
+                    let Some(end) = entries.last().map(|e| e.counter) else {
+                        break;
+                    };
+                    let content: Vec<u64> = entries
+                        .iter()
+                        .filter(|e| e.counter <= last && !e.entry.body.data().is_empty())
+                        .filter(|e| {
+                            verifier
+                                .read_stored(&e.entry)
+                                .is_ok_and(|read| !acl_keys.contains(&read.read_key))
+                        })
+                        .map(|e| e.counter)
+                        .collect();
+                    dropped += self
+                        .store
+                        .compact_bodies(self.thread, *log, &content)
+                        .await?;
+                    after = end;
+                }
+            }
+        }
+        tracing::debug!(thread = %self.thread, dropped, "bodies of compacted events dropped");
+        Ok(dropped)
+    }
+
+    /// A verifier of `log` that reads with every read key this peer holds and every ACL
+    /// key of the ring.
+    fn verifier(
+        &self,
+        log: LogId,
+        key: &ThreadKey,
+    ) -> std::result::Result<Verifier, threads_log::VerifyError> {
+        let mut verifier = Verifier::new(self.thread, log, key)?;
+        for (_, read) in &self.keys {
+            verifier.add_read_key(read.clone());
+        }
+        for service in self.ring.services() {
+            verifier.add_read_key(acl_read_key(self.thread, service));
+        }
+        Ok(verifier)
     }
 
     /// The place of `member`'s event `counter`, if the store holds it.
@@ -406,13 +528,7 @@ impl<S: Store + 'static> AclViews<S> {
             counter,
             source,
         };
-        let mut verifier = Verifier::new(self.thread, member, &key).map_err(unreadable)?;
-        for (_, read) in &self.keys {
-            verifier.add_read_key(read.clone());
-        }
-        for service in self.ring.services() {
-            verifier.add_read_key(acl_read_key(self.thread, service));
-        }
+        let verifier = self.verifier(member, &key).map_err(unreadable)?;
         // An event this peer cannot read is not applied to its views: no answer changes.
         let Ok(read) = verifier.read_stored(&stored.entry) else {
             return Ok(None);
@@ -675,6 +791,54 @@ impl<S: Store + 'static> AclViews<S> {
         &self.views
     }
 
+    /// Where the ACL's scope and the views wait, by log: the counter of an entry they
+    /// cannot apply yet (not readable, dated ahead, or without its body).
+    pub fn blocked(&self) -> BTreeMap<LogId, u64> {
+        let mut out = self.acl_views.blocked().clone();
+        for (log, counter) in self.views.blocked() {
+            let at = out.entry(*log).or_insert(*counter);
+            *at = (*at).min(*counter);
+        }
+        out
+    }
+
+    /// The events the views no longer need ([`Views::superseded`]), to name in
+    /// [`AclOp::Compact`] operations.
+    ///
+    /// # Errors
+    /// As [`Views::superseded`].
+    pub async fn superseded(&mut self) -> Result<BTreeMap<LogId, Vec<u64>>> {
+        Ok(self.views.superseded().await?)
+    }
+
+    /// Whether this peer may compact the thread: it is the owner of an access-controlled
+    /// thread, or holds a raw thread's read key ([`AclOp::Compact`]).
+    pub fn may_compact(&self) -> bool {
+        match self.thread.variant() {
+            Variant::AccessControlled => {
+                Self::lock_acl(&self.acl).owner() == Some(self.me.log_id())
+            }
+            _ => self.raw_key().is_some(),
+        }
+    }
+
+    /// A raw thread's read key, if this peer holds it (it proves compactions there).
+    fn raw_key(&self) -> Option<ReadKey> {
+        if self.thread.variant() == Variant::AccessControlled {
+            return None;
+        }
+        self.keys.first().map(|(_, key)| key.clone())
+    }
+
+    /// The operation that compacts `ranges` of `log`, written by this peer (with its proof
+    /// in a raw thread, [`crate::compact_proof`]).
+    pub fn compact_op(&self, log: LogId, ranges: Vec<(u64, u64)>) -> AclOp {
+        let proof = self.raw_key().map_or_else(Vec::new, |read| {
+            crate::op::compact_proof(self.thread, &read, &self.me.log_id(), &log, &ranges).to_vec()
+        });
+        AclOp::Compact { log, ranges, proof }
+    }
+
     /// What the ACL and the views would refuse of `batch` written by this peer as the event
     /// at `order`, given the current state ([`Views::check`]): ACL operations other than
     /// `Init` need this peer to be an editor of the ACL at `order`; the others go through
@@ -709,6 +873,16 @@ impl<S: Store + 'static> AclViews<S> {
                 let index = u32::try_from(index).unwrap_or(u32::MAX);
                 match AclOp::decode(data) {
                     Ok(AclOp::Init { .. }) => {}
+                    // Every member of a raw thread may compact it.
+                    Ok(AclOp::Compact { .. }) if self.may_compact() => {}
+                    Ok(AclOp::Compact { .. }) => refused.push(Refused {
+                        index,
+                        view: view.clone(),
+                        reason: format!(
+                            "{author} may not compact the thread: only the owner of an access-controlled thread may"
+                        ),
+                        forbidden: true,
+                    }),
                     Ok(_) if Self::lock_acl(&self.acl).is_editor(&author, order) => {}
                     Ok(_) => refused.push(Refused {
                         index,

@@ -665,3 +665,139 @@ async fn content_sealed_with_the_acl_key_is_not_applied() {
         }
     }
 }
+
+/// Compaction is an ACL operation: the owner's voids the events it names on every replica
+/// whatever the delivery order, and stays whatever the ACL does later (peers drop the
+/// bodies); an editor's or a writer's does not count (an editor's right could be revoked
+/// back to before it). In a raw thread a member's counts with its proof of the read key
+/// (anyone holding the service key, followers included, can write ACL events there).
+#[tokio::test]
+async fn compaction_by_the_owner_voids_events_for_good() {
+    let (mut scene, salt) = Scene::new(3, false);
+    let (owner, editor, writer) = (0, 1, 2);
+    scene.write(
+        owner,
+        1,
+        acl(&[
+            AclOp::Init { salt },
+            AclOp::SetEditor {
+                member: scene.id(editor),
+                editor: true,
+                from: 1,
+            },
+            AclOp::SetRole {
+                member: scene.id(writer),
+                role: Role::Write,
+                from: 1,
+            },
+        ]),
+    );
+    scene.write(writer, 2, put("a"));
+    scene.write(writer, 3, put("b"));
+    scene.write(writer, 4, put("c"));
+    let log = scene.id(writer);
+    let compact = |first| {
+        acl(&[AclOp::Compact {
+            log,
+            ranges: vec![(first, first)],
+            proof: Vec::new(),
+        }])
+    };
+    scene.write(owner, 5, compact(1));
+    scene.write(editor, 6, compact(2));
+    scene.write(writer, 7, compact(3));
+    for views in &mut replicas(&scene).await {
+        let acl = views.acl();
+        assert!(acl.voids(&log, 1));
+        assert!(!acl.voids(&log, 2));
+        assert!(!acl.voids(&log, 3));
+        assert_eq!(acl.rejections().len(), 2);
+        assert_eq!(keys(views).await, ["b", "c"]);
+        // A voided event is not a rejection.
+        assert!(rejections(views).await.iter().all(|r| r.order.log != log));
+    }
+    // The writer's role is taken away back to its first event: its events no longer
+    // apply, and the compaction still counts.
+    scene.write(
+        owner,
+        8,
+        acl(&[AclOp::SetRole {
+            member: log,
+            role: Role::NoAccess,
+            from: 1,
+        }]),
+    );
+    for views in &mut replicas(&scene).await {
+        assert!(views.acl().voids(&log, 1));
+        assert!(keys(views).await.is_empty());
+        assert!(views.views().blocked().is_empty());
+    }
+
+    // A raw thread: a compaction counts with the proof that its author holds the read key;
+    // one without it (a follower's), or with a proof made for another author, does not.
+    let (mut raw, _) = Scene::new(3, true);
+    raw.write(0, 1, put("x"));
+    raw.write(0, 2, put("y"));
+    raw.write(0, 3, put("z"));
+    let first = raw.id(0);
+    let read = raw.key.read().expect("a read key").clone();
+    let proved = |author: LogId, counter: u64| AclOp::Compact {
+        log: first,
+        ranges: vec![(counter, counter)],
+        proof: threads_acl::compact_proof(
+            raw.thread,
+            &read,
+            &author,
+            &first,
+            &[(counter, counter)],
+        )
+        .to_vec(),
+    };
+    let member = proved(raw.id(1), 2);
+    let copied = proved(raw.id(1), 3);
+    raw.write(1, 4, acl(&[member]));
+    raw.write(
+        2,
+        5,
+        acl(&[
+            copied,
+            AclOp::Compact {
+                log: first,
+                ranges: vec![(1, 1)],
+                proof: Vec::new(),
+            },
+        ]),
+    );
+    for views in &mut replicas(&raw).await {
+        assert!(views.acl().voids(&first, 2));
+        assert!(!views.acl().voids(&first, 1));
+        assert!(!views.acl().voids(&first, 3));
+        assert_eq!(keys(views).await, ["x", "z"]);
+    }
+}
+
+#[test]
+fn a_compaction_names_ranges_that_are_not_empty_and_increase() {
+    let log = Identity::from_secret_bytes(&[1; 32]).log_id();
+    let op = AclOp::Compact {
+        log,
+        ranges: vec![(1, 3), (5, 5), (9, 20)],
+        proof: vec![7; 32],
+    };
+    assert_eq!(AclOp::decode(&op.encode()).expect("decode"), op);
+    for ranges in [
+        vec![],
+        vec![(0, 2)],
+        vec![(3, 2)],
+        vec![(1, 3), (3, 4)],
+        vec![(5, 6), (1, 2)],
+        vec![(1, 1); threads_acl::MAX_COMPACT_RANGES + 1],
+    ] {
+        let bad = AclOp::Compact {
+            log,
+            ranges: ranges.clone(),
+            proof: Vec::new(),
+        };
+        assert!(AclOp::decode(&bad.encode()).is_err(), "{ranges:?}");
+    }
+}

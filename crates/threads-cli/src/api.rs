@@ -94,7 +94,7 @@ pub(crate) async fn leave_thread<S: Store + 'static>(
         ("thread" = String, Path),
     ),
     responses(
-        (status = 200, description = "{thread, variant, logs: [{log, counter}], members: [{member, role}], peers, addrs}", body = crate::openapi::ThreadInfo),
+        (status = 200, description = "{thread, variant, logs: [{log, counter, addrs}], members: [{member, role}], peers, addrs}", body = crate::openapi::ThreadInfo),
         (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
         (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
     ),
@@ -105,6 +105,13 @@ pub(crate) async fn thread_info<S: Store + 'static>(
 ) -> Result<Json<Value>, ApiError> {
     let thread = known_thread(&s, &thread).await?;
     let store = s.db.node().store();
+    let served: std::collections::HashMap<_, _> =
+        s.db.node()
+            .log_addrs(thread)
+            .await
+            .map_err(threads_db::DbError::Net)?
+            .into_iter()
+            .collect();
     let mut logs = Vec::new();
     for log in store
         .logs(thread)
@@ -116,7 +123,11 @@ pub(crate) async fn thread_info<S: Store + 'static>(
             .await
             .map_err(threads_db::DbError::Store)?
             .map_or(0, |h| h.counter);
-        logs.push(json!({"log": log.to_string(), "counter": counter}));
+        let addrs: Vec<String> = served
+            .get(&log)
+            .map(|addrs| addrs.iter().map(ToString::to_string).collect())
+            .unwrap_or_default();
+        logs.push(json!({"log": log.to_string(), "counter": counter, "addrs": addrs}));
     }
     let members: Vec<Value> =
         s.db.members(thread)

@@ -59,6 +59,8 @@ pub(crate) struct Options {
     pub(crate) log_quota: u64,
     /// Serve as a circuit relay.
     pub(crate) relay: bool,
+    /// Compact every thread this peer may compact this often (never if `None`).
+    pub(crate) compact_every: Option<Duration>,
 }
 
 /// An API error: an HTTP status, a stable code and a message.
@@ -265,6 +267,10 @@ pub(crate) async fn run(options: Options) -> Result<()> {
         .with_log_quota(options.log_quota)
         .with_relay(options.relay)
         .with_sync_interval(Duration::from_secs(1));
+    let config = match options.compact_every {
+        Some(every) => config.with_compaction(every),
+        None => config,
+    };
     match &options.postgres {
         Some(url) => serve(Db::open_postgres(url, me, config).await?, &options).await,
         None => {
@@ -390,6 +396,7 @@ pub(crate) fn router<S: Store + 'static>(state: Api<S>) -> Router {
         .route("/v1/threads/{thread}/events", get(events::<S>))
         .route("/v1/threads/{thread}/rejections", get(rejections::<S>))
         .route("/v1/threads/{thread}/car", get(export_car::<S>))
+        .route("/v1/threads/{thread}/compact", post(compact::<S>))
         .route("/v1/backup", post(backup::<S>))
         .route(
             "/v1/car",
@@ -760,6 +767,34 @@ pub(crate) async fn set_default_role<S: Store + 'static>(
     let role = role_of(&body.role)?;
     s.db.set_default_role(thread, role).await?;
     Ok(Json(json!({"role": role.to_string()})))
+}
+
+/// Compacts a thread: the events no view needs any more are named in an operation every
+/// peer applies (they apply nothing, and every peer drops their bodies).
+#[utoipa::path(
+    post,
+    path = "/v1/threads/{thread}/compact",
+    summary = "Compacts the thread - names the events no view needs any more (superseded key-value puts and document saves) in an operation of the thread, so every peer applies nothing of them and drops their bodies; the views stay as they are (the owner of an access-controlled thread, a member of a raw one)",
+    description = "Compacts the thread - names the events no view needs any more (superseded key-value puts and document saves) in an operation of the thread, so every peer applies nothing of them and drops their bodies; the views stay as they are (the owner of an access-controlled thread, a member of a raw one).",
+    params(
+        ("thread" = String, Path),
+    ),
+    responses(
+        (status = 200, description = "{events, freed_bytes}", body = crate::openapi::CompactedBody),
+        (status = 400, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 403, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+        (status = 404, description = "refused: see the error codes", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn compact<S: Store + 'static>(
+    State(s): State<Api<S>>,
+    UrlPath(thread): UrlPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let thread = thread_id(&thread)?;
+    let done = s.db.compact(thread).await?;
+    Ok(Json(
+        json!({"events": done.events, "freed_bytes": done.freed_bytes}),
+    ))
 }
 
 /// This peer's addresses of a thread, as invites carry them (never loopback when the

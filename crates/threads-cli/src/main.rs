@@ -84,6 +84,11 @@ enum Command {
         /// the data directory.
         #[arg(long, env = "THREADS_POSTGRES")]
         postgres: Option<String>,
+        /// Compact the threads this peer may compact (the access-controlled ones it owns, the
+        /// raw ones it is a member of) every this many seconds (default: only `threads
+        /// compact`).
+        #[arg(long)]
+        compact_every: Option<u64>,
     },
     /// Runs an always-on follower: joins the threads of the given invites with the keys
     /// they carry (a follower's invite has the service key only) and replicates them.
@@ -123,6 +128,11 @@ enum Command {
     /// Documents.
     #[command(subcommand)]
     Doc(DocCmd),
+    /// Compacts a thread: the events no view needs any more (superseded key-value puts and
+    /// document saves) are named in an operation of the thread; every peer applies nothing
+    /// of them and drops their bodies, and the views stay as they are. The owner of an
+    /// access-controlled thread may, and any member (not a follower) of a raw one.
+    Compact { thread: String },
     /// Writes a backup of this peer (identity, thread keys, peers, every log) to a file,
     /// sealed with the passphrase in the environment variable `THREADS_PASSPHRASE`.
     Backup { file: PathBuf },
@@ -393,6 +403,7 @@ async fn run(cli: Cli) -> Result<()> {
             log_quota,
             relay,
             postgres,
+            compact_every,
         } => {
             let _lock = setup::lock(&cli.data)?;
             let config = setup::Config::load(&cli.data)?;
@@ -413,6 +424,9 @@ async fn run(cli: Cli) -> Result<()> {
                     .or(config.log_quota)
                     .unwrap_or(threads_net::DEFAULT_LOG_QUOTA),
                 relay: relay || config.relay,
+                compact_every: compact_every
+                    .or(config.compact_every)
+                    .map(std::time::Duration::from_secs),
             })
             .await
         }
@@ -819,6 +833,23 @@ async fn run(cli: Cli) -> Result<()> {
                     });
                 }
             }
+            Ok(())
+        }
+        Command::Compact { thread } => {
+            let c = client(&cli.data)?;
+            let v = c
+                .ok(
+                    "POST",
+                    &client::path(&["v1", "threads", &thread, "compact"]),
+                    None,
+                )
+                .await?;
+            print(out, &v, |v| {
+                format!(
+                    "{} events compacted, {} bytes freed",
+                    v["events"], v["freed_bytes"]
+                )
+            });
             Ok(())
         }
         Command::Backup { file } => {

@@ -76,6 +76,9 @@ pub(crate) struct LeftBody {
 pub(crate) struct LogCounter {
     pub(crate) log: String,
     pub(crate) counter: u64,
+    /// The log address book: addresses of the peers that served this log (answered a
+    /// sync request listing it) within the address TTL, the writer's and its followers'.
+    pub(crate) addrs: Vec<String>,
 }
 
 /// A member and its role.
@@ -83,6 +86,15 @@ pub(crate) struct LogCounter {
 pub(crate) struct MemberRole {
     pub(crate) member: String,
     pub(crate) role: String,
+}
+
+/// What a compaction did.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CompactedBody {
+    /// How many events it named (they apply nothing on any peer now).
+    pub(crate) events: u64,
+    /// The bytes of the bodies it dropped here.
+    pub(crate) freed_bytes: u64,
 }
 
 /// A role.
@@ -316,6 +328,7 @@ impl Modify for Security {
         crate::daemon::invite,
         crate::daemon::set_role,
         crate::daemon::set_default_role,
+        crate::daemon::compact,
         crate::daemon::thread_addrs,
         crate::daemon::list_peers,
         crate::daemon::add_peer,

@@ -143,6 +143,8 @@ pub(crate) struct Config {
     /// Serve as a circuit relay for peers behind NAT.
     #[serde(default)]
     pub(crate) relay: bool,
+    /// Seconds between automatic compactions (none if absent).
+    pub(crate) compact_every: Option<u64>,
     /// A PostgreSQL URL.
     pub(crate) postgres: Option<String>,
     /// The log filter (`RUST_LOG` syntax); the environment's `RUST_LOG` wins.

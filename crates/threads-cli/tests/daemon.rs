@@ -585,7 +585,21 @@ fn two_daemons_sync_a_document_collection_and_keep_it_across_restarts() {
     assert_eq!(events.len(), 3);
     assert!(events.iter().all(|e| e["cursor"].as_str().is_some()));
 
+    // Compaction: the earlier colors are superseded; the value stays.
+    a.cli(&["kv", "put", &thread, "color", "red"]);
+    a.cli(&["kv", "put", &thread, "color", "green"]);
     a.cli(&["kv", "put", &thread, "color", "blue"]);
+    let compacted = a.cli(&["compact", &thread]);
+    assert!(
+        compacted["events"].as_u64().is_some_and(|n| n >= 2)
+            && compacted["freed_bytes"].as_u64().is_some_and(|n| n > 0),
+        "{compacted}"
+    );
+    assert_eq!(a.cli(&["compact", &thread])["events"], json!(0));
+    assert_eq!(
+        a.cli(&["kv", "get", &thread, "color"])["value"],
+        json!("blue")
+    );
     a.stop();
     let a = Daemon::start(dir_a.path());
     assert_eq!(
@@ -1079,6 +1093,17 @@ fn rust_log_debug_shows_the_sync_and_a_config_file_sets_the_flags() {
         info["logs"].as_array().is_some_and(|l| !l.is_empty()),
         "{info}"
     );
+    // a's log address book: b, which holds a's log, served it.
+    let a_id = a.cli(&["id"])["id"].as_str().expect("id").to_owned();
+    eventually("a's address book to name b for a's log", || {
+        a.cli(&["thread", "info", &thread])["logs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|l| {
+                l["log"].as_str() == Some(a_id.as_str()) && l["addrs"].to_string().contains(&b_id)
+            })
+    });
     let peers = a.cli(&["peer", "list", &thread])["peers"].clone();
     assert!(
         peers.as_array().is_some_and(|p| p

@@ -315,13 +315,25 @@ fn peers_behind_nat_sync_through_a_relay_and_catch_up_from_the_follower() {
         });
     }
 
+    // B's log address book names the follower as a server of A's log: learned from the
+    // sync, never configured.
+    let a_id = id(&net, "a", &a);
+    eventually("B's address book to name the follower for A's log", || {
+        net.cli("b", &b, &["thread", "info", &thread])["logs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|l| {
+                l["log"].as_str() == Some(a_id.as_str()) && l["addrs"].to_string().contains(&r_id)
+            })
+    });
+
     // B goes offline; A writes more and goes offline too; B comes back and catches up
     // from the follower alone.
     net.stop(2);
     for i in 5..8 {
         net.cli("a", &a, &["kv", "put", &thread, &format!("a{i}"), "x"]);
     }
-    let a_id = id(&net, "a", &a);
     let head = counter_of(&net, "a", &a, &thread, &a_id);
     eventually("the follower to hold A's later writes", || {
         counter_of(&net, "r", &r, &thread, &a_id) == head

@@ -1,5 +1,5 @@
 //! The README's command lines, run as written: each line of its walkthrough, its members,
-//! archives and backups, and its addresses goes through `sh` with the `threads` binary on
+//! archives, compaction and backups, and its addresses goes through `sh` with the `threads` binary on
 //! the `PATH`, in a temporary directory, with the placeholders (`<thread>`, `<member id>`,
 //! `<invite>`, `<peer address>`) replaced by what the earlier lines printed. A README
 //! example that stops working fails here, and a new `sh` block must be run here or named

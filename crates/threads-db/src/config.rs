@@ -36,6 +36,9 @@ pub struct DbConfig {
     pub time: TimeFn,
     /// Views of the application's own beside the built-in ones ([`DbConfig::with_view`]).
     pub custom: CustomViews,
+    /// How often the database compacts every thread it may compact
+    /// ([`Db::compact`](crate::Db::compact)); `None` (the default): only when asked.
+    pub compaction: Option<Duration>,
 }
 
 /// The application's own reducers, in the order added ([`DbConfig::with_view`]).
@@ -95,6 +98,7 @@ impl Default for DbConfig {
             faults: Faults::new(),
             time: TimeFn::wall(),
             custom: CustomViews::default(),
+            compaction: None,
         }
     }
 }
@@ -158,6 +162,14 @@ impl DbConfig {
     #[must_use]
     pub fn with_view(mut self, reducer: impl Reducer + 'static) -> DbConfig {
         self.custom.0.push(Arc::new(reducer));
+        self
+    }
+
+    /// Compacts the threads this peer may compact (the access-controlled ones it owns, the
+    /// raw ones it is a member of) every `every` ([`Db::compact`](crate::Db::compact)).
+    #[must_use]
+    pub fn with_compaction(mut self, every: Duration) -> DbConfig {
+        self.compaction = Some(every);
         self
     }
 

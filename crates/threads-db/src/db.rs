@@ -41,6 +41,10 @@ pub(crate) struct Inner<S: Store + 'static> {
     caught_up: Mutex<HashMap<ThreadId, u64>>,
     /// Threads whose keys this peer is rotating again (see `Inner::after_apply`).
     repairing: Mutex<std::collections::HashSet<ThreadId>>,
+    /// Whether an automatic compaction runs.
+    compacting: std::sync::atomic::AtomicBool,
+    /// Entries (thread, log, counter) whose bodies were asked for lately.
+    fill_tried: Mutex<HashMap<(ThreadId, threads_id::LogId, u64), tokio::time::Instant>>,
     pub(crate) threads: tokio::sync::RwLock<HashMap<ThreadId, ThreadViews<S>>>,
     background: Mutex<Option<JoinHandle<()>>>,
     /// Live queries' tasks; aborted and joined by [`Db::shutdown`].
@@ -124,6 +128,81 @@ impl<S: Store + 'static> Inner<S> {
                     .unwrap_or_else(PoisonError::into_inner)
                     .remove(&thread);
             }
+        }
+    }
+
+    /// Asks the peers, in a task of the database, for the bodies of the entries among
+    /// `blocked` (where the views of `thread` wait) that this peer holds without one; an
+    /// entry is asked for at most once every five sync intervals.
+    fn fill_bodies(
+        self: &Arc<Self>,
+        thread: ThreadId,
+        blocked: std::collections::BTreeMap<threads_id::LogId, u64>,
+    ) {
+        let now = tokio::time::Instant::now();
+        let again = self.config.sync_interval * 5;
+        let due: Vec<(threads_id::LogId, u64)> = {
+            let mut tried = self
+                .fill_tried
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            tried.retain(|_, at| now.saturating_duration_since(*at) < again);
+            blocked
+                .into_iter()
+                .filter(|&(log, counter)| tried.insert((thread, log, counter), now).is_none())
+                .collect()
+        };
+        if due.is_empty() {
+            return;
+        }
+        let inner = Arc::clone(self);
+        self.spawn(async move {
+            let store = inner.node.store();
+            for (log, counter) in due {
+                let page = threads_store::Page::new(1, usize::MAX);
+                let bodyless = store
+                    .entries_after(thread, log, counter.saturating_sub(1), page)
+                    .await
+                    .ok()
+                    .and_then(|entries| entries.into_iter().next())
+                    .is_some_and(|e| e.counter == counter && e.entry.body.data().is_empty());
+                if bodyless && let Err(error) = inner.node.fill_bodies(thread, log, counter).await {
+                    tracing::debug!(%thread, %log, counter, %error, "bodies not fetched");
+                }
+            }
+        });
+    }
+
+    /// Compacts every thread this peer may compact, in a task of the database (one run at
+    /// a time).
+    fn compact_all(self: &Arc<Self>) {
+        if self
+            .compacting
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        let inner = Arc::clone(self);
+        let spawned = self.spawn(async move {
+            let db = Db {
+                inner: Arc::clone(&inner),
+            };
+            for thread in db.threads().await {
+                let allowed = match db.views(thread).await {
+                    Ok(views) => views.lock().await.may_compact(),
+                    Err(_) => false,
+                };
+                if allowed && let Err(error) = db.compact(thread).await {
+                    tracing::warn!(%thread, %error, "automatic compaction failed");
+                }
+            }
+            inner
+                .compacting
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+        });
+        if !spawned {
+            self.compacting
+                .store(false, std::sync::atomic::Ordering::SeqCst);
         }
     }
 
@@ -300,6 +379,8 @@ impl<S: Store + 'static> Db<S> {
             queues: Mutex::default(),
             caught_up: Mutex::default(),
             repairing: Mutex::default(),
+            compacting: std::sync::atomic::AtomicBool::new(false),
+            fill_tried: Mutex::default(),
             config,
             threads: tokio::sync::RwLock::new(HashMap::new()),
             background: Mutex::new(None),
@@ -322,6 +403,7 @@ impl<S: Store + 'static> Db<S> {
             // arrives.
             let mut tick = tokio::time::interval(tick_every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut compacted = tokio::time::Instant::now();
             loop {
                 let thread = tokio::select! {
                     event = events.recv() => match event {
@@ -334,13 +416,28 @@ impl<S: Store + 'static> Db<S> {
                     },
                     _ = tick.tick() => {
                         let Some(inner) = weak.upgrade() else { return };
+                        if inner
+                            .config
+                            .compaction
+                            .is_some_and(|every| compacted.elapsed() >= every)
+                        {
+                            compacted = tokio::time::Instant::now();
+                            inner.compact_all();
+                        }
                         let all: Vec<ThreadViews<S>> =
                             inner.threads.read().await.values().cloned().collect();
                         for views in all {
-                            let mut views = views.lock().await;
-                            if views.views().blocked().is_empty() {
+                            let (thread, blocked) = {
+                                let views = views.lock().await;
+                                (views.thread(), views.blocked())
+                            };
+                            if blocked.is_empty() {
                                 continue;
                             }
+                            // Entries received without their body that nothing compacted:
+                            // the peers are asked for the bodies (in a task of its own).
+                            inner.fill_bodies(thread, blocked);
+                            let mut views = views.lock().await;
                             let arrivals = inner.node.arrivals();
                             if views.catch_up().await.is_ok() {
                                 inner.caught_up(views.thread(), arrivals);

@@ -189,6 +189,22 @@ fn doc_prefix(collection: &str) -> Vec<u8> {
     k
 }
 
+/// The row holding the place (stamp) of the event that created a collection.
+fn created_key(collection: &str) -> Vec<u8> {
+    key(&[b"t", collection.as_bytes()])
+}
+
+/// The row holding the place (stamp) of the event that last created or saved a document.
+fn writer_key(collection: &str, id: &str) -> Vec<u8> {
+    key(&[b"w", collection.as_bytes(), id.as_bytes()])
+}
+
+fn writer_prefix(collection: &str) -> Vec<u8> {
+    let mut k = key(&[b"w", collection.as_bytes()]);
+    k.push(0);
+    k
+}
+
 fn doc_key(collection: &str, id: &str) -> Vec<u8> {
     key(&[b"d", collection.as_bytes(), id.as_bytes()])
 }
@@ -605,7 +621,7 @@ impl Docs {
                 let mut changes: Vec<RowChange> = vec![(collection_key(name), None)];
                 // Every row of the collection: its documents, each index's entries and the
                 // count of documents an index does not hold.
-                let mut prefixes = vec![doc_prefix(name)];
+                let mut prefixes = vec![doc_prefix(name), writer_prefix(name)];
                 for spec in &meta.indexes {
                     prefixes.push(index_prefix(name, &spec.name));
                     changes.push((outside_key(name, &spec.name), None));
@@ -1000,14 +1016,59 @@ impl Reducer for Docs {
     /// 2: covering index entries (id and document in the value, one entry per value in a
     /// unique index) and exact number keys. 3: the `drop` operation (a collection deleted);
     /// a version 2 view refused it, so scopes computed by version 2 are computed again.
+    /// 4: a row per document with the place of its last `create` or `save`, and one per
+    /// collection with the place of its creation (what [`Reducer::superseded`] reads).
     fn version(&self) -> u32 {
-        3
+        4
     }
 
     fn apply(&self, state: &mut State, event: &Event<'_>) -> Result<(), Reject> {
         let op = DocOp::decode(event.data).map_err(|e| Reject::new(e.to_string()))?;
         self.apply_local(state, &op)
-            .map_err(|e| Reject::new(e.to_string()))
+            .map_err(|e| Reject::new(e.to_string()))?;
+        match &op {
+            DocOp::Create { collection, id, .. } | DocOp::Save { collection, id, .. } => {
+                state.put(
+                    writer_key(collection, id),
+                    threads_views::encode_stamp(&event.stamp()).to_vec(),
+                );
+            }
+            DocOp::Delete { collection, id } => state.delete(&writer_key(collection, id)),
+            DocOp::CreateCollection { name, .. } => state.put(
+                created_key(name),
+                threads_views::encode_stamp(&event.stamp()).to_vec(),
+            ),
+            DocOp::DropCollection { name } => state.delete(&created_key(name)),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A `save` that a later `save` of the same document replaced, in a collection without
+    /// a unique index: no other operation read the value it wrote (a unique index would
+    /// have: it refuses other documents' values), and the document's existence comes from
+    /// its `create`. Creates, deletes and changes of collections are never superseded (later
+    /// operations depend on them).
+    fn superseded(&self, state: &State, event: &Event<'_>) -> bool {
+        let Ok(DocOp::Save { collection, id, .. }) = DocOp::decode(event.data) else {
+            return false;
+        };
+        let Ok(meta) = Docs::collection(state, &collection) else {
+            return false;
+        };
+        if meta.indexes.iter().any(|spec| spec.unique) {
+            return false;
+        }
+        let stamp = threads_views::encode_stamp(&event.stamp());
+        // A save in a collection of the same name dropped since (whose indexes are gone)
+        // is not judged by the collection there is now.
+        let current = state
+            .get(&created_key(&collection))
+            .is_some_and(|created| created.as_slice() < stamp.as_slice());
+        current
+            && state
+                .get(&writer_key(&collection, &id))
+                .is_some_and(|last| last.as_slice() > stamp.as_slice())
     }
 
     fn access(&self, event: &Event<'_>) -> Access {

@@ -3,6 +3,7 @@
 
 mod backup;
 mod changes;
+mod compact;
 mod config;
 mod crdt;
 mod db;
@@ -20,6 +21,7 @@ mod write;
 
 pub use backup::{Restored, restore};
 pub use changes::{Change, ChangeKind, Changes, DocAction, EventChanges};
+pub use compact::Compacted;
 pub use config::{CustomViews, DbConfig, TimeFn};
 pub use crdt::{CRDT_VIEW, Crdt};
 pub use db::{Db, KV_VIEW};

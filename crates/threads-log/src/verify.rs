@@ -420,6 +420,27 @@ impl Verifier {
         check_links(&links, &entry.header, &entry.body)
     }
 
+    /// [`Verifier::check_entry_links`] for a compacted entry (its body dropped, sent and
+    /// stored empty): the event opens and links the header; the body must be empty.
+    pub fn check_compacted_links(&self, record: &Record, entry: &Entry) -> Result<(), VerifyError> {
+        let links = self.open_event(record, &entry.event)?;
+        if entry.header.cid() != &links.header {
+            return Err(VerifyError::Link {
+                layer: Layer::Header,
+                expected: links.header,
+                actual: *entry.header.cid(),
+            });
+        }
+        if !entry.body.data().is_empty() {
+            return Err(VerifyError::Link {
+                layer: Layer::Body,
+                expected: links.body,
+                actual: *entry.body.cid(),
+            });
+        }
+        Ok(())
+    }
+
     /// Reader-level verification: decrypts the header and body of a follower-verified record
     /// and checks them against the event's links.
     pub fn read(

@@ -4,7 +4,8 @@
 //! Layout (docs/FORMAT.md, "CAR archives"): the header is `{roots: [head record CIDs],
 //! version: 1}`; then, for each log in log id order, a marker block (DAG-CBOR
 //! `{thread, log, counter}`) followed by the log's entries in counter order, each as its
-//! record, event, header and body blocks, encrypted as stored. Import checks every block's
+//! record, event, header and body blocks, encrypted as stored (a compacted entry's body
+//! block is the empty raw block). Import checks every block's
 //! CID against its bytes, then verifies and stores each log exactly as sync does
 //! ([`ingest`](crate::ingest)): a tampered archive is refused with the reason, and what
 //! was stored before the refusal is a valid prefix of each log.
@@ -55,14 +56,6 @@ pub enum CarError {
     /// A root of the header is not the head of a log in the archive.
     #[error("root {0} is not the head of a log in the archive")]
     Root(Cid),
-    /// An entry's body was dropped by compaction here: the log cannot be archived whole.
-    #[error("entry {counter} of log {log} was compacted: its body is not kept here")]
-    Compacted {
-        /// The log.
-        log: LogId,
-        /// The entry's counter.
-        counter: u64,
-    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -101,7 +94,7 @@ fn section(out: &mut Vec<u8>, cid: &Cid, data: &[u8]) {
 /// The CARv1 archive of every log of `thread` this store holds.
 ///
 /// # Errors
-/// A store error, or [`CarError::Compacted`] if an entry's body was dropped here.
+/// A store error.
 pub async fn export_car<S: Store>(
     store: &S,
     thread: ThreadId,
@@ -145,12 +138,9 @@ pub async fn export_car<S: Store>(
             let Some(last) = page.last() else { break };
             after = last.counter;
             for stored in &page {
-                if stored.entry.body.data().is_empty() {
-                    return Err(CarError::Compacted {
-                        log,
-                        counter: stored.counter,
-                    });
-                }
+                // A compacted entry's body is the empty raw block (its own CID): the
+                // archive stays a CARv1 whose every block matches its CID, and import takes
+                // the entry as sync takes a compacted one.
                 for block in stored.entry.blocks() {
                     section(&mut out, block.cid(), block.data());
                 }

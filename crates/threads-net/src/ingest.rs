@@ -122,12 +122,16 @@ pub struct Ingested {
     pub stored: usize,
     /// The log's counter afterwards.
     pub counter: u64,
+    /// How many entries stored compacted got their body back from the batch.
+    pub filled: usize,
 }
 
 /// Verifies `entries` (oldest first) of `log` in `thread` and stores the new ones.
 ///
-/// Entries the store already holds are skipped if identical and a [`Rejection::Fork`] if a
-/// validly signed record differs. The batch must continue the stored log without a gap.
+/// Entries the store already holds are skipped if identical (a body missing here, the
+/// entry was stored compacted, is put back) and a [`Rejection::Fork`] if a validly signed
+/// record differs. The batch must continue the stored log without a gap. An entry without
+/// a body (compacted by the sender) is taken with its record, event and header checked.
 ///
 /// # Cancel safety
 /// Dropping the future stores nothing or the whole batch (one transaction).
@@ -172,6 +176,7 @@ pub async fn ingest<S: Store>(
             .map_err(|(index, source)| Rejection::Verify { index, source })?;
         let mut prev = head;
         let mut fresh: Vec<Appended> = Vec::new();
+        let mut filled = 0;
         for (index, (record, entry)) in records.into_iter().zip(&entries).enumerate() {
             let reject = |source| Rejection::Verify { index, source };
             let counter = record.counter();
@@ -183,6 +188,16 @@ pub async fn ingest<S: Store>(
                         counter,
                         record: Some(entry.record.clone()),
                     });
+                }
+                // Stored compacted and received whole: the body is put back once it
+                // matches the record's links.
+                if !entry.body.data().is_empty()
+                    && verifier.check_entry_links(&record, entry).is_ok()
+                    && store
+                        .fill_body(thread, log, counter, entry.body.data())
+                        .await?
+                {
+                    filled += 1;
                 }
                 continue;
             }
@@ -208,7 +223,16 @@ pub async fn ingest<S: Store>(
                 });
             }
             Verifier::check_successor(prev.as_ref(), &record).map_err(reject)?;
-            verifier.check_entry_links(&record, entry).map_err(reject)?;
+            if entry.body.data().is_empty() {
+                // Compacted by the sender: the record, event and header are checked; the
+                // views apply it only if an operation of the thread compacted it, and
+                // otherwise wait until a peer serves its body.
+                verifier
+                    .check_compacted_links(&record, entry)
+                    .map_err(reject)?;
+            } else {
+                verifier.check_entry_links(&record, entry).map_err(reject)?;
+            }
             if let Some(target) = skip_target(counter) {
                 let expected = match fresh.iter().find(|a| a.record.counter() == target) {
                     Some(a) => Some(*a.record.cid()),
@@ -228,6 +252,7 @@ pub async fn ingest<S: Store>(
             return Ok(Ingested {
                 stored: 0,
                 counter: head_counter,
+                filled,
             });
         }
         match store.append(thread, log, head, &fresh).await {
@@ -237,12 +262,17 @@ pub async fn ingest<S: Store>(
                 return Ok(Ingested {
                     stored: fresh.len(),
                     counter,
+                    filled,
                 });
             }
             Ok(AppendOutcome::AlreadyStored {
                 head: Head { counter, .. },
             }) => {
-                return Ok(Ingested { stored: 0, counter });
+                return Ok(Ingested {
+                    stored: 0,
+                    counter,
+                    filled,
+                });
             }
             Err(StoreError::Conflict { .. }) if attempts < 2 => continue,
             Err(e) => return Err(Rejection::Store(e)),

@@ -123,13 +123,6 @@ impl fmt::Debug for Invite {
     }
 }
 
-/// Milliseconds since the Unix epoch, now.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 impl Invite {
     /// An invite for `recipient` from `inviter`: `keys` (with the read key, or a
     /// follower's) sealed to it. No context, no expiry ([`Invite::with_terms`]).
@@ -213,7 +206,7 @@ impl Invite {
     /// [`InviteError::Expired`], [`InviteError::KeySet`] for a sealed invite that is not
     /// `me`'s, [`InviteError::ThreadMismatch`].
     pub fn open(&self, me: &Identity) -> Result<(Vec<ThreadAddr>, KeySet), InviteError> {
-        self.open_at(me, now_ms())
+        self.open_at(me, crate::logaddrs::now_ms())
     }
 
     /// [`Invite::open`] at `now_ms` (milliseconds since the Unix epoch).

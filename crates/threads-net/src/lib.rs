@@ -13,6 +13,7 @@ mod health;
 mod ingest;
 mod invite;
 mod limits;
+mod logaddrs;
 pub mod message;
 mod node;
 mod peers;

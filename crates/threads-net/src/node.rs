@@ -443,6 +443,8 @@ pub(crate) struct Shared<S> {
     pub(crate) events: broadcast::Sender<NetEvent>,
     pub(crate) health: Arc<Health>,
     pub(crate) peers: Arc<PeerBook>,
+    /// When each log's addresses were last written to the store's address book.
+    pub(crate) log_addrs: crate::logaddrs::LogAddrs,
     topics: Mutex<HashMap<gossipsub::TopicHash, ThreadId>>,
     pub(crate) admission: Arc<dyn Admission>,
     pub(crate) faults: Faults,
@@ -663,6 +665,7 @@ impl<S: Store + 'static> Node<S> {
                 events,
                 health: Arc::new(Health::new()),
                 peers: Arc::default(),
+                log_addrs: crate::logaddrs::LogAddrs::default(),
                 topics: Mutex::default(),
                 admission: Arc::clone(&config.admission),
                 faults: config.faults.clone(),
@@ -795,6 +798,13 @@ impl<S: Store + 'static> Node<S> {
             .peers
             .load(&*self.inner.store, thread, self.inner.peer)
             .await?;
+        // Every peer that served a log of the thread within the address TTL is a peer to
+        // sync with, whatever the peer list kept.
+        for (_, addrs) in crate::logaddrs::of_thread(&*self.inner.store, thread).await? {
+            for addr in addrs {
+                self.inner.peers.add(addr, self.inner.peer);
+            }
+        }
         for service in key.services() {
             let topic = gossipsub::IdentTopic::new(topic_name(service, &thread));
             let new = self
@@ -820,6 +830,7 @@ impl<S: Store + 'static> Node<S> {
     /// to leave it: the node then answers requests about it as about an unknown thread.
     pub fn forget(&self, thread: ThreadId) {
         self.inner.peers.forget(thread);
+        self.inner.log_addrs.forget(thread);
         self.inner
             .topics
             .lock()
@@ -981,6 +992,20 @@ impl<S: Store + 'static> Node<S> {
     /// The known peers of `thread` (from invites, [`Node::add_peer`] and peer exchange).
     pub fn peers_of(&self, thread: ThreadId) -> Vec<ThreadAddr> {
         self.inner.peers.of(thread)
+    }
+
+    /// The log address book of `thread`: for each log, the addresses of the peers that
+    /// served it (answered a sync request listing it) within the node's address TTL
+    /// ([`NetConfig::with_addr_ttl`]), the writer's own and its followers'. Addresses that
+    /// stopped answering are not listed.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn log_addrs(
+        &self,
+        thread: ThreadId,
+    ) -> Result<Vec<(threads_id::LogId, Vec<ThreadAddr>)>, NetError> {
+        Ok(crate::logaddrs::of_thread(&*self.inner.store, thread).await?)
     }
 
     /// Sends `request` to `peer` (dialing `addrs` if not connected) and waits for the answer.

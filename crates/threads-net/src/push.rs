@@ -241,11 +241,9 @@ impl<S: Store + 'static> Node<S> {
                 Ok(entries) => entries,
                 Err(e) => return Outcome::Retry(e.into()),
             };
-            // A compacted entry cannot be verified by the peer: it gets the rest from a
-            // peer that kept the bodies.
+            // Compacted entries go without their body.
             let wire: Vec<WireEntry> = entries
                 .iter()
-                .take_while(|e| !e.entry.body.data().is_empty())
                 .map(|e| WireEntry::from_entry(&e.entry))
                 .collect();
             let Some(last) = entries.get(wire.len().wrapping_sub(1)).map(|e| e.counter) else {

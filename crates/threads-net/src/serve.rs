@@ -139,13 +139,11 @@ pub(crate) async fn serve<S: Store>(
                 max_bytes.clamp(1, MAX_PAGE_BYTES) as usize,
             );
             match store.entries_after(thread, log, after, page).await {
-                // A compacted entry (its body dropped by local view compaction) cannot be
-                // verified by the receiver: the page ends before it, and the puller gets the
-                // rest of the log from a peer that kept the bodies.
+                // Compacted entries are served without their body (the receiver's views
+                // apply one only if an operation of the thread compacted it).
                 Ok(entries) => {
                     let wire: Vec<WireEntry> = entries
                         .iter()
-                        .take_while(|e| !e.entry.body.data().is_empty())
                         .map(|e| WireEntry::from_entry(&e.entry))
                         .collect();
                     if !wire.is_empty() {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 use threads_crypto::Identity;
 use threads_id::{PeerId, ThreadAddr, ThreadId};
-use threads_store::Store;
+use threads_store::{Page, Store};
 
 use crate::auth::AuthProof;
 use crate::forks::Contested;
@@ -62,7 +62,7 @@ impl<S: Store + 'static> Node<S> {
         proof: AuthProof,
     ) -> Result<Vec<LogHead>, NetError> {
         let Response::Logs(logs) = self
-            .request(peer, dial, Request::GetLogs { thread, proof })
+            .request(peer, dial.clone(), Request::GetLogs { thread, proof })
             .await?
         else {
             return Err(NetError::Unexpected(peer));
@@ -71,12 +71,47 @@ impl<S: Store + 'static> Node<S> {
         for remote in &logs {
             health.peer_has(thread, remote.log, peer, remote.counter);
         }
+        self.log_served(
+            thread,
+            peer,
+            &dial,
+            logs.iter().filter(|l| l.counter > 0).map(|l| l.log),
+        )
+        .await;
         for ours in self.inner.store.logs(thread).await? {
             if !logs.iter().any(|l| l.log == ours) {
                 health.peer_has(thread, ours, peer, 0);
             }
         }
         Ok(logs)
+    }
+
+    /// Records in the log address book that `peer` (dialed at `dial`, or at its known
+    /// addresses) served `logs` of `thread`; a store error is logged, not returned (the
+    /// next answer writes it again).
+    async fn log_served(
+        &self,
+        thread: ThreadId,
+        peer: PeerId,
+        dial: &[Multiaddr],
+        logs: impl IntoIterator<Item = threads_id::LogId>,
+    ) {
+        let known;
+        let dial = if dial.is_empty() {
+            known = self.inner.peers.dial(thread, peer);
+            &known[..]
+        } else {
+            dial
+        };
+        let store = &*self.inner.store;
+        if let Err(error) = self
+            .inner
+            .log_addrs
+            .served(store, thread, peer, dial, logs, self.inner.addr_ttl)
+            .await
+        {
+            tracing::debug!(%peer, %thread, %error, "log addresses not recorded");
+        }
     }
 
     /// [`Node::pull`] from `peer`, dialing `dial` if not connected.
@@ -289,6 +324,92 @@ impl<S: Store + 'static> Node<S> {
         }
     }
 
+    /// Asks the thread's known peers, one after another, for `log`'s entries from
+    /// `counter` on, and puts back the bodies of those this node holds without one
+    /// (received compacted: the views wait at such an entry until an operation of the
+    /// thread compacts it or its body is back). Stops at the first peer that gives the body
+    /// at `counter`. Returns how many bodies were put back.
+    ///
+    /// # Errors
+    /// [`NetError::Refused`] if this node does not hold the thread, or a store error;
+    /// peers that fail are skipped.
+    pub async fn fill_bodies(
+        &self,
+        thread: ThreadId,
+        log: threads_id::LogId,
+        counter: u64,
+    ) -> Result<usize, NetError> {
+        let key = self.key(thread).await?;
+        let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+        for addr in self.inner.peers.of(thread) {
+            by_peer
+                .entry(addr.peer_id())
+                .or_default()
+                .push(addr.transport_addr());
+        }
+        let mut filled = 0;
+        for (peer, dial) in by_peer {
+            let mut proofs = vec![AuthProof::new(
+                key.epoch_service(),
+                &thread,
+                &self.inner.peer,
+                &peer,
+            )];
+            if key.is_ring() {
+                proofs.push(AuthProof::new(
+                    key.service(),
+                    &thread,
+                    &self.inner.peer,
+                    &peer,
+                ));
+            }
+            for proof in proofs {
+                let request = Request::GetRecords {
+                    thread,
+                    proof,
+                    log,
+                    after: counter.saturating_sub(1),
+                    max_entries: MAX_PAGE_ENTRIES,
+                    max_bytes: MAX_PAGE_BYTES,
+                };
+                let page = match self.request(peer, dial.clone(), request).await {
+                    Ok(Response::Records(page)) => page,
+                    Ok(_) => continue,
+                    Err(error) => {
+                        tracing::debug!(%peer, %thread, %log, %error, "bodies not fetched");
+                        break;
+                    }
+                };
+                match crate::ingest(&*self.inner.store, thread, log, &key, page).await {
+                    Ok(done) => {
+                        if done.filled > 0 {
+                            tracing::info!(%peer, %thread, %log, counter, filled = done.filled, "bodies put back");
+                        }
+                        filled += done.filled;
+                    }
+                    Err(error) => {
+                        tracing::debug!(%peer, %thread, %log, %error, "bodies refused");
+                    }
+                }
+                // Done once the entry asked for has its body here.
+                let page = Page::new(1, usize::MAX);
+                let held = self
+                    .inner
+                    .store
+                    .entries_after(thread, log, counter.saturating_sub(1), page)
+                    .await?;
+                if held
+                    .first()
+                    .is_none_or(|e| e.counter != counter || !e.entry.body.data().is_empty())
+                {
+                    return Ok(filled);
+                }
+                break;
+            }
+        }
+        Ok(filled)
+    }
+
     /// Tells `peer` where this node and the thread's other known peers can be reached, and
     /// learns the peers it knows. Returns how many addresses were new.
     pub(crate) async fn exchange_peers(
@@ -375,6 +496,22 @@ impl<S: Store + 'static> Node<S> {
                     .expire(tokio::time::Instant::now(), node.inner.addr_ttl)
                 {
                     tracing::info!(%addr, "a peer address that stopped answering expired");
+                }
+                if round.is_multiple_of(EXCHANGE_EVERY) {
+                    let threads: std::collections::BTreeSet<ThreadId> =
+                        node.inner.peers.all().iter().map(ThreadAddr::thread_id).collect();
+                    for thread in threads {
+                        match node
+                            .inner
+                            .log_addrs
+                            .expire(&*node.inner.store, thread, node.inner.addr_ttl)
+                            .await
+                        {
+                            Ok(0) => {}
+                            Ok(deleted) => tracing::info!(%thread, deleted, "log addresses that stopped answering expired"),
+                            Err(error) => tracing::debug!(%thread, %error, "log addresses not expired"),
+                        }
+                    }
                 }
                 for thread in node.inner.peers.dirty() {
                     if let Err(error) = node.inner.peers.save(&*node.inner.store, thread).await {
@@ -484,7 +621,12 @@ impl<S: Store + 'static> Node<S> {
         for ((edge, answer), ring) in edges.iter().zip(answers).zip(rings) {
             let thread = edge.thread;
             match answer {
-                Some(theirs) if theirs.0 == edge.digest => {}
+                Some(theirs) if theirs.0 == edge.digest => {
+                    // The peer holds every log we hold, as far as we do.
+                    if let Ok(logs) = self.inner.store.logs(thread).await {
+                        self.log_served(thread, peer, &dial, logs).await;
+                    }
+                }
                 // Unknown to the peer under the newest epoch's key: pulling proves the
                 // first key when refused, so a peer behind on the ring is synced with.
                 None if ring => {

@@ -759,7 +759,18 @@ async fn a_reader_falls_back_to_a_follower_it_learned_from_the_writer() {
     .await
     .expect("start");
     let follower = node(72).await;
-    let reader = node(73).await;
+    let reader_store = Arc::new(MemoryStore::new());
+    let reader_config = || {
+        NetConfig::new(["/ip4/127.0.0.1/tcp/0".parse().expect("addr")])
+            .with_addr_ttl(Duration::from_millis(1_500))
+    };
+    let reader = Node::start(
+        &Identity::from_secret_bytes(&[73; 32]),
+        reader_store.clone(),
+        reader_config(),
+    )
+    .await
+    .expect("start");
     alice.store().put_thread(thread, &key).await.expect("put");
     let writer = Writer::new(Identity::from_secret_bytes(&[74; 32]), thread, &key).expect("writer");
     write(&alice, &writer, 10).await;
@@ -809,6 +820,44 @@ async fn a_reader_falls_back_to_a_follower_it_learned_from_the_writer() {
         entries(&reader, thread, &writer).await,
         entries(&follower, thread, &writer).await
     );
+
+    // The log address book: the writer's log is served by alice (until her address
+    // expires, a TTL after her last answer) and by the follower, which answers every round.
+    let served_by = |book: &[(threads_id::LogId, Vec<threads_id::ThreadAddr>)]| {
+        book.iter()
+            .filter(|(log, _)| *log == writer.log_id())
+            .flat_map(|(_, addrs)| addrs.iter().map(threads_id::ThreadAddr::peer_id))
+            .collect::<Vec<_>>()
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let book = reader.log_addrs(thread).await.expect("book");
+        let peers = served_by(&book);
+        assert!(peers.contains(&follower_peer), "{book:?}");
+        if !peers.contains(&alice.peer_id()) {
+            break;
+        }
+        assert!(started.elapsed() < LIMIT, "alice's address never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Kept in the store: a reader restarted with an empty peer list syncs with the
+    // follower it found serving the log, and not with the expired writer.
+    reader.shutdown().await;
+    reader_store
+        .put_meta(thread, "threads-net.peers", b"")
+        .await
+        .expect("meta");
+    let reader = Node::start(&reader_me, reader_store, reader_config())
+        .await
+        .expect("restart");
+    reader.watch(thread).await.expect("watch");
+    let peers: Vec<_> = reader
+        .peers_of(thread)
+        .iter()
+        .map(|a| a.peer_id())
+        .collect();
+    assert!(peers.contains(&follower_peer), "{peers:?}");
+    assert!(!peers.contains(&alice.peer_id()), "{peers:?}");
     follower.shutdown().await;
     reader.shutdown().await;
 }

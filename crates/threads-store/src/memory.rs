@@ -342,6 +342,20 @@ impl AddrBook for MemoryStore {
         out.sort_by_key(|a| a.to_vec());
         Ok(out)
     }
+
+    async fn expire_addrs(&self, thread: ThreadId, now_ms: u64) -> Result<u64> {
+        let mut inner = self.lock();
+        let mut deleted = 0;
+        for ((t, _), addrs) in inner.addrs.iter_mut() {
+            if *t == thread {
+                let before = addrs.len();
+                addrs.retain(|(_, e)| *e > now_ms);
+                deleted += (before - addrs.len()) as u64;
+            }
+        }
+        inner.addrs.retain(|_, addrs| !addrs.is_empty());
+        Ok(deleted)
+    }
 }
 
 impl MetaBook for MemoryStore {
@@ -453,5 +467,28 @@ impl ViewBook for MemoryStore {
             }
         }
         Ok(dropped)
+    }
+
+    async fn fill_body(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+        counter: u64,
+        body: &[u8],
+    ) -> Result<bool> {
+        let mut inner = self.lock();
+        let Some(entries) = inner.logs.get_mut(&(thread, log)) else {
+            return Ok(false);
+        };
+        let Some(index) = counter.checked_sub(1).and_then(|i| usize::try_from(i).ok()) else {
+            return Ok(false);
+        };
+        match entries.get_mut(index) {
+            Some(entry) if entry.body.data().is_empty() && !body.is_empty() => {
+                entry.body = Block::raw(body.to_vec());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }

@@ -742,6 +742,15 @@ impl AddrBook for PostgresStore {
             .map(|b| Multiaddr::try_from(b).map_err(|e| StoreError::Corrupt(e.to_string())))
             .collect()
     }
+
+    async fn expire_addrs(&self, thread: ThreadId, now_ms: u64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM threads_v1_addrs WHERE thread = $1 AND expires <= $2")
+            .bind(&thread.to_bytes()[..])
+            .bind(to_i64(now_ms)?)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
 }
 
 impl MetaBook for PostgresStore {
@@ -876,5 +885,29 @@ impl ViewBook for PostgresStore {
         }
         tx.commit().await?;
         Ok(dropped)
+    }
+
+    async fn fill_body(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+        counter: u64,
+        body: &[u8],
+    ) -> Result<bool> {
+        if body.is_empty() {
+            return Ok(false);
+        }
+        let done = sqlx::query(
+            "UPDATE threads_v1_entries e SET body = $4 FROM threads_v1_logs l \
+             WHERE e.log = l.id AND l.thread = $1 AND l.log = $2 AND e.counter = $3 \
+             AND length(e.body) = 0",
+        )
+        .bind(&thread.to_bytes()[..])
+        .bind(log.to_bytes())
+        .bind(to_i64(counter)?)
+        .bind(body)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 }

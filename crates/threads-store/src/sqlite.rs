@@ -819,6 +819,15 @@ impl AddrBook for SqliteStore {
             .map(|b| Multiaddr::try_from(b).map_err(|e| StoreError::Corrupt(e.to_string())))
             .collect()
     }
+
+    async fn expire_addrs(&self, thread: ThreadId, now_ms: u64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM addrs WHERE thread = ? AND expires <= ?")
+            .bind(&thread.to_bytes()[..])
+            .bind(to_i64(now_ms)?)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
 }
 
 impl MetaBook for SqliteStore {
@@ -959,5 +968,28 @@ impl ViewBook for SqliteStore {
         }
         tx.commit().await?;
         Ok(dropped)
+    }
+
+    async fn fill_body(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+        counter: u64,
+        body: &[u8],
+    ) -> Result<bool> {
+        if body.is_empty() {
+            return Ok(false);
+        }
+        let done = sqlx::query(
+            "UPDATE entries SET body = ? WHERE counter = ? AND length(body) = 0 \
+             AND log = (SELECT id FROM logs WHERE thread = ? AND log = ?)",
+        )
+        .bind(body)
+        .bind(to_i64(counter)?)
+        .bind(&thread.to_bytes()[..])
+        .bind(log.to_bytes())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 }

@@ -210,6 +210,14 @@ pub trait AddrBook: Send + Sync {
         log: LogId,
         now_ms: u64,
     ) -> impl Future<Output = Result<Vec<Multiaddr>>> + Send;
+    /// Deletes every address of `thread` that expired at `now_ms` (or before); returns
+    /// how many were deleted. [`AddrBook::addrs`] never returns them anyway: this only
+    /// keeps the book from growing with addresses that stopped answering.
+    fn expire_addrs(
+        &self,
+        thread: ThreadId,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<u64>> + Send;
 }
 
 /// Small named values per thread (a name, application settings).

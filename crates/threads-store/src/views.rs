@@ -132,4 +132,14 @@ pub trait ViewBook: Send + Sync {
         log: LogId,
         counters: &[u64],
     ) -> impl Future<Output = Result<u64>> + Send;
+    /// Puts back the body of entry `counter` of a log stored without one (received
+    /// compacted). The caller checked `body` against the entry's links. Returns whether a
+    /// body was put back (not if the entry is absent or already has one).
+    fn fill_body(
+        &self,
+        thread: ThreadId,
+        log: LogId,
+        counter: u64,
+        body: &[u8],
+    ) -> impl Future<Output = Result<bool>> + Send;
 }

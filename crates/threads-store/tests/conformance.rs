@@ -104,6 +104,13 @@ async fn books<S: Store>(store: &S) {
         .expect("add");
     assert_eq!(
         store.addrs(thread, me.log_id(), 2_500).await.expect("read"),
+        vec![a.clone()]
+    );
+    // Expiring deletes what expired (b at 2,000) and nothing else.
+    assert_eq!(store.expire_addrs(thread, 2_500).await.expect("expire"), 1);
+    assert_eq!(store.expire_addrs(thread, 2_500).await.expect("expire"), 0);
+    assert_eq!(
+        store.addrs(thread, me.log_id(), 0).await.expect("read"),
         vec![a]
     );
 
@@ -769,6 +776,39 @@ async fn view_book<S: Store>(store: &S) {
         .await
         .expect("replay");
     assert!(matches!(outcome, AppendOutcome::AlreadyStored { .. }));
+    // A body put back reads back as written; an entry with a body, or absent, is left.
+    let body = log[1].entry.body.data();
+    assert!(
+        store
+            .fill_body(thread, writer.log_id(), 2, body)
+            .await
+            .expect("fill")
+    );
+    assert!(
+        !store
+            .fill_body(thread, writer.log_id(), 2, body)
+            .await
+            .expect("fill")
+    );
+    assert!(
+        !store
+            .fill_body(thread, writer.log_id(), 1, body)
+            .await
+            .expect("fill")
+    );
+    assert!(
+        !store
+            .fill_body(thread, writer.log_id(), 99, body)
+            .await
+            .expect("fill")
+    );
+    let stored = store
+        .entries_after(thread, writer.log_id(), 0, Page::new(10, 1 << 20))
+        .await
+        .expect("read");
+    assert_eq!(stored[1].entry.body, log[1].entry.body);
+    assert_eq!(stored[0].entry.body, log[0].entry.body);
+    assert!(stored[2].entry.body.data().is_empty());
 }
 
 /// Fork proofs: one per log, the lowest counter kept, across reopening the value.

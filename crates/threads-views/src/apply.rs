@@ -215,6 +215,20 @@ impl<S: Store + 'static> Views<S> {
                     stream.done = true;
                     break;
                 }
+                Ok(read)
+                    if read.payload.is_none()
+                        && !self
+                            .gate
+                            .as_ref()
+                            .is_some_and(|gate| gate.voids(&stream.log, stored.counter)) =>
+                {
+                    // Received without its body, and no operation of the thread compacted
+                    // it (yet): the log waits here until one does or a peer serves the body.
+                    tracing::debug!(log = %stream.log, counter = stored.counter, "entry without its body waits");
+                    stream.blocked = Some(stored.counter);
+                    stream.done = true;
+                    break;
+                }
                 Ok(read) => {
                     // Sealed with a key whose events these views pass over: in its place,
                     // with nothing to apply.
@@ -423,7 +437,15 @@ impl<S: Store + 'static> Views<S> {
     /// operations keeps none of them and records why, the other views apply theirs.
     /// Returns whether the event addressed an order-sensitive view.
     pub(crate) fn apply_event(&mut self, event: &Decoded, ordered_only: bool) -> bool {
-        // A compacted event changes no view (that is why it was compacted).
+        // A compacted event changes no view: one that an operation of the thread compacted
+        // (whatever body this peer still holds), or one whose body is gone.
+        if self
+            .gate
+            .as_ref()
+            .is_some_and(|gate| gate.voids(&event.order.log, event.order.counter))
+        {
+            return false;
+        }
         let Some(payload) = &event.payload else {
             return false;
         };

@@ -1,7 +1,7 @@
 //! Committing: every changed row, the undo records of the events applied and the mark in
-//! one store transaction; compaction of bodies no view needs any more.
+//! one store transaction; the events no view needs any more, and dropping their bodies.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use threads_id::LogId;
@@ -183,22 +183,28 @@ impl<S: Store + 'static> Views<S> {
         self.publish();
     }
 
-    /// Drops the bodies of applied events that no view needs any more (every operation
-    /// superseded, say a put overwritten by a later put), keeping their signed records, so
-    /// the logs stay verifiable and a rebuild gives the same views. Returns how many
-    /// bodies were dropped. Views behind a [`Gate`](crate::Gate) drop nothing.
+    /// The applied events that no view needs any more: every operation superseded (say a
+    /// put overwritten by a later put, [`Reducer::superseded`](crate::Reducer::superseded)),
+    /// none refused, with their body, not compacted already. By log, counters increasing.
+    ///
+    /// A peer does not drop these bodies on its own: whether an operation matters can
+    /// change later (a late event, a change of rules), and peers that kept a body would
+    /// then compute other views than peers that dropped it. Naming them in an operation of
+    /// the thread that every peer applies (threads-acl's `AclOp::Compact`, behind a
+    /// [`Gate`](crate::Gate) that [voids](crate::Gate::voids) them) makes every peer treat
+    /// them alike; then [`Views::drop_bodies`] may drop them.
     ///
     /// # Errors
     /// A store error or an unreadable entry.
-    pub async fn compact(&mut self) -> Result<u64> {
+    pub async fn superseded(&mut self) -> Result<BTreeMap<LogId, Vec<u64>>> {
         self.catch_up().await?;
-        if self.gate.is_some() || (self.config.atomic && self.reducers.len() > 1) {
-            // Under a gate, a change of rules can refuse the operation that superseded
-            // another one, which then matters again; with atomic events, so can another
-            // view refusing its event: nothing is dropped.
-            return Ok(0);
-        }
-        let mut dropped = 0;
+        let refused: HashSet<(LogId, u64)> = self
+            .rejections()
+            .await?
+            .iter()
+            .map(|r| (r.order.log, r.order.counter))
+            .collect();
+        let mut out = BTreeMap::new();
         let logs: Vec<(LogId, u64)> = self
             .mark
             .logs
@@ -223,6 +229,13 @@ impl<S: Store + 'static> Views<S> {
                 if event.order.counter > until {
                     break;
                 }
+                let voided = self
+                    .gate
+                    .as_ref()
+                    .is_some_and(|gate| gate.voids(&log, event.order.counter));
+                if voided || refused.contains(&(log, event.order.counter)) {
+                    continue;
+                }
                 let removable = loop {
                     let removable = self.removable(&event);
                     if !self.missed() {
@@ -235,10 +248,24 @@ impl<S: Store + 'static> Views<S> {
                 }
             }
             if !counters.is_empty() {
-                dropped += self
-                    .store
-                    .compact_bodies(self.thread, log, &counters)
-                    .await?;
+                out.insert(log, counters);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops the stored bodies of `events` (by log, counters), keeping their signed
+    /// records: only for events a [`Gate`](crate::Gate) [voids](crate::Gate::voids) on
+    /// every peer (an event without its body and not voided makes its log wait here).
+    /// Returns how many bodies were dropped.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn drop_bodies(&self, events: &BTreeMap<LogId, Vec<u64>>) -> Result<u64> {
+        let mut dropped = 0;
+        for (log, counters) in events {
+            for chunk in counters.chunks(4_096) {
+                dropped += self.store.compact_bodies(self.thread, *log, chunk).await?;
             }
         }
         Ok(dropped)

@@ -42,8 +42,7 @@ pub struct ViewConfig {
     /// of the scope, commutative ones included, takes events in the thread's order and
     /// keeps undo records: a late event undoes and replays the events after it in every
     /// view (its cost stays proportional to those events, never to the size of the
-    /// views), and [`Views::compact`](crate::Views::compact) drops nothing when the scope
-    /// has more than one view.
+    /// views).
     pub atomic: bool,
 }
 

@@ -43,8 +43,10 @@ pub const PASSED_OVER: &str = "sealed with a key that may not write to these vie
 /// older rules are rebuilt, so every peer computes them by the same rules.
 const RULES_VIEW: &str = "~rules";
 /// 2: content sealed with a passed-over key (a follower writing with the ACL key) is
-/// recorded as refused.
-const RULES_VERSION: u32 = 2;
+/// recorded as refused. 3: an event the gate voids (compacted by an operation of the
+/// thread) applies nothing; an event stored without its body that the gate does not void
+/// holds its log back (before, it applied nothing).
+const RULES_VERSION: u32 = 3;
 
 /// What a catch-up did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

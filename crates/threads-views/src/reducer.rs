@@ -107,4 +107,13 @@ pub trait Gate: Send + Sync {
         resource: Option<&[u8]>,
         event: &Event<'_>,
     ) -> Result<(), Reject>;
+
+    /// Whether event `counter` of `log` was compacted: it applies nothing to any view,
+    /// is not recorded as a rejection, and may have no body. The default is `false`.
+    /// Like [`Gate::admits`], the answer must not depend on when it is asked; when it
+    /// changes, call [`crate::Views::regate`] from the earliest event whose answer did.
+    fn voids(&self, log: &threads_id::LogId, counter: u64) -> bool {
+        let _ = (log, counter);
+        false
+    }
 }

@@ -78,3 +78,56 @@ impl Reducer for Chain {
         Ok(())
     }
 }
+
+/// A gate that admits every operation and voids the events it was told to (what an
+/// operation of the thread that compacts events does for every peer).
+#[derive(Debug, Default, Clone)]
+pub struct Voids(
+    pub std::sync::Arc<std::sync::RwLock<std::collections::BTreeMap<threads_id::LogId, Vec<u64>>>>,
+);
+
+impl Voids {
+    /// Voids `events` too.
+    pub fn add(&self, events: &std::collections::BTreeMap<threads_id::LogId, Vec<u64>>) {
+        let mut voided = self.0.write().expect("lock");
+        for (log, counters) in events {
+            let all = voided.entry(*log).or_default();
+            all.extend(counters);
+            all.sort_unstable();
+            all.dedup();
+        }
+    }
+}
+
+impl threads_views::Gate for Voids {
+    fn admits(
+        &self,
+        _view: &str,
+        _access: threads_views::Access,
+        _resource: Option<&[u8]>,
+        _event: &Event<'_>,
+    ) -> Result<(), Reject> {
+        Ok(())
+    }
+
+    fn voids(&self, log: &threads_id::LogId, counter: u64) -> bool {
+        self.0
+            .read()
+            .expect("lock")
+            .get(log)
+            .is_some_and(|c| c.binary_search(&counter).is_ok())
+    }
+}
+
+/// Compacts what `views` finds superseded as every peer would once an operation of the
+/// thread names it: voided by `gate` (already the views' gate), the views recomputed,
+/// the bodies dropped. Returns how many bodies were dropped.
+pub async fn compact<S: threads_store::Store + 'static>(
+    views: &mut threads_views::Views<S>,
+    gate: &Voids,
+) -> u64 {
+    let superseded = views.superseded().await.expect("superseded");
+    gate.add(&superseded);
+    views.regate(None).await.expect("regate");
+    views.drop_bodies(&superseded).await.expect("drop")
+}
