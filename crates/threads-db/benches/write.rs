@@ -43,8 +43,10 @@ async fn yardstick(dir: &std::path::Path, n: usize) -> (f64, Duration) {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal);
+    // The pool as the store sets it up: no test of the connection on acquire.
     let pool = SqlitePoolOptions::new()
         .max_connections(1)
+        .test_before_acquire(false)
         .connect_with(options)
         .await
         .expect("pool");

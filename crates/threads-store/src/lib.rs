@@ -13,6 +13,8 @@ mod secrets;
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_script;
 mod traits;
 mod views;
 

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -20,6 +21,7 @@ use crate::chain::{Plan, check_chain, heads_digest, plan};
 use crate::error::StoreError;
 use crate::secrets::{Secrets, StoreOptions, log_key_row, thread_key_row};
 use crate::sql::{EntryRow, cid_from, entries_from_rows, log_from, to_i64, to_u64};
+use crate::sqlite_script::{Arg, Script, SettleOnDrop, WritingConnection};
 use crate::traits::{
     AddrBook, AppendOutcome, BlockStore, HeadsDigest, KeyBook, LogBook, MetaBook, Page, Result,
     StoredEntry, ThreadBook,
@@ -124,6 +126,10 @@ DROP TABLE view_snapshots;
 pub struct SqliteStore {
     pool: SqlitePool,
     secrets: std::sync::Arc<Secrets>,
+    /// The connection writes go through, one script per transaction (a file store's;
+    /// `None` in memory, where every connection would be a database of its own, and once
+    /// closed).
+    writer: Arc<tokio::sync::Mutex<Option<WritingConnection>>>,
 }
 
 impl SqliteStore {
@@ -158,9 +164,24 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(connect)
+            // A connection to an embedded database cannot be lost the way a network one
+            // can, and the test on acquire is a round trip to the connection's thread (a
+            // thread wake-up, tens to hundreds of microseconds): every read and write paid
+            // it before its own statements.
+            .test_before_acquire(false)
+            .connect_with(connect.clone())
             .await?;
-        SqliteStore::start(pool, options).await
+        let store = SqliteStore::start(pool, options).await?;
+        match <SqliteConnection as sqlx::Connection>::connect_with(&connect).await {
+            Ok(conn) => {
+                *store.writer.lock().await = Some(WritingConnection::new(conn));
+                Ok(store)
+            }
+            Err(e) => {
+                store.pool.close().await;
+                Err(e.into())
+            }
+        }
     }
 
     /// An empty store in memory (one connection), for tests.
@@ -182,7 +203,8 @@ impl SqliteStore {
         match started {
             Ok(secrets) => Ok(SqliteStore {
                 pool,
-                secrets: std::sync::Arc::new(secrets),
+                secrets: Arc::new(secrets),
+                writer: Arc::default(),
             }),
             Err(e) => {
                 pool.close().await;
@@ -218,6 +240,9 @@ impl SqliteStore {
     /// every committed change (a copy of it is a whole store), whenever the connections'
     /// threads get to closing.
     pub async fn close(&self) {
+        if let Some(writer) = self.writer.lock().await.take() {
+            writer.close().await;
+        }
         // Best effort: a failed checkpoint leaves the WAL beside the file, which SQLite
         // replays at the next open.
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -385,42 +410,36 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Writes `commit` in the transaction `conn`.
-    async fn view_commit_in(conn: &mut SqliteConnection, commit: &ViewCommit) -> Result<()> {
+    /// Adds the statements that write `commit` to `script`.
+    fn view_commit_script<'a>(script: &mut Script<'a>, commit: &'a ViewCommit) -> Result<()> {
         commit.check()?;
-        let scope = commit.scope.as_str();
+        let scope = Arg::Text(commit.scope.as_str());
         for change in &commit.changes {
+            let view = Arg::Text(change.view.as_str());
             if change.reset {
-                sqlx::query("DELETE FROM view_rows WHERE scope = ? AND view = ?")
-                    .bind(scope)
-                    .bind(&change.view)
-                    .execute(&mut *conn)
-                    .await?;
+                script.push(
+                    "DELETE FROM view_rows WHERE scope = ? AND view = ?",
+                    [scope.clone(), view.clone()],
+                );
             }
             if let Some(below) = &change.delete_below {
-                sqlx::query("DELETE FROM view_rows WHERE scope = ? AND view = ? AND key < ?")
-                    .bind(scope)
-                    .bind(&change.view)
-                    .bind(below)
-                    .execute(&mut *conn)
-                    .await?;
+                script.push(
+                    "DELETE FROM view_rows WHERE scope = ? AND view = ? AND key < ?",
+                    [scope.clone(), view.clone(), Arg::Blob(below)],
+                );
             }
             // Many rows per statement: the statement overhead, not SQLite, is the cost.
             for keys in change.deletes.chunks(ROWS_PER_STATEMENT) {
                 let sql = format!(
-                    "DELETE FROM view_rows WHERE scope = ?1 AND view = ?2 AND key IN ({})",
-                    (0..keys.len())
-                        .map(|i| format!("?{}", 3 + i))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    "DELETE FROM view_rows WHERE scope = ? AND view = ? AND key IN ({})",
+                    placeholders(keys.len(), "?")
                 );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(scope)
-                    .bind(&change.view);
-                for key in keys {
-                    query = query.bind(key);
-                }
-                query.execute(&mut *conn).await?;
+                script.push(
+                    &sql,
+                    [scope.clone(), view.clone()]
+                        .into_iter()
+                        .chain(keys.iter().map(|k| Arg::Blob(k))),
+                );
             }
         }
         // Every view's new rows together, many per statement (a commit changes a view at
@@ -437,22 +456,100 @@ impl SqliteStore {
         for rows in puts.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT OR REPLACE INTO view_rows (scope, view, key, value) VALUES {}",
-                (0..rows.len())
-                    .map(|i| format!("(?1, ?{}, ?{}, ?{})", 2 + 3 * i, 3 + 3 * i, 4 + 3 * i))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                placeholders(rows.len(), "(?, ?, ?, ?)")
             );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(scope);
-            for (view, key, value) in rows {
-                query = query.bind(*view).bind(*key).bind(*value);
-            }
-            query.execute(&mut *conn).await?;
+            script.push(
+                &sql,
+                rows.iter().flat_map(|&(view, key, value)| {
+                    [
+                        scope.clone(),
+                        Arg::Text(view),
+                        Arg::Blob(key),
+                        Arg::Blob(value),
+                    ]
+                }),
+            );
         }
-        sqlx::query("INSERT OR REPLACE INTO view_cursors (scope, cursor) VALUES (?, ?)")
-            .bind(scope)
-            .bind(&commit.cursor)
-            .execute(&mut *conn)
-            .await?;
+        script.push(
+            "INSERT OR REPLACE INTO view_cursors (scope, cursor) VALUES (?, ?)",
+            [scope, Arg::Blob(&commit.cursor)],
+        );
+        Ok(())
+    }
+
+    /// Runs `script` as one transaction: on the writing connection in one round trip, or
+    /// (in memory) in a transaction of the pool.
+    async fn transact(&self, script: &Script<'_>) -> Result<()> {
+        let mut writer = self.writer.lock().await;
+        if let Some(writer) = writer.as_mut() {
+            // Declared after the lock's guard, so dropped before it: its task waits for
+            // the lock.
+            let settle = SettleOnDrop(Some(Arc::clone(&self.writer)));
+            let result = writer.transact(script).await;
+            settle.disarm();
+            return result;
+        }
+        drop(writer);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        script.execute(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The statements of the usual append, for one round trip: the log's head moves from
+    /// `expected` to `last`, and the entries go in only if it did (else the insert fails
+    /// on a missing log row or a taken counter, and rolls the transaction back).
+    fn append_script<'a>(
+        script: &mut Script<'a>,
+        thread: ThreadId,
+        log: LogId,
+        expected: Option<Head>,
+        batch: &'a [Appended],
+        last: Head,
+    ) -> Result<()> {
+        let thread = Arg::Owned(thread.to_bytes().to_vec());
+        let log = Arg::Owned(log.to_bytes());
+        let expected_counter = Arg::Int(to_i64(expected.map_or(0, |h| h.counter))?);
+        let last_counter = Arg::Int(to_i64(last.counter)?);
+        let last_cid = Arg::Owned(last.cid.to_bytes());
+        script.push(
+            "UPDATE logs SET counter = ?, head = ? WHERE thread = ? AND log = ? \
+             AND counter = ? AND (? = 0 OR head = ?)",
+            [
+                last_counter.clone(),
+                last_cid.clone(),
+                thread.clone(),
+                log.clone(),
+                expected_counter.clone(),
+                expected_counter,
+                Arg::Owned(expected.map(|h| h.cid.to_bytes()).unwrap_or_default()),
+            ],
+        );
+        let guard =
+            "(SELECT id FROM logs WHERE thread = ? AND log = ? AND counter = ? AND head = ?)";
+        for chunk in batch.chunks(ENTRIES_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT OR ROLLBACK INTO entries (log, counter, record_cid, record, event, header, body) VALUES {}",
+                placeholders(chunk.len(), &format!("({guard}, ?, ?, ?, ?, ?, ?)"))
+            );
+            let mut args = Vec::with_capacity(chunk.len() * 10);
+            for appended in chunk {
+                let entry = &appended.entry;
+                args.extend([
+                    thread.clone(),
+                    log.clone(),
+                    last_counter.clone(),
+                    last_cid.clone(),
+                    Arg::Int(to_i64(appended.record.counter())?),
+                    Arg::Owned(appended.record.cid().to_bytes()),
+                    Arg::Blob(entry.record.data()),
+                    Arg::Blob(entry.event.data()),
+                    Arg::Blob(entry.header.data()),
+                    Arg::Blob(entry.body.data()),
+                ]);
+            }
+            script.push(&sql, args);
+        }
         Ok(())
     }
 
@@ -487,6 +584,11 @@ impl SqliteStore {
             .await?;
         Ok(found.is_some())
     }
+}
+
+/// `n` copies of `each`, separated by commas.
+fn placeholders(n: usize, each: &str) -> String {
+    vec![each; n].join(", ")
 }
 
 #[cfg(unix)]
@@ -922,10 +1024,9 @@ impl ViewBook for SqliteStore {
     }
 
     async fn view_commit(&self, commit: &ViewCommit) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        SqliteStore::view_commit_in(&mut tx, commit).await?;
-        tx.commit().await?;
-        Ok(())
+        let mut script = Script::default();
+        SqliteStore::view_commit_script(&mut script, commit)?;
+        self.transact(&script).await
     }
 
     async fn append_with_views(
@@ -937,14 +1038,27 @@ impl ViewBook for SqliteStore {
         commits: &[ViewCommit],
     ) -> Result<AppendOutcome> {
         let last = check_chain(expected, batch)?;
+        let mut views = Script::default();
+        for commit in commits {
+            SqliteStore::view_commit_script(&mut views, commit)?;
+        }
+        // The usual case, a known log whose head is `expected`: one round trip. Anything
+        // else (a new log, a stale head, entries already stored, an error) is rolled back
+        // and goes the careful way below, which tells them apart.
+        if self.writer.lock().await.is_some() {
+            let mut script = Script::default();
+            SqliteStore::append_script(&mut script, thread, log, expected, batch, last)?;
+            script.extend(&views);
+            if self.transact(&script).await.is_ok() {
+                return Ok(AppendOutcome::Appended { head: last });
+            }
+        }
         // IMMEDIATE takes the write lock up front, so the head read below cannot change
         // before the transaction commits.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let outcome = SqliteStore::append_in(&mut tx, thread, log, expected, batch, last).await?;
         if let AppendOutcome::Appended { .. } = outcome {
-            for commit in commits {
-                SqliteStore::view_commit_in(&mut tx, commit).await?;
-            }
+            views.execute(&mut tx).await?;
             tx.commit().await?;
         }
         Ok(outcome)

@@ -5,7 +5,9 @@
 use threads_crypto::{Identity, ThreadKey};
 use threads_id::{ThreadId, Variant};
 use threads_log::{Hlc, Writer};
-use threads_store::{LogBook, Page, SQLITE_SCHEMA_VERSION, SqliteStore, StoreError, ThreadBook};
+use threads_store::{
+    LogBook, MetaBook, Page, SQLITE_SCHEMA_VERSION, SqliteStore, StoreError, ThreadBook,
+};
 
 #[tokio::test]
 async fn data_survives_reopen_and_the_file_is_private() {
@@ -217,4 +219,111 @@ async fn a_plain_store_with_secrets_refuses_a_passphrase() {
         .await
         .expect_err("not sealed");
     assert!(matches!(err, StoreError::NotSealed), "{err:?}");
+}
+
+/// A write (entries and view rows in one transaction) whose future is dropped at any
+/// point commits all of it or nothing, and leaves no transaction open: the next write and
+/// writes of the pool's own connections go through at once, and the log's head, its
+/// entries and the views' cursor always agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_dropped_halfway_commits_all_or_nothing() {
+    use std::time::Duration;
+    use threads_store::{ViewBook, ViewChange, ViewCommit};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path().join("store.db"))
+        .await
+        .expect("open");
+    let thread = ThreadId::from_parts(Variant::Raw, [7; 32]);
+    let key = ThreadKey::generate();
+    store.put_thread(thread, &key).await.expect("put");
+    let writer = Writer::new(Identity::from_secret_bytes(&[8; 32]), thread, &key).expect("writer");
+    let log = writer.log_id();
+    let mut head: Option<threads_log::Head> = None;
+    let mut cids = Vec::new();
+    let mut dropped = 0;
+    for i in 0..300u64 {
+        let next = head.map_or(1, |h| h.counter + 1);
+        let skip = threads_log::skip_target(next).map(|t| cids[t as usize - 1]);
+        let appended = writer
+            .append(
+                head.as_ref(),
+                skip,
+                format!("event {i}").as_bytes(),
+                Hlc::new(i + 1, 0),
+            )
+            .expect("append");
+        let counter = appended.record.counter().to_be_bytes().to_vec();
+        let commit = ViewCommit {
+            scope: "s".to_owned(),
+            cursor: counter.clone(),
+            changes: vec![ViewChange {
+                view: "v".to_owned(),
+                puts: (0..40u8).map(|k| (vec![k], counter.clone())).collect(),
+                ..ViewChange::default()
+            }],
+        };
+        // Dropped after a varying number of microseconds: before, during or after SQLite
+        // runs the script.
+        let write = store.append_with_views(
+            thread,
+            log,
+            head,
+            std::slice::from_ref(&appended),
+            std::slice::from_ref(&commit),
+        );
+        let answer = tokio::time::timeout(Duration::from_micros(i % 7 * 40), write).await;
+        if answer.is_err() {
+            dropped += 1;
+        }
+        // Another connection's write is not kept waiting by a transaction left open
+        // (SQLite's lock would make it wait up to the busy timeout, 10 s, and fail).
+        let started = std::time::Instant::now();
+        store
+            .put_meta(thread, "k", &i.to_be_bytes())
+            .await
+            .expect("meta");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a write of the pool waited {:?} for the lock",
+            started.elapsed()
+        );
+        // A commit of another scope through the writing connection: the dropped script
+        // is over once it is done (the connection runs its commands in order).
+        store
+            .view_commit(&ViewCommit {
+                scope: "barrier".to_owned(),
+                cursor: i.to_be_bytes().to_vec(),
+                changes: Vec::new(),
+            })
+            .await
+            .expect("barrier");
+        let stored = store.head(thread, log).await.expect("head");
+        let cursor = store.view_cursor("s").await.expect("cursor");
+        let counter = stored.map_or(0, |h| h.counter);
+        assert_eq!(
+            cursor.map_or(0, |c| u64::from_be_bytes(c.try_into().expect("8 bytes"))),
+            counter,
+            "the views' cursor and the log's head disagree after write {i}"
+        );
+        let rows = store
+            .view_get("s", "v", &[vec![0], vec![39]])
+            .await
+            .expect("rows");
+        let expected = (counter > 0).then(|| counter.to_be_bytes().to_vec());
+        assert_eq!(rows, vec![expected.clone(), expected], "rows of write {i}");
+        let entries = store
+            .entries_after(thread, log, 0, Page::new(1000, 1 << 30))
+            .await
+            .expect("entries");
+        assert_eq!(entries.len() as u64, counter, "entries after write {i}");
+        if counter == appended.record.counter() {
+            head = Some(appended.record.head());
+            cids.push(*appended.record.cid());
+        }
+    }
+    assert!(dropped > 0, "no write was dropped: the test shows nothing");
+    assert!(
+        head.is_some_and(|h| h.counter > 100),
+        "too few writes went through"
+    );
 }
