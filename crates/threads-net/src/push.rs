@@ -24,6 +24,10 @@ use crate::message::{MAX_PAGE_BYTES, MAX_PAGE_ENTRIES, Refusal, Request, Respons
 use crate::node::{NetError, Node};
 use crate::sync::lagging;
 
+/// The shortest time between two rounds of head announcements: announcements are hints
+/// (pushes and pulls deliver entries), so a little delay costs nothing and coalesces
+/// bursts.
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(20);
 /// The first retry of an unreachable peer comes after this long.
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 /// Retries of an unreachable peer are at most this far apart.
@@ -90,6 +94,13 @@ impl<S: Store + 'static> Node<S> {
                         continue;
                     };
                     let _ = node.announce(thread, log, head.counter).await;
+                }
+                // Writes published meanwhile wait for the next round: a burst of writes
+                // costs one announcement (a store read and a signed gossip message) per
+                // log and interval, not one per write.
+                tokio::select! {
+                    () = node.inner.cancel.cancelled() => return,
+                    () = tokio::time::sleep(ANNOUNCE_EVERY) => {}
                 }
             }
         });
