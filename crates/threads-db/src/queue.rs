@@ -47,6 +47,16 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
+    /// Every write queued now, if any (the committer goes on either way).
+    pub(crate) fn queued(&mut self) -> Option<Vec<Pending>> {
+        let mut queue = self
+            .writes
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        (!queue.pending.is_empty()).then(|| std::mem::take(&mut queue.pending))
+    }
+
     /// The next group: every write queued now; `None` when there is none (then this
     /// committer stops, atomically with the check).
     pub(crate) fn next_group(&mut self) -> Option<Vec<Pending>> {

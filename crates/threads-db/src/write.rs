@@ -81,7 +81,7 @@ impl<S: Store + 'static> Db<S> {
             // The committer is a task of its own: a writer that gives up cannot interrupt
             // a commit halfway.
             let commit = async move {
-                while let Some(group) = committer.next_group() {
+                while let Some(group) = next_group(&mut committer).await {
                     // The lock is taken per group: readers waiting for it get their turn
                     // between groups.
                     let mut guard = views.lock().await;
@@ -108,6 +108,23 @@ impl<S: Store + 'static> Db<S> {
             .unwrap_or_else(PoisonError::into_inner);
         Arc::clone(queues.entry(thread).or_default())
     }
+}
+
+/// How many times a committer that found the queue empty yields and looks again before it
+/// stops: a writer answered a moment ago often writes again at once, and finding its write
+/// costs less than starting a new committer task for it.
+const LINGER_YIELDS: usize = 3;
+
+/// The committer's next group: the writes queued now, or after a few yields; `None` when
+/// none came (the committer stops).
+async fn next_group(committer: &mut Committer) -> Option<Vec<Pending>> {
+    for _ in 0..LINGER_YIELDS {
+        if let Some(group) = committer.queued() {
+            return Some(group);
+        }
+        tokio::task::yield_now().await;
+    }
+    committer.next_group()
 }
 
 /// One event of a write: a write is one event, or two when it mixes ACL operations with
