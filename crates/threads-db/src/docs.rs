@@ -27,7 +27,9 @@ use sha2::{Digest, Sha256};
 use threads_views::{Access, Event, Reducer, Reject, State, ViewKind};
 
 use crate::error::DocError;
-use crate::json::{encode_scalar, encode_string_prefix, get, tag, valid_path};
+use crate::json::{
+    MISSING, encode_scalar, encode_string_prefix, encode_value, get, tag, valid_path,
+};
 use crate::query::{Filter, Query, QueryPage};
 
 /// The default name of the document view.
@@ -215,45 +217,48 @@ fn index_prefix(collection: &str, index: &str) -> Vec<u8> {
     k
 }
 
+/// A document's value in an index: the encoding of the value at the index's path
+/// ([`MISSING`] where the path holds nothing) and whether it is a scalar. Every document
+/// has an entry in every index of its collection, so the index read in order is the
+/// collection in the order of its path; only scalars are held to a unique index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Indexed {
+    enc: Vec<u8>,
+    scalar: bool,
+}
+
+impl Indexed {
+    fn of(value: Option<&Value>) -> Indexed {
+        match value {
+            None => Indexed {
+                enc: vec![MISSING],
+                scalar: false,
+            },
+            Some(v) => match encode_scalar(v) {
+                Some(enc) => Indexed { enc, scalar: true },
+                None => Indexed {
+                    enc: encode_value(v),
+                    scalar: false,
+                },
+            },
+        }
+    }
+
+    fn at(doc: &Value, path: &str) -> Indexed {
+        Indexed::of(get(doc, path))
+    }
+}
+
 /// The key of a document's entry in an index: the index's prefix, the encoded value, and
-/// for a non-unique index the document's id (a unique index holds one entry per value, so
-/// a uniqueness check is one point read).
-fn entry_key(collection: &str, spec: &IndexSpec, value: &[u8], id: &str) -> Vec<u8> {
+/// the document's id, except for a scalar in a unique index (which holds one entry per
+/// value, so a uniqueness check is one point read).
+fn entry_key(collection: &str, spec: &IndexSpec, value: &Indexed, id: &str) -> Vec<u8> {
     let mut k = index_prefix(collection, &spec.name);
-    k.extend_from_slice(value);
-    if !spec.unique {
+    k.extend_from_slice(&value.enc);
+    if !(spec.unique && value.scalar) {
         k.extend_from_slice(id.as_bytes());
     }
     k
-}
-
-/// The key of the count of a collection's documents an index does not hold (the path is
-/// missing or holds an array or an object). While it is zero, the index holds every
-/// document, and a sort on its path can read the index in order.
-fn outside_key(collection: &str, index: &str) -> Vec<u8> {
-    key(&[b"n", collection.as_bytes(), index.as_bytes()])
-}
-
-fn outside_count(state: &State, collection: &str, index: &str) -> u64 {
-    state
-        .get(&outside_key(collection, index))
-        .and_then(|v| v.try_into().ok())
-        .map_or(0, u64::from_be_bytes)
-}
-
-/// The change of an index's outside count by `delta` (`None`: no change).
-fn outside_change(
-    state: &State,
-    collection: &str,
-    index: &str,
-    delta: i64,
-) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
-    if delta == 0 {
-        return None;
-    }
-    let count = outside_count(state, collection, index).saturating_add_signed(delta);
-    let value = (count > 0).then(|| count.to_be_bytes().to_vec());
-    Some((outside_key(collection, index), value))
 }
 
 /// An index entry's value: the document's id and its row (a covering index: a query
@@ -496,7 +501,6 @@ impl Docs {
                 }
                 let mut changes = Vec::new();
                 let mut seen: HashMap<Vec<u8>, String> = HashMap::new();
-                let mut outside = 0usize;
                 let prefix = doc_prefix(collection);
                 for (key, row) in state.prefix(&prefix) {
                     let Ok(id) = String::from_utf8(key[prefix.len()..].to_vec()) else {
@@ -505,12 +509,10 @@ impl Docs {
                     let Some((doc, _)) = decode_doc(&row) else {
                         continue;
                     };
-                    let Some(value) = get(&doc, &spec.path).and_then(encode_scalar) else {
-                        outside += 1;
-                        continue;
-                    };
+                    let value = Indexed::at(&doc, &spec.path);
                     if spec.unique
-                        && let Some(holder) = seen.insert(value.clone(), id.clone())
+                        && value.scalar
+                        && let Some(holder) = seen.insert(value.enc.clone(), id.clone())
                     {
                         return Err(DocError::UniqueViolation {
                             collection: collection.clone(),
@@ -522,13 +524,6 @@ impl Docs {
                     changes.push((
                         entry_key(collection, spec, &value, &id),
                         Some(index_row(&id, &row)),
-                    ));
-                }
-                let outside = u64::try_from(outside).unwrap_or(u64::MAX);
-                if outside > 0 {
-                    changes.push((
-                        outside_key(collection, &spec.name),
-                        Some(outside.to_be_bytes().to_vec()),
                     ));
                 }
                 meta.indexes.push(spec.clone());
@@ -580,23 +575,16 @@ impl Docs {
                 let row = doc_row(version, &doc);
                 let mut changes = Vec::new();
                 for spec in &meta.indexes {
-                    let before = old
-                        .as_ref()
-                        .and_then(|d| get(d, &spec.path))
-                        .and_then(encode_scalar);
-                    let after = get(&doc, &spec.path).and_then(encode_scalar);
+                    let before = old.as_ref().map(|d| Indexed::at(d, &spec.path));
+                    let after = Indexed::at(&doc, &spec.path);
                     if let Some(before) = &before
-                        && Some(before) != after.as_ref()
+                        && *before != after
                     {
                         changes.push((entry_key(collection, spec, before, id), None));
                     }
-                    // A document that leaves or enters the index (or arrives outside it).
-                    let was_outside = old.is_some() && before.is_none();
-                    let delta = i64::from(after.is_none()) - i64::from(was_outside);
-                    changes.extend(outside_change(state, collection, &spec.name, delta));
-                    let Some(after) = after else { continue };
                     let key = entry_key(collection, spec, &after, id);
                     if spec.unique
+                        && after.scalar
                         && before.as_ref() != Some(&after)
                         && let Some(entry) = state.get(&key)
                     {
@@ -619,12 +607,10 @@ impl Docs {
             DocOp::DropCollection { name } => {
                 let meta = Docs::collection(state, name)?;
                 let mut changes: Vec<RowChange> = vec![(collection_key(name), None)];
-                // Every row of the collection: its documents, each index's entries and the
-                // count of documents an index does not hold.
+                // Every row of the collection: its documents and each index's entries.
                 let mut prefixes = vec![doc_prefix(name), writer_prefix(name)];
                 for spec in &meta.indexes {
                     prefixes.push(index_prefix(name, &spec.name));
-                    changes.push((outside_key(name, &spec.name), None));
                 }
                 for prefix in prefixes {
                     changes.extend(state.prefix(&prefix).map(|(k, _)| (k.to_vec(), None)));
@@ -641,12 +627,8 @@ impl Docs {
                 };
                 let mut changes = Vec::new();
                 for spec in &meta.indexes {
-                    match get(&old, &spec.path).and_then(encode_scalar) {
-                        Some(value) => {
-                            changes.push((entry_key(collection, spec, &value, id), None));
-                        }
-                        None => changes.extend(outside_change(state, collection, &spec.name, -1)),
-                    }
+                    let value = Indexed::at(&old, &spec.path);
+                    changes.push((entry_key(collection, spec, &value, id), None));
                 }
                 changes.push((doc_key(collection, id), None));
                 Ok(changes)
@@ -667,7 +649,7 @@ impl Docs {
             lookup: lookup.kind,
             ordered,
         };
-        let scan = match (choose_or_order(state, &meta, query), union(&meta, query)) {
+        let scan = match (choose_or_order(&meta, query), union(&meta, query)) {
             (Some(lookup), _) => index_scan(&lookup, in_index_order(&lookup, query)),
             (None, Some(lookups)) => {
                 Scan::Union(lookups.iter().map(|l| index_scan(l, false)).collect())
@@ -714,7 +696,7 @@ impl Docs {
         query.check()?;
         let meta = Docs::collection(state, collection)?;
         let matches = |doc: &Value| query.filter.as_ref().is_none_or(|f| f.matches(doc));
-        let Some(lookup) = choose_or_order(state, &meta, query) else {
+        let Some(lookup) = choose_or_order(&meta, query) else {
             if let Some(lookups) = union(&meta, query) {
                 // Each branch through its index; a document several branches hold, once.
                 let mut docs: BTreeMap<String, Value> = BTreeMap::new();
@@ -747,9 +729,8 @@ impl Docs {
         // deep in the result costs what the first costs), and only what the page needs is
         // read: up to the page's end, plus the cursor's own entry, which `page` drops.
         let seek = match (&query.after, ordered) {
-            (Some(cursor), true) => query.cursor_entry(cursor).and_then(|(value, id)| {
-                let value = encode_scalar(&value?)?;
-                Some(entry_key(collection, &lookup.spec, &value, &id))
+            (Some(cursor), true) => query.cursor_entry(cursor).map(|(value, id)| {
+                entry_key(collection, &lookup.spec, &Indexed::of(value.as_ref()), &id)
             }),
             _ => None,
         };
@@ -833,8 +814,8 @@ fn choose(meta: &Collection, query: &Query) -> Option<Lookup> {
 }
 
 /// The index a filter reads ([`choose`]); failing that, for a sort on one indexed path
-/// (ascending) when the index holds every document, the whole index in order.
-fn choose_or_order(state: &State, meta: &Collection, query: &Query) -> Option<Lookup> {
+/// (ascending), the whole index in order (it holds every document).
+fn choose_or_order(meta: &Collection, query: &Query) -> Option<Lookup> {
     if let Some(lookup) = choose(meta, query) {
         return Some(lookup);
     }
@@ -848,9 +829,6 @@ fn choose_or_order(state: &State, meta: &Collection, query: &Query) -> Option<Lo
         return None;
     }
     let spec = meta.indexes.iter().find(|i| i.path == sort.path)?;
-    if outside_count(state, &meta.name, &spec.name) > 0 {
-        return None;
-    }
     let from = index_prefix(&meta.name, &spec.name);
     let to = successor(&from);
     Some(Lookup {
@@ -894,43 +872,41 @@ fn choose_filter(meta: &Collection, filter: &Filter) -> Option<Lookup> {
         let mut upper: Option<(Vec<u8>, bool, u8)> = None;
         for conjunct in &conjuncts {
             match conjunct {
+                // Arrays and objects are indexed too: an equality with one reads its
+                // entries (every entry of that value, whatever the index).
                 Filter::Eq(path, v) if *path == spec.path => {
-                    if let Some(enc) = encode_scalar(v) {
-                        let from = with(&enc);
-                        let to = successor(&from);
-                        let rank = if spec.unique { 0 } else { 1 };
-                        consider(
-                            rank,
-                            Lookup {
-                                spec: spec.clone(),
-                                kind: "eq",
-                                ranges: vec![(from, to)],
-                            },
-                        );
-                    }
+                    let from = with(&encode_value(v));
+                    let to = successor(&from);
+                    let unique = spec.unique && encode_scalar(v).is_some();
+                    consider(
+                        if unique { 0 } else { 1 },
+                        Lookup {
+                            spec: spec.clone(),
+                            kind: "eq",
+                            ranges: vec![(from, to)],
+                        },
+                    );
                 }
                 Filter::In(path, vs) if *path == spec.path => {
-                    let encs: Option<Vec<Vec<u8>>> = vs.iter().map(encode_scalar).collect();
-                    if let Some(mut encs) = encs {
-                        encs.sort();
-                        encs.dedup();
-                        let ranges = encs
-                            .iter()
-                            .map(|e| {
-                                let from = with(e);
-                                let to = successor(&from);
-                                (from, to)
-                            })
-                            .collect();
-                        consider(
-                            2,
-                            Lookup {
-                                spec: spec.clone(),
-                                kind: "in",
-                                ranges,
-                            },
-                        );
-                    }
+                    let mut encs: Vec<Vec<u8>> = vs.iter().map(encode_value).collect();
+                    encs.sort();
+                    encs.dedup();
+                    let ranges = encs
+                        .iter()
+                        .map(|e| {
+                            let from = with(e);
+                            let to = successor(&from);
+                            (from, to)
+                        })
+                        .collect();
+                    consider(
+                        2,
+                        Lookup {
+                            spec: spec.clone(),
+                            kind: "in",
+                            ranges,
+                        },
+                    );
                 }
                 Filter::Prefix(path, p) if *path == spec.path => {
                     let from = with(&encode_string_prefix(p));
@@ -1018,8 +994,10 @@ impl Reducer for Docs {
     /// a version 2 view refused it, so scopes computed by version 2 are computed again.
     /// 4: a row per document with the place of its last `create` or `save`, and one per
     /// collection with the place of its creation (what [`Reducer::superseded`] reads).
+    /// 5: every document has an entry in every index (a missing path, an array or an
+    /// object too), and no count of the documents an index did not hold.
     fn version(&self) -> u32 {
-        4
+        5
     }
 
     fn apply(&self, state: &mut State, event: &Event<'_>) -> Result<(), Reject> {

@@ -130,6 +130,43 @@ pub fn encode_scalar(value: &Value) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The index encoding of where a path holds nothing: before every value, as queries sort
+/// a missing value.
+pub const MISSING: u8 = 0x00;
+
+/// The index encoding of any value: a scalar as [`encode_scalar`]; an array as `05`, its
+/// items' encodings, `00`; an object as `06`, its JSON text written as a string's bytes
+/// are, `00 00`. Byte order is [`compare`]'s order for every pair of values, and no
+/// encoding is a prefix of another (nor of [`MISSING`] followed by anything).
+pub fn encode_value(value: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16);
+    encode_value_into(value, &mut out);
+    out
+}
+
+fn encode_value_into(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Array(items) => {
+            out.push(0x05);
+            for item in items {
+                encode_value_into(item, out);
+            }
+            // Below every tag: an array that is a prefix of another sorts first.
+            out.push(0x00);
+        }
+        Value::Object(_) => {
+            out.push(0x06);
+            escape_into(value.to_string().as_bytes(), out);
+            out.extend_from_slice(&[0x00, 0x00]);
+        }
+        scalar => {
+            if let Some(enc) = encode_scalar(scalar) {
+                out.extend_from_slice(&enc);
+            }
+        }
+    }
+}
+
 /// The encoding of every string starting with `prefix`, without its terminator: the index
 /// keys of those strings start with it.
 pub fn encode_string_prefix(prefix: &str) -> Vec<u8> {
@@ -184,6 +221,16 @@ mod tests {
         ]
     }
 
+    fn any_value() -> impl Strategy<Value = Value> {
+        scalar().prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[ab\\x00\"]{0,2}", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
     proptest! {
         #[test]
         fn encoding_order_is_the_value_order(a in scalar(), b in scalar()) {
@@ -192,6 +239,19 @@ mod tests {
             // No encoding is a proper prefix of another.
             if ea != eb {
                 prop_assert!(!eb.starts_with(&ea) && !ea.starts_with(&eb));
+            }
+        }
+
+        #[test]
+        fn every_value_encodes_in_the_value_order(a in any_value(), b in any_value()) {
+            let (ea, eb) = (encode_value(&a), encode_value(&b));
+            prop_assert_eq!(ea.cmp(&eb), compare(&a, &b), "{} {}", a, b);
+            if ea != eb {
+                prop_assert!(!eb.starts_with(&ea) && !ea.starts_with(&eb));
+            }
+            prop_assert!(ea[0] > MISSING);
+            if let Some(scalar) = encode_scalar(&a) {
+                prop_assert_eq!(scalar, ea);
             }
         }
 
@@ -241,10 +301,13 @@ mod tests {
             json!(-9_223_372_036_854_775_808i64),
             json!(18_446_744_073_709_551_615u64),
             json!("a\u{0}b"),
+            json!([]),
+            json!([1, "a", [null]]),
+            json!({"b": [true], "a": "x"}),
         ];
         let mut text = String::new();
         for v in &values {
-            let enc = encode_scalar(v).expect("scalar");
+            let enc = encode_value(v);
             let hex: String = enc.iter().map(|x| format!("{x:02x}")).collect();
             text.push_str(&format!("{v} {hex}\n"));
         }

@@ -300,19 +300,44 @@ fn unique_values_go_to_the_first_writer_and_indexes_follow_saves() {
     );
 }
 
-/// A sort on an indexed path reads the index in order while the index holds every
-/// document, and falls back to a full scan once one document lacks the path.
+/// Every document has an entry in every index (a missing path, null, an array or an object
+/// too), so a sort on an indexed path always reads the index in order, and the order is
+/// the query's: missing first, then values in the total order, ties by id. A cursor walk
+/// seeks through every kind of entry; a unique index holds only scalars to uniqueness.
 #[test]
-fn a_sort_on_an_indexed_path_reads_the_index_while_it_holds_every_document() {
+fn a_sort_on_an_indexed_path_reads_the_index_whatever_the_documents_hold() {
     let (docs, mut state) = setup();
-    add_index(&docs, &mut state, "by_age", "age", false);
-    for (id, age) in [("a", 30), ("b", 20), ("c", 40)] {
-        let doc = json!({"name": id, "email": format!("{id}@x"), "age": age});
+    add_index(&docs, &mut state, "by_rank", "rank", false);
+    add_index(&docs, &mut state, "by_code", "code", true);
+    let values = [
+        ("a", json!(3)),
+        ("b", json!([2, "x"])),
+        ("c", json!({"k": 1})),
+        ("d", json!(null)),
+        ("e", json!("s")),
+        ("f", json!([2])),
+        ("g", json!(1.5)),
+        ("h", json!([2, "x"])),
+        ("i", json!({"a": [true]})),
+        ("j", json!([])),
+    ];
+    for (id, rank) in &values {
+        // `code` is missing in half of the documents and an array in the others: no
+        // unique conflict either way.
+        let doc = if id.as_bytes()[0] % 2 == 0 {
+            json!({"name": id, "rank": rank, "code": [1]})
+        } else {
+            json!({"name": id, "rank": rank})
+        };
         docs.apply_local(&mut state, &create("people", id, doc))
             .expect("create");
     }
-    let by_age = Query::all().sort("age", false).limit(2);
-    let plan = Docs::explain(&state, "people", &by_age).expect("plan");
+    for id in ["m1", "m2"] {
+        docs.apply_local(&mut state, &create("people", id, json!({"name": id})))
+            .expect("without the path");
+    }
+    let by_rank = Query::all().sort("rank", false);
+    let plan = Docs::explain(&state, "people", &by_rank).expect("plan");
     assert!(
         matches!(&plan.scan, Scan::Index { lookup, ordered: true, .. } if *lookup == "order"),
         "{plan}"
@@ -325,40 +350,76 @@ fn a_sort_on_an_indexed_path_reads_the_index_while_it_holds_every_document() {
             .map(|(id, _)| id)
             .collect()
     };
-    assert_eq!(ids(&state, &by_age), ["b", "a"]);
-    // A document without an age sorts first, and the index does not hold it.
-    let doc = json!({"name": "d", "email": "d@x"});
-    docs.apply_local(&mut state, &create("people", "d", doc))
-        .expect("create");
+    // The order a full scan and sort gives (a second sort key, equal to the id here, makes
+    // it one).
+    let scanned = Query::all().sort("rank", false).sort("name", false);
     assert_eq!(
-        Docs::explain(&state, "people", &by_age).expect("plan").scan,
+        Docs::explain(&state, "people", &scanned).expect("plan").scan,
         Scan::Full
     );
-    assert_eq!(ids(&state, &by_age), ["d", "b"]);
-    // Once it has one again, the index serves the sort.
-    let doc = json!({"name": "d", "email": "d@x", "age": 50});
-    docs.apply_local(&mut state, &save("people", "d", doc))
+    let expected = ids(&state, &scanned);
+    assert_eq!(
+        expected,
+        ["m1", "m2", "d", "g", "a", "e", "j", "f", "b", "h", "i", "c"]
+    );
+    assert_eq!(ids(&state, &by_rank), expected);
+    // Page by page with cursors: each page seeks to its cursor's entry.
+    let mut walked = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut q = Query::all().sort("rank", false).limit(2);
+        if let Some(cursor) = &after {
+            q = q.after(cursor.clone());
+        }
+        let page = Docs::query(&state, "people", &q).expect("page");
+        walked.extend(page.docs.into_iter().map(|(id, _)| id));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(walked, expected);
+    // An equality with an array reads the index and finds both holders.
+    let eq = Query::filter(Filter::Eq("rank".into(), json!([2, "x"])));
+    assert!(matches!(
+        Docs::explain(&state, "people", &eq).expect("plan").scan,
+        Scan::Index { .. }
+    ));
+    assert_eq!(ids(&state, &eq), ["b", "h"]);
+    // Changes move entries: a save to another kind of value, a delete.
+    let doc = json!({"name": "m1", "rank": 2});
+    docs.apply_local(&mut state, &save("people", "m1", doc))
         .expect("save");
-    assert_ne!(
-        Docs::explain(&state, "people", &by_age).expect("plan").scan,
-        Scan::Full
-    );
-    assert_eq!(
-        ids(&state, &Query::all().sort("age", false)),
-        ["b", "a", "c", "d"]
-    );
     docs.apply_local(
         &mut state,
         &DocOp::Delete {
             collection: "people".into(),
-            id: "d".into(),
+            id: "b".into(),
         },
     )
     .expect("delete");
-    assert_ne!(
-        Docs::explain(&state, "people", &by_age).expect("plan").scan,
-        Scan::Full
+    let expected = ids(&state, &scanned);
+    assert_eq!(
+        expected,
+        ["m2", "d", "g", "m1", "a", "e", "j", "f", "h", "i", "c"]
     );
+    assert_eq!(ids(&state, &by_rank), expected);
+    // Exactly one entry per document in each index.
+    for index in ["by_rank", "by_code"] {
+        let prefix = [b"i\0people\0".as_slice(), index.as_bytes(), b"\0"].concat();
+        assert_eq!(state.prefix(&prefix).count(), expected.len(), "{index}");
+    }
+    // Scalars stay unique.
+    docs.apply_local(
+        &mut state,
+        &create("people", "u1", json!({"name": "u1", "code": "x"})),
+    )
+    .expect("first");
+    let taken = create("people", "u2", json!({"name": "u2", "code": "x"}));
+    assert!(matches!(
+        docs.apply_local(&mut state, &taken),
+        Err(DocError::UniqueViolation { .. })
+    ));
 }
 
 /// An `or` whose branches each read an index is their union; integers beyond 2^53 in a
@@ -756,7 +817,7 @@ fn a_dropped_collection_leaves_no_row_and_can_be_created_again() {
         )
         .expect("doc");
     }
-    // One without the indexed path: the index's outside count is a row too.
+    // One without the indexed path: it has an index entry too.
     docs.apply_local(&mut state, &create("people", "cy", json!({"name": "Cy"})))
         .expect("cy");
     docs.apply_local(
@@ -775,7 +836,7 @@ fn a_dropped_collection_leaves_no_row_and_can_be_created_again() {
         .count();
     assert!(
         people_rows >= 7,
-        "the collection, 3 documents, entries, a count: {people_rows}"
+        "the collection, 3 documents and their entries: {people_rows}"
     );
     assert!(!before_other.is_empty());
     let dropped = DocOp::DropCollection {
