@@ -148,13 +148,15 @@ impl<S: Store + 'static> AclViews<S> {
         } else {
             first_acl
         };
+        // In order: a change of the ACL from some event on (a revocation arriving late)
+        // undoes the events from there, commutative views' too, instead of rebuilding them.
         let mut views = Views::open_scope_with_key(
             Arc::clone(&store),
             thread,
             name,
             content_key,
             reducers,
-            config,
+            config.with_in_order(true),
         )
         .await?;
         // Events sealed with an ACL key (which followers hold too) carry ACL operations

@@ -354,7 +354,9 @@ fn a_sort_on_an_indexed_path_reads_the_index_whatever_the_documents_hold() {
     // it one).
     let scanned = Query::all().sort("rank", false).sort("name", false);
     assert_eq!(
-        Docs::explain(&state, "people", &scanned).expect("plan").scan,
+        Docs::explain(&state, "people", &scanned)
+            .expect("plan")
+            .scan,
         Scan::Full
     );
     let expected = ids(&state, &scanned);

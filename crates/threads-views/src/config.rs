@@ -44,6 +44,17 @@ pub struct ViewConfig {
     /// view (its cost stays proportional to those events, never to the size of the
     /// views).
     pub atomic: bool,
+    /// Whether every view takes events in the thread's order and keeps undo records,
+    /// commutative ones included (default `false`; implied by [`ViewConfig::atomic`]).
+    ///
+    /// A commutative view applies a late event at once and keeps no undo record, so when
+    /// a scope has one, a regate ([`Views::regate`](crate::Views::regate): a gate whose
+    /// answers changed from some event on) or a log found forked from some event on
+    /// rebuilds the whole scope from the logs. With `true`, those undo only the events
+    /// from that place, like a late event; the price is that late events undo and replay
+    /// the events after them in every view. A scope behind a gate that changes (the ACL's)
+    /// wants `true`: a revocation arriving late is a late event of the gate.
+    pub in_order: bool,
 }
 
 impl Default for ViewConfig {
@@ -57,6 +68,7 @@ impl Default for ViewConfig {
             skip_unreadable: false,
             max_future_ms: threads_log::DEFAULT_MAX_DRIFT_MS,
             atomic: false,
+            in_order: false,
         }
     }
 }
@@ -72,6 +84,13 @@ impl ViewConfig {
     #[must_use]
     pub const fn with_atomic(mut self, atomic: bool) -> ViewConfig {
         self.atomic = atomic;
+        self
+    }
+
+    /// Sets [`ViewConfig::in_order`].
+    #[must_use]
+    pub const fn with_in_order(mut self, in_order: bool) -> ViewConfig {
+        self.in_order = in_order;
         self
     }
 

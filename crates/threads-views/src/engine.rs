@@ -308,18 +308,23 @@ impl<S: Store + 'static> Views<S> {
         Ok(views)
     }
 
+    /// The views as the cursor records them: name, how the view takes events here (a
+    /// commutative view of an atomic or in-order scope is recorded as ordered: it keeps
+    /// undo records) and reducer version.
     pub(crate) fn signature(&self) -> Signature {
         self.reducers
             .iter()
-            .map(|r| (r.name().to_owned(), r.kind(), r.version()))
+            .enumerate()
+            .map(|(i, r)| (r.name().to_owned(), self.kind_of(i), r.version()))
             .chain([(RULES_VIEW.to_owned(), ViewKind::Ordered, RULES_VERSION)])
             .collect()
     }
 
     /// How the view at `index` takes events here: in the thread's order when it is
-    /// order-sensitive or when events are atomic ([`ViewConfig::atomic`]).
+    /// order-sensitive, when events are atomic ([`ViewConfig::atomic`]) or when the scope
+    /// is in order ([`ViewConfig::in_order`]).
     pub(crate) fn kind_of(&self, index: usize) -> ViewKind {
-        if self.config.atomic {
+        if self.config.atomic || self.config.in_order {
             ViewKind::Ordered
         } else {
             self.reducers[index].kind()

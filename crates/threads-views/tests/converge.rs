@@ -89,6 +89,9 @@ struct Setup {
     cache_bytes: usize,
     /// Events whole or not at all across the views (the same for every replica of a case).
     atomic: bool,
+    /// Every view in the thread's order with undo records (may differ between replicas:
+    /// only the way there differs, not the rows).
+    in_order: bool,
 }
 
 fn config(setup: Setup) -> ViewConfig {
@@ -97,17 +100,20 @@ fn config(setup: Setup) -> ViewConfig {
         .with_cache_bytes(setup.cache_bytes)
         .with_commit_every(3)
         .with_atomic(setup.atomic)
+        .with_in_order(setup.in_order)
 }
 
 fn setup() -> impl Strategy<Value = Setup> {
     (
         prop_oneof![Just(u64::MAX / 4), 1u64..40],
         prop_oneof![Just(0usize), Just(300), Just(64 << 20)],
+        any::<bool>(),
     )
-        .prop_map(|(horizon_ms, cache_bytes)| Setup {
+        .prop_map(|(horizon_ms, cache_bytes, in_order)| Setup {
             horizon_ms,
             cache_bytes,
             atomic: false,
+            in_order,
         })
 }
 
@@ -115,6 +121,7 @@ const DEFAULT: Setup = Setup {
     horizon_ms: u64::MAX / 4,
     cache_bytes: 64 << 20,
     atomic: false,
+    in_order: false,
 };
 
 struct Case {
