@@ -8,7 +8,8 @@
 //! - queries, each with other parameters so that the cache does not answer them: an indexed
 //!   equality (`email == X`, unique index), an indexed range (`a <= age < a + 2`, sorted by
 //!   age, first 100), the same on the SQLite table (each document parsed as JSON, like
-//!   ours); the first and the 100th page of a cursor walk (sorted by age, pages of 100),
+//!   ours); the first and the 100th page of a cursor walk (sorted by age, ascending and
+//!   descending, pages of 100),
 //!   each on freshly opened views;
 //! - two writers: the cost of a catch-up after one in-order write, and after a write dated
 //!   before the other writer's latest event (a late event: the engine undoes one event,
@@ -385,40 +386,43 @@ fn main() {
             );
             drop(pool);
 
-            // A cursor walk: the cursors of pages 1 and 100, then each page timed on
-            // freshly opened views.
-            let walk = Query::all().sort("age", false).limit(100);
-            let walk = Query { filter: Some(Filter::Ge("age".into(), json!(0))), ..walk };
-            let mut cursor = None;
-            let mut at_99 = None;
-            for page in 1..100 {
-                let q = Query { after: cursor.clone(), ..walk.clone() };
-                let got = query(&mut views, &q).await;
-                cursor = got.next;
-                if page == 99 {
-                    at_99.clone_from(&cursor);
+            // A cursor walk, ascending and descending: the cursors of pages 1 and 100,
+            // then each page timed on freshly opened views.
+            for desc in [false, true] {
+                let walk = Query::all().sort("age", desc).limit(100);
+                let walk = Query { filter: Some(Filter::Ge("age".into(), json!(0))), ..walk };
+                let mut cursor = None;
+                let mut at_99 = None;
+                for page in 1..100 {
+                    let q = Query { after: cursor.clone(), ..walk.clone() };
+                    let got = query(&mut views, &q).await;
+                    cursor = got.next;
+                    if page == 99 {
+                        at_99.clone_from(&cursor);
+                    }
                 }
+                let mut first = Vec::new();
+                let mut hundredth = Vec::new();
+                for _ in 0..11 {
+                    let mut fresh = open(&built).await;
+                    let started = Instant::now();
+                    let page = query(&mut fresh, &walk).await;
+                    first.push(started.elapsed().as_secs_f64() * 1e6);
+                    assert_eq!(page.docs.len(), 100);
+                    let mut fresh = open(&built).await;
+                    let q = Query { after: at_99.clone(), ..walk.clone() };
+                    let started = Instant::now();
+                    let page = query(&mut fresh, &q).await;
+                    hundredth.push(started.elapsed().as_secs_f64() * 1e6);
+                    assert_eq!(page.docs.len(), 100);
+                }
+                let (first, hundredth) = (median(first), median(hundredth));
+                let direction = if desc { "descending" } else { "ascending" };
+                println!(
+                    "n = {n}: cursor walk ({direction}) page 1 {first:.0} us, page 100 {hundredth:.0} us ({:.2}x)",
+                    hundredth / first
+                );
             }
-            let mut first = Vec::new();
-            let mut hundredth = Vec::new();
-            for _ in 0..11 {
-                let mut fresh = open(&built).await;
-                let started = Instant::now();
-                let page = query(&mut fresh, &walk).await;
-                first.push(started.elapsed().as_secs_f64() * 1e6);
-                assert_eq!(page.docs.len(), 100);
-                let mut fresh = open(&built).await;
-                let q = Query { after: at_99.clone(), ..walk.clone() };
-                let started = Instant::now();
-                let page = query(&mut fresh, &q).await;
-                hundredth.push(started.elapsed().as_secs_f64() * 1e6);
-                assert_eq!(page.docs.len(), 100);
-            }
-            let (first, hundredth) = (median(first), median(hundredth));
-            println!(
-                "n = {n}: cursor walk page 1 {first:.0} us, page 100 {hundredth:.0} us ({:.2}x)",
-                hundredth / first
-            );
 
             // Two writers: in order, and late by one event.
             let mut in_order = Vec::new();

@@ -725,12 +725,20 @@ impl Docs {
             return query.page(docs);
         };
         let ordered = in_index_order(&lookup, query);
-        // When the index gives the order, a cursor seeks to its document's entry (a page
-        // deep in the result costs what the first costs), and only what the page needs is
-        // read: up to the page's end, plus the cursor's own entry, which `page` drops.
+        let desc = ordered && query.sort.first().is_some_and(|s| s.desc);
+        // When the index gives the order (read from its end for a descending sort, which
+        // is the ascending order reversed, ties included), a cursor seeks to its
+        // document's entry (a page deep in the result costs what the first costs), and
+        // only what the page needs is read: up to the page's end, plus the cursor's own
+        // entry, which `page` drops.
         let seek = match (&query.after, ordered) {
             (Some(cursor), true) => query.cursor_entry(cursor).map(|(value, id)| {
-                entry_key(collection, &lookup.spec, &Indexed::of(value.as_ref()), &id)
+                let mut at = entry_key(collection, &lookup.spec, &Indexed::of(value.as_ref()), &id);
+                if desc {
+                    // The end of a backward read, excluded: the cursor's entry is read.
+                    at.push(0);
+                }
+                at
             }),
             _ => None,
         };
@@ -742,15 +750,26 @@ impl Docs {
             None
         };
         let mut docs = Vec::new();
-        'ranges: for (from, to) in &lookup.ranges {
-            let from = match &seek {
-                Some(at) if at > from => at,
-                _ => from,
+        let ranges: Vec<&(Vec<u8>, Vec<u8>)> = if desc {
+            lookup.ranges.iter().rev().collect()
+        } else {
+            lookup.ranges.iter().collect()
+        };
+        'ranges: for (from, to) in ranges {
+            let (from, to) = match &seek {
+                Some(at) if desc && at < to => (from, at),
+                Some(at) if !desc && at > from => (at, to),
+                _ => (from, to),
             };
             if from >= to {
                 continue;
             }
-            for (_, entry) in state.range(from, to) {
+            let rows = if desc {
+                state.range_rev(from, to)
+            } else {
+                state.range(from, to)
+            };
+            for (_, entry) in rows {
                 let Some((id, row)) = decode_index_row(&entry) else {
                     continue;
                 };
@@ -801,10 +820,10 @@ fn docs_of<'a>(state: &'a State, collection: &str) -> impl Iterator<Item = (Stri
     })
 }
 
-/// Whether the index lookup returns documents in the query's order.
+/// Whether the index lookup returns documents in the query's order (read from its end
+/// for a descending sort).
 fn in_index_order(lookup: &Lookup, query: &Query) -> bool {
-    lookup.kind != "in"
-        && matches!(query.sort.as_slice(), [s] if s.path == lookup.spec.path && !s.desc)
+    lookup.kind != "in" && matches!(query.sort.as_slice(), [s] if s.path == lookup.spec.path)
 }
 
 /// Picks the index a query reads: an equality on a unique index, then an equality, an
@@ -813,8 +832,8 @@ fn choose(meta: &Collection, query: &Query) -> Option<Lookup> {
     choose_filter(meta, query.filter.as_ref()?)
 }
 
-/// The index a filter reads ([`choose`]); failing that, for a sort on one indexed path
-/// (ascending), the whole index in order (it holds every document).
+/// The index a filter reads ([`choose`]); failing that, for a sort on one indexed path,
+/// the whole index in order (it holds every document).
 fn choose_or_order(meta: &Collection, query: &Query) -> Option<Lookup> {
     if let Some(lookup) = choose(meta, query) {
         return Some(lookup);
@@ -825,9 +844,6 @@ fn choose_or_order(meta: &Collection, query: &Query) -> Option<Lookup> {
     let [sort] = query.sort.as_slice() else {
         return None;
     };
-    if sort.desc {
-        return None;
-    }
     let spec = meta.indexes.iter().find(|i| i.path == sort.path)?;
     let from = index_prefix(&meta.name, &spec.name);
     let to = successor(&from);

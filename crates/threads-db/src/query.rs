@@ -121,8 +121,9 @@ pub struct Sort {
 }
 
 /// A query: a filter, a sort, then a page. Documents are sorted on the sort keys (a missing
-/// value sorts before every value, ascending), then by id, before the page is cut, so pages
-/// never overlap or skip.
+/// value sorts before every value, ascending), then by id (descending when the last sort
+/// key is, so a one-key descending sort is exactly the ascending order reversed), before
+/// the page is cut, so pages never overlap or skip.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Query {
@@ -222,7 +223,8 @@ impl Query {
         (key.len() == 1 && self.sort.len() == 1).then(|| (key.remove(0), id))
     }
 
-    /// Compares two (sort key, id) pairs in the query's order.
+    /// Compares two (sort key, id) pairs in the query's order: by each sort key, then by
+    /// id (descending when the last sort key is).
     pub(crate) fn cmp_keys(&self, a: &SortKey, b: &SortKey) -> Ordering {
         for (i, sort) in self.sort.iter().enumerate() {
             let order = match (&a.0[i], &b.0[i]) {
@@ -236,7 +238,14 @@ impl Query {
                 return order;
             }
         }
-        a.1.as_bytes().cmp(b.1.as_bytes())
+        // Ties by id, in the direction of the last sort key: a one-key descending sort is
+        // the ascending order reversed (an index read from its end).
+        let by_id = a.1.as_bytes().cmp(b.1.as_bytes());
+        if self.sort.last().is_some_and(|s| s.desc) {
+            by_id.reverse()
+        } else {
+            by_id
+        }
     }
 
     /// Sorts matching documents and cuts the page: the whole evaluation after filtering.

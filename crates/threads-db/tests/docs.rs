@@ -381,6 +381,34 @@ fn a_sort_on_an_indexed_path_reads_the_index_whatever_the_documents_hold() {
         }
     }
     assert_eq!(walked, expected);
+    // Descending: the ascending order reversed, ties (m1, m2; b, h) included, read from
+    // the index's end.
+    let desc = Query::all().sort("rank", true);
+    assert!(matches!(
+        Docs::explain(&state, "people", &desc).expect("plan").scan,
+        Scan::Index { ordered: true, .. }
+    ));
+    let expected_desc = ids(&state, &Query::all().sort("rank", true).sort("name", true));
+    assert_eq!(
+        expected_desc,
+        ["c", "i", "h", "b", "f", "j", "e", "a", "g", "d", "m2", "m1"]
+    );
+    assert_eq!(ids(&state, &desc), expected_desc);
+    let mut walked = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut q = Query::all().sort("rank", true).limit(1);
+        if let Some(cursor) = &after {
+            q = q.after(cursor.clone());
+        }
+        let page = Docs::query(&state, "people", &q).expect("page");
+        walked.extend(page.docs.into_iter().map(|(id, _)| id));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(walked, expected_desc);
     // An equality with an array reads the index and finds both holders.
     let eq = Query::filter(Filter::Eq("rank".into(), json!([2, "x"])));
     assert!(matches!(
@@ -518,6 +546,14 @@ mod naive {
             }
             (Value::String(x), Value::String(y)) => x.cmp(y),
             (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+            // Arrays item by item, then the shorter first; objects by their JSON text.
+            (Value::Array(x), Value::Array(y)) => x
+                .iter()
+                .zip(y)
+                .map(|(p, q)| cmp(p, q))
+                .find(|o| o.is_ne())
+                .unwrap_or_else(|| x.len().cmp(&y.len())),
+            (Value::Object(_), Value::Object(_)) => a.to_string().cmp(&b.to_string()),
             _ => kind(a).cmp(&kind(b)),
         }
     }
@@ -561,7 +597,11 @@ mod naive {
                     return o;
                 }
             }
-            ia.cmp(ib)
+            // Ties by id, descending when the last sort key is.
+            match q.sort.last() {
+                Some(s) if s.desc => ib.cmp(ia),
+                _ => ia.cmp(ib),
+            }
         });
         hits.into_iter()
             .skip(q.offset)
@@ -580,6 +620,9 @@ fn field_value() -> impl Strategy<Value = Value> {
         3 => "[ab]{0,2}".prop_map(Value::String),
         1 => any::<bool>().prop_map(Value::Bool),
         1 => Just(Value::Null),
+        // Arrays and objects have index entries too (in the order queries sort them).
+        1 => prop::collection::vec((0i64..3).prop_map(|n| json!(n)), 0..3).prop_map(Value::Array),
+        1 => (0i64..3).prop_map(|n| json!({"x": n})),
     ]
 }
 

@@ -414,11 +414,13 @@ impl ViewBook for MemoryStore {
         {
             return Ok(Vec::new());
         }
-        Ok(rows
-            .range::<[u8], _>((start, end))
-            .take(range.limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        let within = rows.range::<[u8], _>((start, end));
+        let pick = |(k, v): (&Vec<u8>, &Vec<u8>)| (k.clone(), v.clone());
+        Ok(if range.reverse {
+            within.rev().take(range.limit).map(pick).collect()
+        } else {
+            within.take(range.limit).map(pick).collect()
+        })
     }
 
     async fn view_commit(&self, commit: &ViewCommit) -> Result<()> {

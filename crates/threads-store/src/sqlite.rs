@@ -1001,6 +1001,7 @@ impl ViewBook for SqliteStore {
         range: &RowRange,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let start = if range.after { ">" } else { ">=" };
+        let direction = if range.reverse { "DESC" } else { "ASC" };
         let end = if range.to.is_some() {
             "AND key < ?4"
         } else {
@@ -1008,7 +1009,7 @@ impl ViewBook for SqliteStore {
         };
         let sql = format!(
             "SELECT key, value FROM view_rows WHERE scope = ?1 AND view = ?2 AND key {start} ?3 \
-             {end} ORDER BY key LIMIT ?5"
+             {end} ORDER BY key {direction} LIMIT ?5"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(scope)

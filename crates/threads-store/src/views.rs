@@ -55,8 +55,10 @@ impl ViewCommit {
     }
 }
 
-/// A range of a view's keys to read, in key order: keys from `from` (after it when
-/// `after`) up to `to` (excluded; `None`: to the end), at most `limit` rows.
+/// A range of a view's keys to read: keys from `from` (after it when `after`) up to `to`
+/// (excluded; `None`: to the end), at most `limit` rows, in key order, or from the end
+/// when `reverse` (the greatest keys first; to go on, read again with `to` set to the
+/// last key read).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowRange {
     /// The first key (or the key to start after).
@@ -67,6 +69,8 @@ pub struct RowRange {
     pub to: Option<Vec<u8>>,
     /// How many rows to return at most.
     pub limit: usize,
+    /// Whether rows come in descending key order, from the end of the range.
+    pub reverse: bool,
 }
 
 impl RowRange {
@@ -77,7 +81,15 @@ impl RowRange {
             after: false,
             to,
             limit,
+            reverse: false,
         }
+    }
+
+    /// The same range read from its end, greatest keys first.
+    #[must_use]
+    pub fn reversed(mut self) -> RowRange {
+        self.reverse = true;
+        self
     }
 
     /// Whether `key` lies in the range (ignoring the limit).

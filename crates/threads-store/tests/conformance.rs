@@ -631,6 +631,7 @@ async fn view_book<S: Store>(store: &S) {
         after,
         to: to.map(<[u8]>::to_vec),
         limit,
+        reverse: false,
     };
     assert_eq!(
         store
@@ -653,6 +654,29 @@ async fn view_book<S: Store>(store: &S) {
             .expect("read")
             .is_empty(),
         "an empty range reads nothing"
+    );
+    // From the end: greatest keys first, within the bounds and the limit.
+    assert_eq!(
+        store
+            .view_range("s", "kv", &range(b"a", false, None, 2).reversed())
+            .await
+            .expect("read"),
+        vec![row(b"c", b"3"), row(b"b", b"2")]
+    );
+    assert_eq!(
+        store
+            .view_range("s", "kv", &range(b"a", true, Some(b"c"), 10).reversed())
+            .await
+            .expect("read"),
+        vec![row(b"b", b"2")]
+    );
+    assert!(
+        store
+            .view_range("s", "kv", &range(b"c", false, Some(b"a"), 10).reversed())
+            .await
+            .expect("read")
+            .is_empty(),
+        "an empty range reads nothing backwards either"
     );
     // Scopes do not see each other.
     assert_eq!(store.view_cursor("t").await.expect("read"), None);

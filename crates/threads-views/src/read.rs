@@ -92,18 +92,25 @@ impl<S: Store + 'static> Views<S> {
         for miss in misses {
             match miss {
                 Miss::Key(key) => keys.push(key),
-                Miss::Range(from, to) => {
-                    let (tail, held) = self.state_at(index).range_tail(&from, to.as_deref());
+                Miss::Range(from, to, rev) => {
+                    let (tail, held) = self.state_at(index).range_tail(&from, to.as_deref(), rev);
                     let limit = range_fetch(held);
-                    let range = RowRange {
-                        after: tail.is_some(),
-                        from: tail.unwrap_or_else(|| from.clone()),
-                        to: to.clone(),
-                        limit,
+                    let range = if rev {
+                        // From the end: the next rows lie below the last one read.
+                        RowRange::new(from.clone(), tail.or_else(|| to.clone()), limit).reversed()
+                    } else {
+                        RowRange {
+                            after: tail.is_some(),
+                            from: tail.unwrap_or_else(|| from.clone()),
+                            to: to.clone(),
+                            limit,
+                            reverse: false,
+                        }
                     };
                     let rows = self.store.view_range(&self.scope, &name, &range).await?;
                     let complete = rows.len() < limit;
-                    self.state_at(index).learn_range(from, to, rows, complete);
+                    self.state_at(index)
+                        .learn_range((from, to, rev), rows, complete);
                 }
             }
         }

@@ -30,11 +30,16 @@ pub(crate) type Row = (Vec<u8>, Vec<u8>);
 pub(crate) enum Miss {
     /// A key's committed value.
     Key(Vec<u8>),
-    /// More committed rows of the range `[from, to)` than the cache holds.
-    Range(Vec<u8>, Option<Vec<u8>>),
+    /// More committed rows of the range `[from, to)` than the cache holds, read in key
+    /// order or (`true`) from the end.
+    Range(Vec<u8>, Option<Vec<u8>>, bool),
 }
 
-/// The committed rows of a range read so far, in key order.
+/// A range read: its bounds and whether it is read from the end.
+type RangeId = (Vec<u8>, Option<Vec<u8>>, bool);
+
+/// The committed rows of a range read so far, in the order read (descending for a range
+/// read from the end).
 #[derive(Debug, Default)]
 pub(crate) struct Chunk {
     pub(crate) rows: Vec<(Vec<u8>, Vec<u8>)>,
@@ -49,8 +54,8 @@ struct Base {
     complete: bool,
     /// Committed values known (`None`: known to be absent).
     rows: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    /// Committed rows of ranges, by the range's bounds.
-    ranges: HashMap<(Vec<u8>, Option<Vec<u8>>), Chunk>,
+    /// Committed rows of ranges, by the range's bounds and direction.
+    ranges: HashMap<RangeId, Chunk>,
     bytes: usize,
     misses: Vec<Miss>,
 }
@@ -150,17 +155,23 @@ impl State {
 
     /// Every row, in key order.
     pub fn iter(&self) -> Rows<'_> {
-        self.rows(Vec::new(), None)
+        self.rows(Vec::new(), None, false)
     }
 
     /// The rows whose key starts with `prefix`, in key order.
     pub fn prefix(&self, prefix: &[u8]) -> Rows<'_> {
-        self.rows(prefix.to_vec(), successor(prefix))
+        self.rows(prefix.to_vec(), successor(prefix), false)
     }
 
     /// The rows with keys in `[from, to)`, in key order.
     pub fn range(&self, from: &[u8], to: &[u8]) -> Rows<'_> {
-        self.rows(from.to_vec(), Some(to.to_vec()))
+        self.rows(from.to_vec(), Some(to.to_vec()), false)
+    }
+
+    /// The rows with keys in `[from, to)`, greatest key first (a store reads them from the
+    /// end of the range: the first rows cost what the first rows of [`State::range`] do).
+    pub fn range_rev(&self, from: &[u8], to: &[u8]) -> Rows<'_> {
+        self.rows(from.to_vec(), Some(to.to_vec()), true)
     }
 
     /// A SHA-256 digest of every row: equal digests mean byte-identical states. It reads
@@ -178,42 +189,48 @@ impl State {
         hasher.finalize().into()
     }
 
-    fn rows(&self, from: Vec<u8>, to: Option<Vec<u8>>) -> Rows<'_> {
+    fn rows(&self, from: Vec<u8>, to: Option<Vec<u8>>, rev: bool) -> Rows<'_> {
         Rows {
             state: self,
             from,
             to,
+            rev,
             last: None,
             done: false,
         }
     }
 
-    /// The first committed row of `[from, to)` after `last` (from `from` when `None`).
-    /// `Err` if the cache cannot tell (the miss is recorded).
+    /// The first committed row of `[from, to)` after `last` (from `from` when `None`), or
+    /// with `rev` the greatest one before `last` (from the end when `None`). `Err` if the
+    /// cache cannot tell (the miss is recorded).
     fn committed_next(
         &self,
         from: &[u8],
         to: Option<&[u8]>,
         last: Option<&[u8]>,
+        rev: bool,
     ) -> Result<Option<Row>, ()> {
         let mut base = self.base();
-        let start = last.map_or(Bound::Included(from), Bound::Excluded);
-        let end = to.map_or(Bound::Unbounded, Bound::Excluded);
+        let (start, end) = bounds(from, to, last, rev);
         if base.complete {
             if empty_range(start, end) {
                 return Ok(None);
             }
-            return Ok(base
-                .rows
-                .range::<[u8], _>((start, end))
-                .find_map(|(k, v)| Some((k.clone(), v.clone()?))));
+            let pick = |(k, v): (&Vec<u8>, &Option<Vec<u8>>)| Some((k.clone(), v.clone()?));
+            let mut within = base.rows.range::<[u8], _>((start, end));
+            return Ok(if rev {
+                within.rev().find_map(pick)
+            } else {
+                within.find_map(pick)
+            });
         }
-        let id = (from.to_vec(), to.map(<[u8]>::to_vec));
+        let id = (from.to_vec(), to.map(<[u8]>::to_vec), rev);
         let Some(chunk) = base.ranges.get(&id) else {
-            base.misses.push(Miss::Range(id.0, id.1));
+            base.misses.push(Miss::Range(id.0, id.1, id.2));
             return Err(());
         };
         let at = match last {
+            Some(last) if rev => chunk.rows.partition_point(|(k, _)| k.as_slice() >= last),
             Some(last) => chunk.rows.partition_point(|(k, _)| k.as_slice() <= last),
             None => 0,
         };
@@ -221,7 +238,7 @@ impl State {
             Some(row) => Ok(Some(row.clone())),
             None if chunk.complete => Ok(None),
             None => {
-                base.misses.push(Miss::Range(id.0, id.1));
+                base.misses.push(Miss::Range(id.0, id.1, id.2));
                 Err(())
             }
         }
@@ -410,32 +427,32 @@ impl State {
         }
     }
 
-    /// The chunk of range `[from, to)` read so far, to continue it.
-    pub(crate) fn range_tail(&self, from: &[u8], to: Option<&[u8]>) -> (Option<Vec<u8>>, usize) {
+    /// The chunk of range `[from, to)` read so far (from the end with `rev`), to continue
+    /// it: its last key and how many rows it holds.
+    pub(crate) fn range_tail(
+        &self,
+        from: &[u8],
+        to: Option<&[u8]>,
+        rev: bool,
+    ) -> (Option<Vec<u8>>, usize) {
         let base = self.base();
         base.ranges
-            .get(&(from.to_vec(), to.map(<[u8]>::to_vec)))
+            .get(&(from.to_vec(), to.map(<[u8]>::to_vec), rev))
             .map_or((None, 0), |c| {
                 (c.rows.last().map(|(k, _)| k.clone()), c.rows.len())
             })
     }
 
-    /// Committed rows fetched for range `[from, to)`, following what it held; `complete`
-    /// if they reach the end of the range.
-    pub(crate) fn learn_range(
-        &self,
-        from: Vec<u8>,
-        to: Option<Vec<u8>>,
-        rows: Vec<(Vec<u8>, Vec<u8>)>,
-        complete: bool,
-    ) {
+    /// Committed rows fetched for range `[from, to)` (from its end with `rev`, in that
+    /// order), following what it held; `complete` if they reach the end of the range.
+    pub(crate) fn learn_range(&self, id: RangeId, rows: Vec<(Vec<u8>, Vec<u8>)>, complete: bool) {
         let mut base = self.base();
         let added: usize = rows
             .iter()
             .map(|(k, v)| k.len() + v.len() + ROW_OVERHEAD)
             .sum();
         base.bytes += added;
-        let chunk = base.ranges.entry((from, to)).or_default();
+        let chunk = base.ranges.entry(id).or_default();
         chunk.rows.extend(rows);
         chunk.complete = complete;
     }
@@ -452,6 +469,21 @@ fn chunk_bytes(chunk: &Chunk) -> usize {
         .iter()
         .map(|(k, v)| k.len() + v.len() + ROW_OVERHEAD)
         .sum()
+}
+
+/// The bounds of what is left of `[from, to)` after `last`, or before it with `rev`.
+fn bounds<'a>(
+    from: &'a [u8],
+    to: Option<&'a [u8]>,
+    last: Option<&'a [u8]>,
+    rev: bool,
+) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
+    let end = to.map_or(Bound::Unbounded, Bound::Excluded);
+    match (last, rev) {
+        (Some(last), true) => (Bound::Included(from), Bound::Excluded(last)),
+        (None, _) => (Bound::Included(from), end),
+        (Some(last), false) => (Bound::Excluded(last), end),
+    }
 }
 
 fn empty_range(start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
@@ -474,13 +506,14 @@ pub(crate) fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// The rows of a range of a [`State`], in key order: the committed rows with this commit's
-/// changes over them.
+/// The rows of a range of a [`State`], in key order (or from the end, for
+/// [`State::range_rev`]): the committed rows with this commit's changes over them.
 #[derive(Debug)]
 pub struct Rows<'a> {
     state: &'a State,
     from: Vec<u8>,
     to: Option<Vec<u8>>,
+    rev: bool,
     last: Option<Vec<u8>>,
     done: bool,
 }
@@ -490,20 +523,28 @@ impl Iterator for Rows<'_> {
 
     fn next(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {
         while !self.done {
-            let start = self
-                .last
-                .as_deref()
-                .map_or(Bound::Included(self.from.as_slice()), Bound::Excluded);
-            let end = self.to.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+            let (start, end) = bounds(
+                &self.from,
+                self.to.as_deref(),
+                self.last.as_deref(),
+                self.rev,
+            );
             let changed = if empty_range(start, end) {
                 None
             } else {
-                self.state.overlay.range::<[u8], _>((start, end)).next()
+                let mut within = self.state.overlay.range::<[u8], _>((start, end));
+                if self.rev {
+                    within.next_back()
+                } else {
+                    within.next()
+                }
             };
-            let Ok(committed) =
-                self.state
-                    .committed_next(&self.from, self.to.as_deref(), self.last.as_deref())
-            else {
+            let Ok(committed) = self.state.committed_next(
+                &self.from,
+                self.to.as_deref(),
+                self.last.as_deref(),
+                self.rev,
+            ) else {
                 // The cache cannot tell what comes next: the run ends here and is redone.
                 self.done = true;
                 return None;
@@ -513,7 +554,10 @@ impl Iterator for Rows<'_> {
                     self.done = true;
                     return None;
                 }
-                (Some((k, v)), Some((ck, _))) if k.as_slice() <= ck.as_slice() => {
+                // The overlay's change comes first (or replaces the committed row).
+                (Some((k, v)), Some((ck, _)))
+                    if (k.as_slice() <= ck.as_slice()) != self.rev || k == &ck =>
+                {
                     (k.clone(), v.clone())
                 }
                 (Some((k, v)), None) => (k.clone(), v.clone()),
@@ -589,23 +633,55 @@ mod tests {
         assert_eq!(keys(s.prefix(b"p")), Vec::<Vec<u8>>::new());
         assert_eq!(
             s.take_misses(),
-            vec![Miss::Range(b"p".to_vec(), Some(b"q".to_vec()))]
+            vec![Miss::Range(b"p".to_vec(), Some(b"q".to_vec()), false)]
         );
         let row = |k: &[u8]| (k.to_vec(), b"old".to_vec());
-        s.learn_range(
-            b"p".to_vec(),
-            Some(b"q".to_vec()),
-            vec![row(b"p1"), row(b"p3")],
-            false,
-        );
+        let id = (b"p".to_vec(), Some(b"q".to_vec()), false);
+        s.learn_range(id.clone(), vec![row(b"p1"), row(b"p3")], false);
         assert_eq!(keys(s.prefix(b"p")), vec![b"p1".to_vec(), b"p2".to_vec()]);
         assert_eq!(s.take_misses().len(), 1, "the chunk may go on");
-        s.learn_range(b"p".to_vec(), Some(b"q".to_vec()), vec![row(b"p4")], true);
+        s.learn_range(id, vec![row(b"p4")], true);
         let rows: Vec<_> = s.prefix(b"p").collect();
         assert_eq!(
             rows,
             vec![row(b"p1"), (b"p2".to_vec(), b"new".to_vec()), row(b"p4")]
         );
         assert!(!s.has_misses());
+
+        // The same range from its end: a chunk of its own, read greatest key first.
+        s.put(b"p5".to_vec(), b"new".to_vec());
+        assert_eq!(keys(s.range_rev(b"p", b"q")), Vec::<Vec<u8>>::new());
+        let back = (b"p".to_vec(), Some(b"q".to_vec()), true);
+        assert_eq!(
+            s.take_misses(),
+            vec![Miss::Range(back.0.clone(), back.1.clone(), true)]
+        );
+        s.learn_range(back.clone(), vec![row(b"p4"), row(b"p3")], false);
+        assert_eq!(
+            keys(s.range_rev(b"p", b"q")),
+            vec![b"p5".to_vec(), b"p4".to_vec()],
+            "p3 is deleted; what comes before it is not known yet"
+        );
+        assert_eq!(s.take_misses().len(), 1);
+        s.learn_range(back, vec![row(b"p1")], true);
+        assert_eq!(
+            keys(s.range_rev(b"p", b"q")),
+            vec![
+                b"p5".to_vec(),
+                b"p4".to_vec(),
+                b"p2".to_vec(),
+                b"p1".to_vec()
+            ]
+        );
+        assert!(!s.has_misses());
+        // A state without a store reads backwards from memory.
+        let mut m = State::new();
+        for k in [b"a".as_slice(), b"b", b"c"] {
+            m.put(k.to_vec(), b"v".to_vec());
+        }
+        assert_eq!(
+            keys(m.range_rev(b"a", b"c")),
+            vec![b"b".to_vec(), b"a".to_vec()]
+        );
     }
 }
