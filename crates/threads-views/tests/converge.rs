@@ -2,17 +2,21 @@
 //! byte-identical views, whatever order, batching and duplication the events arrived in,
 //! with late events within and beyond the undo horizon and a cache small enough to be
 //! evicted at every commit; a rebuild equals the incremental result; compaction changes
-//! no view.
+//! no view. On the memory store (most cases), SQLite files and PostgreSQL (a throwaway
+//! server).
 
+#[path = "../../threads-store/tests/support/pg_server.rs"]
+mod pg_server;
 mod support;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use proptest::prelude::*;
 use rand::rngs::ChaCha20Rng;
 use rand::{RngExt, SeedableRng};
 use threads_log::{Appended, Hlc};
-use threads_store::{LogBook, MemoryStore, ThreadBook};
+use threads_store::{MemoryStore, PostgresStore, SqliteStore, Store};
 use threads_views::{Batch, Kv, Reducer, ViewConfig, Views};
 
 use support::{Chain, build, thread, writer};
@@ -152,11 +156,16 @@ fn make_case(logs: &[Vec<Ev>]) -> Case {
     }
 }
 
-/// Delivers every log to a fresh replica in an order, batching and duplication drawn from
-/// `seed`, catching up at random moments (and compacting, if asked).
-async fn replica(case: &Case, seed: u64, setup: Setup, compact: bool) -> Views<MemoryStore> {
+/// Delivers every log to a fresh replica in `store` in an order, batching and duplication
+/// drawn from `seed`, catching up at random moments (and compacting, if asked).
+async fn replica<S: Store + 'static>(
+    store: Arc<S>,
+    case: &Case,
+    seed: u64,
+    setup: Setup,
+    compact: bool,
+) -> Views<S> {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let store = Arc::new(MemoryStore::new());
     store.put_thread(case.thread, &case.key).await.expect("put");
     let mut views = Views::open(Arc::clone(&store), case.thread, reducers(), config(setup))
         .await
@@ -201,7 +210,7 @@ async fn replica(case: &Case, seed: u64, setup: Setup, compact: bool) -> Views<M
     views
 }
 
-async fn rows(views: &mut Views<MemoryStore>, name: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+async fn rows<S: Store + 'static>(views: &mut Views<S>, name: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
     views
         .read(name, |state| state.iter().collect())
         .await
@@ -210,6 +219,112 @@ async fn rows(views: &mut Views<MemoryStore>, name: &str) -> Vec<(Vec<u8>, Vec<u
 
 fn logs() -> impl Strategy<Value = Vec<Vec<Ev>>> {
     prop::collection::vec(prop::collection::vec(event(), 1..14), 2..4)
+}
+
+/// The property, on stores made by `store` (a fresh one for each replica).
+async fn converge<S, F, Fut>(
+    store: F,
+    logs: &[Vec<Ev>],
+    seeds: &[u64],
+    setups: Vec<Setup>,
+    atomic: bool,
+) -> Result<(), TestCaseError>
+where
+    S: Store + 'static,
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<S>>,
+{
+    let setups: Vec<Setup> = setups.into_iter().map(|s| Setup { atomic, ..s }).collect();
+    let case = make_case(&logs);
+    // The reference: everything stored first, applied once.
+    let mut reference = replica(store().await, &case, 0, Setup { atomic, ..DEFAULT }, false).await;
+    let expected_kv = rows(&mut reference, "kv").await;
+    let expected_chain = rows(&mut reference, "chain").await;
+    let expected_rejections = reference.rejections().await.expect("rejections");
+    let before = reference.digest().await.expect("digest");
+    if atomic {
+        // An event refused by one view is refused by every view it addressed.
+        for (log, events) in logs.iter().enumerate() {
+            for (at, event) in events.iter().enumerate() {
+                let Some(ops) = &event.ops else { continue };
+                let author = case.logs[log].0;
+                let counter = at as u64 + 1;
+                let addressed: std::collections::BTreeSet<&str> = ops
+                    .iter()
+                    .map(|op| match op {
+                        Op::Put(..) | Op::Del(_) | Op::BadKv => "kv",
+                        _ => "chain",
+                    })
+                    .collect();
+                let refused: std::collections::BTreeSet<&str> = expected_rejections
+                    .iter()
+                    .filter(|r| {
+                        r.author() == author
+                            && r.order.counter == counter
+                            && r.view != threads_views::EVENT_LEVEL
+                    })
+                    .map(|r| r.view.as_str())
+                    .collect();
+                // Nothing of a refused event shows: the chain keeps no row of it.
+                for r in expected_rejections
+                    .iter()
+                    .filter(|r| r.author() == author && r.order.counter == counter)
+                {
+                    let mut row = b"op/".to_vec();
+                    row.extend_from_slice(&threads_views::encode_order(&r.order));
+                    prop_assert!(
+                        expected_chain.iter().all(|(k, _)| *k != row),
+                        "event {}/{} was refused ({}) but the chain applied it",
+                        log,
+                        counter,
+                        r.reason
+                    );
+                }
+                prop_assert!(
+                    refused.is_empty() || refused == addressed,
+                    "event {}/{}: addressed {:?}, refused by {:?}",
+                    log,
+                    counter,
+                    addressed,
+                    refused
+                );
+            }
+        }
+    }
+    let mut all = Vec::new();
+    for (i, (seed, setup)) in seeds.iter().zip(&setups).enumerate() {
+        let mut views = replica(store().await, &case, *seed, *setup, i == 0).await;
+        prop_assert_eq!(rows(&mut views, "kv").await, expected_kv.clone());
+        prop_assert_eq!(rows(&mut views, "chain").await, expected_chain.clone());
+        prop_assert_eq!(
+            views.rejections().await.expect("rejections"),
+            expected_rejections.clone()
+        );
+        prop_assert_eq!(views.digest().await.expect("digest"), before);
+        all.push(views);
+    }
+    // A full rebuild equals the incremental result; so does one after compaction.
+    let mut views = all.remove(1);
+    views.rebuild().await.expect("full rebuild");
+    prop_assert_eq!(views.digest().await.expect("digest"), before);
+    let gate = support::Voids::default();
+    views.set_gate(Arc::new(gate.clone()));
+    let dropped = support::compact(&mut views, &gate).await;
+    views.rebuild().await.expect("rebuild after compaction");
+    prop_assert_eq!(
+        views.digest().await.expect("digest"),
+        before,
+        "compaction dropped {} bodies",
+        dropped
+    );
+    let mut compacted = all.remove(0);
+    compacted.rebuild().await.expect("rebuild");
+    prop_assert_eq!(compacted.digest().await.expect("digest"), before);
+    Ok(())
+}
+
+fn memory() -> impl Future<Output = Arc<MemoryStore>> {
+    std::future::ready(Arc::new(MemoryStore::new()))
 }
 
 proptest! {
@@ -222,73 +337,62 @@ proptest! {
         setups in prop::collection::vec(setup(), 3),
         atomic in any::<bool>(),
     ) {
-        let setups: Vec<Setup> = setups.into_iter().map(|s| Setup { atomic, ..s }).collect();
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-        rt.block_on(async {
-            let case = make_case(&logs);
-            // The reference: everything stored first, applied once.
-            let mut reference = replica(&case, 0, Setup { atomic, ..DEFAULT }, false).await;
-            let expected_kv = rows(&mut reference, "kv").await;
-            let expected_chain = rows(&mut reference, "chain").await;
-            let expected_rejections = reference.rejections().await.expect("rejections");
-            let before = reference.digest().await.expect("digest");
-            if atomic {
-                // An event refused by one view is refused by every view it addressed.
-                for (log, events) in logs.iter().enumerate() {
-                    for (at, event) in events.iter().enumerate() {
-                        let Some(ops) = &event.ops else { continue };
-                        let author = case.logs[log].0;
-                        let counter = at as u64 + 1;
-                        let addressed: std::collections::BTreeSet<&str> = ops
-                            .iter()
-                            .map(|op| match op {
-                                Op::Put(..) | Op::Del(_) | Op::BadKv => "kv",
-                                _ => "chain",
-                            })
-                            .collect();
-                        let refused: std::collections::BTreeSet<&str> = expected_rejections
-                            .iter()
-                            .filter(|r| r.author() == author && r.order.counter == counter && r.view != threads_views::EVENT_LEVEL)
-                            .map(|r| r.view.as_str())
-                            .collect();
-                        // Nothing of a refused event shows: the chain keeps no row of it.
-                        for r in expected_rejections.iter().filter(|r| r.author() == author && r.order.counter == counter) {
-                            let mut row = b"op/".to_vec();
-                            row.extend_from_slice(&threads_views::encode_order(&r.order));
-                            prop_assert!(
-                                expected_chain.iter().all(|(k, _)| *k != row),
-                                "event {}/{} was refused ({}) but the chain applied it", log, counter, r.reason
-                            );
-                        }
-                        prop_assert!(
-                            refused.is_empty() || refused == addressed,
-                            "event {}/{}: addressed {:?}, refused by {:?}", log, counter, addressed, refused
-                        );
-                    }
-                }
-            }
-            let mut all = Vec::new();
-            for (i, (seed, setup)) in seeds.iter().zip(&setups).enumerate() {
-                let mut views = replica(&case, *seed, *setup, i == 0).await;
-                prop_assert_eq!(rows(&mut views, "kv").await, expected_kv.clone());
-                prop_assert_eq!(rows(&mut views, "chain").await, expected_chain.clone());
-                prop_assert_eq!(views.rejections().await.expect("rejections"), expected_rejections.clone());
-                prop_assert_eq!(views.digest().await.expect("digest"), before);
-                all.push(views);
-            }
-            // A full rebuild equals the incremental result; so does one after compaction.
-            let mut views = all.remove(1);
-            views.rebuild().await.expect("full rebuild");
-            prop_assert_eq!(views.digest().await.expect("digest"), before);
-            let gate = support::Voids::default();
-            views.set_gate(Arc::new(gate.clone()));
-            let dropped = support::compact(&mut views, &gate).await;
-            views.rebuild().await.expect("rebuild after compaction");
-            prop_assert_eq!(views.digest().await.expect("digest"), before, "compaction dropped {} bodies", dropped);
-            let mut compacted = all.remove(0);
-            compacted.rebuild().await.expect("rebuild");
-            prop_assert_eq!(compacted.digest().await.expect("digest"), before);
-            Ok(())
-        })?;
+        rt.block_on(converge(memory, &logs, &seeds, setups, atomic))?;
     }
+}
+
+/// The property's strategy, for the runs on SQLite and PostgreSQL.
+fn cases() -> impl Strategy<Value = (Vec<Vec<Ev>>, Vec<u64>, Vec<Setup>, bool)> {
+    (
+        logs(),
+        prop::collection::vec(any::<u64>(), 3),
+        prop::collection::vec(setup(), 3),
+        any::<bool>(),
+    )
+}
+
+/// The property on SQLite files (the store's writing connection, its scripts and its
+/// ranges read back through a cache evicted at every commit).
+#[test]
+fn replicas_converge_on_sqlite() {
+    let dir = tempfile::tempdir().expect("dir");
+    let made = std::sync::atomic::AtomicUsize::new(0);
+    let store = || {
+        let n = made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path = dir.path().join(format!("replica-{n}.db"));
+        async move { Arc::new(SqliteStore::open(path).await.expect("open")) }
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(32));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runner
+        .run(&cases(), |(logs, seeds, setups, atomic)| {
+            rt.block_on(converge(&store, &logs, &seeds, setups, atomic))
+        })
+        .expect("replicas converge on SQLite");
+}
+
+/// The property on PostgreSQL: a database of a throwaway server for each replica.
+#[test]
+fn replicas_converge_on_postgres() {
+    let server = pg_server::PgServer::start();
+    let store = || async {
+        let url = server.fresh_database().await;
+        Arc::new(PostgresStore::connect(&url).await.expect("connect"))
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(12));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runner
+        .run(&cases(), |(logs, seeds, setups, atomic)| {
+            rt.block_on(converge(&store, &logs, &seeds, setups, atomic))
+        })
+        .expect("replicas converge on PostgreSQL");
 }
