@@ -235,7 +235,7 @@ where
     Fut: Future<Output = Arc<S>>,
 {
     let setups: Vec<Setup> = setups.into_iter().map(|s| Setup { atomic, ..s }).collect();
-    let case = make_case(&logs);
+    let case = make_case(logs);
     // The reference: everything stored first, applied once.
     let mut reference = replica(store().await, &case, 0, Setup { atomic, ..DEFAULT }, false).await;
     let expected_kv = rows(&mut reference, "kv").await;
