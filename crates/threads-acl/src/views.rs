@@ -135,7 +135,10 @@ impl<S: Store + 'static> AclViews<S> {
             vec![Arc::new(AclLog)],
             // One commutative view: atomic events mean nothing here, and without them the
             // ACL never rewinds.
-            config.with_skip_unreadable(true).with_atomic(false),
+            config
+                .with_skip_unreadable(true)
+                .with_atomic(false)
+                .with_in_order(false),
         )
         .await?;
         for service in ring.epochs() {

@@ -58,6 +58,38 @@ pub enum StoreError {
     /// A file could not be read or written.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// The SQLite store's writing connection failed (SQLite's message and extended code).
+    #[error("database error: {message} (SQLite code {code})")]
+    Sqlite {
+        /// SQLite's extended result code.
+        code: i32,
+        /// SQLite's message.
+        message: String,
+    },
+}
+
+#[cfg(feature = "sqlite")]
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> StoreError {
+        match error {
+            rusqlite::Error::SqliteFailure(e, message) => {
+                let message = message.unwrap_or_else(|| e.to_string());
+                match e.code {
+                    rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase => {
+                        StoreError::Corrupt(message)
+                    }
+                    _ => StoreError::Sqlite {
+                        code: e.extended_code,
+                        message,
+                    },
+                }
+            }
+            other => StoreError::Sqlite {
+                code: -1,
+                message: other.to_string(),
+            },
+        }
+    }
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

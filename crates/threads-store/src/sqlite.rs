@@ -21,7 +21,7 @@ use crate::chain::{Plan, check_chain, heads_digest, plan};
 use crate::error::StoreError;
 use crate::secrets::{Secrets, StoreOptions, log_key_row, thread_key_row};
 use crate::sql::{EntryRow, cid_from, entries_from_rows, log_from, to_i64, to_u64};
-use crate::sqlite_script::{Arg, Script, SettleOnDrop, WritingConnection};
+use crate::sqlite_script::{Arg, Declined, INLINE_BYTES, Script, WritingConnection};
 use crate::traits::{
     AddrBook, AppendOutcome, BlockStore, HeadsDigest, KeyBook, LogBook, MetaBook, Page, Result,
     StoredEntry, ThreadBook,
@@ -126,10 +126,10 @@ DROP TABLE view_snapshots;
 pub struct SqliteStore {
     pool: SqlitePool,
     secrets: std::sync::Arc<Secrets>,
-    /// The connection writes go through, one script per transaction (a file store's;
-    /// `None` in memory, where every connection would be a database of its own, and once
-    /// closed).
-    writer: Arc<tokio::sync::Mutex<Option<WritingConnection>>>,
+    /// The connection writes go through, one script per transaction, run by the writing
+    /// task (a file store's; `None` in memory, where every connection would be a database
+    /// of its own, and once closed).
+    writer: Arc<std::sync::Mutex<Option<WritingConnection>>>,
 }
 
 impl SqliteStore {
@@ -172,14 +172,14 @@ impl SqliteStore {
             .connect_with(connect.clone())
             .await?;
         let store = SqliteStore::start(pool, options).await?;
-        match <SqliteConnection as sqlx::Connection>::connect_with(&connect).await {
+        match WritingConnection::open(path) {
             Ok(conn) => {
-                *store.writer.lock().await = Some(WritingConnection::new(conn));
+                *store.writing() = Some(conn);
                 Ok(store)
             }
             Err(e) => {
                 store.pool.close().await;
-                Err(e.into())
+                Err(e)
             }
         }
     }
@@ -240,9 +240,7 @@ impl SqliteStore {
     /// every committed change (a copy of it is a whole store), whenever the connections'
     /// threads get to closing.
     pub async fn close(&self) {
-        if let Some(writer) = self.writer.lock().await.take() {
-            writer.close().await;
-        }
+        drop(self.writing().take());
         // Best effort: a failed checkpoint leaves the WAL beside the file, which SQLite
         // replays at the next open.
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -477,28 +475,59 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Runs `script` as one transaction: on the writing connection in one round trip, or
-    /// (in memory) in a transaction of the pool.
+    /// The writing connection's slot.
+    fn writing(&self) -> std::sync::MutexGuard<'_, Option<WritingConnection>> {
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `script` as one transaction: on the writing connection, in this task, or (in
+    /// memory, for a large script, or while another connection holds the write lock) in a
+    /// transaction of the pool.
     async fn transact(&self, script: &Script<'_>) -> Result<()> {
-        let mut writer = self.writer.lock().await;
-        if let Some(writer) = writer.as_mut() {
-            // Declared after the lock's guard, so dropped before it: its task waits for
-            // the lock.
-            let settle = SettleOnDrop(Some(Arc::clone(&self.writer)));
-            let result = writer.transact(script).await;
-            settle.disarm();
-            return result;
+        if script.bytes() <= INLINE_BYTES {
+            let outcome = self.writing().as_mut().map(|writer| {
+                let result = writer.transact(script);
+                (result, writer.checkpoint_due())
+            });
+            match outcome {
+                Some((Ok(()), checkpoint)) => {
+                    if checkpoint {
+                        self.checkpoint_later();
+                    }
+                    return Ok(());
+                }
+                Some((Err(Declined::Failed(e)), _)) => return Err(*e),
+                Some((Err(Declined::Busy), _)) | None => {}
+            }
         }
-        drop(writer);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         script.execute(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// The statements of the usual append, for one round trip: the log's head moves from
+    /// Checkpoints the write-ahead log through the pool, in a task of its own (the
+    /// writing connection does not: a checkpoint copies pages and syncs the file, too
+    /// long to run in a writing task).
+    fn checkpoint_later(&self) {
+        let pool = self.pool.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                // Best effort: the next one catches up.
+                let _ = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&pool)
+                    .await;
+            });
+        }
+    }
+
+    /// The statements of the usual append, in one script: the log's head moves from
     /// `expected` to `last`, and the entries go in only if it did (else the insert fails
-    /// on a missing log row or a taken counter, and rolls the transaction back).
+    /// on a missing log row or a taken counter, which stops the script, and its
+    /// transaction is rolled back). The insert does not roll back by itself (`OR
+    /// ROLLBACK`): in a transaction of the pool, sqlx must end the transaction it began.
     fn append_script<'a>(
         script: &mut Script<'a>,
         thread: ThreadId,
@@ -529,7 +558,7 @@ impl SqliteStore {
             "(SELECT id FROM logs WHERE thread = ? AND log = ? AND counter = ? AND head = ?)";
         for chunk in batch.chunks(ENTRIES_PER_STATEMENT) {
             let sql = format!(
-                "INSERT OR ROLLBACK INTO entries (log, counter, record_cid, record, event, header, body) VALUES {}",
+                "INSERT INTO entries (log, counter, record_cid, record, event, header, body) VALUES {}",
                 placeholders(chunk.len(), &format!("({guard}, ?, ?, ?, ?, ?, ?)"))
             );
             let mut args = Vec::with_capacity(chunk.len() * 10);
@@ -1046,7 +1075,8 @@ impl ViewBook for SqliteStore {
         // The usual case, a known log whose head is `expected`: one round trip. Anything
         // else (a new log, a stale head, entries already stored, an error) is rolled back
         // and goes the careful way below, which tells them apart.
-        if self.writer.lock().await.is_some() {
+        let writing = self.writing().is_some();
+        if writing {
             let mut script = Script::default();
             SqliteStore::append_script(&mut script, thread, log, expected, batch, last)?;
             script.extend(&views);

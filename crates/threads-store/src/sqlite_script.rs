@@ -1,30 +1,40 @@
-//! Write transactions of the SQLite store in one round trip.
+//! Write transactions of the SQLite store, run by the writing task itself.
 //!
 //! sqlx runs each SQLite connection on a thread of its own, and every statement a task
 //! awaits is a round trip to that thread: two thread wake-ups, tens to hundreds of
 //! microseconds on a virtual machine, far more than SQLite takes to insert a row. A write
 //! of this store (`BEGIN`, the log's head, the entries, the view rows, the views' cursor,
-//! `COMMIT`) is therefore built as one script of statements with its arguments, and sent
-//! to the store's writing connection at once: SQLite runs the statements one after the
-//! other on that thread, binding the arguments in order (`?` placeholders only), and the
-//! first error stops the script.
+//! `COMMIT`) is therefore built as one script of statements with their arguments, and a
+//! file store runs it on a connection of its own (the same SQLite library as sqlx's, through
+//! rusqlite) in the task that writes: no thread is woken, and SQLite's work (tens of
+//! microseconds) is all the write waits for.
 //!
-//! A script that stops halfway leaves its transaction open; the writing connection then
-//! rolls it back before anything else. If the task that sent it is dropped before the
-//! answer (the connection's thread then stops the script at its next statement), the
-//! connection stays "in doubt" and a task is started that rolls it back at once, so a
-//! half-run script never commits, never holds SQLite's write lock for long, and never
-//! leaks into the next script.
+//! The connection waits for no lock (SQLite's busy timeout is 0): when another connection
+//! holds the database's write lock, the script is not started and the store runs it in a
+//! transaction of its pool instead, which waits without blocking the runtime. Scripts
+//! larger than [`INLINE_BYTES`] (a catch-up's commit of many rows) go the pool's way too,
+//! so no task blocks its runtime thread for long. The connection does not checkpoint the
+//! write-ahead log itself; the store checkpoints it through the pool every
+//! [`CHECKPOINT_BYTES`] written. A script runs whole or not at all: it cannot be stopped
+//! halfway (a dropped future has either not started it or finished it), and on an error
+//! its transaction is rolled back before the error is returned.
 
-use std::sync::Arc;
+use std::ops::Range;
+use std::path::Path;
 
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, SqliteConnection};
 
-use tokio::sync::Mutex;
-
 use crate::error::StoreError;
 use crate::traits::Result;
+
+/// Scripts whose arguments are larger than this run on the pool's connections (off the
+/// runtime's threads) rather than inline.
+pub(crate) const INLINE_BYTES: usize = 256 << 10;
+
+/// Bytes written through the writing connection between two checkpoints of the
+/// write-ahead log (SQLite's own default is 1,000 pages, about 4 MiB).
+pub(crate) const CHECKPOINT_BYTES: usize = 4 << 20;
 
 /// One argument of a script.
 #[derive(Debug, Clone)]
@@ -35,36 +45,67 @@ pub(crate) enum Arg<'a> {
     Text(&'a str),
 }
 
+impl Arg<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Arg::Int(_) => 8,
+            Arg::Blob(v) => v.len(),
+            Arg::Owned(v) => v.len(),
+            Arg::Text(v) => v.len(),
+        }
+    }
+}
+
 /// Statements to run one after the other, with their arguments in order.
 #[derive(Debug, Default)]
 pub(crate) struct Script<'a> {
     sql: String,
+    /// Each statement's text in `sql` and how many arguments it takes.
+    statements: Vec<(Range<usize>, usize)>,
     args: Vec<Arg<'a>>,
-    statements: usize,
+    bytes: usize,
 }
 
-/// Scripts of more statements than this are not kept prepared (a catch-up's commit of
-/// thousands of rows is seldom repeated word for word).
+/// Scripts of more statements than this are not kept prepared by sqlx (a catch-up's
+/// commit of thousands of rows is seldom repeated word for word).
 const CACHED_STATEMENTS: usize = 16;
 
 impl<'a> Script<'a> {
     /// Adds `sql`, one statement whose `?` placeholders take `args` in order.
     pub(crate) fn push(&mut self, sql: &str, args: impl IntoIterator<Item = Arg<'a>>) {
+        let start = self.sql.len();
         self.sql.push_str(sql);
+        let end = self.sql.len();
         self.sql.push_str(";\n");
-        self.args.extend(args);
-        self.statements += 1;
+        let before = self.args.len();
+        for arg in args {
+            self.bytes += arg.len();
+            self.args.push(arg);
+        }
+        self.statements.push((start..end, self.args.len() - before));
     }
 
     /// Adds the statements of `other`.
     pub(crate) fn extend(&mut self, other: &Script<'a>) {
+        let offset = self.sql.len();
         self.sql.push_str(&other.sql);
+        self.statements.extend(
+            other
+                .statements
+                .iter()
+                .map(|(range, n)| (range.start + offset..range.end + offset, *n)),
+        );
         self.args.extend(other.args.iter().cloned());
-        self.statements += other.statements;
+        self.bytes += other.bytes;
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.statements == 0
+        self.statements.is_empty()
+    }
+
+    /// The bytes of its arguments.
+    pub(crate) const fn bytes(&self) -> usize {
+        self.bytes
     }
 
     fn arguments(&self) -> Result<SqliteArguments> {
@@ -81,113 +122,127 @@ impl<'a> Script<'a> {
         Ok(out)
     }
 
-    /// Runs the statements on `conn` (inside whatever transaction it is in).
+    /// Runs the statements on a pool's `conn` (inside whatever transaction it is in), in
+    /// one round trip to its thread.
     pub(crate) async fn execute(&self, conn: &mut SqliteConnection) -> Result<()> {
         if self.is_empty() {
             return Ok(());
         }
-        self.run(conn, self.sql.clone()).await
-    }
-
-    /// Runs the statements as one transaction (`BEGIN IMMEDIATE` ... `COMMIT`) on `conn`,
-    /// which must not be in a transaction.
-    async fn execute_transaction(&self, conn: &mut SqliteConnection) -> Result<()> {
-        let sql = format!("BEGIN IMMEDIATE;\n{}COMMIT;", self.sql);
-        self.run(conn, sql).await
-    }
-
-    async fn run(&self, conn: &mut SqliteConnection, sql: String) -> Result<()> {
-        let query = sqlx::query_with(sqlx::AssertSqlSafe(sql), self.arguments()?)
-            .persistent(self.statements <= CACHED_STATEMENTS);
+        let query = sqlx::query_with(sqlx::AssertSqlSafe(self.sql.clone()), self.arguments()?)
+            .persistent(self.statements.len() <= CACHED_STATEMENTS);
         query.execute(conn).await?;
         Ok(())
     }
 }
 
-/// The connection a file store writes through, and whether a script may have left a
-/// transaction open on it.
+/// Why the writing connection did not run a script.
+#[derive(Debug)]
+pub(crate) enum Declined {
+    /// Another connection holds the write lock (nothing was done): run it elsewhere.
+    Busy,
+    /// The script failed and was rolled back.
+    Failed(Box<StoreError>),
+}
+
+/// The connection a file store writes through.
 #[derive(Debug)]
 pub(crate) struct WritingConnection {
-    conn: SqliteConnection,
-    in_doubt: bool,
+    conn: rusqlite::Connection,
+    /// Bytes written since the last checkpoint of the write-ahead log.
+    since_checkpoint: usize,
 }
 
 impl WritingConnection {
-    pub(crate) fn new(conn: SqliteConnection) -> WritingConnection {
-        WritingConnection {
+    /// Opens the file at `path` (an existing store: the pool created and migrated it).
+    pub(crate) fn open(path: &Path) -> Result<WritingConnection> {
+        let conn = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        // As the pool's connections, but: no waiting for locks (a busy database sends the
+        // script to the pool), and no checkpoints (the store runs them through the pool).
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             PRAGMA temp_store = memory;
+             PRAGMA foreign_keys = ON;
+             PRAGMA wal_autocheckpoint = 0;",
+        )?;
+        conn.busy_timeout(std::time::Duration::ZERO)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(WritingConnection {
             conn,
-            in_doubt: false,
-        }
+            since_checkpoint: 0,
+        })
     }
 
-    /// Runs `script` as one transaction in one round trip. On an error nothing of it is
-    /// committed: a transaction it left open is rolled back.
-    pub(crate) async fn transact(&mut self, script: &Script<'_>) -> Result<()> {
-        if self.in_doubt {
-            self.roll_back().await?;
+    /// Runs `script` as one transaction (`BEGIN IMMEDIATE` ... `COMMIT`). On an error
+    /// nothing of it is committed.
+    pub(crate) fn transact(&mut self, script: &Script<'_>) -> std::result::Result<(), Declined> {
+        if !self.conn.is_autocommit() {
+            // Cannot happen (every path below ends the transaction); made sure of anyway.
+            self.roll_back();
         }
-        // Until the answer is in, a dropped future leaves the connection in doubt.
-        self.in_doubt = true;
-        let result = script.execute_transaction(&mut self.conn).await;
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            return Err(if is_busy(&e) {
+                Declined::Busy
+            } else {
+                Declined::Failed(Box::new(e.into()))
+            });
+        }
+        let result = self
+            .run(script)
+            .and_then(|()| self.conn.execute_batch("COMMIT"));
         match result {
             Ok(()) => {
-                self.in_doubt = false;
+                self.since_checkpoint += script.bytes();
                 Ok(())
             }
             Err(e) => {
-                // The error is the script's; a failed rollback leaves the connection in
-                // doubt, to be rolled back before the next script.
-                let _ = self.roll_back().await;
-                Err(e)
+                self.roll_back();
+                Err(Declined::Failed(Box::new(e.into())))
             }
         }
     }
 
-    /// Rolls back the transaction a dropped script may have left open.
-    pub(crate) async fn settle(&mut self) -> Result<()> {
-        if self.in_doubt {
-            self.roll_back().await?;
-        }
-        Ok(())
-    }
-
-    /// Rolls back whatever transaction is open (none is fine).
-    async fn roll_back(&mut self) -> Result<()> {
-        match sqlx::query("ROLLBACK").execute(&mut self.conn).await {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(e)) if e.message().contains("no transaction is active") => {}
-            Err(e) => return Err(e.into()),
-        }
-        self.in_doubt = false;
-        Ok(())
-    }
-
-    pub(crate) async fn close(self) {
-        use sqlx::Connection;
-        let _ = self.conn.close().await;
-    }
-}
-
-/// Rolls the writing connection back, in a task of its own, if dropped before
-/// [`SettleOnDrop::disarm`]: a script's future dropped halfway leaves the connection in
-/// doubt, with a transaction that holds the database's write lock.
-pub(crate) struct SettleOnDrop(pub(crate) Option<Arc<Mutex<Option<WritingConnection>>>>);
-
-impl SettleOnDrop {
-    pub(crate) fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for SettleOnDrop {
-    fn drop(&mut self) {
-        let Some(writer) = self.0.take() else { return };
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Some(writer) = writer.lock().await.as_mut() {
-                    let _ = writer.settle().await;
+    fn run(&mut self, script: &Script<'_>) -> rusqlite::Result<()> {
+        let mut args = script.args.iter();
+        for (range, count) in &script.statements {
+            let mut statement = self.conn.prepare_cached(&script.sql[range.clone()])?;
+            for index in 1..=*count {
+                match args.next() {
+                    Some(Arg::Int(v)) => statement.raw_bind_parameter(index, v)?,
+                    Some(Arg::Blob(v)) => statement.raw_bind_parameter(index, v)?,
+                    Some(Arg::Owned(v)) => statement.raw_bind_parameter(index, v)?,
+                    Some(Arg::Text(v)) => statement.raw_bind_parameter(index, v)?,
+                    None => return Err(rusqlite::Error::InvalidParameterCount(index, *count)),
                 }
-            });
+            }
+            statement.raw_execute()?;
+        }
+        Ok(())
+    }
+
+    fn roll_back(&mut self) {
+        if !self.conn.is_autocommit() {
+            // A rollback that fails leaves the transaction to the next script's check.
+            let _ = self.conn.execute_batch("ROLLBACK");
         }
     }
+
+    /// Whether the write-ahead log is due a checkpoint (the count starts again).
+    pub(crate) fn checkpoint_due(&mut self) -> bool {
+        if self.since_checkpoint < CHECKPOINT_BYTES {
+            return false;
+        }
+        self.since_checkpoint = 0;
+        true
+    }
+}
+
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }

@@ -258,7 +258,13 @@ async fn a_write_dropped_halfway_commits_all_or_nothing() {
             cursor: counter.clone(),
             changes: vec![ViewChange {
                 view: "v".to_owned(),
-                puts: (0..40u8).map(|k| (vec![k], counter.clone())).collect(),
+                puts: (0..40u8)
+                    .map(|k| (vec![k], counter.clone()))
+                    // Every other write is too large to run in the writing task: it goes
+                    // through a transaction of the pool, several round trips that a drop
+                    // can stop halfway. The others run whole in their first poll.
+                    .chain((i % 2 == 1).then(|| (vec![200], vec![7; 300 << 10])))
+                    .collect(),
                 ..ViewChange::default()
             }],
         };
@@ -326,4 +332,111 @@ async fn a_write_dropped_halfway_commits_all_or_nothing() {
         head.is_some_and(|h| h.counter > 100),
         "too few writes went through"
     );
+}
+
+/// While another connection holds the database's write lock, a write does not fail and
+/// does not block its thread: it goes through a transaction of the pool, which waits for
+/// the lock. A write refused there (a stale head) leaves the pool's connection usable,
+/// and writes go through the writing connection again once the lock is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_while_another_connection_holds_the_lock_waits_for_it() {
+    use sqlx::Connection;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    let thread = ThreadId::from_parts(Variant::Raw, [9; 32]);
+    let key = ThreadKey::generate();
+    store.put_thread(thread, &key).await.expect("put");
+    let writer = Writer::new(Identity::from_secret_bytes(&[10; 32]), thread, &key).expect("writer");
+    let log = writer.log_id();
+    let mut head = None;
+    let mut cids = Vec::new();
+    let mut next = |head: &Option<threads_log::Head>, i: u64| {
+        let counter = head.map_or(1, |h| h.counter + 1);
+        let skip = threads_log::skip_target(counter).map(|t| cids[t as usize - 1]);
+        let appended = writer
+            .append(
+                head.as_ref(),
+                skip,
+                format!("event {i}").as_bytes(),
+                Hlc::new(i, 0),
+            )
+            .expect("append");
+        cids.push(*appended.record.cid());
+        appended
+    };
+    let first = next(&head, 1);
+    store
+        .append(thread, log, None, std::slice::from_ref(&first))
+        .await
+        .expect("first");
+    head = Some(first.record.head());
+
+    // Another process's connection takes the write lock and keeps it for 300 ms.
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("connect");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .expect("lock");
+    let second = next(&head, 2);
+    let started = std::time::Instant::now();
+    let write = {
+        let store = store.clone();
+        let second = second.clone();
+        tokio::spawn(async move {
+            store
+                .append(thread, log, head, std::slice::from_ref(&second))
+                .await
+        })
+    };
+    // A stale head while the lock is held: refused as a conflict, not an error of the
+    // connection.
+    let stale = {
+        let store = store.clone();
+        let again = first.clone();
+        tokio::spawn(async move {
+            store
+                .append(thread, log, None, std::slice::from_ref(&again))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!write.is_finished(), "the write waits for the lock");
+    sqlx::query("COMMIT")
+        .execute(&mut other)
+        .await
+        .expect("unlock");
+    let written = write.await.expect("task").expect("the write went through");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(matches!(
+        written,
+        threads_store::AppendOutcome::Appended { .. }
+    ));
+    let stale = stale.await.expect("task");
+    assert!(
+        matches!(
+            stale,
+            Ok(threads_store::AppendOutcome::AlreadyStored { .. })
+        ),
+        "{stale:?}"
+    );
+    head = Some(second.record.head());
+    // Every connection is usable: many more writes and reads go through.
+    for i in 3..40 {
+        let entry = next(&head, i);
+        store
+            .append(thread, log, head, std::slice::from_ref(&entry))
+            .await
+            .expect("append");
+        head = Some(entry.record.head());
+        store
+            .put_meta(thread, "k", &i.to_be_bytes())
+            .await
+            .expect("meta");
+    }
+    assert_eq!(store.head(thread, log).await.expect("head"), head);
+    other.close().await.expect("close");
 }

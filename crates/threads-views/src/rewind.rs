@@ -22,9 +22,11 @@ impl<S: Store + 'static> Views<S> {
     /// (every event for `None`), then applies new events. Call it when the gate's rules
     /// changed in a way that changes its answers for events at `since` and later.
     ///
-    /// Order-sensitive views alone undo the events from `since` on; commutative views do not
-    /// keep undo records, so when there are any (or `since` is beyond the undo horizon),
-    /// every view is rebuilt from the logs.
+    /// The views undo the events from `since` on by their undo records when every view
+    /// keeps them (order-sensitive views, and every view of an atomic or in-order scope:
+    /// [`ViewConfig::in_order`](crate::ViewConfig::in_order)); a commutative view of a
+    /// bare scope keeps none, so there (and when `since` is beyond the undo horizon) every
+    /// view is rebuilt from the logs.
     ///
     /// # Errors
     /// As [`Views::catch_up`].
