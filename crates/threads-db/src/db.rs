@@ -21,7 +21,7 @@ use crate::error::DbError;
 /// The name of every thread's key-value view.
 pub const KV_VIEW: &str = "kv";
 
-type ThreadViews<S> = Arc<AsyncMutex<AclViews<S>>>;
+pub(crate) type ThreadViews<S> = Arc<AsyncMutex<AclViews<S>>>;
 
 pub(crate) struct Inner<S: Store + 'static> {
     pub(crate) me: Identity,

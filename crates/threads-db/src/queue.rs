@@ -57,6 +57,22 @@ impl Committer {
         (!queue.pending.is_empty()).then(|| std::mem::take(&mut queue.pending))
     }
 
+    /// Whether writes are queued now; `None` when there are none (then this committer
+    /// stops, atomically with the check).
+    pub(crate) fn queued_now(&mut self) -> Option<()> {
+        let mut queue = self
+            .writes
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if queue.pending.is_empty() {
+            queue.committing = false;
+            self.finished = true;
+            return None;
+        }
+        Some(())
+    }
+
     /// The next group: every write queued now; `None` when there is none (then this
     /// committer stops, atomically with the check).
     pub(crate) fn next_group(&mut self) -> Option<Vec<Pending>> {

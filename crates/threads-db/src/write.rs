@@ -1,9 +1,10 @@
 //! The write path: checked, group-committed, applied, published.
 //!
-//! A write queues its batch on its thread; the first write while no group is being
-//! committed starts the thread's committer, a task that takes every queued write (those
-//! that arrived while the previous group was being committed) and commits them as one
-//! group, under the thread's views lock, until the queue is empty:
+//! A write that finds nobody committing on its thread commits itself, as a group of one,
+//! in its own task (a writer alone wakes no other task); writes that come while a group
+//! is being committed queue, and the thread's committer, a task started when the group
+//! before them ends, takes every queued write and commits them as one group, under the
+//! thread's views lock, until the queue is empty:
 //! 1. each gets a time from the clock and its counter in this peer's log;
 //! 2. the views check the group, each write against the state as changed by the earlier
 //!    ones (`AclViews::check_many`); a write with a refused operation gets
@@ -47,8 +48,9 @@ impl<S: Store + 'static> Db<S> {
     ///
     /// # Cancel safety
     /// A write dropped before its group starts is not written; once its group has
-    /// started, the group is committed by a task of its own and the write is stored and
-    /// applied (or refused) whether or not the future is still awaited.
+    /// started, the write is stored and applied (or refused) whether or not the future is
+    /// still awaited: a group committed in the writer's own task goes on in a task of its
+    /// own when that future is dropped.
     pub async fn write(&self, thread: ThreadId, batch: Batch) -> Result<u64, DbError> {
         let payload = batch.encode();
         let size = payload.len();
@@ -61,42 +63,44 @@ impl<S: Store + 'static> Db<S> {
         let views = self.views(thread).await?;
         let writes = self.queue(thread);
         let (reply, answer) = oneshot::channel();
-        let start = {
-            let mut queue = writes.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            queue.pending.push(Pending {
-                batch,
-                payload,
-                reply,
-            });
-            // The first writer while no group is being committed starts the committer;
-            // the others only wait for their answer.
-            !std::mem::replace(&mut queue.committing, true)
+        let pending = Pending {
+            batch,
+            payload,
+            reply,
         };
-        if start {
-            let mut committer = Committer {
+        let lead = {
+            let mut queue = writes.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            if queue.committing || !queue.pending.is_empty() {
+                // A committer is at work (or about to be): the write joins the next group.
+                queue.pending.push(pending);
+                if std::mem::replace(&mut queue.committing, true) {
+                    None
+                } else {
+                    Some(Vec::new())
+                }
+            } else {
+                // Nobody commits: this write is a group of its own, led from here.
+                queue.committing = true;
+                Some(vec![pending])
+            }
+        };
+        if let Some(first) = lead {
+            let committer = Committer {
                 writes: Arc::clone(&writes),
                 finished: false,
             };
-            let inner = Arc::clone(&self.inner);
-            // The committer is a task of its own: a writer that gives up cannot interrupt
-            // a commit halfway.
-            let commit = async move {
-                while let Some(group) = next_group(&mut committer).await {
-                    // The lock is taken per group: readers waiting for it get their turn
-                    // between groups.
-                    let mut guard = views.lock().await;
-                    commit_group(&inner, thread, &committer.writes, &mut guard, group).await;
-                    drop(guard);
-                    // Writers just answered write again: let them queue before the next
-                    // group is taken.
-                    tokio::task::yield_now().await;
-                }
-            };
-            if !self.inner.spawn_commit(commit) {
-                // Shutting down: the committer was dropped, and with it every queued write.
-                return Err(DbError::Interrupted(thread));
+            let commit = commits(Arc::clone(&self.inner), views, thread, committer, first);
+            // The commit runs in this task (no other task to wake for a writer alone);
+            // dropped before it is done, it goes on in a task of its own, so a group that
+            // started is committed whether or not its writers still wait.
+            Finish {
+                commit: Some(Box::pin(commit)),
+                inner: Arc::clone(&self.inner),
             }
+            .await;
         }
+        // Shutting down, a committer that could not start was dropped, and with it every
+        // queued write: their answers are `Interrupted`.
         answer.await.unwrap_or(Err(DbError::Interrupted(thread)))
     }
 
@@ -107,6 +111,79 @@ impl<S: Store + 'static> Db<S> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         Arc::clone(queues.entry(thread).or_default())
+    }
+}
+
+/// The committer's work: `first` (a group already taken, possibly empty), then group after
+/// group of queued writes until none is left. The first group is committed where the
+/// writer that found nobody committing awaits it; the rest in a task of its own, so that
+/// writer is answered as soon as its own group is done.
+async fn commits<S: Store + 'static>(
+    inner: Arc<Inner<S>>,
+    views: crate::db::ThreadViews<S>,
+    thread: ThreadId,
+    mut committer: Committer,
+    first: Vec<Pending>,
+) {
+    if !first.is_empty() {
+        let mut guard = views.lock().await;
+        commit_group(&inner, thread, &committer.writes, &mut guard, first).await;
+        drop(guard);
+        // Writers that came meanwhile are left to a task of their own (the writer led
+        // here is answered now); with none, the committer stops.
+        if committer.queued_now().is_none() {
+            return;
+        }
+    }
+    let rest = {
+        let inner = Arc::clone(&inner);
+        async move {
+            while let Some(group) = next_group(&mut committer).await {
+                // The lock is taken per group: readers waiting for it get their turn
+                // between groups.
+                let mut guard = views.lock().await;
+                commit_group(&inner, thread, &committer.writes, &mut guard, group).await;
+                drop(guard);
+                // Writers just answered write again: let them queue before the next
+                // group is taken.
+                tokio::task::yield_now().await;
+            }
+        }
+    };
+    // Refused when shutting down: the committer is dropped with the writes queued.
+    inner.spawn_commit(rest);
+}
+
+/// A commit polled by the task that awaits it; dropped before it is done, it is finished by
+/// a task of its own (the database's tracked commit tasks).
+struct Finish<S: Store + 'static> {
+    commit: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+    inner: Arc<Inner<S>>,
+}
+
+impl<S: Store + 'static> std::future::Future for Finish<S> {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let Some(commit) = self.commit.as_mut() else {
+            return std::task::Poll::Ready(());
+        };
+        std::task::ready!(commit.as_mut().poll(cx));
+        self.commit = None;
+        std::task::Poll::Ready(())
+    }
+}
+
+impl<S: Store + 'static> Drop for Finish<S> {
+    fn drop(&mut self) {
+        if let Some(commit) = self.commit.take() {
+            // Refused when shutting down: the commit is dropped, and its writers are
+            // answered `Interrupted`.
+            self.inner.spawn_commit(commit);
+        }
     }
 }
 

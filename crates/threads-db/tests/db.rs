@@ -1380,3 +1380,86 @@ async fn an_editor_rotates_again_when_the_latest_epoch_reached_a_revoked_member(
         db.shutdown().await;
     }
 }
+
+/// A writer alone commits its write in its own task; dropped at any point (before, during
+/// or after its commit), the write is whole or absent: once a later write is answered,
+/// every key written is readable, the change feed lists exactly those writes, in order,
+/// and every write that was awaited is among them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_alone_that_gives_up_leaves_its_write_whole_or_absent() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = Db::open_sqlite(
+        dir.path().join("db.sqlite"),
+        Identity::from_secret_bytes(&[91; 32]),
+        config(),
+    )
+    .await
+    .expect("db");
+    let thread = db.create_thread(Variant::Raw).await.expect("thread");
+    let mut feed = db.changes(thread, Cursor::default()).await.expect("feed");
+    let mut gave_up = 0;
+    let mut answered = Vec::new();
+    for i in 0..200u32 {
+        let write = db
+            .transaction(thread)
+            .put(format!("k{i:03}").as_bytes(), b"v")
+            .commit();
+        match tokio::time::timeout(Duration::from_micros(u64::from(i % 10) * 40), write).await {
+            Ok(result) => {
+                result.expect("write");
+                answered.push(i);
+            }
+            Err(_) => gave_up += 1,
+        }
+    }
+    // Queued behind whatever a dropped writer's commit still does.
+    db.transaction(thread)
+        .put(b"last", b"v")
+        .commit()
+        .await
+        .expect("last");
+    let mut visible = Vec::new();
+    for i in 0..200u32 {
+        if db
+            .get(thread, format!("k{i:03}").as_bytes())
+            .await
+            .expect("get")
+            .is_some()
+        {
+            visible.push(format!("k{i:03}").into_bytes());
+        }
+    }
+    let mut listed = Vec::new();
+    loop {
+        let event = tokio::time::timeout(LIMIT, feed.next())
+            .await
+            .expect("in time")
+            .expect("feed")
+            .expect("an event");
+        let mut last = false;
+        for change in event.changes {
+            if let ChangeKind::Kv { key, .. } = change.kind {
+                if key == b"last" {
+                    last = true;
+                } else {
+                    listed.push(key);
+                }
+            }
+        }
+        if last {
+            break;
+        }
+    }
+    assert_eq!(
+        listed, visible,
+        "the feed lists exactly the writes that are readable"
+    );
+    for i in &answered {
+        assert!(
+            visible.contains(&format!("k{i:03}").into_bytes()),
+            "write {i} was answered"
+        );
+    }
+    assert!(gave_up > 0, "no writer gave up: the test shows nothing");
+    db.shutdown().await;
+}
