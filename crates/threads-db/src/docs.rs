@@ -301,7 +301,13 @@ fn parse_doc(text: &str) -> Result<Value, DocError> {
 pub struct Docs {
     name: String,
     validators: Mutex<HashMap<[u8; 32], Arc<jsonschema::Validator>>>,
+    /// Collections as parsed from their rows, with the validator of their newest schema,
+    /// by the row's bytes: a write does not parse its collection's schemas again.
+    writing: Mutex<HashMap<Vec<u8>, Arc<(Collection, Arc<jsonschema::Validator>)>>>,
 }
+
+/// Collections kept parsed at most (the map starts over beyond).
+const PARSED_COLLECTIONS: usize = 64;
 
 impl fmt::Debug for Docs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -398,12 +404,43 @@ impl Docs {
         Docs {
             name: name.into(),
             validators: Mutex::new(HashMap::new()),
+            writing: Mutex::new(HashMap::new()),
         }
     }
 
     /// The view's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// A collection and the validator of its newest schema (parsed once per row value).
+    fn for_writing(
+        &self,
+        state: &State,
+        name: &str,
+    ) -> Result<Arc<(Collection, Arc<jsonschema::Validator>)>, DocError> {
+        let row = state
+            .get(&collection_key(name))
+            .ok_or_else(|| DocError::UnknownCollection(name.to_owned()))?;
+        if let Some(parsed) = self
+            .writing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&row)
+        {
+            return Ok(Arc::clone(parsed));
+        }
+        let meta: Collection =
+            serde_json::from_slice(&row).map_err(|e| DocError::Malformed(e.to_string()))?;
+        let schema = meta.schemas.last().cloned().unwrap_or(Value::Bool(true));
+        let validator = self.validator(&schema)?;
+        let parsed = Arc::new((meta, validator));
+        let mut cache = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= PARSED_COLLECTIONS {
+            cache.clear();
+        }
+        cache.insert(row, Arc::clone(&parsed));
+        Ok(parsed)
     }
 
     fn validator(&self, schema: &Value) -> Result<Arc<jsonschema::Validator>, DocError> {
@@ -540,7 +577,8 @@ impl Docs {
                 id,
                 doc,
             } => {
-                let meta = Docs::collection(state, collection)?;
+                let parsed = self.for_writing(state, collection)?;
+                let (meta, validator) = (&parsed.0, &parsed.1);
                 if !valid_id(id) {
                     return Err(DocError::BadName(id.clone()));
                 }
@@ -562,8 +600,6 @@ impl Docs {
                     _ => {}
                 }
                 let version = meta.version();
-                let schema = meta.schemas.last().cloned().unwrap_or(Value::Bool(true));
-                let validator = self.validator(&schema)?;
                 if let Err(error) = validator.validate(&doc) {
                     return Err(DocError::SchemaViolation {
                         collection: collection.clone(),
