@@ -303,8 +303,11 @@ pub struct Docs {
     validators: Mutex<HashMap<[u8; 32], Arc<jsonschema::Validator>>>,
     /// Collections as parsed from their rows, with the validator of their newest schema,
     /// by the row's bytes: a write does not parse its collection's schemas again.
-    writing: Mutex<HashMap<Vec<u8>, Arc<(Collection, Arc<jsonschema::Validator>)>>>,
+    writing: Mutex<HashMap<Vec<u8>, Arc<Parsed>>>,
 }
+
+/// A collection and the validator of its newest schema.
+type Parsed = (Collection, Arc<jsonschema::Validator>);
 
 /// Collections kept parsed at most (the map starts over beyond).
 const PARSED_COLLECTIONS: usize = 64;
@@ -418,7 +421,7 @@ impl Docs {
         &self,
         state: &State,
         name: &str,
-    ) -> Result<Arc<(Collection, Arc<jsonschema::Validator>)>, DocError> {
+    ) -> Result<Arc<Parsed>, DocError> {
         let row = state
             .get(&collection_key(name))
             .ok_or_else(|| DocError::UnknownCollection(name.to_owned()))?;
