@@ -417,11 +417,7 @@ impl Docs {
     }
 
     /// A collection and the validator of its newest schema (parsed once per row value).
-    fn for_writing(
-        &self,
-        state: &State,
-        name: &str,
-    ) -> Result<Arc<Parsed>, DocError> {
+    fn for_writing(&self, state: &State, name: &str) -> Result<Arc<Parsed>, DocError> {
         let row = state
             .get(&collection_key(name))
             .ok_or_else(|| DocError::UnknownCollection(name.to_owned()))?;
