@@ -130,6 +130,9 @@ pub struct SqliteStore {
     /// task (a file store's; `None` in memory, where every connection would be a database
     /// of its own, and once closed).
     writer: Arc<std::sync::Mutex<Option<WritingConnection>>>,
+    /// The checkpoint of the write-ahead log in progress, if any (one at a time; `close`
+    /// waits for it).
+    checkpoint: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl SqliteStore {
@@ -205,6 +208,7 @@ impl SqliteStore {
                 pool,
                 secrets: Arc::new(secrets),
                 writer: Arc::default(),
+                checkpoint: Arc::default(),
             }),
             Err(e) => {
                 pool.close().await;
@@ -241,6 +245,14 @@ impl SqliteStore {
     /// threads get to closing.
     pub async fn close(&self) {
         drop(self.writing().take());
+        let checkpoint = self
+            .checkpoint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(checkpoint) = checkpoint {
+            let _ = checkpoint.await;
+        }
         // Best effort: a failed checkpoint leaves the WAL beside the file, which SQLite
         // replays at the next open.
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -512,14 +524,22 @@ impl SqliteStore {
     /// writing connection does not: a checkpoint copies pages and syncs the file, too
     /// long to run in a writing task).
     fn checkpoint_later(&self) {
+        let mut running = self
+            .checkpoint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if running.as_ref().is_some_and(|c| !c.is_finished()) {
+            // One at a time: this one is skipped, the next is due 4 MiB later.
+            return;
+        }
         let pool = self.pool.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
+            *running = Some(runtime.spawn(async move {
                 // Best effort: the next one catches up.
                 let _ = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
                     .execute(&pool)
                     .await;
-            });
+            }));
         }
     }
 
