@@ -21,7 +21,9 @@ use crate::chain::{Plan, check_chain, heads_digest, plan};
 use crate::error::StoreError;
 use crate::secrets::{Secrets, StoreOptions, log_key_row, thread_key_row};
 use crate::sql::{EntryRow, cid_from, entries_from_rows, log_from, to_i64, to_u64};
-use crate::sqlite_script::{Arg, Declined, INLINE_BYTES, Script, WritingConnection};
+use crate::sqlite_script::{
+    Arg, Declined, INLINE_BYTES, INLINE_READ_ROWS, Script, WritingConnection,
+};
 use crate::traits::{
     AddrBook, AppendOutcome, BlockStore, HeadsDigest, KeyBook, LogBook, MetaBook, Page, Result,
     StoredEntry, ThreadBook,
@@ -1022,6 +1024,14 @@ impl ViewBook for SqliteStore {
         view: &str,
         keys: &[Vec<u8>],
     ) -> Result<Vec<Option<Vec<u8>>>> {
+        if keys.len() <= INLINE_READ_ROWS
+            && let Some(Ok(values)) = self
+                .writing()
+                .as_mut()
+                .map(|writer| writer.view_get(scope, view, keys))
+        {
+            return Ok(values);
+        }
         let mut found: std::collections::HashMap<Vec<u8>, Vec<u8>> =
             std::collections::HashMap::with_capacity(keys.len());
         for chunk in keys.chunks(ROWS_PER_STATEMENT) {
@@ -1049,6 +1059,14 @@ impl ViewBook for SqliteStore {
         view: &str,
         range: &RowRange,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        if range.limit <= INLINE_READ_ROWS
+            && let Some(Ok(rows)) = self
+                .writing()
+                .as_mut()
+                .map(|writer| writer.view_range(scope, view, range))
+        {
+            return Ok(rows);
+        }
         let start = if range.after { ">" } else { ">=" };
         let direction = if range.reverse { "DESC" } else { "ASC" };
         let end = if range.to.is_some() {

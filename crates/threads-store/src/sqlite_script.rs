@@ -15,7 +15,9 @@
 //! larger than [`INLINE_BYTES`] (a catch-up's commit of many rows) go the pool's way too,
 //! so no task blocks its runtime thread for long. The connection does not checkpoint the
 //! write-ahead log itself; the store checkpoints it through the pool every
-//! [`CHECKPOINT_BYTES`] written. A script runs whole or not at all: it cannot be stopped
+//! [`CHECKPOINT_BYTES`] written. Small reads of view rows (the views' cache misses, a
+//! query's page) go through this connection too, for the same reason. A script runs whole
+//! or not at all: it cannot be stopped
 //! halfway (a dropped future has either not started it or finished it), and on an error
 //! its transaction is rolled back before the error is returned.
 
@@ -31,6 +33,10 @@ use crate::traits::Result;
 /// Scripts whose arguments are larger than this run on the pool's connections (off the
 /// runtime's threads) rather than inline.
 pub(crate) const INLINE_BYTES: usize = 256 << 10;
+
+/// Reads of at most this many view rows go through the writing connection, in the reading
+/// task; larger ones through the pool.
+pub(crate) const INLINE_READ_ROWS: usize = 1024;
 
 /// Bytes written through the writing connection between two checkpoints of the
 /// write-ahead log (SQLite's own default is 1,000 pages, about 4 MiB).
@@ -223,6 +229,53 @@ impl WritingConnection {
         Ok(())
     }
 
+    /// The values of `keys` in `view` of `scope`, in the order of `keys` (a read of
+    /// committed rows, outside any transaction: this connection is never left in one).
+    pub(crate) fn view_get(
+        &mut self,
+        scope: &str,
+        view: &str,
+        keys: &[Vec<u8>],
+    ) -> rusqlite::Result<Vec<Option<Vec<u8>>>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT value FROM view_rows WHERE scope = ?1 AND view = ?2 AND key = ?3",
+        )?;
+        keys.iter()
+            .map(|key| {
+                use rusqlite::OptionalExtension;
+                statement
+                    .query_row((scope, view, key), |row| row.get(0))
+                    .optional()
+            })
+            .collect()
+    }
+
+    /// The rows of `view` in `scope` within `range`, as [`crate::ViewBook::view_range`].
+    pub(crate) fn view_range(
+        &mut self,
+        scope: &str,
+        view: &str,
+        range: &crate::RowRange,
+    ) -> rusqlite::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let sql = match (range.after, range.to.is_some(), range.reverse) {
+            (false, false, false) => RANGES[0],
+            (true, false, false) => RANGES[1],
+            (false, true, false) => RANGES[2],
+            (true, true, false) => RANGES[3],
+            (false, false, true) => RANGES[4],
+            (true, false, true) => RANGES[5],
+            (false, true, true) => RANGES[6],
+            (true, true, true) => RANGES[7],
+        };
+        let mut statement = self.conn.prepare_cached(sql)?;
+        let limit = i64::try_from(range.limit).unwrap_or(i64::MAX);
+        let to = range.to.as_deref().unwrap_or_default();
+        let rows = statement.query_map((scope, view, &range.from, to, limit), |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+        rows.collect()
+    }
+
     fn roll_back(&mut self) {
         if !self.conn.is_autocommit() {
             // A rollback that fails leaves the transaction to the next script's check.
@@ -239,6 +292,27 @@ impl WritingConnection {
         true
     }
 }
+
+/// The statements of [`WritingConnection::view_range`]: after `from` or from it, up to
+/// `to` or to the end, ascending or descending (`?4` is bound either way).
+const RANGES: [&str; 8] = [
+    "SELECT key, value FROM view_rows WHERE scope = ?1 AND view = ?2 AND key >= ?3 \
+     AND ?4 IS NOT NULL ORDER BY key ASC LIMIT ?5",
+    "SELECT key, value FROM view_rows WHERE scope = ?1 AND view = ?2 AND key > ?3 \
+     AND ?4 IS NOT NULL ORDER BY key ASC LIMIT ?5",
+    "SELECT key, value FROM view_rows WHERE scope = ?1 AND view = ?2 AND key >= ?3 \
+     AND key < ?4 ORDER BY key ASC LIMIT ?5",
+    "SELECT key, value FROM view_rows WHERE scope = ?1 AND view = ?2 AND key > ?3 \
+     AND key < ?4 ORDER BY key ASC LIMIT ?5",
+    "SELECT key, value FROM view_rows WHERE scope = ?1 AND view = ?2 AND key >= ?3 \
+     AND ?4 IS NOT NULL ORDER BY key DESC LIMIT ?5",
+    "SELECT key, value FROM view_rows WHERE scope = ?1 AND view = ?2 AND key > ?3 \
+     AND ?4 IS NOT NULL ORDER BY key DESC LIMIT ?5",
+    "SELECT key, value FROM view_rows WHERE scope = ?1 AND view = ?2 AND key >= ?3 \
+     AND key < ?4 ORDER BY key DESC LIMIT ?5",
+    "SELECT key, value FROM view_rows WHERE scope = ?1 AND view = ?2 AND key > ?3 \
+     AND key < ?4 ORDER BY key DESC LIMIT ?5",
+];
 
 fn is_busy(error: &rusqlite::Error) -> bool {
     matches!(
