@@ -33,6 +33,9 @@ pub(crate) struct Inner<S: Store + 'static> {
     cache: Arc<threads_views::CacheBudget>,
     /// The automerge view of every thread (one set of documents kept in memory).
     pub(crate) crdt: Crdt,
+    /// The document view of every thread, shared: its parsed collections and compiled
+    /// schemas serve every thread, and transactions' checks.
+    pub(crate) docs: Arc<Docs>,
     /// Writes waiting for their group, per thread (see `write.rs`).
     pub(crate) queues: Mutex<HashMap<ThreadId, crate::queue::Queue>>,
     /// Per thread, the node's arrival count read before the views' latest catch-up: while
@@ -317,10 +320,10 @@ impl Db<threads_store::SqliteStore> {
     }
 }
 
-fn reducers(crdt: &Crdt, custom: &CustomViews) -> Vec<Arc<dyn Reducer>> {
+fn reducers(crdt: &Crdt, docs: &Arc<Docs>, custom: &CustomViews) -> Vec<Arc<dyn Reducer>> {
     let mut all: Vec<Arc<dyn Reducer>> = vec![
         Arc::new(Kv::new(KV_VIEW)),
-        Arc::new(Docs::new(DOCS_VIEW)),
+        Arc::clone(docs) as Arc<dyn Reducer>,
         Arc::new(crdt.clone()),
     ];
     all.extend(custom.0.iter().cloned());
@@ -376,6 +379,7 @@ impl<S: Store + 'static> Db<S> {
             clock: Mutex::new(Clock::new(config.time.clone())),
             cache: threads_views::CacheBudget::new(config.views.cache_bytes),
             crdt: Crdt::new(CRDT_VIEW),
+            docs: Arc::new(Docs::new(DOCS_VIEW)),
             queues: Mutex::default(),
             caught_up: Mutex::default(),
             repairing: Mutex::default(),
@@ -651,7 +655,7 @@ pub(crate) async fn open_thread<S: Store + 'static>(
         Arc::clone(inner.node.store()),
         thread,
         &inner.me,
-        reducers(&inner.crdt, &inner.config.custom),
+        reducers(&inner.crdt, &inner.docs, &inner.config.custom),
         // A database's events apply whole or not at all across its views.
         inner.config.views.with_atomic(true),
     )

@@ -8,7 +8,7 @@ use threads_views::{Batch, Kv};
 
 use crate::crdt::{CRDT_VIEW, Crdt};
 use crate::db::{Db, KV_VIEW};
-use crate::docs::{DOCS_VIEW, DocOp, Docs};
+use crate::docs::{DOCS_VIEW, DocOp};
 use crate::error::{DbError, DocError};
 
 impl<S: Store + 'static> Db<S> {
@@ -146,7 +146,7 @@ impl<S: Store + 'static> Transaction<'_, S> {
         {
             let views = self.db.views(self.thread).await?;
             let mut views = views.lock().await;
-            let checker = Docs::default();
+            let checker = &self.db.inner.docs;
             let created: Vec<&str> = self
                 .docs
                 .iter()

@@ -1382,7 +1382,8 @@ async fn an_editor_rotates_again_when_the_latest_epoch_reached_a_revoked_member(
 }
 
 /// A writer alone commits its write in its own task; dropped at any point (before, during
-/// or after its commit), the write is whole or absent: once a later write is answered,
+/// or after its commit; a reader holding the views lock now and then makes some wait), the
+/// write is whole or absent: once a later write is answered,
 /// every key written is readable, the change feed lists exactly those writes, in order,
 /// and every write that was awaited is among them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1397,6 +1398,19 @@ async fn a_writer_alone_that_gives_up_leaves_its_write_whole_or_absent() {
     .expect("db");
     let thread = db.create_thread(Variant::Raw).await.expect("thread");
     let mut feed = db.changes(thread, Cursor::default()).await.expect("feed");
+    // A reader that keeps taking the views lock, so that writes wait for it now and then
+    // (a write that never waits completes in its first poll and cannot be dropped halfway).
+    let reading = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let reader = {
+        let db = db.clone();
+        let reading = std::sync::Arc::clone(&reading);
+        tokio::spawn(async move {
+            while reading.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = db.list(thread, b"").await;
+                tokio::task::yield_now().await;
+            }
+        })
+    };
     let mut gave_up = 0;
     let mut answered = Vec::new();
     for i in 0..200u32 {
@@ -1412,6 +1426,8 @@ async fn a_writer_alone_that_gives_up_leaves_its_write_whole_or_absent() {
             Err(_) => gave_up += 1,
         }
     }
+    reading.store(false, std::sync::atomic::Ordering::Relaxed);
+    reader.await.expect("reader");
     // Queued behind whatever a dropped writer's commit still does.
     db.transaction(thread)
         .put(b"last", b"v")
