@@ -60,22 +60,18 @@ impl Committer {
     /// Whether writes are queued now; `None` when there are none (then this committer
     /// stops, atomically with the check).
     pub(crate) fn queued_now(&mut self) -> Option<()> {
-        let mut queue = self
-            .writes
-            .queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if queue.pending.is_empty() {
-            queue.committing = false;
-            self.finished = true;
-            return None;
-        }
-        Some(())
+        self.take_or_stop(|_| ())
     }
 
     /// The next group: every write queued now; `None` when there is none (then this
     /// committer stops, atomically with the check).
     pub(crate) fn next_group(&mut self) -> Option<Vec<Pending>> {
+        self.take_or_stop(std::mem::take)
+    }
+
+    /// `take` of the queued writes if there are any; else this committer stops (the
+    /// queue's next writer starts another), under the same lock as the check.
+    fn take_or_stop<T>(&mut self, take: impl FnOnce(&mut Vec<Pending>) -> T) -> Option<T> {
         let mut queue = self
             .writes
             .queue
@@ -86,7 +82,7 @@ impl Committer {
             self.finished = true;
             return None;
         }
-        Some(std::mem::take(&mut queue.pending))
+        Some(take(&mut queue.pending))
     }
 }
 

@@ -352,6 +352,27 @@ fn cases() -> impl Strategy<Value = (Vec<Vec<Ev>>, Vec<u64>, Vec<Setup>, bool)> 
     )
 }
 
+/// Runs the property `cases` times on stores made by `store`, on a runtime of two
+/// workers.
+fn converge_on<S, F, Fut>(store: F, cases_run: u32, backend: &str)
+where
+    S: Store + 'static,
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<S>>,
+{
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(cases_run));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if let Err(e) = runner.run(&cases(), |(logs, seeds, setups, atomic)| {
+        rt.block_on(converge(&store, &logs, &seeds, setups, atomic))
+    }) {
+        panic!("replicas do not converge on {backend}: {e}");
+    }
+}
+
 /// The property on SQLite files (the store's writing connection, its scripts and its
 /// ranges read back through a cache evicted at every commit).
 #[test]
@@ -363,17 +384,7 @@ fn replicas_converge_on_sqlite() {
         let path = dir.path().join(format!("replica-{n}.db"));
         async move { Arc::new(SqliteStore::open(path).await.expect("open")) }
     };
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(32));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runner
-        .run(&cases(), |(logs, seeds, setups, atomic)| {
-            rt.block_on(converge(&store, &logs, &seeds, setups, atomic))
-        })
-        .expect("replicas converge on SQLite");
+    converge_on(store, 32, "SQLite");
 }
 
 /// The property on PostgreSQL: a database of a throwaway server for each replica.
@@ -384,15 +395,5 @@ fn replicas_converge_on_postgres() {
         let url = server.fresh_database().await;
         Arc::new(PostgresStore::connect(&url).await.expect("connect"))
     };
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(12));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runner
-        .run(&cases(), |(logs, seeds, setups, atomic)| {
-            rt.block_on(converge(&store, &logs, &seeds, setups, atomic))
-        })
-        .expect("replicas converge on PostgreSQL");
+    converge_on(store, 12, "PostgreSQL");
 }
