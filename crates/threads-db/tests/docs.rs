@@ -300,6 +300,20 @@ fn unique_values_go_to_the_first_writer_and_indexes_follow_saves() {
     );
 }
 
+/// The ids of every page of `query` in `people`, walked with cursors (each page seeks to
+/// its cursor's entry).
+fn walk(state: &State, mut query: Query) -> Vec<String> {
+    let mut walked = Vec::new();
+    loop {
+        let page = Docs::query(state, "people", &query).expect("page");
+        walked.extend(page.docs.into_iter().map(|(id, _)| id));
+        match page.next {
+            Some(next) => query = query.after(next),
+            None => return walked,
+        }
+    }
+}
+
 /// Every document has an entry in every index (a missing path, null, an array or an object
 /// too), so a sort on an indexed path always reads the index in order, and the order is
 /// the query's: missing first, then values in the total order, ties by id. A cursor walk
@@ -366,21 +380,10 @@ fn a_sort_on_an_indexed_path_reads_the_index_whatever_the_documents_hold() {
     );
     assert_eq!(ids(&state, &by_rank), expected);
     // Page by page with cursors: each page seeks to its cursor's entry.
-    let mut walked = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let mut q = Query::all().sort("rank", false).limit(2);
-        if let Some(cursor) = &after {
-            q = q.after(cursor.clone());
-        }
-        let page = Docs::query(&state, "people", &q).expect("page");
-        walked.extend(page.docs.into_iter().map(|(id, _)| id));
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
-    assert_eq!(walked, expected);
+    assert_eq!(
+        walk(&state, Query::all().sort("rank", false).limit(2)),
+        expected
+    );
     // Descending: the ascending order reversed, ties (m1, m2; b, h) included, read from
     // the index's end.
     let desc = Query::all().sort("rank", true);
@@ -394,21 +397,10 @@ fn a_sort_on_an_indexed_path_reads_the_index_whatever_the_documents_hold() {
         ["c", "i", "h", "b", "f", "j", "e", "a", "g", "d", "m2", "m1"]
     );
     assert_eq!(ids(&state, &desc), expected_desc);
-    let mut walked = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let mut q = Query::all().sort("rank", true).limit(1);
-        if let Some(cursor) = &after {
-            q = q.after(cursor.clone());
-        }
-        let page = Docs::query(&state, "people", &q).expect("page");
-        walked.extend(page.docs.into_iter().map(|(id, _)| id));
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
-    assert_eq!(walked, expected_desc);
+    assert_eq!(
+        walk(&state, Query::all().sort("rank", true).limit(1)),
+        expected_desc
+    );
     // An equality with an array reads the index and finds both holders.
     let eq = Query::filter(Filter::Eq("rank".into(), json!([2, "x"])));
     assert!(matches!(
