@@ -9,7 +9,8 @@
 //! - 64 concurrent writers on one thread (KV), the rate of acknowledged writes.
 //!
 //! Run with `cargo bench -p threads-db --bench write` (`THREADS_BENCH_ONLY=concurrent`
-//! runs the concurrent writers alone, for a profiler). Prints medians of per-write latency
+//! runs the concurrent writers alone, for a profiler; `THREADS_BENCH_ONLY=docs` the
+//! document writes alone). Prints medians of per-write latency
 //! and rates, and the ratio of each to the yardstick.
 #![allow(clippy::print_stdout, missing_docs)]
 
@@ -175,6 +176,12 @@ fn main() {
             // For a profiler: the concurrent writers alone.
             let rate = concurrent(dir.path(), n.max(64), 64).await;
             println!("Db KV writes, 64 concurrent writers: {rate:.0} writes/s");
+            return;
+        }
+        if std::env::var("THREADS_BENCH_ONLY").as_deref() == Ok("docs") {
+            // For a profiler: the document writes alone.
+            let (rate, median) = sequential(dir.path(), n, true).await;
+            println!("Db document write, awaited one after another: {rate:.0} writes/s, median {median:?}");
             return;
         }
         let (yard_rate, yard_median) = yardstick(dir.path(), n).await;

@@ -135,6 +135,9 @@ pub struct SqliteStore {
     /// The checkpoint of the write-ahead log in progress, if any (one at a time; `close`
     /// waits for it).
     checkpoint: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    /// Set when a checkpoint of the pool is done: the writing connection's next write
+    /// checkpoints the frames it left, so the log starts again (`sqlite_script`).
+    checkpointed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SqliteStore {
@@ -211,6 +214,7 @@ impl SqliteStore {
                 secrets: Arc::new(secrets),
                 writer: Arc::default(),
                 checkpoint: Arc::default(),
+                checkpointed: Arc::default(),
             }),
             Err(e) => {
                 pool.close().await;
@@ -247,14 +251,7 @@ impl SqliteStore {
     /// threads get to closing.
     pub async fn close(&self) {
         drop(self.writing().take());
-        let checkpoint = self
-            .checkpoint
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(checkpoint) = checkpoint {
-            let _ = checkpoint.await;
-        }
+        self.checkpoint_done().await;
         // Best effort: a failed checkpoint leaves the WAL beside the file, which SQLite
         // replays at the next open.
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -501,7 +498,18 @@ impl SqliteStore {
     /// transaction of the pool.
     async fn transact(&self, script: &Script<'_>) -> Result<()> {
         if script.bytes() <= INLINE_BYTES {
+            let over_limit = self.writing().as_ref().is_some_and(WritingConnection::over_limit);
+            if over_limit {
+                // Writes outran the checkpoints: wait for the one in progress.
+                self.checkpoint_done().await;
+            }
             let outcome = self.writing().as_mut().map(|writer| {
+                if self
+                    .checkpointed
+                    .swap(false, std::sync::atomic::Ordering::AcqRel)
+                {
+                    writer.finish_checkpoint();
+                }
                 let result = writer.transact(script);
                 (result, writer.checkpoint_due())
             });
@@ -535,13 +543,27 @@ impl SqliteStore {
             return;
         }
         let pool = self.pool.clone();
+        let checkpointed = Arc::clone(&self.checkpointed);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             *running = Some(runtime.spawn(async move {
                 // Best effort: the next one catches up.
                 let _ = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
                     .execute(&pool)
                     .await;
+                checkpointed.store(true, std::sync::atomic::Ordering::Release);
             }));
+        }
+    }
+
+    /// Waits for the checkpoint in progress, if any.
+    async fn checkpoint_done(&self) {
+        let running = self
+            .checkpoint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(running) = running {
+            let _ = running.await;
         }
     }
 

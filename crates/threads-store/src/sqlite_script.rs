@@ -13,9 +13,18 @@
 //! holds the database's write lock, the script is not started and the store runs it in a
 //! transaction of its pool instead, which waits without blocking the runtime. Scripts
 //! larger than [`INLINE_BYTES`] (a catch-up's commit of many rows) go the pool's way too,
-//! so no task blocks its runtime thread for long. The connection does not checkpoint the
-//! write-ahead log itself; the store checkpoints it through the pool every
-//! [`CHECKPOINT_BYTES`] written. Small reads of view rows (the views' cache misses, a
+//! so no task blocks its runtime thread for long.
+//!
+//! The write-ahead log is checkpointed in two steps, so that it stays bounded without a
+//! write waiting for the bulk of a checkpoint. Once [`CHECKPOINT_FRAMES`] frames are in the
+//! log, the store checkpoints it through the pool, in a task of its own (copying pages and
+//! syncing the file); writes go on meanwhile, appending frames that checkpoint does not
+//! reach. The log can only start again from its beginning when a write finds every frame
+//! copied, so the writing connection's next write first checkpoints the few frames left
+//! (a passive checkpoint, which waits for nobody), and its transaction then writes at the
+//! start of the log again, over pages the kernel already holds. Without that second step a
+//! log written without pause never starts again, and grows for as long as writes come. Past
+//! [`WAL_LIMIT_FRAMES`] frames a write waits for the checkpoint in progress. Small reads of view rows (the views' cache misses, a
 //! query's page) go through this connection too, for the same reason. A script runs whole
 //! or not at all: it cannot be stopped
 //! halfway (a dropped future has either not started it or finished it), and on an error
@@ -38,9 +47,29 @@ pub(crate) const INLINE_BYTES: usize = 256 << 10;
 /// task; larger ones through the pool.
 pub(crate) const INLINE_READ_ROWS: usize = 1024;
 
-/// Bytes written through the writing connection between two checkpoints of the
-/// write-ahead log (SQLite's own default is 1,000 pages, about 4 MiB).
-pub(crate) const CHECKPOINT_BYTES: usize = 4 << 20;
+/// Frames (pages written) in the write-ahead log at which a checkpoint starts (SQLite's own
+/// default: 1,000 pages, about 4 MiB).
+pub(crate) const CHECKPOINT_FRAMES: usize = 1000;
+
+/// Frames in the write-ahead log past which a write waits for the checkpoint in progress
+/// (about 32 MiB): writes faster than checkpoints can copy do not grow the log without
+/// bound.
+pub(crate) const WAL_LIMIT_FRAMES: usize = 8 * CHECKPOINT_FRAMES;
+
+thread_local! {
+    /// The frames in the write-ahead log after the last commit on this thread, set by the
+    /// writing connections' WAL hook while `COMMIT` runs (a hook is a plain function, so it
+    /// cannot hold a connection's state; `COMMIT` and the read of this value follow each
+    /// other on one thread, with nothing between them).
+    static WAL_FRAMES: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// The writing connections' WAL hook: records the frames in the log after a commit.
+#[allow(clippy::unnecessary_wraps)] // The hook's signature.
+fn record_wal_frames(_: &rusqlite::hooks::Wal, frames: std::ffi::c_int) -> rusqlite::Result<()> {
+    WAL_FRAMES.with(|f| f.set(Some(usize::try_from(frames).unwrap_or(0))));
+    Ok(())
+}
 
 /// One argument of a script.
 #[derive(Debug, Clone)]
@@ -154,8 +183,10 @@ pub(crate) enum Declined {
 #[derive(Debug)]
 pub(crate) struct WritingConnection {
     conn: rusqlite::Connection,
-    /// Bytes written since the last checkpoint of the write-ahead log.
-    since_checkpoint: usize,
+    /// The frames in the write-ahead log after this connection's last commit.
+    frames: usize,
+    /// The frames at which the next checkpoint is due.
+    checkpoint_at: usize,
 }
 
 impl WritingConnection {
@@ -176,9 +207,12 @@ impl WritingConnection {
         )?;
         conn.busy_timeout(std::time::Duration::ZERO)?;
         conn.set_prepared_statement_cache_capacity(64);
+        // After `wal_autocheckpoint`, which sets a hook of its own.
+        conn.wal_hook(Some(record_wal_frames));
         Ok(WritingConnection {
             conn,
-            since_checkpoint: 0,
+            frames: 0,
+            checkpoint_at: CHECKPOINT_FRAMES,
         })
     }
 
@@ -196,12 +230,19 @@ impl WritingConnection {
                 Declined::Failed(Box::new(e.into()))
             });
         }
+        WAL_FRAMES.with(|f| f.set(None));
         let result = self
             .run(script)
             .and_then(|()| self.conn.execute_batch("COMMIT"));
         match result {
             Ok(()) => {
-                self.since_checkpoint += script.bytes();
+                if let Some(frames) = WAL_FRAMES.with(std::cell::Cell::take) {
+                    if frames < self.frames {
+                        // The log started again from its beginning.
+                        self.checkpoint_at = CHECKPOINT_FRAMES;
+                    }
+                    self.frames = frames;
+                }
                 Ok(())
             }
             Err(e) => {
@@ -283,13 +324,28 @@ impl WritingConnection {
         }
     }
 
-    /// Whether the write-ahead log is due a checkpoint (the count starts again).
+    /// Whether the write-ahead log is due a checkpoint. Once due, the next one is due
+    /// [`CHECKPOINT_FRAMES`] later, or as many frames after the log starts again.
     pub(crate) fn checkpoint_due(&mut self) -> bool {
-        if self.since_checkpoint < CHECKPOINT_BYTES {
+        if self.frames < self.checkpoint_at {
             return false;
         }
-        self.since_checkpoint = 0;
+        self.checkpoint_at = self.frames + CHECKPOINT_FRAMES;
         true
+    }
+
+    /// Whether the write-ahead log has grown past [`WAL_LIMIT_FRAMES`].
+    pub(crate) fn over_limit(&self) -> bool {
+        self.frames >= WAL_LIMIT_FRAMES
+    }
+
+    /// Checkpoints the frames a checkpoint of the pool left (those written while it ran),
+    /// so that the next transaction starts the log again from its beginning. Passive: it
+    /// copies what no reader still needs, and waits for nobody. Best effort.
+    pub(crate) fn finish_checkpoint(&mut self) {
+        let _ = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
     }
 }
 

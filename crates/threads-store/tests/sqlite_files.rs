@@ -440,3 +440,52 @@ async fn a_write_while_another_connection_holds_the_lock_waits_for_it() {
     assert_eq!(store.head(thread, log).await.expect("head"), head);
     other.close().await.expect("close");
 }
+
+/// Writes without a pause keep the write-ahead log bounded: checkpoints copy it into the
+/// database file while writes go on, and the log starts again from its beginning (before,
+/// a checkpoint of the pool never caught up with a writer that did not stop, and the log
+/// grew by every page written: a gigabyte for 30,000 document writes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_write_ahead_log_stays_bounded_under_writes_without_pause() {
+    use threads_store::{ViewBook, ViewChange, ViewCommit};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    let wal = dir.path().join("store.db-wal");
+    // Each commit rewrites 8 rows of 4 KiB (about 10 pages): 3,000 commits write about
+    // 30,000 pages, almost 4 times the log's limit of 8,000 frames.
+    let commits = 3000u32;
+    let mut largest = 0;
+    for i in 0..commits {
+        let value = vec![u8::try_from(i % 251).expect("small"); 4096];
+        let commit = ViewCommit {
+            scope: "s".to_owned(),
+            cursor: i.to_be_bytes().to_vec(),
+            changes: vec![ViewChange {
+                view: "v".to_owned(),
+                puts: (0..8u8)
+                    .map(|k| (vec![k, u8::try_from(i % 4).expect("small")], value.clone()))
+                    .collect(),
+                ..ViewChange::default()
+            }],
+        };
+        store.view_commit(&commit).await.expect("commit");
+        largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+    }
+    let frame = 4096 + 24;
+    // The limit, plus what one commit and a checkpoint's last step may add.
+    let bound = (8000 + 1000) * frame;
+    assert!(
+        largest <= bound,
+        "the write-ahead log grew to {largest} bytes (bound {bound})"
+    );
+    assert!(largest > 0, "no write-ahead log was seen: the test shows nothing");
+    // Every row is still there, with its last value.
+    let rows = store
+        .view_get("s", "v", &[vec![0, 3], vec![7, 3]])
+        .await
+        .expect("rows");
+    let last = u8::try_from((commits - 1) % 251).expect("small");
+    assert_eq!(rows, vec![Some(vec![last; 4096]), Some(vec![last; 4096])]);
+    store.close().await;
+}
