@@ -9,7 +9,7 @@ use threads_id::{LogId, ThreadId, Variant};
 use threads_log::{Appended, EventOrder, Head, Verifier};
 use threads_store::{Page, Store};
 use threads_views::{
-    Batch, Progress, Reducer, Refused, Rejection, Stamp, State, ViewConfig, ViewError, Views,
+    Batch, Begun, Landing, Progress, Reducer, Refused, Rejection, Stamp, State, ViewConfig, ViewError, Views,
 };
 
 use crate::acl::Acl;
@@ -374,6 +374,50 @@ impl<S: Store + 'static> AclViews<S> {
             return self.catch_up().await;
         }
         Ok(self.views.write_local(expected, batch, events).await?)
+    }
+
+    /// [`AclViews::write_local`] in two steps for a writer with more groups queued
+    /// ([`Views::begin_local`]): applies `batch` in memory and returns the commit to
+    /// store, unless an event carries an ACL operation (then the entries are stored and
+    /// the views catch up, once the commit being stored, if any, is done).
+    ///
+    /// # Errors
+    /// As [`Views::begin_local`].
+    pub async fn begin_local(
+        &mut self,
+        expected: Option<Head>,
+        batch: &[Appended],
+        events: &[(EventOrder, &[u8])],
+    ) -> Result<Begun> {
+        let acl = events.iter().any(|(_, payload)| {
+            Batch::decode(payload)
+                .is_none_or(|batch| batch.ops().iter().any(|(view, _)| view == ACL_VIEW))
+        });
+        if acl {
+            self.views.settle().await;
+            if let Some((order, _)) = events.first() {
+                self.store
+                    .append(self.thread, order.log, expected, batch)
+                    .await?;
+            }
+            return Ok(Begun::Done(self.catch_up().await?));
+        }
+        Ok(self.views.begin_local(expected, batch, events).await?)
+    }
+
+    /// The outcome of a commit from [`AclViews::begin_local`] ([`Views::finish_local`]).
+    pub fn finish_local(&mut self, landing: Landing, stored: bool) {
+        self.views.finish_local(landing, stored);
+    }
+
+    /// A commit being stored ([`Views::fly`]).
+    pub async fn fly(&mut self, landing: Landing, done: threads_views::Outcome) {
+        self.views.fly(landing, done).await;
+    }
+
+    /// Waits for the commit being stored, if any ([`Views::settle`]).
+    pub async fn settle(&mut self) {
+        self.views.settle().await;
     }
 
     /// The earliest place where the two ACLs may admit an event differently.

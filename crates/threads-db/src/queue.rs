@@ -59,6 +59,17 @@ impl Committer {
 
     /// Whether writes are queued now; `None` when there are none (then this committer
     /// stops, atomically with the check).
+    /// Puts `writes`, taken from the queue, back in front of it.
+    pub(crate) fn put_back(&mut self, mut writes: Vec<Pending>) {
+        let mut queue = self
+            .writes
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        writes.append(&mut queue.pending);
+        queue.pending = writes;
+    }
+
     pub(crate) fn queued_now(&mut self) -> Option<()> {
         self.take_or_stop(|_| ())
     }

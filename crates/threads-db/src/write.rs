@@ -26,7 +26,9 @@ use threads_crypto::ThreadKey;
 use threads_id::ThreadId;
 use threads_log::{EventOrder, Hlc, MAX_PAYLOAD_BYTES, Writer};
 use threads_store::Store;
-use threads_views::{Batch, Refused};
+use threads_log::{Appended, Head};
+use threads_store::ViewCommit;
+use threads_views::{Batch, Begun, Landing, Refused};
 use tokio::sync::oneshot;
 
 use crate::db::{Db, Inner};
@@ -137,21 +139,155 @@ async fn commits<S: Store + 'static>(
     }
     let rest = {
         let inner = Arc::clone(&inner);
-        async move {
-            while let Some(group) = next_group(&mut committer).await {
-                // The lock is taken per group: readers waiting for it get their turn
-                // between groups.
-                let mut guard = views.lock().await;
-                commit_group(&inner, thread, &committer.writes, &mut guard, group).await;
-                drop(guard);
-                // Writers just answered write again: let them queue before the next
-                // group is taken.
-                tokio::task::yield_now().await;
-            }
-        }
+        async move { pipeline(&inner, &views, thread, &mut committer).await }
     };
     // Refused when shutting down: the committer is dropped with the writes queued.
     inner.spawn_commit(rest);
+}
+
+/// The fewest writes in each half of a group the committer splits in two.
+const MIN_HALF: usize = 4;
+
+/// Groups the committer holds the views lock for, one after the other, before it lets
+/// readers waiting for the lock have their turn.
+const GROUPS_PER_HOLD: usize = 8;
+
+/// The committer's groups after the first, pipelined: while a group's store transaction
+/// runs on a thread of its own, the next group is checked, signed and applied in memory
+/// (the views read its rows from their cache: [`AclViews::begin_local`]); then the first is
+/// landed (its writers answered) and the second's transaction starts. So signing, which a
+/// log's chain makes one record after the other, and SQLite's work run side by side on two
+/// cores. A group whose transaction fails fails the group built on it too.
+async fn pipeline<S: Store + 'static>(
+    inner: &Arc<Inner<S>>,
+    views: &crate::db::ThreadViews<S>,
+    thread: ThreadId,
+    committer: &mut Committer,
+) {
+    let writes = Arc::clone(&committer.writes);
+    let mut guard: Option<tokio::sync::MutexGuard<'_, AclViews<S>>> = None;
+    let mut flying: Option<Flight> = None;
+    let mut held = 0;
+    loop {
+        // With a group in flight, only what is queued now (landing it answers writers,
+        // who queue again); with none, the committer lingers a little, then stops.
+        let group = if flying.is_some() {
+            committer.queued()
+        } else {
+            next_group(committer).await
+        };
+        let Some(group) = group else {
+            // The views are locked while a group is in flight.
+            match (flying.take(), guard.as_mut()) {
+                (Some(flight), Some(views)) => {
+                    land_flight(inner, thread, &writes, views, flight).await;
+                    continue;
+                }
+                _ => break,
+            }
+        };
+        let mut group = group;
+        if flying.is_none() && group.len() >= 2 * MIN_HALF {
+            // Nothing in flight: half the writes now, the other half while the first is
+            // stored (a group of every writer leaves none to prepare meanwhile).
+            let rest = group.split_off(group.len() / 2);
+            committer.put_back(rest);
+        }
+        let views = match &mut guard {
+            Some(views) => views,
+            None => guard.insert(views.lock().await),
+        };
+        let prepared = prepare_group(inner, thread, &writes, views, group).await;
+        let landed = match flying.take() {
+            Some(flight) => land_flight(inner, thread, &writes, views, flight).await,
+            None => true,
+        };
+        if let Some(prepared) = prepared {
+            if landed {
+                flying = Some(launch(inner, thread, views, prepared).await);
+            } else {
+                // Built on a group that was not stored: its entries chain to records the
+                // store does not hold.
+                views.finish_local(prepared.landing, false);
+                writes.forget();
+                fail_all(
+                    prepared.ready,
+                    &DbError::Group("the group before this write's could not be stored".into()),
+                );
+            }
+        }
+        held += 1;
+        if held >= GROUPS_PER_HOLD {
+            if let Some(flight) = flying.take() {
+                land_flight(inner, thread, &writes, views, flight).await;
+            }
+            guard = None;
+            held = 0;
+        }
+        // Writers just answered write again: let them queue before the next group.
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A group whose store transaction runs on a thread of its own.
+struct Flight {
+    ready: Vec<Ready>,
+    stored: oneshot::Receiver<(Vec<Appended>, Result<(), DbError>)>,
+}
+
+/// Starts the store transaction of `prepared` on a blocking thread (a task spawned from a
+/// runtime thread would wait for this one to yield) and hands its outcome to the views.
+async fn launch<S: Store + 'static>(
+    inner: &Arc<Inner<S>>,
+    thread: ThreadId,
+    views: &mut AclViews<S>,
+    prepared: Prepared,
+) -> Flight {
+    let Prepared {
+        ready,
+        appended,
+        head,
+        commit,
+        landing,
+    } = prepared;
+    let (to_views, outcome) = oneshot::channel();
+    let (to_committer, stored) = oneshot::channel();
+    let store = Arc::clone(inner.node.store());
+    let me = inner.me.log_id();
+    let runtime = tokio::runtime::Handle::current();
+    // Not stored if the thread cannot start (shutting down): both senders are dropped.
+    drop(tokio::task::spawn_blocking(move || {
+        let result = runtime.block_on(store.append_with_views(
+            thread,
+            me,
+            head,
+            &appended,
+            std::slice::from_ref(&commit),
+        ));
+        let _ = to_views.send(result.is_ok());
+        let _ = to_committer.send((appended, result.map(|_| ()).map_err(DbError::from)));
+    }));
+    views.fly(landing, outcome).await;
+    Flight { ready, stored }
+}
+
+/// Waits for a group's store transaction, lets the views take its outcome, and answers its
+/// writers. Whether it was stored.
+async fn land_flight<S: Store + 'static>(
+    inner: &Arc<Inner<S>>,
+    thread: ThreadId,
+    writes: &ThreadWrites,
+    views: &mut AclViews<S>,
+    flight: Flight,
+) -> bool {
+    let (appended, stored) = flight
+        .stored
+        .await
+        .unwrap_or_else(|_| (Vec::new(), Err(DbError::Interrupted(thread))));
+    views.settle().await;
+    let ok = stored.is_ok();
+    land(inner, thread, writes, views, flight.ready, &appended, stored).await;
+    ok
 }
 
 /// A commit polled by the task that awaits it; dropped before it is done, it is finished by
@@ -252,13 +388,16 @@ fn split(batch: Batch, payload: Vec<u8>) -> Vec<(Batch, Vec<u32>, bool, Vec<u8>)
         .collect()
 }
 
-async fn commit_group<S: Store + 'static>(
+/// Checks, signs and applies `group` in memory ([`AclViews::begin_local`]): the group to
+/// store, or `None` when every writer is answered already (refused, failed, or stored by
+/// the views themselves).
+async fn prepare_group<S: Store + 'static>(
     inner: &Arc<Inner<S>>,
     thread: ThreadId,
     writes: &ThreadWrites,
     views: &mut AclViews<S>,
     group: Vec<Pending>,
-) {
+) -> Option<Prepared> {
     let me = inner.me.log_id();
     let store = inner.node.store();
     // The views first take in what arrived from peers, so that the writes are checked
@@ -328,7 +467,10 @@ async fn commit_group<S: Store + 'static>(
         Some(head) => head,
         None => match store.head(thread, me).await {
             Ok(head) => head,
-            Err(e) => return fail_all(ready, &DbError::from(e)),
+            Err(e) => {
+                fail_all(ready, &DbError::from(e));
+                return None;
+            }
         },
     };
     let next = head.map_or(1, |h| h.counter + 1);
@@ -346,7 +488,10 @@ async fn commit_group<S: Store + 'static>(
         }
         let verdicts = match views.check_many(&events).await {
             Ok(verdicts) => verdicts,
-            Err(e) => return fail_all(ready, &DbError::from(e)),
+            Err(e) => {
+                fail_all(ready, &DbError::from(e));
+                return None;
+            }
         };
         let mut verdicts = verdicts.into_iter();
         let mut kept = Vec::with_capacity(ready.len());
@@ -378,7 +523,7 @@ async fn commit_group<S: Store + 'static>(
         }
     }
     if ready.is_empty() {
-        return;
+        return None;
     }
     // One writer per key (the ACL key, the read key of the current epoch).
     let mut writers: Vec<(ThreadKey, Writer)> = Vec::new();
@@ -391,7 +536,10 @@ async fn commit_group<S: Store + 'static>(
                     writers.push((part.key.clone(), writer));
                     writers.len() - 1
                 }
-                Err(e) => return fail_all(ready, &DbError::Key(e.to_string())),
+                Err(e) => {
+                    fail_all(ready, &DbError::Key(e.to_string()));
+                    return None;
+                }
             },
         };
         which.push(index);
@@ -405,10 +553,13 @@ async fn commit_group<S: Store + 'static>(
     let known = |counter: u64| writes.recent_cid(counter);
     let appended = match threads_store::build_local_batch(&**store, head, &built, known).await {
         Ok(appended) => appended,
-        Err(e) => return fail_all(ready, &DbError::from(e)),
+        Err(e) => {
+            fail_all(ready, &DbError::from(e));
+            return None;
+        }
     };
-    // Stored and applied in one transaction, from the batches in hand (`write_local`
-    // stores them alone and catches up whenever applying them here would not be exact).
+    // Applied from the batches in hand (`begin_local` stores them alone and catches up
+    // whenever applying them here would not be exact).
     let events: Vec<(EventOrder, &[u8])> = appended
         .iter()
         .zip(ready.iter().flat_map(|r| &r.parts))
@@ -421,26 +572,107 @@ async fn commit_group<S: Store + 'static>(
             (order, part.payload.as_slice())
         })
         .collect();
-    let applied = views.write_local(head, &appended, &events).await;
+    let begun = views.begin_local(head, &appended, &events).await;
+    drop(events);
+    match begun {
+        Ok(Begun::Commit(local)) => {
+            // The next group chains from these entries.
+            writes.wrote(&appended);
+            let (commit, landing) = local.into_parts();
+            Some(Prepared {
+                ready,
+                appended,
+                head,
+                commit,
+                landing,
+            })
+        }
+        Ok(Begun::Done(_)) => {
+            // Stored by the views themselves.
+            writes.wrote(&appended);
+            land(inner, thread, writes, views, ready, &appended, Ok(())).await;
+            None
+        }
+        Err(e) => {
+            land(inner, thread, writes, views, ready, &appended, Err(DbError::from(e))).await;
+            None
+        }
+    }
+}
+
+/// A group checked, signed and applied in memory, whose entries and rows are to be stored
+/// in one transaction.
+struct Prepared {
+    ready: Vec<Ready>,
+    appended: Vec<Appended>,
+    /// The log's head the entries follow.
+    head: Option<Head>,
+    commit: ViewCommit,
+    landing: Landing,
+}
+
+/// Commits `group` in this task: checked, signed, applied and stored, then answered.
+async fn commit_group<S: Store + 'static>(
+    inner: &Arc<Inner<S>>,
+    thread: ThreadId,
+    writes: &ThreadWrites,
+    views: &mut AclViews<S>,
+    group: Vec<Pending>,
+) {
+    let Some(prepared) = prepare_group(inner, thread, writes, views, group).await else {
+        return;
+    };
+    let Prepared {
+        ready,
+        appended,
+        head,
+        commit,
+        landing,
+    } = prepared;
+    let stored = inner
+        .node
+        .store()
+        .append_with_views(
+            thread,
+            inner.me.log_id(),
+            head,
+            &appended,
+            std::slice::from_ref(&commit),
+        )
+        .await;
+    views.finish_local(landing, stored.is_ok());
+    let stored = stored.map(|_| ()).map_err(DbError::from);
+    land(inner, thread, writes, views, ready, &appended, stored).await;
+}
+
+/// After a group is stored (or not): the views' follow-ups, peers told, and each writer
+/// answered with its counter (its last part's), or the group's error.
+async fn land<S: Store + 'static>(
+    inner: &Arc<Inner<S>>,
+    thread: ThreadId,
+    writes: &ThreadWrites,
+    views: &mut AclViews<S>,
+    ready: Vec<Ready>,
+    appended: &[Appended],
+    stored: Result<(), DbError>,
+) {
     inner.after_apply(views).await;
-    match &applied {
-        Ok(_) => writes.wrote(&appended),
+    if stored.is_err() {
         // The head may be stale (another writer of this log), or the entries may be
         // stored with the views behind: read it next time.
-        Err(_) => writes.forget(),
+        writes.forget();
     }
     let _ = inner.changed.send(thread);
-    inner.node.publish(thread, me);
-    match applied {
-        Ok(_) => {
-            // Each write's counter is its last part's.
+    inner.node.publish(thread, inner.me.log_id());
+    match stored {
+        Ok(()) => {
             let mut counters = appended.iter().map(|a| a.record.counter());
             for r in ready {
                 let counter = counters.by_ref().take(r.parts.len()).last().unwrap_or(0);
                 let _ = r.pending.reply.send(Ok(counter));
             }
         }
-        Err(e) => fail_all(ready, &DbError::from(e)),
+        Err(e) => fail_all(ready, &e),
     }
 }
 

@@ -1479,3 +1479,118 @@ async fn a_writer_alone_that_gives_up_leaves_its_write_whole_or_absent() {
     assert!(gave_up > 0, "no writer gave up: the test shows nothing");
     db.shutdown().await;
 }
+
+/// Many writers at once on a SQLite file, so that the committer splits its groups and
+/// pipelines them (the next group checked, signed and applied while the one before is
+/// stored): documents under a unique index (whose checks read key ranges, which wait for
+/// the group being stored) with a put in the same event. Every acknowledged write is there
+/// whole, every refused one is absent whole, the log holds the acknowledged events and
+/// nothing else, and a reopened database computes the same views from the store alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_groups_keep_every_acknowledged_write_and_nothing_else() {
+    use threads_db::{DocOp, IndexSpec};
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("db.sqlite");
+    let me = Identity::from_secret_bytes(&[63; 32]);
+    let db = Db::open_sqlite(&path, me.clone(), config())
+        .await
+        .expect("db");
+    let thread = db.create_thread(Variant::Raw).await.expect("thread");
+    db.transaction(thread)
+        .create_collection("slots", &json!({"type": "object"}))
+        .doc(DocOp::AddIndex {
+            collection: "slots".into(),
+            spec: IndexSpec {
+                name: "by_slot".into(),
+                path: "slot".into(),
+                unique: true,
+            },
+        })
+        .commit()
+        .await
+        .expect("collection");
+    let before = db
+        .node()
+        .store()
+        .head(thread, me.log_id())
+        .await
+        .expect("head")
+        .map_or(0, |h| h.counter);
+    // 64 writers, 20 writes each, 1,280 documents for 400 slots: most collide.
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..64u32 {
+        let db = db.clone();
+        tasks.spawn(async move {
+            let mut outcomes = Vec::new();
+            for i in 0..20u32 {
+                let slot = (w * 7 + i * 13) % 400;
+                let id = format!("w{w}-{i}");
+                let result = db
+                    .transaction(thread)
+                    .create("slots", &id, &json!({"slot": slot}))
+                    .put(id.as_bytes(), &slot.to_be_bytes())
+                    .commit()
+                    .await;
+                let counter = match result {
+                    Ok(counter) => Some(counter),
+                    Err(DbError::Rejected { .. } | DbError::Doc(_)) => None,
+                    Err(e) => panic!("write {id}: {e}"),
+                };
+                outcomes.push((id, slot, counter));
+            }
+            outcomes
+        });
+    }
+    let mut outcomes = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        outcomes.extend(done.expect("writer"));
+    }
+    let mut counters: Vec<u64> = outcomes.iter().filter_map(|o| o.2).collect();
+    counters.sort_unstable();
+    let acknowledged = counters.len() as u64;
+    assert!(acknowledged >= 100, "only {acknowledged} writes went through");
+    assert!(acknowledged < 1280, "no write was refused: the test shows nothing");
+    assert_eq!(
+        counters,
+        (before + 1..=before + acknowledged).collect::<Vec<_>>(),
+        "the log holds the acknowledged events, each once, and nothing else"
+    );
+    let head = db
+        .node()
+        .store()
+        .head(thread, me.log_id())
+        .await
+        .expect("head")
+        .map(|h| h.counter);
+    assert_eq!(head, Some(before + acknowledged));
+    // What a database computes: each acknowledged write whole, each refused one absent.
+    let check = |db: Db<threads_store::SqliteStore>, outcomes: Vec<(String, u32, Option<u64>)>| async move {
+        let mut holders = std::collections::BTreeMap::new();
+        for (id, slot, counter) in &outcomes {
+            let doc = db.doc(thread, "slots", id).await.expect("doc");
+            let put = db.get(thread, id.as_bytes()).await.expect("get");
+            if counter.is_some() {
+                assert_eq!(doc.map(|d| d["slot"].clone()), Some(json!(slot)), "{id}");
+                assert_eq!(put, Some(slot.to_be_bytes().to_vec()), "{id}");
+                assert!(holders.insert(*slot, id.clone()).is_none(), "slot {slot} twice");
+            } else {
+                assert_eq!(doc, None, "{id} was refused");
+                assert_eq!(put, None, "the put of refused {id}");
+            }
+        }
+        // A refused write's slot is held by an acknowledged one.
+        for (id, slot, counter) in &outcomes {
+            if counter.is_none() {
+                assert!(holders.contains_key(slot), "{id} was refused for a free slot");
+            }
+        }
+        let all = db.query(thread, "slots", &Query::all()).await.expect("query");
+        assert_eq!(all.docs.len(), holders.len());
+        db
+    };
+    let db = check(db, outcomes.clone()).await;
+    db.shutdown().await;
+    let reopened = Db::open_sqlite(&path, me, config()).await.expect("reopen");
+    let reopened = check(reopened, outcomes).await;
+    reopened.shutdown().await;
+}

@@ -514,6 +514,16 @@ impl SqliteStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The writing connection for a read, unless it is busy (a transaction of another
+    /// thread: the read goes through the pool rather than wait for it).
+    fn writing_if_free(&self) -> Option<std::sync::MutexGuard<'_, Option<WritingConnection>>> {
+        match self.writer.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// Runs `script` as one transaction: on the writing connection, in this task, or (in
     /// memory, for a large script, or while another connection holds the write lock) in a
     /// transaction of the pool.
@@ -1069,8 +1079,9 @@ impl ViewBook for SqliteStore {
     ) -> Result<Vec<Option<Vec<u8>>>> {
         if keys.len() <= INLINE_READ_ROWS
             && let Some(Ok(values)) = self
-                .writing()
+                .writing_if_free()
                 .as_mut()
+                .and_then(|writing| writing.as_mut())
                 .map(|writer| writer.view_get(scope, view, keys))
         {
             return Ok(values);
@@ -1104,8 +1115,9 @@ impl ViewBook for SqliteStore {
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         if range.limit <= INLINE_READ_ROWS
             && let Some(Ok(rows)) = self
-                .writing()
+                .writing_if_free()
                 .as_mut()
+                .and_then(|writing| writing.as_mut())
                 .map(|writer| writer.view_range(scope, view, range))
         {
             return Ok(rows);

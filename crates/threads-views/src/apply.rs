@@ -66,36 +66,38 @@ impl<S: Store + 'static> Views<S> {
             return Ok(Progress::default());
         };
         let log = first.log;
-        if events.len() != batch.len() || !self.applies_exactly(events).await? {
-            self.store.append(self.thread, log, expected, batch).await?;
-            return self.catch_up().await;
+        match self.begin_local(expected, batch, events).await? {
+            crate::Begun::Done(progress) => Ok(progress),
+            crate::Begun::Commit(local) => {
+                let (commit, landing) = local.into_parts();
+                // Until the transaction is done the views are ahead of the store: an
+                // error, or this future dropped, makes them reload from the store before
+                // the next use.
+                let stored = self
+                    .store
+                    .append_with_views(
+                        self.thread,
+                        log,
+                        expected,
+                        batch,
+                        std::slice::from_ref(&commit),
+                    )
+                    .await;
+                let progress = landing.progress;
+                self.finish_local(landing, stored.is_ok());
+                stored?;
+                Ok(progress)
+            }
         }
-        let progress = self.apply_in_hand(events).await?;
-        let (commit, changed) = self.prepare_commit().await?;
-        // Until the transaction is done the views are stale (`prepare_commit`): an error,
-        // or this future dropped, makes them reload from the store before the next use.
-        self.store
-            .append_with_views(
-                self.thread,
-                log,
-                expected,
-                batch,
-                std::slice::from_ref(&commit),
-            )
-            .await?;
-        self.committed(&commit, changed);
-        Ok(progress)
     }
 
     /// Whether `events` (consecutive events of one log, oldest first) apply from the
     /// payloads in hand exactly as a catch-up would apply them.
-    async fn applies_exactly(&mut self, events: &[(EventOrder, &[u8])]) -> Result<bool> {
+    pub(crate) async fn applies_exactly(&mut self, events: &[(EventOrder, &[u8])]) -> Result<bool> {
         let Some((first, _)) = events.first() else {
             return Ok(false);
         };
-        if self.stale {
-            self.reload_if_stale().await?;
-        }
+        self.reload_unless_ahead().await?;
         let mark = self.mark.logs.get(&first.log);
         let follows = mark.map_or(0, |m| m.counter) + 1 == first.counter
             && mark.is_none_or(|m| first.time > m.time);
@@ -113,7 +115,7 @@ impl<S: Store + 'static> Views<S> {
     }
 
     /// Applies `events` from their payloads, uncommitted.
-    async fn apply_in_hand(&mut self, events: &[(EventOrder, &[u8])]) -> Result<Progress> {
+    pub(crate) async fn apply_in_hand(&mut self, events: &[(EventOrder, &[u8])]) -> Result<Progress> {
         let mut progress = Progress::default();
         for (order, payload) in events {
             let event = Decoded {

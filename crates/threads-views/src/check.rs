@@ -52,7 +52,7 @@ impl<S: Store + 'static> Views<S> {
         &mut self,
         events: &[(EventOrder, &Batch)],
     ) -> Result<Vec<Vec<Refused>>> {
-        self.reload_if_stale().await?;
+        self.reload_unless_ahead().await?;
         loop {
             for state in &mut self.states {
                 state.begin();

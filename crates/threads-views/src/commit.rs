@@ -14,7 +14,7 @@ use crate::event::{Batch, Event, encode_order};
 use crate::mark::UndoRecord;
 
 /// The rows `commit` changed, per view, for [`Views::watch_rows`].
-fn row_changes(commit: &ViewCommit) -> RowChanges {
+pub(crate) fn row_changes(commit: &ViewCommit) -> RowChanges {
     let mut out = RowChanges::default();
     for change in &commit.changes {
         if change.view.starts_with('~') {

@@ -187,6 +187,15 @@ pub struct Views<S> {
     /// Delete every undo record at the next commit (a rebuild).
     pub(crate) undo_reset: bool,
     pub(crate) stale: bool,
+    /// This peer's own commits applied in memory and not yet known to be stored
+    /// ([`Views::begin_local`]): while there are any, the rows in memory are the truth and
+    /// the cache is not trimmed (a row evicted and read back would be the store's older one).
+    pub(crate) ahead: usize,
+    /// How many of them were lost (their [`Landing`](crate::Landing) dropped without an
+    /// outcome): the views reload.
+    pub(crate) lost: Arc<AtomicUsize>,
+    /// The commit being stored while the next is prepared, with how its outcome arrives.
+    pub(crate) flight: Option<(crate::flight::Landing, crate::flight::Outcome)>,
     /// The budget this scope's cache counts in, and what it counts there.
     pub(crate) budget: Arc<CacheBudget>,
     pub(crate) cached: AtomicUsize,
@@ -301,6 +310,9 @@ impl<S: Store + 'static> Views<S> {
             budget: CacheBudget::new(config.cache_bytes),
             cached: AtomicUsize::new(0),
             stale: false,
+            ahead: 0,
+            lost: Arc::default(),
+            flight: None,
             applied_tx,
             rows_tx,
         };

@@ -6,6 +6,7 @@ mod check;
 mod commit;
 mod config;
 mod engine;
+mod flight;
 mod error;
 mod event;
 mod kv;
@@ -21,6 +22,7 @@ pub use check::Refused;
 pub use config::ViewConfig;
 pub use engine::{EVENT_LEVEL, PASSED_OVER, Progress, Rejection, RowChanges, Views};
 pub use error::{Result, ViewError};
+pub use flight::{Begun, Landing, LocalCommit, Outcome};
 pub use event::{
     Batch, Event, ORDER_LEN, STAMP_LEN, Stamp, decode_order, decode_stamp, encode_order,
     encode_stamp,

@@ -87,6 +87,11 @@ impl<S: Store + 'static> Views<S> {
     /// next rows of every missed range.
     pub(crate) async fn fetch(&mut self, index: usize) -> Result<()> {
         let misses = self.state_at(index).take_misses();
+        if self.flight.is_some() && misses.iter().any(|m| matches!(m, Miss::Range(..))) {
+            // The store's rows are behind the commit being stored, which the cache's
+            // ranges were dropped for: read them once it is done.
+            self.settle().await;
+        }
         let name = self.state_name(index).to_owned();
         let mut keys = Vec::new();
         for miss in misses {

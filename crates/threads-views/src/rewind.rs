@@ -128,10 +128,31 @@ impl<S: Store + 'static> Views<S> {
         })
     }
 
+    /// Reloads the views from the store if the rows in memory may differ from it, once
+    /// the commit being stored, if any, is done ([`Views::settle`]).
     pub(crate) async fn reload_if_stale(&mut self) -> Result<()> {
-        if self.stale {
+        self.settle().await;
+        let lost = self.lost.swap(0, std::sync::atomic::Ordering::AcqRel) > 0;
+        // A commit still ahead here was begun and never flown: its writer is gone.
+        if self.stale || lost || self.ahead > 0 {
             self.load().await?;
             self.stale = false;
+            self.ahead = 0;
+        }
+        Ok(())
+    }
+
+    /// [`Views::reload_if_stale`] for the steps of this peer's own writes: while commits of
+    /// its own are ahead of the store, the rows in memory are the truth (nothing reloads,
+    /// and nothing waits for the commit being stored), unless they went wrong.
+    pub(crate) async fn reload_unless_ahead(&mut self) -> Result<()> {
+        // A commit lost (its writer dropped it) leaves the rows in memory ahead for good.
+        let lost = self.lost.load(std::sync::atomic::Ordering::Acquire) > 0;
+        if self.stale || lost {
+            self.settle().await;
+        }
+        if self.ahead == 0 || lost {
+            self.reload_if_stale().await?;
         }
         Ok(())
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use threads_log::Hlc;
 use threads_store::{
-    LogBook, MemoryStore, PostgresStore, SqliteStore, Store, ThreadBook, build_local_batch,
+    LogBook, MemoryStore, PostgresStore, SqliteStore, Store, ThreadBook, ViewBook, build_local_batch,
     write_local,
 };
 use threads_views::{Batch, Cursor, Kv, Reducer, ViewConfig, ViewError, Views};
@@ -1048,4 +1048,252 @@ async fn a_regate_in_order_undoes_only_the_events_from_its_start() {
         digests.push(digest);
     }
     assert_eq!(digests[0], digests[1]);
+}
+
+/// Begins this writer's next local commit (`Views::begin_local`) with `payload`, after
+/// `head` (which may be ahead of the store), and records the new record's CID in `cids`.
+async fn begin_next(
+    views: &mut Views<MemoryStore>,
+    store: &MemoryStore,
+    me: &threads_log::Writer,
+    head: Option<threads_log::Head>,
+    cids: &mut Vec<threads_log::Cid>,
+    payload: &[u8],
+    time: u64,
+) -> (threads_views::LocalCommit, Vec<threads_log::Appended>) {
+    let batch = [(me, payload, Hlc::new(time, 0))];
+    let known = |counter: u64| cids.get(counter as usize - 1).copied();
+    let appended = build_local_batch(store, head, &batch, known)
+        .await
+        .expect("build");
+    cids.push(*appended[0].record.cid());
+    let order = threads_log::EventOrder {
+        time: Hlc::new(time, 0),
+        log: me.log_id(),
+        counter: appended[0].record.counter(),
+    };
+    match views
+        .begin_local(head, &appended, &[(order, payload)])
+        .await
+        .expect("begin")
+    {
+        threads_views::Begun::Commit(local) => (local, appended),
+        threads_views::Begun::Done(_) => panic!("the events apply from the payloads in hand"),
+    }
+}
+
+/// The digest of a replay of the store's logs, in a scope of its own.
+async fn replayed(store: &Arc<MemoryStore>, thread: threads_id::ThreadId, name: &str) -> [u8; 32] {
+    let mut replay = Views::open_scope(
+        Arc::clone(store),
+        thread,
+        name,
+        reducers(),
+        ViewConfig::new(),
+    )
+    .await
+    .expect("open");
+    replay.catch_up().await.expect("replay");
+    replay.digest().await.expect("digest")
+}
+
+/// This peer's commits applied in memory ahead of the store (a writer's pipeline,
+/// `Views::begin_local`): the next group's check and apply see them before they are
+/// stored, and once stored the rows equal a replay. A commit that is not stored is undone,
+/// with the one built on it; so is a commit whose writer dropped it.
+#[tokio::test]
+async fn local_commits_ahead_of_the_store_land_or_are_undone() {
+    let store = Arc::new(MemoryStore::new());
+    let (thread, key) = thread(11);
+    store.put_thread(thread, &key).await.expect("thread");
+    let me = writer(thread, &key, 1);
+    let mut views = Views::open(Arc::clone(&store), thread, reducers(), ViewConfig::new())
+        .await
+        .expect("open");
+    let mut cids = Vec::new();
+    let chain_op = |data: &[u8]| Batch::new().with("chain", data.to_vec());
+    let order = |time: u64, counter: u64| threads_log::EventOrder {
+        time: Hlc::new(time, 0),
+        log: me.log_id(),
+        counter,
+    };
+
+    // A is applied in memory, not stored: the chain counts 1, so an 0xF0 operation is
+    // refused, which it would not be over the store's rows (a count of 0).
+    let payload_a = put("a", "1");
+    let (a, appended_a) = begin_next(&mut views, &store, &me, None, &mut cids, &payload_a, 100).await;
+    assert_eq!(store.head(thread, me.log_id()).await.expect("head"), None);
+    let refused = views
+        .check(order(101, 2), &chain_op(&[0xF0]))
+        .await
+        .expect("check");
+    assert_eq!(refused.len(), 1, "the check sees the commit ahead of the store");
+    // B is built on A, before A is stored.
+    let head_a = Some(appended_a[0].record.head());
+    let payload_b = put("b", "2");
+    let (b, appended_b) = begin_next(&mut views, &store, &me, head_a, &mut cids, &payload_b, 102).await;
+    assert!(
+        views
+            .check(order(103, 3), &chain_op(&[0xF0]))
+            .await
+            .expect("check")
+            .is_empty(),
+        "the chain counts 2 with B"
+    );
+    // A is stored and lands through a flight; B is stored and lands directly.
+    let (commit_a, landing_a) = a.into_parts();
+    store
+        .append_with_views(thread, me.log_id(), None, &appended_a, std::slice::from_ref(&commit_a))
+        .await
+        .expect("store A");
+    let (sent, outcome) = tokio::sync::oneshot::channel();
+    views.fly(landing_a, outcome).await;
+    sent.send(true).expect("send");
+    views.settle().await;
+    let (commit_b, landing_b) = b.into_parts();
+    store
+        .append_with_views(thread, me.log_id(), head_a, &appended_b, std::slice::from_ref(&commit_b))
+        .await
+        .expect("store B");
+    views.finish_local(landing_b, true);
+    let landed = views.digest().await.expect("digest");
+    assert_eq!(landed, replayed(&store, thread, "replay-1").await);
+
+    // C is not stored (its transaction failed), and D was built on it: both are undone.
+    let head_b = Some(appended_b[0].record.head());
+    let payload_c = put("a", "3");
+    let (c, appended_c) = begin_next(&mut views, &store, &me, head_b, &mut cids, &payload_c, 104).await;
+    let head_c = Some(appended_c[0].record.head());
+    let payload_d = put("d", "4");
+    let (d, _) = begin_next(&mut views, &store, &me, head_c, &mut cids, &payload_d, 106).await;
+    let (_, landing_c) = c.into_parts();
+    let (failed, outcome) = tokio::sync::oneshot::channel();
+    views.fly(landing_c, outcome).await;
+    failed.send(false).expect("send");
+    let (_, landing_d) = d.into_parts();
+    views.abandon(landing_d);
+    assert_eq!(views.digest().await.expect("digest"), landed, "C and D are undone");
+    cids.truncate(2);
+
+    // E's writer drops it: undone too.
+    let payload_e = put("e", "5");
+    let (e, _) = begin_next(&mut views, &store, &me, head_b, &mut cids, &payload_e, 108).await;
+    drop(e);
+    assert_eq!(views.digest().await.expect("digest"), landed, "E is undone");
+    cids.truncate(2);
+
+    // The writer goes on from the store's head.
+    let payload_f = put("f", "6");
+    let (f, appended_f) = begin_next(&mut views, &store, &me, head_b, &mut cids, &payload_f, 110).await;
+    let (commit_f, landing_f) = f.into_parts();
+    store
+        .append_with_views(thread, me.log_id(), head_b, &appended_f, std::slice::from_ref(&commit_f))
+        .await
+        .expect("store F");
+    views.finish_local(landing_f, true);
+    let expected = replayed(&store, thread, "replay-2").await;
+    assert_ne!(expected, landed);
+    assert_eq!(views.digest().await.expect("digest"), expected);
+}
+
+/// Refuses a key that a row already starts with (read as a key range); else claims it.
+struct Claims;
+
+impl Reducer for Claims {
+    fn name(&self) -> &str {
+        "claims"
+    }
+
+    fn kind(&self) -> threads_views::ViewKind {
+        threads_views::ViewKind::Ordered
+    }
+
+    fn apply(
+        &self,
+        state: &mut threads_views::State,
+        event: &threads_views::Event<'_>,
+    ) -> Result<(), threads_views::Reject> {
+        if state.prefix(event.data).next().is_some() {
+            return Err(threads_views::Reject::new("claimed"));
+        }
+        state.put(event.data.to_vec(), vec![1]);
+        Ok(())
+    }
+}
+
+/// A key range the cache does not hold, read while a commit ahead of the store is being
+/// stored, is read once it is stored: the store's rows are behind until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_read_waits_for_the_commit_being_stored() {
+    let store = Arc::new(MemoryStore::new());
+    let (thread, key) = thread(12);
+    store.put_thread(thread, &key).await.expect("thread");
+    let me = writer(thread, &key, 1);
+    let claims = || -> Vec<Arc<dyn Reducer>> { vec![Arc::new(Claims)] };
+    let claim = |data: &[u8]| Batch::new().with("claims", data.to_vec()).encode();
+    // A claim stored, and views opened afresh: their cache knows no range.
+    write_local(&*store, &me, &claim(b"y/1"), Hlc::new(100, 0))
+        .await
+        .expect("write");
+    let mut views = Views::open(Arc::clone(&store), thread, claims(), ViewConfig::new())
+        .await
+        .expect("open");
+    views.catch_up().await.expect("catch up");
+    drop(views);
+    let mut views = Views::open(Arc::clone(&store), thread, claims(), ViewConfig::new())
+        .await
+        .expect("reopen");
+    let head = store.head(thread, me.log_id()).await.expect("head");
+    let mut cids = vec![
+        store
+            .record_cid(thread, me.log_id(), 1)
+            .await
+            .expect("cid")
+            .expect("stored"),
+    ];
+    // "x/1" is claimed in memory, and stored 100 ms later.
+    let payload = claim(b"x/1");
+    let batch = [(&me, payload.as_slice(), Hlc::new(102, 0))];
+    let known = |counter: u64| cids.get(counter as usize - 1).copied();
+    let appended = build_local_batch(&*store, head, &batch, known)
+        .await
+        .expect("build");
+    cids.push(*appended[0].record.cid());
+    let order = threads_log::EventOrder {
+        time: Hlc::new(102, 0),
+        log: me.log_id(),
+        counter: 2,
+    };
+    let threads_views::Begun::Commit(local) = views
+        .begin_local(head, &appended, &[(order, payload.as_slice())])
+        .await
+        .expect("begin")
+    else {
+        panic!("applied from the payload in hand");
+    };
+    let (commit, landing) = local.into_parts();
+    let (sent, outcome) = tokio::sync::oneshot::channel();
+    let storing = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let stored = store
+                .append_with_views(thread, me.log_id(), head, &appended, &[commit])
+                .await;
+            let _ = sent.send(stored.is_ok());
+        })
+    };
+    views.fly(landing, outcome).await;
+    // Claiming "x/" reads the range of keys under it: it must see "x/1".
+    let order = threads_log::EventOrder {
+        time: Hlc::new(104, 0),
+        log: views.last_order().expect("applied").log,
+        counter: 3,
+    };
+    let refused = views
+        .check(order, &Batch::new().with("claims", b"x/".to_vec()))
+        .await
+        .expect("check");
+    assert_eq!(refused.len(), 1, "the range read saw the claim being stored");
+    assert!(storing.is_finished() || storing.await.is_ok());
 }
