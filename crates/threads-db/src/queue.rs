@@ -25,6 +25,8 @@ pub(crate) struct Pending {
 pub(crate) struct ThreadWrites {
     pub(crate) queue: Mutex<WriteQueue>,
     pub(crate) head: Mutex<Option<Option<Head>>>,
+    /// Told when a write joins the queue of a committer at work.
+    pub(crate) queued: tokio::sync::Notify,
     /// The record CIDs of this peer's latest entries in the log, newest last (skip links
     /// point a few records back, so most are found here instead of in the store).
     recent: Mutex<VecDeque<(u64, Cid)>>,

@@ -143,7 +143,9 @@ impl<S: Store + 'static> Transaction<'_, S> {
     /// # Errors
     /// A [`DocError`], or as [`Db::write`].
     pub async fn commit(self) -> Result<u64, DbError> {
-        {
+        // Without document operations there is nothing to check here (and no reason to
+        // wait for the views, which a committer at work holds).
+        if !self.docs.is_empty() {
             let views = self.db.views(self.thread).await?;
             let mut views = views.lock().await;
             let checker = &self.db.inner.docs;

@@ -75,6 +75,7 @@ impl<S: Store + 'static> Db<S> {
             if queue.committing || !queue.pending.is_empty() {
                 // A committer is at work (or about to be): the write joins the next group.
                 queue.pending.push(pending);
+                writes.queued.notify_one();
                 if std::mem::replace(&mut queue.committing, true) {
                     None
                 } else {
@@ -179,8 +180,16 @@ async fn pipeline<S: Store + 'static>(
         let Some(group) = group else {
             // The views are locked while a group is in flight.
             match (flying.take(), guard.as_mut()) {
-                (Some(flight), Some(views)) => {
-                    land_flight(inner, thread, &writes, views, flight).await;
+                (Some(mut flight), Some(views)) => {
+                    // Writes queued meanwhile are prepared while it is stored: wait for
+                    // the first of the two.
+                    tokio::select! {
+                        biased;
+                        stored = &mut flight.stored => {
+                            land_stored(inner, thread, &writes, views, flight.ready, stored).await;
+                        }
+                        () = writes.queued.notified() => flying = Some(flight),
+                    }
                     continue;
                 }
                 _ => break,
@@ -280,13 +289,24 @@ async fn land_flight<S: Store + 'static>(
     views: &mut AclViews<S>,
     flight: Flight,
 ) -> bool {
-    let (appended, stored) = flight
-        .stored
-        .await
-        .unwrap_or_else(|_| (Vec::new(), Err(DbError::Interrupted(thread))));
+    let stored = flight.stored.await;
+    land_stored(inner, thread, writes, views, flight.ready, stored).await
+}
+
+/// [`land_flight`] once the outcome of the transaction is in hand.
+async fn land_stored<S: Store + 'static>(
+    inner: &Arc<Inner<S>>,
+    thread: ThreadId,
+    writes: &ThreadWrites,
+    views: &mut AclViews<S>,
+    ready: Vec<Ready>,
+    stored: Result<(Vec<Appended>, Result<(), DbError>), oneshot::error::RecvError>,
+) -> bool {
+    let (appended, stored) =
+        stored.unwrap_or_else(|_| (Vec::new(), Err(DbError::Interrupted(thread))));
     views.settle().await;
     let ok = stored.is_ok();
-    land(inner, thread, writes, views, flight.ready, &appended, stored).await;
+    land(inner, thread, writes, views, ready, &appended, stored).await;
     ok
 }
 
