@@ -9,7 +9,8 @@ use threads_id::{LogId, ThreadId, Variant};
 use threads_log::{Appended, EventOrder, Head, Verifier};
 use threads_store::{Page, Store};
 use threads_views::{
-    Batch, Begun, Landing, Progress, Reducer, Refused, Rejection, Stamp, State, ViewConfig, ViewError, Views,
+    Batch, Begun, Landing, Progress, Reducer, Refused, Rejection, Stamp, State, ViewConfig,
+    ViewError, Views,
 };
 
 use crate::acl::Acl;

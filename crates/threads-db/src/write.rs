@@ -24,9 +24,9 @@ use std::sync::{Arc, PoisonError};
 use threads_acl::{ACL_VIEW, AclViews};
 use threads_crypto::ThreadKey;
 use threads_id::ThreadId;
+use threads_log::{Appended, Head};
 use threads_log::{EventOrder, Hlc, MAX_PAYLOAD_BYTES, Writer};
 use threads_store::Store;
-use threads_log::{Appended, Head};
 use threads_store::ViewCommit;
 use threads_views::{Batch, Begun, Landing, Refused};
 use tokio::sync::oneshot;
@@ -614,7 +614,16 @@ async fn prepare_group<S: Store + 'static>(
             None
         }
         Err(e) => {
-            land(inner, thread, writes, views, ready, &appended, Err(DbError::from(e))).await;
+            land(
+                inner,
+                thread,
+                writes,
+                views,
+                ready,
+                &appended,
+                Err(DbError::from(e)),
+            )
+            .await;
             None
         }
     }

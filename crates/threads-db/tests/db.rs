@@ -1548,8 +1548,14 @@ async fn pipelined_groups_keep_every_acknowledged_write_and_nothing_else() {
     let mut counters: Vec<u64> = outcomes.iter().filter_map(|o| o.2).collect();
     counters.sort_unstable();
     let acknowledged = counters.len() as u64;
-    assert!(acknowledged >= 100, "only {acknowledged} writes went through");
-    assert!(acknowledged < 1280, "no write was refused: the test shows nothing");
+    assert!(
+        acknowledged >= 100,
+        "only {acknowledged} writes went through"
+    );
+    assert!(
+        acknowledged < 1280,
+        "no write was refused: the test shows nothing"
+    );
     assert_eq!(
         counters,
         (before + 1..=before + acknowledged).collect::<Vec<_>>(),
@@ -1572,7 +1578,10 @@ async fn pipelined_groups_keep_every_acknowledged_write_and_nothing_else() {
             if counter.is_some() {
                 assert_eq!(doc.map(|d| d["slot"].clone()), Some(json!(slot)), "{id}");
                 assert_eq!(put, Some(slot.to_be_bytes().to_vec()), "{id}");
-                assert!(holders.insert(*slot, id.clone()).is_none(), "slot {slot} twice");
+                assert!(
+                    holders.insert(*slot, id.clone()).is_none(),
+                    "slot {slot} twice"
+                );
             } else {
                 assert_eq!(doc, None, "{id} was refused");
                 assert_eq!(put, None, "the put of refused {id}");
@@ -1581,10 +1590,16 @@ async fn pipelined_groups_keep_every_acknowledged_write_and_nothing_else() {
         // A refused write's slot is held by an acknowledged one.
         for (id, slot, counter) in &outcomes {
             if counter.is_none() {
-                assert!(holders.contains_key(slot), "{id} was refused for a free slot");
+                assert!(
+                    holders.contains_key(slot),
+                    "{id} was refused for a free slot"
+                );
             }
         }
-        let all = db.query(thread, "slots", &Query::all()).await.expect("query");
+        let all = db
+            .query(thread, "slots", &Query::all())
+            .await
+            .expect("query");
         assert_eq!(all.docs.len(), holders.len());
         db
     };

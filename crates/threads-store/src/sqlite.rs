@@ -529,7 +529,10 @@ impl SqliteStore {
     /// transaction of the pool.
     async fn transact(&self, script: &Script<'_>) -> Result<()> {
         if script.bytes() <= INLINE_BYTES {
-            let over_limit = self.writing().as_ref().is_some_and(WritingConnection::over_limit);
+            let over_limit = self
+                .writing()
+                .as_ref()
+                .is_some_and(WritingConnection::over_limit);
             if over_limit {
                 // Writes outran the checkpoints: wait for the one in progress.
                 self.checkpoint_done().await;
@@ -1254,7 +1257,10 @@ mod tests {
                         "a chunk of {} (max {max})",
                         chunk.len()
                     );
-                    assert!(!(short && chunk.len() == max), "a full chunk after a short one");
+                    assert!(
+                        !(short && chunk.len() == max),
+                        "a full chunk after a short one"
+                    );
                     short |= chunk.len() < max;
                 }
                 assert!(chunks.len() <= n / max + (n % max).count_ones() as usize);

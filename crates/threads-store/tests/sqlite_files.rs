@@ -479,7 +479,10 @@ async fn the_write_ahead_log_stays_bounded_under_writes_without_pause() {
         largest <= bound,
         "the write-ahead log grew to {largest} bytes (bound {bound})"
     );
-    assert!(largest > 0, "no write-ahead log was seen: the test shows nothing");
+    assert!(
+        largest > 0,
+        "no write-ahead log was seen: the test shows nothing"
+    );
     // Every row is still there, with its last value.
     let rows = store
         .view_get("s", "v", &[vec![0, 3], vec![7, 3]])

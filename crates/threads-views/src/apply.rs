@@ -115,7 +115,10 @@ impl<S: Store + 'static> Views<S> {
     }
 
     /// Applies `events` from their payloads, uncommitted.
-    pub(crate) async fn apply_in_hand(&mut self, events: &[(EventOrder, &[u8])]) -> Result<Progress> {
+    pub(crate) async fn apply_in_hand(
+        &mut self,
+        events: &[(EventOrder, &[u8])],
+    ) -> Result<Progress> {
         let mut progress = Progress::default();
         for (order, payload) in events {
             let event = Decoded {

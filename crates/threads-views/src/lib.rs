@@ -6,9 +6,9 @@ mod check;
 mod commit;
 mod config;
 mod engine;
-mod flight;
 mod error;
 mod event;
+mod flight;
 mod kv;
 mod mark;
 mod read;
@@ -22,11 +22,11 @@ pub use check::Refused;
 pub use config::ViewConfig;
 pub use engine::{EVENT_LEVEL, PASSED_OVER, Progress, Rejection, RowChanges, Views};
 pub use error::{Result, ViewError};
-pub use flight::{Begun, Landing, LocalCommit, Outcome};
 pub use event::{
     Batch, Event, ORDER_LEN, STAMP_LEN, Stamp, decode_order, decode_stamp, encode_order,
     encode_stamp,
 };
+pub use flight::{Begun, Landing, LocalCommit, Outcome};
 pub use kv::Kv;
 pub use read::CacheBudget;
 pub use reducer::{Access, Gate, Reducer, Reject, ViewKind};

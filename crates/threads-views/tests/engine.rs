@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use threads_log::Hlc;
 use threads_store::{
-    LogBook, MemoryStore, PostgresStore, SqliteStore, Store, ThreadBook, ViewBook, build_local_batch,
-    write_local,
+    LogBook, MemoryStore, PostgresStore, SqliteStore, Store, ThreadBook, ViewBook,
+    build_local_batch, write_local,
 };
 use threads_views::{Batch, Cursor, Kv, Reducer, ViewConfig, ViewError, Views};
 
@@ -1121,17 +1121,23 @@ async fn local_commits_ahead_of_the_store_land_or_are_undone() {
     // A is applied in memory, not stored: the chain counts 1, so an 0xF0 operation is
     // refused, which it would not be over the store's rows (a count of 0).
     let payload_a = put("a", "1");
-    let (a, appended_a) = begin_next(&mut views, &store, &me, None, &mut cids, &payload_a, 100).await;
+    let (a, appended_a) =
+        begin_next(&mut views, &store, &me, None, &mut cids, &payload_a, 100).await;
     assert_eq!(store.head(thread, me.log_id()).await.expect("head"), None);
     let refused = views
         .check(order(101, 2), &chain_op(&[0xF0]))
         .await
         .expect("check");
-    assert_eq!(refused.len(), 1, "the check sees the commit ahead of the store");
+    assert_eq!(
+        refused.len(),
+        1,
+        "the check sees the commit ahead of the store"
+    );
     // B is built on A, before A is stored.
     let head_a = Some(appended_a[0].record.head());
     let payload_b = put("b", "2");
-    let (b, appended_b) = begin_next(&mut views, &store, &me, head_a, &mut cids, &payload_b, 102).await;
+    let (b, appended_b) =
+        begin_next(&mut views, &store, &me, head_a, &mut cids, &payload_b, 102).await;
     assert!(
         views
             .check(order(103, 3), &chain_op(&[0xF0]))
@@ -1143,7 +1149,13 @@ async fn local_commits_ahead_of_the_store_land_or_are_undone() {
     // A is stored and lands through a flight; B is stored and lands directly.
     let (commit_a, landing_a) = a.into_parts();
     store
-        .append_with_views(thread, me.log_id(), None, &appended_a, std::slice::from_ref(&commit_a))
+        .append_with_views(
+            thread,
+            me.log_id(),
+            None,
+            &appended_a,
+            std::slice::from_ref(&commit_a),
+        )
         .await
         .expect("store A");
     let (sent, outcome) = tokio::sync::oneshot::channel();
@@ -1152,7 +1164,13 @@ async fn local_commits_ahead_of_the_store_land_or_are_undone() {
     views.settle().await;
     let (commit_b, landing_b) = b.into_parts();
     store
-        .append_with_views(thread, me.log_id(), head_a, &appended_b, std::slice::from_ref(&commit_b))
+        .append_with_views(
+            thread,
+            me.log_id(),
+            head_a,
+            &appended_b,
+            std::slice::from_ref(&commit_b),
+        )
         .await
         .expect("store B");
     views.finish_local(landing_b, true);
@@ -1162,7 +1180,8 @@ async fn local_commits_ahead_of_the_store_land_or_are_undone() {
     // C is not stored (its transaction failed), and D was built on it: both are undone.
     let head_b = Some(appended_b[0].record.head());
     let payload_c = put("a", "3");
-    let (c, appended_c) = begin_next(&mut views, &store, &me, head_b, &mut cids, &payload_c, 104).await;
+    let (c, appended_c) =
+        begin_next(&mut views, &store, &me, head_b, &mut cids, &payload_c, 104).await;
     let head_c = Some(appended_c[0].record.head());
     let payload_d = put("d", "4");
     let (d, _) = begin_next(&mut views, &store, &me, head_c, &mut cids, &payload_d, 106).await;
@@ -1172,7 +1191,11 @@ async fn local_commits_ahead_of_the_store_land_or_are_undone() {
     failed.send(false).expect("send");
     let (_, landing_d) = d.into_parts();
     views.abandon(landing_d);
-    assert_eq!(views.digest().await.expect("digest"), landed, "C and D are undone");
+    assert_eq!(
+        views.digest().await.expect("digest"),
+        landed,
+        "C and D are undone"
+    );
     cids.truncate(2);
 
     // E's writer drops it: undone too.
@@ -1184,10 +1207,17 @@ async fn local_commits_ahead_of_the_store_land_or_are_undone() {
 
     // The writer goes on from the store's head.
     let payload_f = put("f", "6");
-    let (f, appended_f) = begin_next(&mut views, &store, &me, head_b, &mut cids, &payload_f, 110).await;
+    let (f, appended_f) =
+        begin_next(&mut views, &store, &me, head_b, &mut cids, &payload_f, 110).await;
     let (commit_f, landing_f) = f.into_parts();
     store
-        .append_with_views(thread, me.log_id(), head_b, &appended_f, std::slice::from_ref(&commit_f))
+        .append_with_views(
+            thread,
+            me.log_id(),
+            head_b,
+            &appended_f,
+            std::slice::from_ref(&commit_f),
+        )
         .await
         .expect("store F");
     views.finish_local(landing_f, true);
@@ -1294,6 +1324,10 @@ async fn a_range_read_waits_for_the_commit_being_stored() {
         .check(order, &Batch::new().with("claims", b"x/".to_vec()))
         .await
         .expect("check");
-    assert_eq!(refused.len(), 1, "the range read saw the claim being stored");
+    assert_eq!(
+        refused.len(),
+        1,
+        "the range read saw the claim being stored"
+    );
     assert!(storing.is_finished() || storing.await.is_ok());
 }
