@@ -362,19 +362,26 @@ impl<S: Store + 'static> AclViews<S> {
         batch: &[Appended],
         events: &[(EventOrder, &[u8])],
     ) -> Result<Progress> {
-        let acl = events.iter().any(|(_, payload)| {
-            Batch::decode(payload)
-                .is_none_or(|batch| batch.ops().iter().any(|(view, _)| view == ACL_VIEW))
-        });
-        if acl {
-            if let Some((order, _)) = events.first() {
-                self.store
-                    .append(self.thread, order.log, expected, batch)
-                    .await?;
-            }
-            return self.catch_up().await;
+        if carries_acl(events) {
+            return self.store_and_catch_up(expected, batch, events).await;
         }
         Ok(self.views.write_local(expected, batch, events).await?)
+    }
+
+    /// Stores this peer's entries `batch` alone, then catches up (the way of events with
+    /// ACL operations, which may change what the rest admits).
+    async fn store_and_catch_up(
+        &mut self,
+        expected: Option<Head>,
+        batch: &[Appended],
+        events: &[(EventOrder, &[u8])],
+    ) -> Result<Progress> {
+        if let Some((order, _)) = events.first() {
+            self.store
+                .append(self.thread, order.log, expected, batch)
+                .await?;
+        }
+        self.catch_up().await
     }
 
     /// [`AclViews::write_local`] in two steps for a writer with more groups queued
@@ -390,18 +397,12 @@ impl<S: Store + 'static> AclViews<S> {
         batch: &[Appended],
         events: &[(EventOrder, &[u8])],
     ) -> Result<Begun> {
-        let acl = events.iter().any(|(_, payload)| {
-            Batch::decode(payload)
-                .is_none_or(|batch| batch.ops().iter().any(|(view, _)| view == ACL_VIEW))
-        });
-        if acl {
+        if carries_acl(events) {
+            // After the commit being stored: the entries chain to its records.
             self.views.settle().await;
-            if let Some((order, _)) = events.first() {
-                self.store
-                    .append(self.thread, order.log, expected, batch)
-                    .await?;
-            }
-            return Ok(Begun::Done(self.catch_up().await?));
+            return Ok(Begun::Done(
+                self.store_and_catch_up(expected, batch, events).await?,
+            ));
         }
         Ok(self.views.begin_local(expected, batch, events).await?)
     }
@@ -1000,4 +1001,12 @@ impl<S: Store + 'static> AclViews<S> {
         hasher.update(self.views.digest().await?);
         Ok(hasher.finalize().into())
     }
+}
+
+/// Whether any of `events` carries an ACL operation (or cannot be read as a batch).
+fn carries_acl(events: &[(EventOrder, &[u8])]) -> bool {
+    events.iter().any(|(_, payload)| {
+        Batch::decode(payload)
+            .is_none_or(|batch| batch.ops().iter().any(|(view, _)| view == ACL_VIEW))
+    })
 }

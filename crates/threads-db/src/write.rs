@@ -266,15 +266,9 @@ async fn launch<S: Store + 'static>(
     let runtime = tokio::runtime::Handle::current();
     // Not stored if the thread cannot start (shutting down): both senders are dropped.
     drop(tokio::task::spawn_blocking(move || {
-        let result = runtime.block_on(store.append_with_views(
-            thread,
-            me,
-            head,
-            &appended,
-            std::slice::from_ref(&commit),
-        ));
+        let result = runtime.block_on(store_group(&*store, thread, me, head, &appended, commit));
         let _ = to_views.send(result.is_ok());
-        let _ = to_committer.send((appended, result.map(|_| ()).map_err(DbError::from)));
+        let _ = to_committer.send((appended, result));
     }));
     views.fly(landing, outcome).await;
     Flight { ready, stored }
@@ -658,20 +652,26 @@ async fn commit_group<S: Store + 'static>(
         commit,
         landing,
     } = prepared;
-    let stored = inner
-        .node
-        .store()
-        .append_with_views(
-            thread,
-            inner.me.log_id(),
-            head,
-            &appended,
-            std::slice::from_ref(&commit),
-        )
-        .await;
+    let store = inner.node.store();
+    let stored = store_group(&**store, thread, inner.me.log_id(), head, &appended, commit).await;
     views.finish_local(landing, stored.is_ok());
-    let stored = stored.map(|_| ()).map_err(DbError::from);
     land(inner, thread, writes, views, ready, &appended, stored).await;
+}
+
+/// Stores a group's entries, after `head`, with the view rows that apply them, in one
+/// transaction.
+async fn store_group<S: Store>(
+    store: &S,
+    thread: ThreadId,
+    me: threads_id::LogId,
+    head: Option<Head>,
+    appended: &[Appended],
+    commit: ViewCommit,
+) -> Result<(), DbError> {
+    store
+        .append_with_views(thread, me, head, appended, std::slice::from_ref(&commit))
+        .await?;
+    Ok(())
 }
 
 /// After a group is stored (or not): the views' follow-ups, peers told, and each writer
