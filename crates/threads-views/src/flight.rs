@@ -7,8 +7,8 @@
 //! cache, which is not trimmed meanwhile); the writer stores it elsewhere
 //! ([`Views::fly`]) while it checks, signs and applies the next group; then
 //! [`Views::settle`] takes the outcome. If the store failed, the views reload from it
-//! before their next use (every later group, built on the failed one, must be abandoned
-//! by the writer: [`Views::abandon`]). A read of a key range the cache does not hold
+//! before their next use (every later group, built on the failed one, must be given up
+//! by the writer: [`Views::finish_local`] with `stored` false). A read of a key range the cache does not hold
 //! waits for the commit being stored first, since the store's rows are behind until then.
 //! Everything else that uses the views (catching up, reads, rewinds) settles first.
 
@@ -138,11 +138,6 @@ impl<S: Store + 'static> Views<S> {
             self.trim_cache();
             self.publish();
         }
-    }
-
-    /// A [`LocalCommit`] that will not be stored (it was built on one whose store failed).
-    pub fn abandon(&mut self, landing: Landing) {
-        self.finish_local(landing, false);
     }
 
     /// Hands the views the outcome of a [`LocalCommit`] being stored: `done` says whether

@@ -1190,7 +1190,7 @@ async fn local_commits_ahead_of_the_store_land_or_are_undone() {
     views.fly(landing_c, outcome).await;
     failed.send(false).expect("send");
     let (_, landing_d) = d.into_parts();
-    views.abandon(landing_d);
+    views.finish_local(landing_d, false);
     assert_eq!(
         views.digest().await.expect("digest"),
         landed,
