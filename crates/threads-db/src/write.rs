@@ -241,7 +241,7 @@ async fn pipeline<S: Store + 'static>(
 /// A group whose store transaction runs on a thread of its own.
 struct Flight {
     ready: Vec<Ready>,
-    stored: oneshot::Receiver<(Vec<Appended>, Result<(), DbError>)>,
+    stored: oneshot::Receiver<Result<(), DbError>>,
 }
 
 /// Starts the store transaction of `prepared` on a blocking thread (a task spawned from a
@@ -259,19 +259,40 @@ async fn launch<S: Store + 'static>(
         commit,
         landing,
     } = prepared;
+    // A write is answered as soon as its transaction is done, by the thread that ran it:
+    // the views hold it already (applied in memory, and every use of the views settles the
+    // flight first), and its writer can queue its next write while the committer prepares
+    // the next group. Writes that change the ACL are answered when they land, once the
+    // views' new epochs are taken in ([`Inner::after_apply`]).
+    let (late, early): (Vec<Ready>, Vec<Ready>) = ready.into_iter().partition(Ready::changes_acl);
+    let early: Vec<_> = early
+        .into_iter()
+        .map(|r| (r.pending.reply, r.counter))
+        .collect();
     let (to_views, outcome) = oneshot::channel();
     let (to_committer, stored) = oneshot::channel();
     let store = Arc::clone(inner.node.store());
     let me = inner.me.log_id();
     let runtime = tokio::runtime::Handle::current();
-    // Not stored if the thread cannot start (shutting down): both senders are dropped.
+    // Not stored if the thread cannot start (shutting down): both senders are dropped, and
+    // so are the early writers' (they are answered `Interrupted`).
     drop(tokio::task::spawn_blocking(move || {
         let result = runtime.block_on(store_group(&*store, thread, me, head, &appended, commit));
         let _ = to_views.send(result.is_ok());
-        let _ = to_committer.send((appended, result));
+        for (reply, counter) in early {
+            let answer = match &result {
+                Ok(()) => Ok(counter),
+                Err(e) => Err(DbError::Group(e.to_string())),
+            };
+            let _ = reply.send(answer);
+        }
+        let _ = to_committer.send(result);
     }));
     views.fly(landing, outcome).await;
-    Flight { ready, stored }
+    Flight {
+        ready: late,
+        stored,
+    }
 }
 
 /// Waits for a group's store transaction, lets the views take its outcome, and answers its
@@ -294,13 +315,12 @@ async fn land_stored<S: Store + 'static>(
     writes: &ThreadWrites,
     views: &mut AclViews<S>,
     ready: Vec<Ready>,
-    stored: Result<(Vec<Appended>, Result<(), DbError>), oneshot::error::RecvError>,
+    stored: Result<Result<(), DbError>, oneshot::error::RecvError>,
 ) -> bool {
-    let (appended, stored) =
-        stored.unwrap_or_else(|_| (Vec::new(), Err(DbError::Interrupted(thread))));
+    let stored = stored.unwrap_or(Err(DbError::Interrupted(thread)));
     views.settle().await;
     let ok = stored.is_ok();
-    land(inner, thread, writes, views, ready, &appended, stored).await;
+    land(inner, thread, writes, views, ready, stored).await;
     ok
 }
 
@@ -362,6 +382,8 @@ struct Part {
     /// The index in the write's batch of each of this part's operations.
     indices: Vec<u32>,
     key: ThreadKey,
+    /// Whether this is the write's ACL part.
+    acl: bool,
     time: Hlc,
     payload: Vec<u8>,
 }
@@ -370,6 +392,16 @@ struct Part {
 struct Ready {
     pending: Pending,
     parts: Vec<Part>,
+    /// Its counter in this peer's log (its last part's), once built.
+    counter: u64,
+}
+
+impl Ready {
+    /// Whether the write changes the ACL (its writer is answered once the views have
+    /// taken the new epoch in, see [`launch`]).
+    fn changes_acl(&self) -> bool {
+        self.parts.iter().any(|p| p.acl)
+    }
 }
 
 /// Splits `batch` into its ACL operations and the others, each with the indices of its
@@ -462,6 +494,7 @@ async fn prepare_group<S: Store + 'static>(
                 batch,
                 indices,
                 key,
+                acl,
                 time,
                 payload,
             });
@@ -474,7 +507,11 @@ async fn prepare_group<S: Store + 'static>(
             }));
             continue;
         }
-        ready.push(Ready { pending, parts });
+        ready.push(Ready {
+            pending,
+            parts,
+            counter: 0,
+        });
     }
     let known = *writes.head.lock().unwrap_or_else(PoisonError::into_inner);
     let head = match known {
@@ -572,6 +609,10 @@ async fn prepare_group<S: Store + 'static>(
             return None;
         }
     };
+    let mut counters = appended.iter().map(|a| a.record.counter());
+    for r in &mut ready {
+        r.counter = counters.by_ref().take(r.parts.len()).last().unwrap_or(0);
+    }
     // Applied from the batches in hand (`begin_local` stores them alone and catches up
     // whenever applying them here would not be exact).
     let events: Vec<(EventOrder, &[u8])> = appended
@@ -604,20 +645,11 @@ async fn prepare_group<S: Store + 'static>(
         Ok(Begun::Done(_)) => {
             // Stored by the views themselves.
             writes.wrote(&appended);
-            land(inner, thread, writes, views, ready, &appended, Ok(())).await;
+            land(inner, thread, writes, views, ready, Ok(())).await;
             None
         }
         Err(e) => {
-            land(
-                inner,
-                thread,
-                writes,
-                views,
-                ready,
-                &appended,
-                Err(DbError::from(e)),
-            )
-            .await;
+            land(inner, thread, writes, views, ready, Err(DbError::from(e))).await;
             None
         }
     }
@@ -655,7 +687,7 @@ async fn commit_group<S: Store + 'static>(
     let store = inner.node.store();
     let stored = store_group(&**store, thread, inner.me.log_id(), head, &appended, commit).await;
     views.finish_local(landing, stored.is_ok());
-    land(inner, thread, writes, views, ready, &appended, stored).await;
+    land(inner, thread, writes, views, ready, stored).await;
 }
 
 /// Stores a group's entries, after `head`, with the view rows that apply them, in one
@@ -682,7 +714,6 @@ async fn land<S: Store + 'static>(
     writes: &ThreadWrites,
     views: &mut AclViews<S>,
     ready: Vec<Ready>,
-    appended: &[Appended],
     stored: Result<(), DbError>,
 ) {
     inner.after_apply(views).await;
@@ -695,10 +726,8 @@ async fn land<S: Store + 'static>(
     inner.node.publish(thread, inner.me.log_id());
     match stored {
         Ok(()) => {
-            let mut counters = appended.iter().map(|a| a.record.counter());
             for r in ready {
-                let counter = counters.by_ref().take(r.parts.len()).last().unwrap_or(0);
-                let _ = r.pending.reply.send(Ok(counter));
+                let _ = r.pending.reply.send(Ok(r.counter));
             }
         }
         Err(e) => fail_all(ready, &e),

@@ -1520,6 +1520,7 @@ async fn pipelined_groups_keep_every_acknowledged_write_and_nothing_else() {
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..64u32 {
         let db = db.clone();
+        let me = me.log_id();
         tasks.spawn(async move {
             let mut outcomes = Vec::new();
             for i in 0..20u32 {
@@ -1536,6 +1537,25 @@ async fn pipelined_groups_keep_every_acknowledged_write_and_nothing_else() {
                     Err(DbError::Rejected { .. } | DbError::Doc(_)) => None,
                     Err(e) => panic!("write {id}: {e}"),
                 };
+                if let Some(counter) = counter {
+                    // Acknowledged: stored, and read back by its writer at once.
+                    let stored = db
+                        .node()
+                        .store()
+                        .record_cid(thread, me, counter)
+                        .await
+                        .expect("record");
+                    assert!(
+                        stored.is_some(),
+                        "write {id} acknowledged before it is stored"
+                    );
+                    let value = db.get(thread, id.as_bytes()).await.expect("get");
+                    assert_eq!(
+                        value,
+                        Some(slot.to_be_bytes().to_vec()),
+                        "write {id} not read back"
+                    );
+                }
                 outcomes.push((id, slot, counter));
             }
             outcomes
