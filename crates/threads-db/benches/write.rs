@@ -10,8 +10,8 @@
 //!
 //! Run with `cargo bench -p threads-db --bench write` (`THREADS_BENCH_ONLY=concurrent`
 //! runs the concurrent writers alone, for a profiler; `THREADS_BENCH_ONLY=docs` the
-//! document writes alone). Prints medians of per-write latency
-//! and rates, and the ratio of each to the yardstick.
+//! document writes alone). Prints the median and 99th percentile of per-write
+//! latency, rates, and the ratio of each to the yardstick.
 #![allow(clippy::print_stdout, missing_docs)]
 
 use std::str::FromStr;
@@ -34,6 +34,11 @@ fn writes() -> usize {
 fn median(samples: &mut [Duration]) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
+}
+
+/// The 99th percentile of `samples` (sorted by [`median`]).
+fn p99(samples: &[Duration]) -> Duration {
+    samples[samples.len() * 99 / 100]
 }
 
 /// Bare sqlx: BEGIN, one INSERT of a signed entry's blocks, COMMIT, per entry.
@@ -105,7 +110,7 @@ async fn open(dir: &std::path::Path, name: &str) -> Db<threads_store::SqliteStor
 }
 
 /// One write awaited after another.
-async fn sequential(dir: &std::path::Path, n: usize, docs: bool) -> (f64, Duration) {
+async fn sequential(dir: &std::path::Path, n: usize, docs: bool) -> (f64, Duration, Duration) {
     let db = open(dir, if docs { "docs" } else { "kv" }).await;
     let thread = db.create_thread(Variant::Raw).await.expect("thread");
     if docs {
@@ -134,7 +139,8 @@ async fn sequential(dir: &std::path::Path, n: usize, docs: bool) -> (f64, Durati
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
     db.shutdown().await;
-    (rate, median(&mut samples))
+    let median = median(&mut samples);
+    (rate, median, p99(&samples))
 }
 
 /// `writers` tasks writing at once, `n` writes in all.
@@ -180,22 +186,24 @@ fn main() {
         }
         if std::env::var("THREADS_BENCH_ONLY").as_deref() == Ok("docs") {
             // For a profiler: the document writes alone.
-            let (rate, median) = sequential(dir.path(), n, true).await;
-            println!("Db document write, awaited one after another: {rate:.0} writes/s, median {median:?}");
+            let (rate, median, p99) = sequential(dir.path(), n, true).await;
+            println!(
+                "Db document write, awaited one after another: {rate:.0} writes/s, median {median:?}, p99 {p99:?}"
+            );
             return;
         }
         let (yard_rate, yard_median) = yardstick(dir.path(), n).await;
         println!(
             "yardstick (sign + bare sqlx BEGIN/INSERT/COMMIT): {yard_rate:.0} writes/s, median {yard_median:?}"
         );
-        let (kv_rate, kv_median) = sequential(dir.path(), n, false).await;
+        let (kv_rate, kv_median, kv_p99) = sequential(dir.path(), n, false).await;
         println!(
-            "Db KV write, awaited one after another: {kv_rate:.0} writes/s, median {kv_median:?}, {:.2} of the yardstick",
+            "Db KV write, awaited one after another: {kv_rate:.0} writes/s, median {kv_median:?}, p99 {kv_p99:?}, {:.2} of the yardstick",
             kv_rate / yard_rate
         );
-        let (doc_rate, doc_median) = sequential(dir.path(), n, true).await;
+        let (doc_rate, doc_median, doc_p99) = sequential(dir.path(), n, true).await;
         println!(
-            "Db document write, awaited one after another: {doc_rate:.0} writes/s, median {doc_median:?}, {:.2} of the yardstick",
+            "Db document write, awaited one after another: {doc_rate:.0} writes/s, median {doc_median:?}, p99 {doc_p99:?}, {:.2} of the yardstick",
             doc_rate / yard_rate
         );
         let rate = concurrent(dir.path(), n.max(64), 64).await;
