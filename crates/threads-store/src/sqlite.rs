@@ -57,6 +57,15 @@ fn statement_chunks<T>(mut items: &[T], max: usize) -> impl Iterator<Item = &[T]
     })
 }
 
+/// Checkpoint rounds of the pool, at most, before the writing connection finishes the
+/// checkpoint ([`SqliteStore::checkpoint_later`]).
+const CHECKPOINT_ROUNDS: usize = 6;
+
+/// A checkpoint round of the pool that found at most this many new frames is the last: the
+/// writing connection's part (these frames, and two syncs) then takes a millisecond or two
+/// instead of several.
+const FINISH_FRAMES: i64 = 64;
+
 /// The schema version this build writes and reads.
 pub const SQLITE_SCHEMA_VERSION: i64 = 4;
 
@@ -573,17 +582,34 @@ impl SqliteStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if running.as_ref().is_some_and(|c| !c.is_finished()) {
-            // One at a time: this one is skipped, the next is due 4 MiB later.
+            // One at a time: this one is skipped, the next is due 16 MiB later.
             return;
         }
         let pool = self.pool.clone();
         let checkpointed = Arc::clone(&self.checkpointed);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             *running = Some(runtime.spawn(async move {
-                // Best effort: the next one catches up.
-                let _ = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                    .execute(&pool)
-                    .await;
+                // Round after round, each copying the frames written during the one
+                // before, until a round finds few: the writing connection then copies
+                // (and syncs) only those before the log starts again, the only part of a
+                // checkpoint a write waits for. Best effort: the next one catches up.
+                let mut last = None;
+                for _ in 0..CHECKPOINT_ROUNDS {
+                    let Ok((_, log, _)) =
+                        sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+                            .fetch_one(&pool)
+                            .await
+                    else {
+                        break;
+                    };
+                    // Frames this round found that the one before did not (all of them
+                    // if the log started again meanwhile).
+                    let new = last.filter(|&l| l <= log).map_or(log, |l| log - l);
+                    last = Some(log);
+                    if new <= FINISH_FRAMES {
+                        break;
+                    }
+                }
                 checkpointed.store(true, std::sync::atomic::Ordering::Release);
             }));
         }

@@ -18,17 +18,19 @@
 //! The write-ahead log is checkpointed in two steps, so that it stays bounded without a
 //! write waiting for the bulk of a checkpoint. Once [`CHECKPOINT_FRAMES`] frames are in the
 //! log, the store checkpoints it through the pool, in a task of its own (copying pages and
-//! syncing the file); writes go on meanwhile, appending frames that checkpoint does not
-//! reach. The log can only start again from its beginning when a write finds every frame
+//! syncing the file), in rounds, each copying the frames written during the one before,
+//! until a round finds few; writes go on meanwhile, appending frames that checkpoint does
+//! not reach. The log can only start again from its beginning when a write finds every frame
 //! copied, so the writing connection's next write first checkpoints the few frames left
 //! (a passive checkpoint, which waits for nobody), and its transaction then writes at the
 //! start of the log again, over pages the kernel already holds. Without that second step a
 //! log written without pause never starts again, and grows for as long as writes come. Past
-//! [`WAL_LIMIT_FRAMES`] frames a write waits for the checkpoint in progress. Small reads of view rows (the views' cache misses, a
-//! query's page) go through this connection too, for the same reason. A script runs whole
-//! or not at all: it cannot be stopped
-//! halfway (a dropped future has either not started it or finished it), and on an error
-//! its transaction is rolled back before the error is returned.
+//! [`WAL_LIMIT_FRAMES`] frames a write waits for the checkpoint in progress.
+//!
+//! Small reads of view rows (the views' cache misses, a query's page) go through this
+//! connection too, for the same reason. A script runs whole or not at all: it cannot be
+//! stopped halfway (a dropped future has either not started it or finished it), and on an
+//! error its transaction is rolled back before the error is returned.
 
 use std::ops::Range;
 use std::path::Path;
@@ -47,14 +49,20 @@ pub(crate) const INLINE_BYTES: usize = 256 << 10;
 /// task; larger ones through the pool.
 pub(crate) const INLINE_READ_ROWS: usize = 1024;
 
-/// Frames (pages written) in the write-ahead log at which a checkpoint starts (SQLite's own
-/// default: 1,000 pages, about 4 MiB).
-pub(crate) const CHECKPOINT_FRAMES: usize = 1000;
+/// Frames (pages written) in the write-ahead log at which a checkpoint starts (about 16
+/// MiB; SQLite's own default is 1,000). A checkpoint copies each page once, however many
+/// frames hold it, so the pages every write touches (the log's head, the views' cursor,
+/// the ends of the append-only tables) are copied a quarter as often as with SQLite's
+/// default; and the writing connection's part of each checkpoint
+/// ([`WritingConnection::finish_checkpoint`], which writes wait for) comes a quarter as
+/// often. At 64 concurrent writers this took the time writes waited for checkpoints from
+/// about a quarter of the run to about a sixteenth (docs/BENCHMARKS.md).
+pub(crate) const CHECKPOINT_FRAMES: usize = 4000;
 
 /// Frames in the write-ahead log past which a write waits for the checkpoint in progress
-/// (about 32 MiB): writes faster than checkpoints can copy do not grow the log without
+/// (about 64 MiB): writes faster than checkpoints can copy do not grow the log without
 /// bound.
-pub(crate) const WAL_LIMIT_FRAMES: usize = 8 * CHECKPOINT_FRAMES;
+pub(crate) const WAL_LIMIT_FRAMES: usize = 4 * CHECKPOINT_FRAMES;
 
 thread_local! {
     /// The frames in the write-ahead log after the last commit on this thread, set by the

@@ -452,9 +452,9 @@ async fn the_write_ahead_log_stays_bounded_under_writes_without_pause() {
     let path = dir.path().join("store.db");
     let store = SqliteStore::open(&path).await.expect("open");
     let wal = dir.path().join("store.db-wal");
-    // Each commit rewrites 8 rows of 4 KiB (about 10 pages): 3,000 commits write about
-    // 30,000 pages, almost 4 times the log's limit of 8,000 frames.
-    let commits = 3000u32;
+    // Each commit rewrites 8 rows of 4 KiB (about 10 pages): 7,000 commits write about
+    // 70,000 pages, more than 4 times the log's limit of 16,000 frames.
+    let commits = 7000u32;
     let mut largest = 0;
     for i in 0..commits {
         let value = vec![u8::try_from(i % 251).expect("small"); 4096];
@@ -474,7 +474,7 @@ async fn the_write_ahead_log_stays_bounded_under_writes_without_pause() {
     }
     let frame = 4096 + 24;
     // The limit, plus what one commit and a checkpoint's last step may add.
-    let bound = (8000 + 1000) * frame;
+    let bound = (16_000 + 4000) * frame;
     assert!(
         largest <= bound,
         "the write-ahead log grew to {largest} bytes (bound {bound})"
