@@ -55,8 +55,9 @@ pub(crate) const INLINE_READ_ROWS: usize = 1024;
 /// the ends of the append-only tables) are copied a quarter as often as with SQLite's
 /// default; and the writing connection's part of each checkpoint
 /// ([`WritingConnection::finish_checkpoint`], which writes wait for) comes a quarter as
-/// often. At 64 concurrent writers this took the time writes waited for checkpoints from
-/// about a quarter of the run to about a sixteenth (docs/BENCHMARKS.md).
+/// often. At 64 concurrent writers, with the pool's rounds, this took the time writes
+/// waited for checkpoints from about a quarter of the run to a tenth or less
+/// (docs/BENCHMARKS.md).
 pub(crate) const CHECKPOINT_FRAMES: usize = 4000;
 
 /// Frames in the write-ahead log past which a write waits for the checkpoint in progress
