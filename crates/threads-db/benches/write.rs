@@ -6,11 +6,12 @@
 //!   database's) inserted by bare sqlx into a table of the same shape (thread, log, counter,
 //!   the four blocks), one transaction each (`BEGIN`, one `INSERT`, `COMMIT`), on a SQLite
 //!   file with the same settings (WAL, synchronous NORMAL);
-//! - 64 concurrent writers on one thread (KV), the rate of acknowledged writes.
+//! - 64 concurrent writers on one thread, KV and then documents, the rate of acknowledged
+//!   writes.
 //!
 //! Run with `cargo bench -p threads-db --bench write` (`THREADS_BENCH_ONLY=concurrent`
-//! runs the concurrent writers alone, for a profiler; `THREADS_BENCH_ONLY=docs` the
-//! document writes alone). Prints the median and 99th percentile of per-write
+//! runs the concurrent KV writers alone, for a profiler; `concurrent-docs` the concurrent
+//! document writers; `docs` the document writes one after another). Prints the median and 99th percentile of per-write
 //! latency, rates, and the ratio of each to the yardstick.
 #![allow(clippy::print_stdout, missing_docs)]
 
@@ -143,21 +144,42 @@ async fn sequential(dir: &std::path::Path, n: usize, docs: bool) -> (f64, Durati
     (rate, median, p99(&samples))
 }
 
-/// `writers` tasks writing at once, `n` writes in all.
-async fn concurrent(dir: &std::path::Path, n: usize, writers: usize) -> f64 {
-    let db = open(dir, "concurrent").await;
+/// `writers` tasks writing at once, `n` writes in all (documents, or KV puts).
+async fn concurrent(dir: &std::path::Path, n: usize, writers: usize, docs: bool) -> f64 {
+    let db = open(
+        dir,
+        if docs {
+            "concurrent-docs"
+        } else {
+            "concurrent"
+        },
+    )
+    .await;
     let thread = db.create_thread(Variant::Raw).await.expect("thread");
+    if docs {
+        db.transaction(thread)
+            .create_collection("notes", &json!({"type": "object"}))
+            .commit()
+            .await
+            .expect("collection");
+    }
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..writers {
         let db = db.clone();
         tasks.spawn(async move {
             for i in 0..n / writers {
-                db.transaction(thread)
-                    .put(format!("w{w}/{i}").as_bytes(), b"a value")
-                    .commit()
-                    .await
-                    .expect("write");
+                let tx = db.transaction(thread);
+                let tx = if docs {
+                    tx.create(
+                        "notes",
+                        &format!("w{w}/{i}"),
+                        &json!({"text": "a note", "i": i}),
+                    )
+                } else {
+                    tx.put(format!("w{w}/{i}").as_bytes(), b"a value")
+                };
+                tx.commit().await.expect("write");
             }
         });
     }
@@ -180,8 +202,13 @@ fn main() {
         let dir = tempfile::tempdir().expect("dir");
         if std::env::var("THREADS_BENCH_ONLY").as_deref() == Ok("concurrent") {
             // For a profiler: the concurrent writers alone.
-            let rate = concurrent(dir.path(), n.max(64), 64).await;
+            let rate = concurrent(dir.path(), n.max(64), 64, false).await;
             println!("Db KV writes, 64 concurrent writers: {rate:.0} writes/s");
+            return;
+        }
+        if std::env::var("THREADS_BENCH_ONLY").as_deref() == Ok("concurrent-docs") {
+            let rate = concurrent(dir.path(), n.max(64), 64, true).await;
+            println!("Db document writes, 64 concurrent writers: {rate:.0} writes/s");
             return;
         }
         if std::env::var("THREADS_BENCH_ONLY").as_deref() == Ok("docs") {
@@ -206,9 +233,14 @@ fn main() {
             "Db document write, awaited one after another: {doc_rate:.0} writes/s, median {doc_median:?}, p99 {doc_p99:?}, {:.2} of the yardstick",
             doc_rate / yard_rate
         );
-        let rate = concurrent(dir.path(), n.max(64), 64).await;
+        let rate = concurrent(dir.path(), n.max(64), 64, false).await;
         println!(
             "Db KV writes, 64 concurrent writers: {rate:.0} writes/s, {:.2} of the yardstick",
+            rate / yard_rate
+        );
+        let rate = concurrent(dir.path(), n.max(64), 64, true).await;
+        println!(
+            "Db document writes, 64 concurrent writers: {rate:.0} writes/s, {:.2} of the yardstick",
             rate / yard_rate
         );
     });
