@@ -136,43 +136,64 @@ impl<S: Store + 'static> Transaction<'_, S> {
         })
     }
 
-    /// Checks the document operations against the current state (a schema violation, an
-    /// unknown collection, a taken unique value are refused here, and nothing is written),
-    /// then writes everything as one event. Returns its counter in this peer's log.
+    /// Writes everything as one event, and returns its counter in this peer's log. The
+    /// write path checks each operation against the state as the earlier ones change it; a
+    /// refused document operation (a schema violation, an unknown collection, a taken
+    /// unique value) refuses the whole event, and nothing is written.
     ///
     /// # Errors
-    /// A [`DocError`], or as [`Db::write`].
+    /// A [`DocError`] for the first document operation refused, or as [`Db::write`].
     pub async fn commit(self) -> Result<u64, DbError> {
-        // Without document operations there is nothing to check here (and no reason to
-        // wait for the views, which a committer at work holds).
-        if !self.docs.is_empty() {
-            let views = self.db.views(self.thread).await?;
-            let mut views = views.lock().await;
-            let checker = &self.db.inner.docs;
-            let created: Vec<&str> = self
-                .docs
-                .iter()
-                .filter_map(|op| match op {
-                    DocOp::CreateCollection { name, .. } => Some(name.as_str()),
-                    _ => None,
-                })
-                .collect();
-            views
-                .read(DOCS_VIEW, |state| {
-                    for op in &self.docs {
-                        match checker.check(state, op) {
-                            Ok(()) => {}
-                            // An operation on a collection this transaction creates is
-                            // checked when it applies.
-                            Err(DocError::UnknownCollection(name))
-                                if created.contains(&name.as_str()) => {}
-                            Err(error) => return Err(error),
-                        }
-                    }
-                    Ok(())
-                })
-                .await??;
+        let Transaction {
+            db,
+            thread,
+            batch,
+            docs,
+        } = self;
+        match db.write(thread, batch).await {
+            Err(DbError::Rejected { thread, refused })
+                if refused.iter().any(|r| r.view == DOCS_VIEW) =>
+            {
+                // Checked in the write path, which names each refusal in words; its typed
+                // error, from the same check against the state the write was refused in.
+                // (Checking here first would wait for the views, which a committer at work
+                // holds for several groups.)
+                match typed_refusal(db, thread, &docs).await? {
+                    Some(error) => Err(DbError::Doc(error)),
+                    None => Err(DbError::Rejected { thread, refused }),
+                }
+            }
+            other => other,
         }
-        self.db.write(self.thread, self.batch).await
     }
+}
+
+/// The first of `docs` the documents' state refuses, with its typed error; `None` if the
+/// state admits them all now (it changed since the write was refused).
+async fn typed_refusal<S: Store + 'static>(
+    db: &Db<S>,
+    thread: ThreadId,
+    docs: &[DocOp],
+) -> Result<Option<DocError>, DbError> {
+    let views = db.views(thread).await?;
+    let mut views = views.lock().await;
+    let checker = &db.inner.docs;
+    let created: Vec<&str> = docs
+        .iter()
+        .filter_map(|op| match op {
+            DocOp::CreateCollection { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    Ok(views
+        .read(DOCS_VIEW, |state| {
+            docs.iter().find_map(|op| match checker.check(state, op) {
+                Ok(()) => None,
+                // An operation on a collection this transaction creates is checked when
+                // it applies.
+                Err(DocError::UnknownCollection(name)) if created.contains(&name.as_str()) => None,
+                Err(error) => Some(error),
+            })
+        })
+        .await?)
 }
