@@ -67,10 +67,10 @@ const CHECKPOINT_ROUNDS: usize = 6;
 const FINISH_FRAMES: i64 = 64;
 
 /// The schema version this build writes and reads.
-pub const SQLITE_SCHEMA_VERSION: i64 = 4;
+pub const SQLITE_SCHEMA_VERSION: i64 = 5;
 
 /// Ordered migrations: `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     r#"
 CREATE TABLE threads (
     thread BLOB PRIMARY KEY,
@@ -151,7 +151,47 @@ CREATE TABLE view_snapshots (
     r#"
 DROP TABLE view_snapshots;
 "#,
+    // Record CIDs indexed in batches (`INDEX_RECORD_CIDS`) instead of one random page of a
+    // unique index per write; the entries after `upto` are found by a scan.
+    r#"
+CREATE TABLE record_cids (
+    cid BLOB PRIMARY KEY,
+    entry INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO record_cids (cid, entry) SELECT record_cid, id FROM entries ORDER BY record_cid;
+DROP INDEX entries_record_cid;
+CREATE TABLE record_cids_upto (
+    upto INTEGER NOT NULL
+);
+INSERT INTO record_cids_upto (upto) SELECT coalesce(max(id), 0) FROM entries;
+"#,
 ];
+
+/// Entries not yet in `record_cids`, at most (less one): a lookup of a record by its CID
+/// scans them. Bound as the parameter of each of [`INDEX_RECORD_CIDS`].
+const RECORD_CIDS_BATCH: i64 = 2048;
+
+/// Run in every transaction that inserts entries, after them: once [`RECORD_CIDS_BATCH`]
+/// entries are past `upto`, their CIDs go into `record_cids` in CID order (each page of the
+/// index written once for the batch, where a unique index on `entries` wrote one page at
+/// random per entry) and `upto` moves to the last. Otherwise the inner select is NULL and
+/// neither statement reads an entry.
+const INDEX_RECORD_CIDS: [&str; 2] = [
+    "INSERT OR REPLACE INTO record_cids (cid, entry) SELECT record_cid, id FROM entries \
+     WHERE id > (SELECT upto FROM record_cids_upto \
+                 WHERE (SELECT max(id) FROM entries) >= upto + ?) \
+     ORDER BY record_cid",
+    "UPDATE record_cids_upto SET upto = (SELECT max(id) FROM entries) \
+     WHERE (SELECT max(id) FROM entries) >= upto + ?",
+];
+
+/// The record whose CID is `?1`: in `record_cids`, else among the entries after its
+/// `upto`.
+const RECORD_BY_CID: &str = "SELECT e.record FROM record_cids r JOIN entries e ON e.id = r.entry \
+     WHERE r.cid = ?1 AND e.record_cid = ?1 \
+     UNION ALL SELECT record FROM entries \
+     WHERE id > (SELECT upto FROM record_cids_upto) AND record_cid = ?1 \
+     LIMIT 1";
 
 /// A store in one SQLite file.
 #[derive(Debug, Clone)]
@@ -324,6 +364,7 @@ impl SqliteStore {
                 2 => "PRAGMA user_version = 2",
                 3 => "PRAGMA user_version = 3",
                 4 => "PRAGMA user_version = 4",
+                5 => "PRAGMA user_version = 5",
                 _ => unreachable!("one migration per version"),
             };
             sqlx::query(set).execute(&mut *tx).await?;
@@ -356,6 +397,7 @@ impl SqliteStore {
         .await?;
         if let Some(log_row) = moved {
             SqliteStore::insert_entries(conn, log_row, batch).await?;
+            SqliteStore::index_record_cids(conn).await?;
             return Ok(AppendOutcome::Appended { head: last });
         }
         // A known log means a known thread (a foreign key); only a new log needs the check.
@@ -398,6 +440,7 @@ impl SqliteStore {
             Plan::Append { new_head } => new_head,
         };
         SqliteStore::insert_entries(conn, log_row, batch).await?;
+        SqliteStore::index_record_cids(conn).await?;
         sqlx::query("UPDATE logs SET counter = ?, head = ? WHERE id = ?")
             .bind(to_i64(new_head.counter)?)
             .bind(new_head.cid.to_bytes())
@@ -405,6 +448,17 @@ impl SqliteStore {
             .execute(&mut *conn)
             .await?;
         Ok(AppendOutcome::Appended { head: new_head })
+    }
+
+    /// [`INDEX_RECORD_CIDS`] in the transaction `conn`.
+    async fn index_record_cids(conn: &mut SqliteConnection) -> Result<()> {
+        for statement in INDEX_RECORD_CIDS {
+            sqlx::query(statement)
+                .bind(RECORD_CIDS_BATCH)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Inserts the entries of `batch` into log `log_row`, many per statement.
@@ -683,6 +737,9 @@ impl SqliteStore {
             }
             script.push(&sql, args);
         }
+        for statement in INDEX_RECORD_CIDS {
+            script.push(statement, [Arg::Int(RECORD_CIDS_BATCH)]);
+        }
         Ok(())
     }
 
@@ -767,7 +824,7 @@ impl BlockStore for SqliteStore {
         let data = match data {
             Some(data) => Some(data),
             None => {
-                sqlx::query_scalar("SELECT record FROM entries WHERE record_cid = ?")
+                sqlx::query_scalar(RECORD_BY_CID)
                     .bind(&key)
                     .fetch_optional(&self.pool)
                     .await?
@@ -780,7 +837,12 @@ impl BlockStore for SqliteStore {
     async fn has_block(&self, cid: &Cid) -> Result<bool> {
         let key = cid.to_bytes();
         let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM blocks WHERE cid = ?1 UNION ALL SELECT 1 FROM entries WHERE record_cid = ?1 LIMIT 1",
+            "SELECT 1 FROM blocks WHERE cid = ?1 \
+             UNION ALL SELECT 1 FROM record_cids r JOIN entries e ON e.id = r.entry \
+             WHERE r.cid = ?1 AND e.record_cid = ?1 \
+             UNION ALL SELECT 1 FROM entries \
+             WHERE id > (SELECT upto FROM record_cids_upto) AND record_cid = ?1 \
+             LIMIT 1",
         )
         .bind(&key)
         .fetch_optional(&self.pool)
@@ -838,10 +900,24 @@ impl ThreadBook for SqliteStore {
         let id = thread.to_bytes();
         let (from, to) = crate::traits::scope_range(thread);
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM entries WHERE log IN (SELECT id FROM logs WHERE thread = ?)")
-            .bind(&id[..])
-            .execute(&mut *tx)
-            .await?;
+        for statement in [
+            "DELETE FROM record_cids WHERE cid IN \
+             (SELECT e.record_cid FROM entries e JOIN logs l ON e.log = l.id WHERE l.thread = ?)",
+            "DELETE FROM entries WHERE log IN (SELECT id FROM logs WHERE thread = ?)",
+        ] {
+            sqlx::query(statement)
+                .bind(&id[..])
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Rowids of deleted entries at the end are given again: the new entries must be
+        // after `upto`, where lookups find them.
+        sqlx::query(
+            "UPDATE record_cids_upto \
+             SET upto = min(upto, coalesce((SELECT max(id) FROM entries), 0))",
+        )
+        .execute(&mut *tx)
+        .await?;
         for statement in [
             "DELETE FROM logs WHERE thread = ?",
             "DELETE FROM log_keys WHERE thread = ?",

@@ -492,3 +492,153 @@ async fn the_write_ahead_log_stays_bounded_under_writes_without_pause() {
     assert_eq!(rows, vec![Some(vec![last; 4096]), Some(vec![last; 4096])]);
     store.close().await;
 }
+
+/// Writes `n` records to a new log of a new thread (seed `seed`), 100 per append; their
+/// record CIDs in order.
+async fn write_records(
+    store: &SqliteStore,
+    seed: u8,
+    n: usize,
+) -> (ThreadId, Vec<threads_log::Cid>) {
+    let thread = ThreadId::from_parts(Variant::Raw, [seed; 32]);
+    let key = ThreadKey::generate();
+    store.put_thread(thread, &key).await.expect("put");
+    let writer =
+        Writer::new(Identity::from_secret_bytes(&[seed; 32]), thread, &key).expect("writer");
+    let mut cids = Vec::new();
+    let payloads: Vec<Vec<u8>> = (0..n).map(|i| format!("r{i}").into_bytes()).collect();
+    for chunk in payloads.chunks(100) {
+        let writes: Vec<_> = chunk
+            .iter()
+            .map(|p| (&writer, p.as_slice(), Hlc::new(1, 0)))
+            .collect();
+        let appended = threads_store::write_local_batch(store, &writes)
+            .await
+            .expect("write");
+        cids.extend(appended.iter().map(|a| *a.record.cid()));
+    }
+    (thread, cids)
+}
+
+/// A record's block, by its CID, from the store (and `has_block` agrees).
+async fn found(store: &SqliteStore, cid: &threads_log::Cid) -> bool {
+    use threads_store::BlockStore;
+    let block = store.get_block(cid).await.expect("get");
+    let has = store.has_block(cid).await.expect("has");
+    assert_eq!(
+        block.is_some(),
+        has,
+        "get_block and has_block disagree on {cid}"
+    );
+    block.is_some_and(|b| b.cid() == cid)
+}
+
+async fn raw_pool(path: &std::path::Path) -> sqlx::SqlitePool {
+    sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("connect")
+}
+
+/// Record CIDs are indexed in batches: every record is found by its CID, indexed or not
+/// yet, and the index holds the records of the batches done.
+#[tokio::test]
+async fn records_are_found_by_cid_before_and_after_their_batch_is_indexed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    let (_, cids) = write_records(&store, 3, 2500).await;
+    for &i in &[0, 1, 1000, 2046, 2047, 2048, 2049, 2400, 2499] {
+        assert!(
+            found(&store, &cids[i]).await,
+            "record {i} not found by its CID"
+        );
+    }
+    // A CID of no record (a record of another store) is not found.
+    let other = SqliteStore::open(dir.path().join("other.db"))
+        .await
+        .expect("open");
+    let (_, foreign) = write_records(&other, 4, 1).await;
+    assert!(!found(&store, &foreign[0]).await);
+    other.close().await;
+    store.close().await;
+    let pool = raw_pool(&path).await;
+    let (indexed, upto): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM record_cids), (SELECT upto FROM record_cids_upto)",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("read");
+    pool.close().await;
+    // 100 per append: the first batch is indexed by the append that reaches 2,100.
+    assert_eq!((indexed, upto), (2100, 2100));
+}
+
+/// Deleting a thread whose entries were the newest lets SQLite give their row ids again:
+/// the records written after it are still found by their CIDs.
+#[tokio::test]
+async fn records_written_after_a_deleted_thread_are_found_by_cid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    let (kept, kept_cids) = write_records(&store, 5, 10).await;
+    let (gone, gone_cids) = write_records(&store, 6, 2200).await;
+    store.delete_thread(gone).await.expect("delete");
+    assert!(
+        !found(&store, &gone_cids[0]).await,
+        "a deleted record is still found"
+    );
+    assert!(!found(&store, &gone_cids[2199]).await);
+    let (_, new_cids) = write_records(&store, 7, 50).await;
+    for cid in new_cids.iter().chain(&kept_cids) {
+        assert!(found(&store, cid).await, "record {cid} not found");
+    }
+    assert!(
+        store
+            .head(kept, Identity::from_secret_bytes(&[5; 32]).log_id())
+            .await
+            .expect("head")
+            .is_some()
+    );
+    store.close().await;
+}
+
+/// A store of schema version 4 (a unique index on the entries' record CIDs) opens as
+/// version 5 with every record in the new index.
+#[tokio::test]
+async fn a_version_4_store_migrates_its_record_cids() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    let (_, cids) = write_records(&store, 8, 300).await;
+    store.close().await;
+    // Back to version 4's shape.
+    let pool = raw_pool(&path).await;
+    sqlx::raw_sql(
+        "DROP TABLE record_cids; DROP TABLE record_cids_upto; \
+         CREATE UNIQUE INDEX entries_record_cid ON entries (record_cid); \
+         PRAGMA user_version = 4;",
+    )
+    .execute(&pool)
+    .await
+    .expect("downgrade");
+    pool.close().await;
+    let store = SqliteStore::open(&path).await.expect("migrate");
+    for cid in &cids {
+        assert!(
+            found(&store, cid).await,
+            "record {cid} not found after migrating"
+        );
+    }
+    store.close().await;
+    let pool = raw_pool(&path).await;
+    let (version, indexed, upto, old_index): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT user_version FROM pragma_user_version), \
+         (SELECT count(*) FROM record_cids), (SELECT upto FROM record_cids_upto), \
+         (SELECT count(*) FROM sqlite_master WHERE name = 'entries_record_cid')",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("read");
+    pool.close().await;
+    assert_eq!((version, indexed, upto, old_index), (5, 300, 300, 0));
+}
