@@ -2,7 +2,8 @@
 //!
 //! Layout (docs/FORMAT.md, "SQLite store"): entries are appended in log order to a rowid
 //! table keyed by (log, counter), so an append writes at the end of the table and reading a
-//! log back is a range scan; record CIDs are found through a unique index.
+//! log back is a range scan; record CIDs are found through an index filled in batches (and a
+//! scan of the entries after its last batch).
 
 use std::path::Path;
 use std::str::FromStr;
