@@ -547,23 +547,20 @@ impl SqliteStore {
                     .map(|(k, v)| (c.view.as_str(), k.as_slice(), v.as_slice()))
             })
             .collect();
-        for rows in statement_chunks(&puts, ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT OR REPLACE INTO view_rows (scope, view, key, value) VALUES {}",
-                placeholders(rows.len(), "(?, ?, ?, ?)")
-            );
-            script.push(
-                &sql,
-                rows.iter().flat_map(|&(view, key, value)| {
-                    [
-                        scope.clone(),
-                        Arg::Text(view),
-                        Arg::Blob(key),
-                        Arg::Blob(value),
-                    ]
-                }),
-            );
-        }
+        script.push_rows(
+            "INSERT OR REPLACE INTO view_rows (scope, view, key, value) VALUES",
+            "(?, ?, ?, ?)",
+            4,
+            statement_chunks(&puts, ROWS_PER_STATEMENT).map(<[_]>::len),
+            puts.iter().flat_map(|&(view, key, value)| {
+                [
+                    scope.clone(),
+                    Arg::Text(view),
+                    Arg::Blob(key),
+                    Arg::Blob(value),
+                ]
+            }),
+        );
         script.push(
             "INSERT OR REPLACE INTO view_cursors (scope, cursor) VALUES (?, ?)",
             [scope, Arg::Blob(&commit.cursor)],
@@ -715,29 +712,29 @@ impl SqliteStore {
         );
         let guard =
             "(SELECT id FROM logs WHERE thread = ? AND log = ? AND counter = ? AND head = ?)";
-        for chunk in statement_chunks(batch, ENTRIES_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO entries (log, counter, record_cid, record, event, header, body) VALUES {}",
-                placeholders(chunk.len(), &format!("({guard}, ?, ?, ?, ?, ?, ?)"))
-            );
-            let mut args = Vec::with_capacity(chunk.len() * 10);
-            for appended in chunk {
-                let entry = &appended.entry;
-                args.extend([
-                    thread.clone(),
-                    log.clone(),
-                    last_counter.clone(),
-                    last_cid.clone(),
-                    Arg::Int(to_i64(appended.record.counter())?),
-                    Arg::Owned(appended.record.cid().to_bytes()),
-                    Arg::Blob(entry.record.data()),
-                    Arg::Blob(entry.event.data()),
-                    Arg::Blob(entry.header.data()),
-                    Arg::Blob(entry.body.data()),
-                ]);
-            }
-            script.push(&sql, args);
+        let mut args = Vec::with_capacity(batch.len() * 10);
+        for appended in batch {
+            let entry = &appended.entry;
+            args.extend([
+                thread.clone(),
+                log.clone(),
+                last_counter.clone(),
+                last_cid.clone(),
+                Arg::Int(to_i64(appended.record.counter())?),
+                Arg::Owned(appended.record.cid().to_bytes()),
+                Arg::Blob(entry.record.data()),
+                Arg::Blob(entry.event.data()),
+                Arg::Blob(entry.header.data()),
+                Arg::Blob(entry.body.data()),
+            ]);
         }
+        script.push_rows(
+            "INSERT INTO entries (log, counter, record_cid, record, event, header, body) VALUES",
+            &format!("({guard}, ?, ?, ?, ?, ?, ?)"),
+            10,
+            statement_chunks(batch, ENTRIES_PER_STATEMENT).map(<[_]>::len),
+            args,
+        );
         for statement in INDEX_RECORD_CIDS {
             script.push(statement, [Arg::Int(RECORD_CIDS_BATCH)]);
         }

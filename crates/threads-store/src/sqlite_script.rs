@@ -103,11 +103,30 @@ impl Arg<'_> {
 /// Statements to run one after the other, with their arguments in order.
 #[derive(Debug, Default)]
 pub(crate) struct Script<'a> {
+    /// Every statement, as the pool runs them (rows many per statement).
     sql: String,
-    /// Each statement's text in `sql` and how many arguments it takes.
-    statements: Vec<(Range<usize>, usize)>,
+    /// The statements in `sql`.
+    in_sql: usize,
+    /// The one-row statements of [`Script::push_rows`], as the writing connection runs
+    /// them.
+    row_sql: String,
+    steps: Vec<Step>,
     args: Vec<Arg<'a>>,
     bytes: usize,
+}
+
+/// A step of a script on the writing connection.
+#[derive(Debug, Clone)]
+enum Step {
+    /// A statement (its text in `sql`) and how many arguments it takes.
+    One { text: Range<usize>, args: usize },
+    /// A one-row statement (its text in `row_sql`) run once per row, `width` arguments
+    /// each.
+    Rows {
+        text: Range<usize>,
+        width: usize,
+        rows: usize,
+    },
 }
 
 /// Scripts of more statements than this are not kept prepared by sqlx (a catch-up's
@@ -117,34 +136,85 @@ const CACHED_STATEMENTS: usize = 16;
 impl<'a> Script<'a> {
     /// Adds `sql`, one statement whose `?` placeholders take `args` in order.
     pub(crate) fn push(&mut self, sql: &str, args: impl IntoIterator<Item = Arg<'a>>) {
+        let text = self.push_sql(sql);
+        let args = self.push_args(args);
+        self.steps.push(Step::One { text, args });
+    }
+
+    /// Adds rows to insert: `head` (`INSERT ... VALUES`) and, per row, `row` (a tuple of
+    /// `width` placeholders), with `args` row after row. The pool runs them as one
+    /// statement per chunk of rows (`chunks`: their lengths, which add up to the rows);
+    /// the writing connection runs the one-row statement once per row, since a statement
+    /// that may write several rows and fail halfway keeps a statement journal (a copy of
+    /// every page it changes, so that it can be undone alone), which one row does not
+    /// need. The whole transaction is rolled back on any error anyway.
+    pub(crate) fn push_rows(
+        &mut self,
+        head: &str,
+        row: &str,
+        width: usize,
+        chunks: impl IntoIterator<Item = usize>,
+        args: impl IntoIterator<Item = Arg<'a>>,
+    ) {
+        let mut rows = 0;
+        for chunk in chunks {
+            self.push_sql(&format!("{head} {}", vec![row; chunk].join(", ")));
+            rows += chunk;
+        }
+        let start = self.row_sql.len();
+        self.row_sql.push_str(head);
+        self.row_sql.push(' ');
+        self.row_sql.push_str(row);
+        let text = start..self.row_sql.len();
+        let pushed = self.push_args(args);
+        debug_assert_eq!(pushed, rows * width, "the rows' arguments");
+        self.steps.push(Step::Rows { text, width, rows });
+    }
+
+    /// Adds a statement's text to `sql`; where it is.
+    fn push_sql(&mut self, sql: &str) -> Range<usize> {
         let start = self.sql.len();
         self.sql.push_str(sql);
         let end = self.sql.len();
         self.sql.push_str(";\n");
+        self.in_sql += 1;
+        start..end
+    }
+
+    /// Adds `args`; how many.
+    fn push_args(&mut self, args: impl IntoIterator<Item = Arg<'a>>) -> usize {
         let before = self.args.len();
         for arg in args {
             self.bytes += arg.len();
             self.args.push(arg);
         }
-        self.statements.push((start..end, self.args.len() - before));
+        self.args.len() - before
     }
 
     /// Adds the statements of `other`.
     pub(crate) fn extend(&mut self, other: &Script<'a>) {
         let offset = self.sql.len();
+        let row_offset = self.row_sql.len();
         self.sql.push_str(&other.sql);
-        self.statements.extend(
-            other
-                .statements
-                .iter()
-                .map(|(range, n)| (range.start + offset..range.end + offset, *n)),
-        );
+        self.row_sql.push_str(&other.row_sql);
+        self.in_sql += other.in_sql;
+        self.steps.extend(other.steps.iter().map(|step| match step {
+            Step::One { text, args } => Step::One {
+                text: text.start + offset..text.end + offset,
+                args: *args,
+            },
+            Step::Rows { text, width, rows } => Step::Rows {
+                text: text.start + row_offset..text.end + row_offset,
+                width: *width,
+                rows: *rows,
+            },
+        }));
         self.args.extend(other.args.iter().cloned());
         self.bytes += other.bytes;
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.statements.is_empty()
+        self.steps.is_empty()
     }
 
     /// The bytes of its arguments.
@@ -173,7 +243,7 @@ impl<'a> Script<'a> {
             return Ok(());
         }
         let query = sqlx::query_with(sqlx::AssertSqlSafe(self.sql.clone()), self.arguments()?)
-            .persistent(self.statements.len() <= CACHED_STATEMENTS);
+            .persistent(self.in_sql <= CACHED_STATEMENTS);
         query.execute(conn).await?;
         Ok(())
     }
@@ -263,18 +333,24 @@ impl WritingConnection {
 
     fn run(&mut self, script: &Script<'_>) -> rusqlite::Result<()> {
         let mut args = script.args.iter();
-        for (range, count) in &script.statements {
-            let mut statement = self.conn.prepare_cached(&script.sql[range.clone()])?;
-            for index in 1..=*count {
-                match args.next() {
-                    Some(Arg::Int(v)) => statement.raw_bind_parameter(index, v)?,
-                    Some(Arg::Blob(v)) => statement.raw_bind_parameter(index, v)?,
-                    Some(Arg::Owned(v)) => statement.raw_bind_parameter(index, v)?,
-                    Some(Arg::Text(v)) => statement.raw_bind_parameter(index, v)?,
-                    None => return Err(rusqlite::Error::InvalidParameterCount(index, *count)),
+        for step in &script.steps {
+            let (sql, width, times) = match step {
+                Step::One { text, args } => (&script.sql[text.clone()], *args, 1),
+                Step::Rows { text, width, rows } => (&script.row_sql[text.clone()], *width, *rows),
+            };
+            let mut statement = self.conn.prepare_cached(sql)?;
+            for _ in 0..times {
+                for index in 1..=width {
+                    match args.next() {
+                        Some(Arg::Int(v)) => statement.raw_bind_parameter(index, v)?,
+                        Some(Arg::Blob(v)) => statement.raw_bind_parameter(index, v)?,
+                        Some(Arg::Owned(v)) => statement.raw_bind_parameter(index, v)?,
+                        Some(Arg::Text(v)) => statement.raw_bind_parameter(index, v)?,
+                        None => return Err(rusqlite::Error::InvalidParameterCount(index, width)),
+                    }
                 }
+                statement.raw_execute()?;
             }
-            statement.raw_execute()?;
         }
         Ok(())
     }
