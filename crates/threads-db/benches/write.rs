@@ -9,6 +9,9 @@
 //! - 64 concurrent writers on one thread, KV and then documents, the rate of acknowledged
 //!   writes.
 //!
+//! Before each phase the files of the phases before are synced to disk (`settle`), so that
+//! the kernel's write-back of their pages does not run during it.
+//!
 //! Run with `cargo bench -p threads-db --bench write` (`THREADS_BENCH_ONLY=concurrent`
 //! runs the concurrent KV writers alone, for a profiler; `concurrent-docs` the concurrent
 //! document writers; `docs` the document writes one after another). Prints the median and 99th percentile of per-write
@@ -191,6 +194,23 @@ async fn concurrent(dir: &std::path::Path, n: usize, writers: usize, docs: bool)
     rate
 }
 
+/// Writes the files of the phases before to disk, so that the next phase does not share
+/// the machine with the kernel writing back their pages (each phase writes tens of
+/// megabytes, which the kernel otherwise flushes a few seconds later, in the middle of the
+/// next phase).
+fn settle(dir: &std::path::Path) {
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        // A store's side files come and go as it closes.
+        match std::fs::File::open(&path).and_then(|f| f.sync_all()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound && path.is_file() => {
+                panic!("sync {}: {e}", path.display())
+            }
+            _ => {}
+        }
+    }
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -223,21 +243,25 @@ fn main() {
         println!(
             "yardstick (sign + bare sqlx BEGIN/INSERT/COMMIT): {yard_rate:.0} writes/s, median {yard_median:?}"
         );
+        settle(dir.path());
         let (kv_rate, kv_median, kv_p99) = sequential(dir.path(), n, false).await;
         println!(
             "Db KV write, awaited one after another: {kv_rate:.0} writes/s, median {kv_median:?}, p99 {kv_p99:?}, {:.2} of the yardstick",
             kv_rate / yard_rate
         );
+        settle(dir.path());
         let (doc_rate, doc_median, doc_p99) = sequential(dir.path(), n, true).await;
         println!(
             "Db document write, awaited one after another: {doc_rate:.0} writes/s, median {doc_median:?}, p99 {doc_p99:?}, {:.2} of the yardstick",
             doc_rate / yard_rate
         );
+        settle(dir.path());
         let rate = concurrent(dir.path(), n.max(64), 64, false).await;
         println!(
             "Db KV writes, 64 concurrent writers: {rate:.0} writes/s, {:.2} of the yardstick",
             rate / yard_rate
         );
+        settle(dir.path());
         let rate = concurrent(dir.path(), n.max(64), 64, true).await;
         println!(
             "Db document writes, 64 concurrent writers: {rate:.0} writes/s, {:.2} of the yardstick",
