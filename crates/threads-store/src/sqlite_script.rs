@@ -161,6 +161,9 @@ impl<'a> Script<'a> {
             self.push_sql(&format!("{head} {}", vec![row; chunk].join(", ")));
             rows += chunk;
         }
+        if rows == 0 {
+            return;
+        }
         let start = self.row_sql.len();
         self.row_sql.push_str(head);
         self.row_sql.push(' ');
