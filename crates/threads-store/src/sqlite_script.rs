@@ -156,13 +156,13 @@ impl<'a> Script<'a> {
         chunks: impl IntoIterator<Item = usize>,
         args: impl IntoIterator<Item = Arg<'a>>,
     ) {
-        let mut rows = 0;
-        for chunk in chunks {
-            self.push_sql(&format!("{head} {}", vec![row; chunk].join(", ")));
-            rows += chunk;
-        }
+        let chunks: Vec<usize> = chunks.into_iter().filter(|&n| n > 0).collect();
+        let rows: usize = chunks.iter().sum();
         if rows == 0 {
             return;
+        }
+        for chunk in chunks {
+            self.push_sql(&format!("{head} {}", vec![row; chunk].join(", ")));
         }
         let start = self.row_sql.len();
         self.row_sql.push_str(head);
