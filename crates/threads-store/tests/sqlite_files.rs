@@ -107,9 +107,7 @@ async fn foreign_database_is_refused() {
         store.close().await;
     }
     // Turn it into somebody else's database: a schema we did not write, version 0.
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .expect("connect");
+    let pool = raw_pool(&path).await;
     sqlx::raw_sql("PRAGMA user_version = 0; CREATE TABLE unrelated (x INTEGER);")
         .execute(&pool)
         .await
@@ -126,9 +124,7 @@ async fn newer_schema_is_refused() {
         let store = SqliteStore::open(&path).await.expect("create");
         store.close().await;
     }
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .expect("connect");
+    let pool = raw_pool(&path).await;
     sqlx::raw_sql("PRAGMA user_version = 99")
         .execute(&pool)
         .await
