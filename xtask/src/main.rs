@@ -65,7 +65,7 @@ fn main() -> Result<()> {
         );
     };
     match command.as_str() {
-        "ci" => ci(),
+        "ci" => ci().inspect_err(|_| disk_report("when it failed")),
         "layering" => layering(),
         "features" => feature_checks(),
         "fuzz" => fuzz(rest),
@@ -112,6 +112,21 @@ fn typescript_client() -> Result<()> {
     run(test)
 }
 
+/// Prints the free space of the disk that holds `target/` and what `target/` takes, so that
+/// a CI run that fills the disk says how much it had. Best effort: a machine without `df`
+/// or `du` prints nothing.
+fn disk_report(when: &str) {
+    let root = root();
+    for (program, args) in [("df", vec!["-h", "."]), ("du", vec!["-sh", "target"])] {
+        if let Ok(out) = Command::new(program).args(args).current_dir(&root).output() {
+            let text = String::from_utf8_lossy(&out.stdout);
+            for line in text.lines() {
+                eprintln!("ci: disk {when}: {line}");
+            }
+        }
+    }
+}
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -123,9 +138,14 @@ fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root());
     // A CI run builds everything once: incremental caches would only fill the disk (tens
-    // of GiB across the feature checks' builds) and slow the first build.
+    // of GiB across the feature checks' builds) and slow the first build. Its binaries
+    // carry no debug info: the line tables and the standard library's debug info are two
+    // thirds of a test binary (110 of 171 MB for `db`), so a fresh CI build took 7.3 GB of
+    // disk and ran a CI machine out of it. A panic still names its file and line; a
+    // backtrace names functions only.
     if std::env::var_os("CI").is_some() {
         cmd.env("CARGO_INCREMENTAL", "0");
+        cmd.env("CARGO_PROFILE_DEV_DEBUG", "false");
     }
     cmd
 }
@@ -161,6 +181,7 @@ fn has_nextest() -> bool {
 
 fn ci() -> Result<()> {
     let started = std::time::Instant::now();
+    disk_report("at the start");
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
     run(fmt)?;
@@ -203,17 +224,16 @@ fn ci() -> Result<()> {
     // its console), then its tests against a real daemon (the binary the tests above
     // built). A machine without Node.js fails here rather than skipping it.
     typescript_client()?;
-    // The runnable examples at the workspace root run to their end.
+    // The runnable examples at the workspace root run to their end. They are the binaries
+    // the test build made (`cargo build --workspace` finds them built): `cargo run -p
+    // threads-examples` would resolve the dependencies' features for that one package and
+    // build them all again (three minutes on two cores).
+    let mut examples = cargo();
+    examples.args(["build", "--workspace", "--examples", "--locked"]);
+    run(examples)?;
     for example in EXAMPLES {
-        let mut cmd = cargo();
-        cmd.args([
-            "run",
-            "--locked",
-            "-p",
-            "threads-examples",
-            "--example",
-            example,
-        ]);
+        let mut cmd = Command::new(root().join("target/debug/examples").join(example));
+        cmd.current_dir(root());
         run(cmd)?;
     }
     let mut doc = cargo();
@@ -242,6 +262,7 @@ fn ci() -> Result<()> {
         "threads-examples",
     ]);
     run(package)?;
+    disk_report("at the end");
     eprintln!("ci: all checks passed in {:.0?}", started.elapsed());
     Ok(())
 }
