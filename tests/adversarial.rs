@@ -230,14 +230,18 @@ async fn thread_key(db: &Peer, thread: ThreadId) -> ThreadKey {
         .expect("held")
 }
 
-/// A member signs two different records at its next counter and gives one branch to each
-/// honest peer. Both find the fork, hold the same proof, stop the log at that counter
-/// (neither branch's write is visible anywhere; the member's earlier write stays), and
-/// show it in health.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_member_who_equivocates_is_stopped_at_the_fork_on_every_honest_peer() {
-    let mut h = Honest::new(10).await;
-    let mallory = h.admit(12, Role::Write).await;
+/// A member (`seed`) who wrote once, honestly, and then, offline, signed two different
+/// records at its next counter on a node of its own.
+struct Equivocation {
+    node: Node<MemoryStore>,
+    key: ThreadKey,
+    log: LogId,
+    x: Appended,
+    y: Appended,
+}
+
+async fn equivocate(h: &mut Honest, seed: u8) -> Equivocation {
+    let mallory = h.admit(seed, Role::Write).await;
     mallory
         .transaction(h.thread)
         .put(b"mallory-1", b"honest")
@@ -247,8 +251,6 @@ async fn a_member_who_equivocates_is_stopped_at_the_fork_on_every_honest_peer() 
     h.expected.push((b"mallory-1".to_vec(), b"honest".to_vec()));
     h.expected.sort();
     h.converge("the member's honest write").await;
-
-    // Mallory goes offline and signs two branches from another node with its identity.
     let key = thread_key(&mallory, h.thread).await;
     mallory.shutdown().await;
     let identity = mallory.identity().clone();
@@ -258,7 +260,39 @@ async fn a_member_who_equivocates_is_stopped_at_the_fork_on_every_honest_peer() 
     let y = next_entry(&mallory, &writer, "other-branch", time).await;
     assert_eq!(x.record.counter(), y.record.counter());
     let node = attacker(&identity, h.thread, &key).await;
-    let log = identity.log_id();
+    Equivocation {
+        node,
+        key,
+        log: identity.log_id(),
+        x,
+        y,
+    }
+}
+
+/// Whether the owner and the member each hold exactly one fork proof: of `log`, at `fork`.
+async fn both_hold_the_proof(h: &Honest, log: LogId, fork: u64) -> bool {
+    let mut both = true;
+    for db in [&h.owner, &h.member] {
+        let forks = db.forks(h.thread).await.expect("forks");
+        both &= forks.len() == 1 && forks[0].counter() == fork && forks[0].log() == log;
+    }
+    both
+}
+
+/// A member signs two different records at its next counter and gives one branch to each
+/// honest peer. Both find the fork, hold the same proof, stop the log at that counter
+/// (neither branch's write is visible anywhere; the member's earlier write stays), and
+/// show it in health.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_who_equivocates_is_stopped_at_the_fork_on_every_honest_peer() {
+    let mut h = Honest::new(10).await;
+    let Equivocation {
+        node,
+        key,
+        log,
+        x,
+        y,
+    } = equivocate(&mut h, 12).await;
     let answer = push(&node, &h.owner, h.thread, &key, log, wire(&x)).await;
     assert!(matches!(answer, Ok(Response::Pushed { .. })), "{answer:?}");
     // The member takes the other branch, unless the owner already passed it the first:
@@ -274,13 +308,8 @@ async fn a_member_who_equivocates_is_stopped_at_the_fork_on_every_honest_peer() 
     node.shutdown().await;
 
     let fork = x.record.counter();
-    eventually("both honest peers to hold the proof", || async {
-        let mut both = true;
-        for db in [&h.owner, &h.member] {
-            let forks = db.forks(h.thread).await.expect("forks");
-            both &= forks.len() == 1 && forks[0].counter() == fork && forks[0].log() == log;
-        }
-        both
+    eventually("both honest peers to hold the proof", || {
+        both_hold_the_proof(&h, log, fork)
     })
     .await;
     let verifier = threads_log::Verifier::new(h.thread, log, &key).expect("verifier");
@@ -298,6 +327,52 @@ async fn a_member_who_equivocates_is_stopped_at_the_fork_on_every_honest_peer() 
         "health names the fork: {status:?}"
     );
     h.other_thread_syncs("after-fork").await;
+    h.shutdown().await;
+}
+
+/// The member already holds the first branch (from the owner) when the other branch is
+/// pushed to it: it refuses it and makes the proof from the two records in hand. The owner,
+/// whose heads are the member's, learns the proof too: a sync round compares the fork
+/// proofs each holds along with the heads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fork_refused_by_a_peer_that_holds_the_first_branch_reaches_every_honest_peer() {
+    let mut h = Honest::new(70).await;
+    let Equivocation {
+        node,
+        key,
+        log,
+        x,
+        y,
+    } = equivocate(&mut h, 72).await;
+    let fork = x.record.counter();
+    let answer = push(&node, &h.owner, h.thread, &key, log, wire(&x)).await;
+    assert!(matches!(answer, Ok(Response::Pushed { .. })), "{answer:?}");
+    eventually(
+        "the member to take the first branch from the owner",
+        || async {
+            h.member
+                .node()
+                .store()
+                .head(h.thread, log)
+                .await
+                .expect("head")
+                .is_some_and(|head| head.counter >= fork)
+        },
+    )
+    .await;
+    match push(&node, &h.member, h.thread, &key, log, wire(&y)).await {
+        Err(NetError::Refused {
+            refusal: Refusal::Rejected(code),
+            ..
+        }) if code == "fork" => {}
+        other => panic!("the other branch was not refused as a fork: {other:?}"),
+    }
+    node.shutdown().await;
+    assert_eq!(h.member.forks(h.thread).await.expect("forks").len(), 1);
+    eventually("the owner to learn the member's proof", || {
+        both_hold_the_proof(&h, log, fork)
+    })
+    .await;
     h.shutdown().await;
 }
 

@@ -15,6 +15,35 @@ use crate::auth::AuthProof;
 use crate::message::{MAX_PAGE_BYTES, Request, Response};
 use crate::node::{NetError, NetEvent, Node};
 
+/// What a sync round compares with a peer for `thread` (`ExchangeEdges`): the digest of
+/// the thread's heads and, when this node holds fork proofs, each forked log and the
+/// counter it stops at. Two peers with the same heads but not the same proofs then differ,
+/// so the one without pulls, and the pull names the fork and fetches its proof. A peer that
+/// refused a forking push already held the first branch and made the proof from the two
+/// records in hand: its heads are those of a peer it learned the branch from, which would
+/// otherwise never ask it for anything. Without proofs, the heads digest alone, as before.
+pub(crate) async fn edge_digest<S: Store + ?Sized>(
+    store: &S,
+    thread: ThreadId,
+) -> Result<[u8; 32], threads_store::StoreError> {
+    use sha2::Digest;
+    let heads = store.heads_digest(thread).await?;
+    let stops = threads_store::fork_stops(store, thread).await?;
+    if stops.is_empty() {
+        return Ok(heads.0);
+    }
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(b"threads-rs/edge/v1");
+    hasher.update(heads.0);
+    for (log, counter) in stops {
+        let log = log.to_bytes();
+        hasher.update([u8::try_from(log.len()).unwrap_or(u8::MAX)]);
+        hasher.update(&log);
+        hasher.update(counter.to_be_bytes());
+    }
+    Ok(hasher.finalize().into())
+}
+
 /// Keeps a verified `proof` if it is new or forks its log earlier than the one held, and
 /// tells subscribers. Returns whether it was kept.
 pub(crate) async fn keep<S: Store>(

@@ -97,14 +97,15 @@ impl LogHead {
     }
 }
 
-/// One thread's entry in an `ExchangeEdges` request: the requester's heads digest.
+/// One thread's entry in an `ExchangeEdges` request: the requester's digest of the thread's
+/// heads, and of the fork proofs it holds when it holds any.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Edge {
     /// The thread.
     pub thread: ThreadId,
     /// Proof of the thread's service key.
     pub proof: AuthProof,
-    /// The requester's digest of the thread's heads.
+    /// The requester's digest of the thread's heads (and fork proofs, when it holds any).
     #[serde(with = "serde_bytes")]
     pub digest: [u8; 32],
 }
@@ -216,6 +217,6 @@ pub enum Response {
     Refused(Refusal),
 }
 
-/// A heads digest in an `Edges` response.
+/// A heads digest (and fork proofs, when the responder holds any) in an `Edges` response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EdgeDigest(#[serde(with = "serde_bytes")] pub [u8; 32]);

@@ -243,11 +243,10 @@ pub(crate) async fn serve<S: Store>(
                 )
                 .await
                 {
-                    Some(_) => store
-                        .heads_digest(edge.thread)
+                    Some(_) => crate::forks::edge_digest(store, edge.thread)
                         .await
                         .ok()
-                        .map(|d| EdgeDigest(d.0)),
+                        .map(EdgeDigest),
                     None => None,
                 };
                 out.push(digest);

@@ -586,7 +586,7 @@ impl<S: Store + 'static> Node<S> {
             // others shared with the peer go on.
             let (Ok(key), Ok(digest)) = (
                 self.key(thread).await,
-                self.inner.store.heads_digest(thread).await,
+                crate::forks::edge_digest(&*self.inner.store, thread).await,
             ) else {
                 tracing::debug!(%peer, %thread, "thread left out of the sync round");
                 continue;
@@ -594,7 +594,7 @@ impl<S: Store + 'static> Node<S> {
             edges.push(Edge {
                 thread,
                 proof: AuthProof::new(key.epoch_service(), &thread, &self.inner.peer, &peer),
-                digest: digest.0,
+                digest,
             });
             threads.push(thread);
             rings.push(key.is_ring());
