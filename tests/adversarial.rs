@@ -269,6 +269,14 @@ async fn equivocate(h: &mut Honest, seed: u8) -> Equivocation {
     }
 }
 
+/// Whether a push was refused because its record forks one the peer holds.
+fn refused_as_fork(answer: &Result<Response, NetError>) -> bool {
+    matches!(answer, Err(NetError::Refused {
+        refusal: Refusal::Rejected(code),
+        ..
+    }) if code == "fork")
+}
+
 /// Whether the owner and the member each hold exactly one fork proof: of `log`, at `fork`.
 async fn both_hold_the_proof(h: &Honest, log: LogId, fork: u64) -> bool {
     let mut both = true;
@@ -297,14 +305,11 @@ async fn a_member_who_equivocates_is_stopped_at_the_fork_on_every_honest_peer() 
     assert!(matches!(answer, Ok(Response::Pushed { .. })), "{answer:?}");
     // The member takes the other branch, unless the owner already passed it the first:
     // then the pushed record and the stored one prove the fork at once.
-    match push(&node, &h.member, h.thread, &key, log, wire(&y)).await {
-        Ok(Response::Pushed { .. }) => {}
-        Err(NetError::Refused {
-            refusal: Refusal::Rejected(code),
-            ..
-        }) if code == "fork" => {}
-        other => panic!("the other branch was neither taken nor found a fork: {other:?}"),
-    }
+    let answer = push(&node, &h.member, h.thread, &key, log, wire(&y)).await;
+    assert!(
+        matches!(answer, Ok(Response::Pushed { .. })) || refused_as_fork(&answer),
+        "the other branch was neither taken nor found a fork: {answer:?}"
+    );
     node.shutdown().await;
 
     let fork = x.record.counter();
@@ -360,13 +365,11 @@ async fn a_fork_refused_by_a_peer_that_holds_the_first_branch_reaches_every_hone
         },
     )
     .await;
-    match push(&node, &h.member, h.thread, &key, log, wire(&y)).await {
-        Err(NetError::Refused {
-            refusal: Refusal::Rejected(code),
-            ..
-        }) if code == "fork" => {}
-        other => panic!("the other branch was not refused as a fork: {other:?}"),
-    }
+    let answer = push(&node, &h.member, h.thread, &key, log, wire(&y)).await;
+    assert!(
+        refused_as_fork(&answer),
+        "the other branch was not refused as a fork: {answer:?}"
+    );
     node.shutdown().await;
     assert_eq!(h.member.forks(h.thread).await.expect("forks").len(), 1);
     eventually("the owner to learn the member's proof", || {
