@@ -231,7 +231,8 @@ async fn thread_key(db: &Peer, thread: ThreadId) -> ThreadKey {
 }
 
 /// A member (`seed`) who wrote once, honestly, and then, offline, signed two different
-/// records at its next counter on a node of its own.
+/// records at its next counter on a node of its own, and pushed the first (`x`) to the
+/// owner.
 struct Equivocation {
     node: Node<MemoryStore>,
     key: ThreadKey,
@@ -260,10 +261,13 @@ async fn equivocate(h: &mut Honest, seed: u8) -> Equivocation {
     let y = next_entry(&mallory, &writer, "other-branch", time).await;
     assert_eq!(x.record.counter(), y.record.counter());
     let node = attacker(&identity, h.thread, &key).await;
+    let log = identity.log_id();
+    let answer = push(&node, &h.owner, h.thread, &key, log, wire(&x)).await;
+    assert!(matches!(answer, Ok(Response::Pushed { .. })), "{answer:?}");
     Equivocation {
         node,
         key,
-        log: identity.log_id(),
+        log,
         x,
         y,
     }
@@ -301,8 +305,6 @@ async fn a_member_who_equivocates_is_stopped_at_the_fork_on_every_honest_peer() 
         x,
         y,
     } = equivocate(&mut h, 12).await;
-    let answer = push(&node, &h.owner, h.thread, &key, log, wire(&x)).await;
-    assert!(matches!(answer, Ok(Response::Pushed { .. })), "{answer:?}");
     // The member takes the other branch, unless the owner already passed it the first:
     // then the pushed record and the stored one prove the fork at once.
     let answer = push(&node, &h.member, h.thread, &key, log, wire(&y)).await;
@@ -350,8 +352,6 @@ async fn a_fork_refused_by_a_peer_that_holds_the_first_branch_reaches_every_hone
         y,
     } = equivocate(&mut h, 72).await;
     let fork = x.record.counter();
-    let answer = push(&node, &h.owner, h.thread, &key, log, wire(&x)).await;
-    assert!(matches!(answer, Ok(Response::Pushed { .. })), "{answer:?}");
     eventually(
         "the member to take the first branch from the owner",
         || async {
